@@ -1,0 +1,722 @@
+"""The `spec` of a DeepSeekDeployment.
+
+These models are the single source of truth: the CRD in crds/ is generated from them
+(`deepseek-operator crd`), field descriptions become `kubectl explain` text, defaults become API
+server defaults, and every cross-field rule exists twice: as a CEL rule the API server enforces
+and as a pydantic validator the operator and the unit tests use.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from .base import ApiModel, cel, k8s_extra
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
+
+DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32)]
+
+
+class WeightPrecision(StrEnum):
+    """Precision of the model weights on a rung of the quantization ladder."""
+
+    BF16 = "bf16"
+    FP8 = "fp8"
+    INT4 = "int4"
+
+
+class KVCacheDtype(StrEnum):
+    """vLLM `--kv-cache-dtype` values the operator offers (a subset of vLLM's list)."""
+
+    AUTO = "auto"
+    FP8 = "fp8"
+    FP8_E4M3 = "fp8_e4m3"
+    FP8_E5M2 = "fp8_e5m2"
+
+
+class QuantizationMethod(StrEnum):
+    """vLLM `--quantization` methods accepted by vLLM 0.32 (shared/reference)."""
+
+    AWQ = "awq"
+    AWQ_MARLIN = "awq_marlin"
+    FP8 = "fp8"
+    FBGEMM_FP8 = "fbgemm_fp8"
+    GPTQ = "gptq"
+    GPTQ_MARLIN = "gptq_marlin"
+    COMPRESSED_TENSORS = "compressed-tensors"
+    EXPERTS_INT8 = "experts_int8"
+    MOE_WNA16 = "moe_wna16"
+    MODELOPT = "modelopt"
+    MODELOPT_FP4 = "modelopt_fp4"
+    MXFP4 = "mxfp4"
+    DEEPSEEK_V4_FP8 = "deepseek_v4_fp8"
+    FP8_PER_BLOCK = "fp8_per_block"
+    FP8_PER_TENSOR = "fp8_per_tensor"
+    FP8_PER_CHANNEL = "fp8_per_channel"
+
+
+class ModelCache(ApiModel):
+    """Where model weights are kept between pod starts, so a new replica does not download them."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "has(self.persistentVolumeClaim) != has(self.hostPath)",
+                "set exactly one of model.cache.persistentVolumeClaim and model.cache.hostPath",
+            )
+        )
+    }
+
+    persistent_volume_claim: DnsLabel | None = Field(
+        None,
+        description="Name of an existing PersistentVolumeClaim in the same namespace that holds "
+        "the weights (ReadOnlyMany or ReadWriteMany for more than one replica). The operator "
+        "never creates or deletes it.",
+    )
+    host_path: str | None = Field(
+        None,
+        max_length=4096,
+        pattern=r"^/",
+        description="Absolute path on every GPU node where the weights are pre-staged.",
+    )
+    mount_path: str = Field(
+        "/models",
+        max_length=4096,
+        pattern=r"^/",
+        description="Where the cache is mounted in the engine container; passed to vLLM as "
+        "--download-dir and HF_HOME.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Self:
+        if (self.persistent_volume_claim is None) == (self.host_path is None):
+            raise ValueError(
+                "set exactly one of model.cache.persistentVolumeClaim and model.cache.hostPath"
+            )
+        return self
+
+
+class ModelSpec(ApiModel):
+    """What to serve."""
+
+    checkpoint: str = Field(
+        min_length=1,
+        max_length=512,
+        description="Hugging Face model id (e.g. deepseek-ai/DeepSeek-R1) or a path inside the "
+        "model cache. A quantization rung may name its own checkpoint.",
+    )
+    served_name: str | None = Field(
+        None,
+        max_length=253,
+        description="Model name clients send in the OpenAI API `model` field "
+        "(vLLM --served-model-name). Defaults to the DeepSeekDeployment's name.",
+    )
+    revision: str | None = Field(
+        None,
+        max_length=253,
+        description="Branch, tag or commit of the checkpoint (vLLM --revision). Changing it "
+        "starts a blue-green rollout.",
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=1,
+        le=1_048_576,
+        description="Context length in tokens, prompt plus output (vLLM --max-model-len). "
+        "Unset: the model's own maximum.",
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow the checkpoint's custom code (vLLM --trust-remote-code)."
+    )
+    cache: ModelCache | None = Field(
+        None,
+        description="Model cache volume. Without one every new pod downloads the weights "
+        "(about 700 GB for R1/V3 671B).",
+    )
+
+
+class EnvVar(ApiModel):
+    """A plain environment variable for the engine container."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    value: str = Field("", max_length=4096)
+
+
+class DrainSpec(ApiModel):
+    """How an engine pod leaves: stop new traffic, let in-flight requests finish, then exit."""
+
+    pre_stop_delay_seconds: int = Field(
+        10,
+        ge=0,
+        le=300,
+        description="Seconds the pod keeps serving after it is marked for deletion, so load "
+        "balancers see the endpoint go away before the engine stops accepting requests.",
+    )
+    timeout_seconds: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description="Most seconds in-flight requests get to finish after SIGTERM. The pod's "
+        "terminationGracePeriodSeconds is preStopDelaySeconds + timeoutSeconds + 15.",
+    )
+
+
+class EngineSpec(ApiModel):
+    """How vLLM runs."""
+
+    image: str = Field(DEFAULT_IMAGE, min_length=1, max_length=512, description="Engine image.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy of the engine container."
+    )
+    pipeline_parallel_size: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="vLLM --pipeline-parallel-size. Tensor parallel size is GPUs per replica "
+        "divided by this.",
+    )
+    expert_parallel: bool = Field(
+        False,
+        description="Use expert parallelism for the MoE layers of DeepSeek-V3/R1 "
+        "(vLLM --enable-expert-parallel).",
+    )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=0.99,
+        description="Fraction of each GPU's memory vLLM may use for weights, activations and "
+        "KV cache (vLLM --gpu-memory-utilization).",
+    )
+    port: int = Field(8000, ge=1024, le=65535, description="HTTP port of the OpenAI API server.")
+    extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(
+        default_factory=list,
+        max_length=64,
+        description="More vLLM arguments, appended verbatim after the ones the operator sets.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, max_length=64, description="Extra environment variables."
+    )
+    startup_timeout_seconds: int = Field(
+        1800,
+        ge=60,
+        le=14400,
+        description="How long a new pod may take to load the model before its startup probe "
+        "fails and it is restarted. 671B models take many minutes.",
+    )
+    drain: DrainSpec = Field(default_factory=DrainSpec, description=DrainSpec.__doc__)
+
+
+class ResourcesSpec(ApiModel):
+    """What one replica needs from a node."""
+
+    gpus_per_replica: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="GPUs (nvidia.com/gpu) per replica, all on one node. A quantization rung "
+        "may override it.",
+    )
+    gpu_product: str | None = Field(
+        None,
+        max_length=128,
+        description="Required value of the node label nvidia.com/gpu.product, e.g. "
+        "NVIDIA-H100-80GB-HBM3. Unset: any GPU node.",
+    )
+    cpu: Quantity = Field("8", description="CPU request and limit of the engine container.")
+    memory: Quantity = Field("64Gi", description="Memory request and limit of the engine container.")
+    shared_memory: Quantity = Field(
+        "16Gi", description="Size of the in-memory /dev/shm volume (NCCL and vLLM workers use it)."
+    )
+
+
+class QuantizationRung(ApiModel):
+    """One mode on the quantization ladder."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "self.weights != 'int4' || has(self.checkpoint)",
+                "an int4 rung needs a pre-quantized checkpoint (AWQ or GPTQ): set checkpoint",
+            )
+        )
+    }
+
+    name: DnsLabel = Field(description="Name of the mode, e.g. fp8 or fp8-kv8.")
+    weights: WeightPrecision = Field(description="Precision of the weights.")
+    kv_cache_dtype: KVCacheDtype = Field(
+        KVCacheDtype.AUTO, description="KV-cache dtype (vLLM --kv-cache-dtype); fp8 halves it."
+    )
+    method: QuantizationMethod | None = Field(
+        None,
+        description="vLLM --quantization method. Unset: fp8 rungs use fp8, others let vLLM "
+        "read the checkpoint's quantization_config.",
+    )
+    checkpoint: str | None = Field(
+        None,
+        min_length=1,
+        max_length=512,
+        description="Checkpoint for this rung, e.g. an AWQ int4 export. Unset: model.checkpoint.",
+    )
+    gpus_per_replica: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="GPUs per replica on this rung. Unset: resources.gpusPerReplica.",
+    )
+
+    @model_validator(mode="after")
+    def _int4_needs_checkpoint(self) -> Self:
+        if self.weights is WeightPrecision.INT4 and self.checkpoint is None:
+            raise ValueError(
+                "an int4 rung needs a pre-quantized checkpoint (AWQ or GPTQ): set checkpoint"
+            )
+        return self
+
+
+def default_ladder() -> list[QuantizationRung]:
+    return [
+        QuantizationRung(name="bf16", weights=WeightPrecision.BF16),
+        QuantizationRung(name="fp8", weights=WeightPrecision.FP8),
+        QuantizationRung(name="fp8-kv8", weights=WeightPrecision.FP8, kv_cache_dtype=KVCacheDtype.FP8),
+    ]
+
+
+class QuantizationSpec(ApiModel):
+    """The quantization ladder, highest precision first, and the mode to serve."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "!has(self.mode) || self.ladder.exists(r, r.name == self.mode)",
+                "quantization.mode must name a rung of quantization.ladder",
+                ".mode",
+            ),
+            cel(
+                "self.ladder.all(r, self.ladder.exists_one(s, s.name == r.name))",
+                "quantization.ladder rung names must be unique",
+                ".ladder",
+            ),
+        )
+    }
+
+    mode: DnsLabel | None = Field(
+        None,
+        description="The rung to serve (its name). Unset: the first rung. Changing it starts a "
+        "blue-green rollout.",
+    )
+    ladder: list[QuantizationRung] = Field(
+        default_factory=default_ladder,
+        min_length=1,
+        max_length=8,
+        description="Modes ordered from highest precision to most compressed.",
+    )
+
+    @model_validator(mode="after")
+    def _mode_on_ladder(self) -> Self:
+        names = [r.name for r in self.ladder]
+        if len(set(names)) != len(names):
+            raise ValueError("quantization.ladder rung names must be unique")
+        if self.mode is not None and self.mode not in names:
+            raise ValueError(
+                f"quantization.mode {self.mode!r} must name a rung of quantization.ladder "
+                f"({', '.join(names)})"
+            )
+        return self
+
+    def current(self) -> QuantizationRung:
+        """The rung named by `mode`, or the first one."""
+        for rung in self.ladder:
+            if rung.name == self.mode:
+                return rung
+        return self.ladder[0]
+
+
+class SloSpec(ApiModel):
+    """Service level objectives the autoscaler and the rollout analysis defend."""
+
+    ttft_p99_seconds: float = Field(
+        2.0, gt=0, le=600, description="99th percentile time to first token, in seconds."
+    )
+    tpot_p99_seconds: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="99th percentile time per output token (inter-token latency), in seconds.",
+    )
+    max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Highest tolerated fraction of failed requests."
+    )
+
+
+class ScalingTargets(ApiModel):
+    """Per-replica load the autoscaler aims for (target tracking on the highest ratio)."""
+
+    queue_depth_per_replica: float = Field(
+        2.0,
+        gt=0,
+        le=10000,
+        description="Requests waiting (vllm:num_requests_waiting) per replica.",
+    )
+    kv_cache_usage: float = Field(
+        0.8, gt=0, le=1, description="KV-cache usage per replica (vllm:kv_cache_usage_perc)."
+    )
+    running_per_replica: float | None = Field(
+        None,
+        gt=0,
+        le=10000,
+        description="Running requests per replica (vllm:num_requests_running). Unset: not used.",
+    )
+    gpu_utilization: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="GPU utilization (DCGM_FI_DEV_GPU_UTIL / 100). Unset: not used; it is a "
+        "poor load signal for LLM decoding, which keeps it near 100% at any batch size.",
+    )
+
+
+class ScaleUpBehavior(ApiModel):
+    """How fast replicas are added."""
+
+    stabilization_seconds: int = Field(
+        0,
+        ge=0,
+        le=3600,
+        description="The lowest recommendation over this window is used, so a blip does not "
+        "add replicas. 0: act on the newest recommendation.",
+    )
+    max_step_replicas: int = Field(
+        4, ge=1, le=1000, description="Most replicas added by one decision."
+    )
+
+
+class ScaleDownBehavior(ApiModel):
+    """How slowly replicas are removed."""
+
+    stabilization_seconds: int = Field(
+        300,
+        ge=0,
+        le=86400,
+        description="The highest recommendation over this window is used, so replicas leave "
+        "only after load has stayed low this long.",
+    )
+    max_step_replicas: int = Field(
+        1, ge=1, le=1000, description="Most replicas removed by one decision."
+    )
+
+
+class ScalingSpec(ApiModel):
+    """Metric-driven autoscaling."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "self.minReplicas <= self.maxReplicas",
+                "scaling.minReplicas must be less than or equal to scaling.maxReplicas",
+                ".minReplicas",
+            ),
+            cel(
+                "self.minReplicas >= 1 || self.scaleToZero",
+                "scaling.minReplicas may be 0 only with scaling.scaleToZero: true",
+                ".minReplicas",
+            ),
+        )
+    }
+
+    enabled: bool = Field(
+        True,
+        description="Let the operator set spec.replicas from metrics. When false, replicas "
+        "only change through spec.replicas or kubectl scale.",
+    )
+    min_replicas: int = Field(1, ge=0, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(4, ge=1, le=1000, description="Most replicas.")
+    scale_to_zero: bool = Field(
+        False,
+        description="Allow scaling to zero replicas when idle (minReplicas 0). Off by default: "
+        "a 671B model takes minutes to come back.",
+    )
+    interval_seconds: int = Field(
+        15, ge=5, le=600, description="Seconds between two autoscaling decisions."
+    )
+    slo: SloSpec = Field(default_factory=SloSpec, description=SloSpec.__doc__)
+    targets: ScalingTargets = Field(default_factory=ScalingTargets, description=ScalingTargets.__doc__)
+    scale_up: ScaleUpBehavior = Field(
+        default_factory=ScaleUpBehavior, description=ScaleUpBehavior.__doc__
+    )
+    scale_down: ScaleDownBehavior = Field(
+        default_factory=ScaleDownBehavior, description=ScaleDownBehavior.__doc__
+    )
+    panic_threshold: float = Field(
+        2.0,
+        ge=1.1,
+        le=100,
+        description="When demand exceeds this multiple of current capacity, the autoscaler "
+        "enters panic mode: it scales up at once and does not scale down until the burst has "
+        "been gone for the scale-down stabilization window.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                "scaling.minReplicas must be less than or equal to scaling.maxReplicas"
+            )
+        if self.min_replicas < 1 and not self.scale_to_zero:
+            raise ValueError("scaling.minReplicas may be 0 only with scaling.scaleToZero: true")
+        return self
+
+
+class AnalysisSpec(ApiModel):
+    """Checks a preview colour must pass, on its own metrics, before it takes traffic."""
+
+    duration_seconds: int = Field(
+        120, ge=0, le=86400, description="How long the preview is analysed. 0 skips analysis."
+    )
+    max_error_rate: float = Field(
+        0.01, ge=0, le=1, description="Highest fraction of failed requests on the preview."
+    )
+    max_ttft_p99_seconds: float | None = Field(
+        None,
+        gt=0,
+        le=600,
+        description="Highest TTFT p99 on the preview. Unset: scaling.slo.ttftP99Seconds.",
+    )
+    min_requests: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="Requests the preview must have served for the analysis to count; with "
+        "fewer, the analysis is inconclusive and keeps waiting until the duration runs out.",
+    )
+
+
+class RolloutSpec(ApiModel):
+    """Blue-green updates: any change to the engine pod starts one; replica changes do not."""
+
+    strategy: Literal["BlueGreen"] = Field("BlueGreen", description="Update strategy.")
+    auto_promote: bool = Field(
+        True,
+        description="Switch traffic to the preview as soon as it passes analysis. When false "
+        "the rollout waits for the serving.deepseek.dev/promote annotation.",
+    )
+    ready_timeout_seconds: int = Field(
+        3600,
+        ge=60,
+        le=86400,
+        description="A preview not Ready within this many seconds is rolled back.",
+    )
+    warmup_requests: int = Field(
+        0,
+        ge=0,
+        le=10000,
+        description="Completions sent to each preview pod before analysis, to warm caches.",
+    )
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec, description=AnalysisSpec.__doc__)
+    scale_down_delay_seconds: int = Field(
+        300,
+        ge=0,
+        le=86400,
+        description="How long the old colour keeps running after the switch, for a fast "
+        "manual rollback, before it is scaled to zero.",
+    )
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration."""
+
+    key: str | None = Field(None, max_length=316)
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: str | None = Field(None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, ge=0)
+
+
+def default_tolerations() -> list[Toleration]:
+    return [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+
+
+class PlacementSpec(ApiModel):
+    """Where replicas run."""
+
+    zones: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Zones (topology.kubernetes.io/zone) replicas may use. Empty: all zones.",
+    )
+    max_skew: int = Field(
+        1, ge=1, le=100, description="Largest difference in replica count between two zones."
+    )
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"] = Field(
+        "DoNotSchedule",
+        description="DoNotSchedule keeps a replica Pending rather than break the zone spread.",
+    )
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, description="Extra node labels engine pods require."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=default_tolerations,
+        max_length=32,
+        description="Tolerations of engine pods. Default: tolerate the nvidia.com/gpu taint.",
+    )
+    priority_class_name: str | None = Field(None, max_length=253, description="Pod priority class.")
+
+
+class SecretKeyRef(ApiModel):
+    """A key in a Secret of the DeepSeekDeployment's namespace."""
+
+    name: DnsLabel
+    key: str = Field("kubeconfig", min_length=1, max_length=253)
+
+
+class RegionSpec(ApiModel):
+    """A member region: another cluster that serves the same model."""
+
+    name: DnsLabel = Field(description="Region name, e.g. us-east.")
+    role: Literal["primary", "standby"] = Field("primary", description="primary or standby.")
+    weight: int = Field(
+        100, ge=0, le=100, description="Share of traffic while every region is healthy."
+    )
+    kubeconfig_secret_ref: SecretKeyRef | None = Field(
+        None,
+        description="Credentials for the region's cluster. Unset: the cluster the operator "
+        "runs in.",
+    )
+    prometheus_url: str | None = Field(
+        None, max_length=2048, description="Prometheus of that region (its health signals)."
+    )
+    standby_replicas: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Replicas kept warm in a standby region. Unset: scaling.minReplicas.",
+    )
+
+
+class FailoverSpec(ApiModel):
+    """Health checking and traffic shifting between regions."""
+
+    enabled: bool = Field(False, description="Shift traffic away from unhealthy regions.")
+    health_check_interval_seconds: int = Field(10, ge=1, le=3600)
+    failure_threshold: int = Field(
+        3, ge=1, le=100, description="Consecutive failed checks before a region is unhealthy."
+    )
+    failback_delay_seconds: int = Field(
+        600,
+        ge=0,
+        le=86400,
+        description="How long a recovered region must stay healthy before traffic returns.",
+    )
+
+
+class MonitoringSpec(ApiModel):
+    """How the operator reads metrics and what monitoring objects it creates."""
+
+    prometheus_url: str | None = Field(
+        None, max_length=2048, description="Prometheus to query. Unset: the operator's --prometheus-url."
+    )
+    service_monitor: bool = Field(
+        True,
+        description="Create a PodMonitor for the engine pods where the monitoring.coreos.com "
+        "CRDs exist.",
+    )
+    prometheus_rule: bool = Field(
+        True,
+        description="Create a PrometheusRule with this deployment's SLO alerts where the "
+        "monitoring.coreos.com CRDs exist.",
+    )
+
+
+class DeepSeekDeploymentSpec(ApiModel):
+    """Desired state of a DeepSeek model served by vLLM."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "!has(self.replicas) || (self.replicas >= self.scaling.minReplicas && "
+                "self.replicas <= self.scaling.maxReplicas)",
+                "replicas must be between scaling.minReplicas and scaling.maxReplicas",
+                ".replicas",
+            ),
+            cel(
+                "self.resources.gpusPerReplica % self.engine.pipelineParallelSize == 0 && "
+                "self.quantization.ladder.all(r, !has(r.gpusPerReplica) || "
+                "r.gpusPerReplica % self.engine.pipelineParallelSize == 0)",
+                "GPUs per replica (resources and every quantization rung) must be a multiple of "
+                "engine.pipelineParallelSize",
+                ".engine.pipelineParallelSize",
+            ),
+            cel(
+                "size(self.regions) == 0 || self.regions.exists_one(r, r.role == 'primary')",
+                "regions must have exactly one primary",
+                ".regions",
+            ),
+            cel(
+                "self.regions.all(r, self.regions.exists_one(s, s.name == r.name))",
+                "region names must be unique",
+                ".regions",
+            ),
+        )
+    }
+
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Replicas of the active colour. Unset: scaling.minReplicas. With "
+        "scaling.enabled the operator writes it (like a HorizontalPodAutoscaler); kubectl "
+        "scale works through the scale subresource.",
+    )
+    model: ModelSpec = Field(description=ModelSpec.__doc__)
+    engine: EngineSpec = Field(default_factory=EngineSpec, description=EngineSpec.__doc__)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description=ResourcesSpec.__doc__)
+    quantization: QuantizationSpec = Field(
+        default_factory=QuantizationSpec, description=QuantizationSpec.__doc__
+    )
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description=ScalingSpec.__doc__)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description=RolloutSpec.__doc__)
+    placement: PlacementSpec = Field(default_factory=PlacementSpec, description=PlacementSpec.__doc__)
+    regions: list[RegionSpec] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Member regions. Empty: serve in this cluster only.",
+    )
+    failover: FailoverSpec = Field(default_factory=FailoverSpec, description=FailoverSpec.__doc__)
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec, description=MonitoringSpec.__doc__
+    )
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> Self:
+        s = self.scaling
+        if self.replicas is not None and not (s.min_replicas <= self.replicas <= s.max_replicas):
+            raise ValueError("replicas must be between scaling.minReplicas and scaling.maxReplicas")
+        pp = self.engine.pipeline_parallel_size
+        gpus = [self.resources.gpus_per_replica] + [
+            r.gpus_per_replica for r in self.quantization.ladder if r.gpus_per_replica is not None
+        ]
+        if any(g % pp for g in gpus):
+            raise ValueError(
+                "GPUs per replica (resources and every quantization rung) must be a multiple of "
+                "engine.pipelineParallelSize"
+            )
+        if self.regions:
+            if sum(r.role == "primary" for r in self.regions) != 1:
+                raise ValueError("regions must have exactly one primary")
+            names = [r.name for r in self.regions]
+            if len(set(names)) != len(names):
+                raise ValueError("region names must be unique")
+        return self
+
+    def desired_replicas(self) -> int:
+        """spec.replicas, or scaling.minReplicas when unset."""
+        return self.replicas if self.replicas is not None else self.scaling.min_replicas
+
+    def gpus_per_replica(self) -> int:
+        """GPUs per replica of the current quantization mode."""
+        rung = self.quantization.current()
+        return rung.gpus_per_replica or self.resources.gpus_per_replica

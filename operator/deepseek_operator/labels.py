@@ -1,0 +1,54 @@
+"""Label, annotation and Prometheus label names shared by the operator, the chart, the
+dashboards and the simulated fleet. Change them here only."""
+
+from __future__ import annotations
+
+DOMAIN = "serving.deepseek.dev"
+
+# Labels on every object the operator creates for a DeepSeekDeployment.
+DEPLOYMENT = f"{DOMAIN}/deployment"  # the DeepSeekDeployment's name
+COLOUR = f"{DOMAIN}/colour"  # blue | green (engine Deployments and their pods)
+MODE = f"{DOMAIN}/mode"  # quantization rung of the pods
+TEMPLATE_HASH = f"{DOMAIN}/template-hash"  # hash of the engine pod template (rollouts)
+MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "deepseek-operator"
+NAME = "app.kubernetes.io/name"
+NAME_VALUE = "vllm"
+INSTANCE = "app.kubernetes.io/instance"
+COMPONENT = "app.kubernetes.io/component"
+ENGINE_COMPONENT = "engine"
+
+# Annotations a user sets on a DeepSeekDeployment to drive a rollout by hand.
+PROMOTE = f"{DOMAIN}/promote"  # "true": promote the waiting preview
+ABORT = f"{DOMAIN}/abort"  # "true": abort the rollout, back to the stable colour
+
+# Name of the engine container and its HTTP port.
+ENGINE_CONTAINER = "vllm"
+ENGINE_PORT_NAME = "http"
+
+# Prometheus target labels the scrape configuration (PodMonitor or the local cluster's
+# generated config) attaches to every engine series, taken from the pod's labels.
+PROM_NAMESPACE = "namespace"
+PROM_POD = "pod"
+PROM_DSD = "dsd"
+PROM_COLOUR = "colour"
+PROM_GROUP = (PROM_NAMESPACE, PROM_DSD, PROM_COLOUR)
+
+# The simulated fleet plays the container runtime on the local cluster: it sets these on a pod
+# once its simulated engine listens (kwok then marks the pod Ready) and once a terminating
+# pod's in-flight requests have drained (kwok then removes it).
+SIM_ENGINE_READY = "sim.deepseek.dev/engine-ready"
+SIM_DRAINED = "sim.deepseek.dev/drained"
+
+
+def engine_selector(dsd_name: str, colour: str | None = None) -> dict[str, str]:
+    """Labels that select a DeepSeekDeployment's engine pods (of one colour, if given)."""
+    sel = {DEPLOYMENT: dsd_name, COMPONENT: ENGINE_COMPONENT}
+    if colour is not None:
+        sel[COLOUR] = colour
+    return sel
+
+
+def selector_string(labels: dict[str, str]) -> str:
+    """`k=v,k=v` form of an equality selector, as the scale subresource wants it."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))

@@ -1,0 +1,131 @@
+"""The signals a policy sees, and the PromQL that fills them.
+
+One query per signal covers every DeepSeekDeployment at once (grouped by namespace, dsd and
+colour), so the number of Prometheus queries per tick does not grow with the number of
+resources. The same expressions, with a label filter, back the dashboards and alert rules, and
+the contract test runs them against a real vLLM server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .labels import PROM_COLOUR, PROM_DSD, PROM_NAMESPACE
+
+GROUP_BY = f"{PROM_NAMESPACE}, {PROM_DSD}, {PROM_COLOUR}"
+RATE_WINDOW = "1m"
+COMPLETION_HANDLERS = 'handler=~"/v1/completions|/v1/chat/completions"'
+
+
+class Signal(StrEnum):
+    """A named, per-(namespace, dsd, colour) measurement."""
+
+    REQUEST_RATE = "requestRate"  # finished requests per second
+    QUEUE_DEPTH = "queueDepth"  # requests waiting, summed over pods
+    RUNNING = "running"  # requests in the batch, summed over pods
+    KV_CACHE_USAGE = "kvCacheUsage"  # mean KV-cache usage over pods, 0..1
+    KV_CACHE_USAGE_MAX = "kvCacheUsageMax"  # highest KV-cache usage of any pod, 0..1
+    TTFT_P50 = "ttftP50"  # seconds
+    TTFT_P99 = "ttftP99"  # seconds
+    TPOT_P99 = "tpotP99"  # seconds per output token (inter-token latency)
+    ERROR_RATE = "errorRate"  # failed / all completion requests, 0..1
+    GPU_UTILIZATION = "gpuUtilization"  # mean DCGM_FI_DEV_GPU_UTIL / 100 over the pods' GPUs
+    GPU_MEMORY_USED = "gpuMemoryUsed"  # mean FB used / (used + free), 0..1
+    PODS_REPORTING = "podsReporting"  # engine pods with fresh metrics
+    SAMPLE_AGE = "sampleAge"  # seconds since the newest engine sample
+
+
+def _sel(extra: str) -> str:
+    return "{" + extra + "}" if extra else ""
+
+
+def _join(*parts: str) -> str:
+    return ",".join(p for p in parts if p)
+
+
+# Series that carry (namespace, pod, dsd, colour); used to attach dsd/colour to the DCGM
+# series, which only know namespace and pod.
+def _pod_info(filt: str) -> str:
+    return (
+        f"group by ({PROM_NAMESPACE}, pod, {PROM_DSD}, {PROM_COLOUR}) "
+        f"(vllm:num_requests_running{_sel(filt)})"
+    )
+
+
+def promql(signal: Signal, filt: str = "") -> str:
+    """PromQL for one signal over every DeepSeekDeployment (filt: extra label matchers,
+    e.g. `namespace="prod",dsd="r1"` for a dashboard)."""
+    s = _sel(filt)
+    w = RATE_WINDOW
+    g = GROUP_BY
+    match signal:
+        case Signal.REQUEST_RATE:
+            return f"sum by ({g}) (rate(vllm:request_success_total{s}[{w}]))"
+        case Signal.QUEUE_DEPTH:
+            return f"sum by ({g}) (vllm:num_requests_waiting{s})"
+        case Signal.RUNNING:
+            return f"sum by ({g}) (vllm:num_requests_running{s})"
+        case Signal.KV_CACHE_USAGE:
+            return f"avg by ({g}) (vllm:kv_cache_usage_perc{s})"
+        case Signal.KV_CACHE_USAGE_MAX:
+            return f"max by ({g}) (vllm:kv_cache_usage_perc{s})"
+        case Signal.TTFT_P50 | Signal.TTFT_P99:
+            q = 0.5 if signal is Signal.TTFT_P50 else 0.99
+            return (
+                f"histogram_quantile({q}, sum by ({g}, le) "
+                f"(rate(vllm:time_to_first_token_seconds_bucket{s}[{w}])))"
+            )
+        case Signal.TPOT_P99:
+            return (
+                f"histogram_quantile(0.99, sum by ({g}, le) "
+                f"(rate(vllm:inter_token_latency_seconds_bucket{s}[{w}])))"
+            )
+        case Signal.ERROR_RATE:
+            err = _sel(_join(COMPLETION_HANDLERS, 'status="5xx"', filt))
+            allr = _sel(_join(COMPLETION_HANDLERS, filt))
+            return (
+                f"(sum by ({g}) (rate(http_requests_total{err}[{w}])) or "
+                f"0 * sum by ({g}) (rate(http_requests_total{allr}[{w}]))) "
+                f"/ sum by ({g}) (rate(http_requests_total{allr}[{w}]))"
+            )
+        case Signal.GPU_UTILIZATION:
+            return (
+                f"avg by ({g}) (DCGM_FI_DEV_GPU_UTIL * on ({PROM_NAMESPACE}, pod) "
+                f"group_left ({PROM_DSD}, {PROM_COLOUR}) {_pod_info(filt)}) / 100"
+            )
+        case Signal.GPU_MEMORY_USED:
+            return (
+                f"avg by ({g}) ((DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE))"
+                f" * on ({PROM_NAMESPACE}, pod) group_left ({PROM_DSD}, {PROM_COLOUR}) "
+                f"{_pod_info(filt)})"
+            )
+        case Signal.PODS_REPORTING:
+            return f"count by ({g}) (vllm:num_requests_running{s})"
+        case Signal.SAMPLE_AGE:
+            return f"time() - max by ({g}) (timestamp(vllm:num_requests_running{s}))"
+    raise ValueError(signal)  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Key:
+    """Which engine pods a set of signals describes."""
+
+    namespace: str
+    dsd: str
+    colour: str
+
+
+@dataclass(frozen=True)
+class Signals:
+    """What one tick observed for one (namespace, dsd, colour). A missing value is None."""
+
+    values: dict[Signal, float] = field(default_factory=dict)
+    observed_at: float = 0.0
+
+    def get(self, signal: Signal) -> float | None:
+        return self.values.get(signal)
+
+    def as_status(self) -> dict[str, float]:
+        """Signal values keyed by name, for status.lastScalingDecision.signals."""
+        return {s.value: round(v, 6) for s, v in sorted(self.values.items())}

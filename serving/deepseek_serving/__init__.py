@@ -1,0 +1,1 @@
+"""What runs in (or stands in for) the GPU pods: vLLM entrypoint, NVML exporter, simulated fleet."""
