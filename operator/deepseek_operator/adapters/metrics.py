@@ -1,0 +1,126 @@
+"""The operator's own Prometheus metrics, served on /metrics (--metrics-port).
+
+Dashboards and alert rules refer to these names; change them here and there together.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_DSD = ["namespace", "dsd"]
+
+INFO = Info("deepseek_operator", "Operator build information.", registry=REGISTRY)
+
+RECONCILE_DURATION = Histogram(
+    "deepseek_operator_reconcile_duration_seconds",
+    "Time one reconcile of a DeepSeekDeployment took, by handler.",
+    ["handler"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=REGISTRY,
+)
+RECONCILE_ERRORS = Counter(
+    "deepseek_operator_reconcile_errors_total",
+    "Reconciles that failed, by handler and kind (temporary, permanent, unexpected).",
+    ["handler", "kind"],
+    registry=REGISTRY,
+)
+LAST_RECONCILE = Gauge(
+    "deepseek_operator_last_reconcile_timestamp_seconds",
+    "Unix time of the last successful reconcile of a DeepSeekDeployment.",
+    _DSD,
+    registry=REGISTRY,
+)
+QUERY_DURATION = Histogram(
+    "deepseek_operator_prometheus_query_duration_seconds",
+    "Time one signal query to Prometheus took (one query covers every DeepSeekDeployment).",
+    ["signal"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+QUERY_ERRORS = Counter(
+    "deepseek_operator_prometheus_query_errors_total",
+    "Signal queries that failed.",
+    ["signal"],
+    registry=REGISTRY,
+)
+QUERIES_PER_TICK = Gauge(
+    "deepseek_operator_prometheus_queries_per_tick",
+    "Prometheus queries the last signal tick made, for all DeepSeekDeployments together.",
+    registry=REGISTRY,
+)
+SCALING_DECISIONS = Counter(
+    "deepseek_operator_scaling_decisions_total",
+    "Autoscaling decisions, by direction (up, down, hold) and CamelCase reason.",
+    [*_DSD, "direction", "reason"],
+    registry=REGISTRY,
+)
+DESIRED_REPLICAS = Gauge(
+    "deepseek_operator_desired_replicas",
+    "Replicas the operator converges the active colour to.",
+    _DSD,
+    registry=REGISTRY,
+)
+READY_REPLICAS = Gauge(
+    "deepseek_operator_ready_replicas",
+    "Ready engine pods of the active colour.",
+    _DSD,
+    registry=REGISTRY,
+)
+MAX_REPLICAS = Gauge(
+    "deepseek_operator_max_replicas",
+    "spec.scaling.maxReplicas.",
+    _DSD,
+    registry=REGISTRY,
+)
+SLO_TARGET = Gauge(
+    "deepseek_operator_slo_target",
+    "The DeepSeekDeployment's SLOs (slo: ttft_p99_seconds, tpot_p99_seconds, error_rate), "
+    "so dashboards and alerts compare against each deployment's own objectives.",
+    [*_DSD, "slo"],
+    registry=REGISTRY,
+)
+ACTIVE_COLOUR = Gauge(
+    "deepseek_operator_active_colour",
+    "1 for the colour the stable Service selects.",
+    [*_DSD, "colour"],
+    registry=REGISTRY,
+)
+QUANTIZATION_MODE = Gauge(
+    "deepseek_operator_quantization_mode",
+    "1 for the quantization mode the active colour serves.",
+    [*_DSD, "mode"],
+    registry=REGISTRY,
+)
+ROLLOUT_PHASE = Gauge(
+    "deepseek_operator_rollout_phase",
+    "1 for the current rollout phase (Idle, Progressing, Analyzing, Paused, Promoted, "
+    "RolledBack, ...).",
+    [*_DSD, "phase"],
+    registry=REGISTRY,
+)
+ROLLOUTS = Counter(
+    "deepseek_operator_rollouts_total",
+    "Finished rollouts by result (promoted, rolled_back, aborted, superseded).",
+    [*_DSD, "result"],
+    registry=REGISTRY,
+)
+CONDITION = Gauge(
+    "deepseek_operator_condition",
+    "1 when the DeepSeekDeployment's condition has that status (True/False/Unknown).",
+    [*_DSD, "type", "status"],
+    registry=REGISTRY,
+)
+REGION_WEIGHT = Gauge(
+    "deepseek_operator_region_weight",
+    "Traffic weight (0-100) the operator applies to a member region.",
+    [*_DSD, "region"],
+    registry=REGISTRY,
+)
+REGION_HEALTHY = Gauge(
+    "deepseek_operator_region_healthy",
+    "1 when the member region passes its health checks.",
+    [*_DSD, "region"],
+    registry=REGISTRY,
+)
