@@ -46,13 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="watch only this namespace (repeatable); default: all namespaces",
     )
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
-    run.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
+    run.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube/config)"
+    )
     run.add_argument(
         "--prometheus-url",
         default=None,
         help="Prometheus to query for signals, unless a DeepSeekDeployment names its own",
     )
-    run.add_argument("--metrics-port", type=int, default=8080, help="port of the operator's /metrics")
+    run.add_argument(
+        "--metrics-port", type=int, default=8080, help="port of the operator's /metrics"
+    )
     run.add_argument("--health-port", type=int, default=8081, help="port of /healthz (liveness)")
     run.add_argument(
         "--peering",
@@ -67,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 
-    crd = sub.add_parser("crd", help="print the DeepSeekDeployment CRD (YAML) generated from the models")
+    crd = sub.add_parser(
+        "crd", help="print the DeepSeekDeployment CRD (YAML) generated from the models"
+    )
     crd.set_defaults(func=_crd)
 
     version = sub.add_parser("version", help="print the version")

@@ -32,6 +32,8 @@ class Signal(StrEnum):
     ERROR_RATE = "errorRate"  # failed / all completion requests, 0..1
     GPU_UTILIZATION = "gpuUtilization"  # mean DCGM_FI_DEV_GPU_UTIL / 100 over the pods' GPUs
     GPU_MEMORY_USED = "gpuMemoryUsed"  # mean FB used / (used + free), 0..1
+    REQUESTS_TOTAL = "requestsTotal"  # completion requests served since the pods started
+    ERRORS_TOTAL = "errorsTotal"  # of which failed with a 5xx
     PODS_REPORTING = "podsReporting"  # engine pods with fresh metrics
     SAMPLE_AGE = "sampleAge"  # seconds since the newest engine sample
 
@@ -99,6 +101,15 @@ def promql(signal: Signal, filt: str = "") -> str:
                 f"avg by ({g}) ((DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE))"
                 f" * on ({PROM_NAMESPACE}, pod) group_left ({PROM_DSD}, {PROM_COLOUR}) "
                 f"{_pod_info(filt)})"
+            )
+        case Signal.REQUESTS_TOTAL:
+            return f"sum by ({g}) (http_requests_total{_sel(_join(COMPLETION_HANDLERS, filt))})"
+        case Signal.ERRORS_TOTAL:
+            err = _sel(_join(COMPLETION_HANDLERS, 'status="5xx"', filt))
+            allr = _sel(_join(COMPLETION_HANDLERS, filt))
+            return (
+                f"sum by ({g}) (http_requests_total{err}) or "
+                f"0 * sum by ({g}) (http_requests_total{allr})"
             )
         case Signal.PODS_REPORTING:
             return f"count by ({g}) (vllm:num_requests_running{s})"

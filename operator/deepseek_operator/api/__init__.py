@@ -1,4 +1,4 @@
-"""The DeepSeekDeployment API (serving.deepseek.dev/v1alpha1): pydantic models and CRD generation."""
+"""The DeepSeekDeployment API (serving.deepseek.dev/v1alpha1): pydantic models, CRD generation."""
 
 from .base import API_VERSION, GROUP, KIND, PLURAL, VERSION, ApiModel
 from .resource import DeepSeekDeployment

@@ -128,15 +128,31 @@ def _apply_factory_defaults(model: type[BaseModel], node: dict[str, Any]) -> Non
             if isinstance(value, BaseModel):
                 prop["default"] = {}
             else:
-                prop["default"] = TypeAdapter(field.annotation).dump_python(
+                prop["default"] = TypeAdapter(typing.cast(Any, field.annotation)).dump_python(
                     value, mode="json", by_alias=True, exclude_none=True
                 )
 
 
 _KEY_ORDER = [
-    "type", "description", "default", "enum", "format", "minimum", "exclusiveMinimum", "maximum",
-    "exclusiveMaximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "required",
-    "x-kubernetes-validations", "items", "additionalProperties", "properties",
+    "type",
+    "description",
+    "default",
+    "enum",
+    "format",
+    "minimum",
+    "exclusiveMinimum",
+    "maximum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minItems",
+    "maxItems",
+    "required",
+    "x-kubernetes-validations",
+    "items",
+    "additionalProperties",
+    "properties",
 ]
 
 
@@ -189,7 +205,10 @@ def crd() -> dict[str, Any]:
         "kind": "CustomResourceDefinition",
         "metadata": {
             "name": f"{PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/name": "deepseek-operator", "app.kubernetes.io/part-of": "deepseek-operator"},
+            "labels": {
+                "app.kubernetes.io/name": "deepseek-operator",
+                "app.kubernetes.io/part-of": "deepseek-operator",
+            },
         },
         "spec": {
             "group": GROUP,

@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .base import API_VERSION, KIND
 from .spec import DeepSeekDeploymentSpec
 from .status import DeepSeekDeploymentStatus
 
@@ -29,8 +28,10 @@ class DeepSeekDeployment(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    api_version: Literal["serving.deepseek.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
-    kind: Literal["DeepSeekDeployment"] = KIND
+    api_version: Literal["serving.deepseek.dev/v1alpha1"] = Field(
+        "serving.deepseek.dev/v1alpha1", alias="apiVersion"
+    )
+    kind: Literal["DeepSeekDeployment"] = "DeepSeekDeployment"
     metadata: ObjectMeta
     spec: DeepSeekDeploymentSpec
     status: DeepSeekDeploymentStatus = Field(default_factory=DeepSeekDeploymentStatus)

@@ -143,8 +143,13 @@ class ModelSpec(ApiModel):
 class EnvVar(ApiModel):
     """A plain environment variable for the engine container."""
 
-    name: str = Field(min_length=1, max_length=256, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-    value: str = Field("", max_length=4096)
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
+        description="Variable name.",
+    )
+    value: str = Field("", max_length=4096, description="Variable value.")
 
 
 class DrainSpec(ApiModel):
@@ -228,7 +233,9 @@ class ResourcesSpec(ApiModel):
         "NVIDIA-H100-80GB-HBM3. Unset: any GPU node.",
     )
     cpu: Quantity = Field("8", description="CPU request and limit of the engine container.")
-    memory: Quantity = Field("64Gi", description="Memory request and limit of the engine container.")
+    memory: Quantity = Field(
+        "64Gi", description="Memory request and limit of the engine container."
+    )
     shared_memory: Quantity = Field(
         "16Gi", description="Size of the in-memory /dev/shm volume (NCCL and vLLM workers use it)."
     )
@@ -282,7 +289,9 @@ def default_ladder() -> list[QuantizationRung]:
     return [
         QuantizationRung(name="bf16", weights=WeightPrecision.BF16),
         QuantizationRung(name="fp8", weights=WeightPrecision.FP8),
-        QuantizationRung(name="fp8-kv8", weights=WeightPrecision.FP8, kv_cache_dtype=KVCacheDtype.FP8),
+        QuantizationRung(
+            name="fp8-kv8", weights=WeightPrecision.FP8, kv_cache_dtype=KVCacheDtype.FP8
+        ),
     ]
 
 
@@ -444,7 +453,9 @@ class ScalingSpec(ApiModel):
         15, ge=5, le=600, description="Seconds between two autoscaling decisions."
     )
     slo: SloSpec = Field(default_factory=SloSpec, description=SloSpec.__doc__)
-    targets: ScalingTargets = Field(default_factory=ScalingTargets, description=ScalingTargets.__doc__)
+    targets: ScalingTargets = Field(
+        default_factory=ScalingTargets, description=ScalingTargets.__doc__
+    )
     scale_up: ScaleUpBehavior = Field(
         default_factory=ScaleUpBehavior, description=ScaleUpBehavior.__doc__
     )
@@ -529,11 +540,15 @@ class RolloutSpec(ApiModel):
 class Toleration(ApiModel):
     """A Kubernetes toleration."""
 
-    key: str | None = Field(None, max_length=316)
-    operator: Literal["Exists", "Equal"] = "Equal"
-    value: str | None = Field(None, max_length=63)
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = Field(None, ge=0)
+    key: str | None = Field(None, max_length=316, description="Taint key; unset with Exists: all.")
+    operator: Literal["Exists", "Equal"] = Field("Equal", description="Exists or Equal.")
+    value: str | None = Field(None, max_length=63, description="Taint value (Equal).")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect; unset: all."
+    )
+    toleration_seconds: int | None = Field(
+        None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
 
 
 def default_tolerations() -> list[Toleration]:
@@ -569,8 +584,8 @@ class PlacementSpec(ApiModel):
 class SecretKeyRef(ApiModel):
     """A key in a Secret of the DeepSeekDeployment's namespace."""
 
-    name: DnsLabel
-    key: str = Field("kubeconfig", min_length=1, max_length=253)
+    name: DnsLabel = Field(description="Secret name.")
+    key: str = Field("kubeconfig", min_length=1, max_length=253, description="Key in the Secret.")
 
 
 class RegionSpec(ApiModel):
@@ -601,7 +616,9 @@ class FailoverSpec(ApiModel):
     """Health checking and traffic shifting between regions."""
 
     enabled: bool = Field(False, description="Shift traffic away from unhealthy regions.")
-    health_check_interval_seconds: int = Field(10, ge=1, le=3600)
+    health_check_interval_seconds: int = Field(
+        10, ge=1, le=3600, description="Seconds between two health checks of each region."
+    )
     failure_threshold: int = Field(
         3, ge=1, le=100, description="Consecutive failed checks before a region is unhealthy."
     )
@@ -617,7 +634,9 @@ class MonitoringSpec(ApiModel):
     """How the operator reads metrics and what monitoring objects it creates."""
 
     prometheus_url: str | None = Field(
-        None, max_length=2048, description="Prometheus to query. Unset: the operator's --prometheus-url."
+        None,
+        max_length=2048,
+        description="Prometheus to query. Unset: the operator's --prometheus-url.",
     )
     service_monitor: bool = Field(
         True,
@@ -673,13 +692,17 @@ class DeepSeekDeploymentSpec(ApiModel):
     )
     model: ModelSpec = Field(description=ModelSpec.__doc__)
     engine: EngineSpec = Field(default_factory=EngineSpec, description=EngineSpec.__doc__)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description=ResourcesSpec.__doc__)
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description=ResourcesSpec.__doc__
+    )
     quantization: QuantizationSpec = Field(
         default_factory=QuantizationSpec, description=QuantizationSpec.__doc__
     )
     scaling: ScalingSpec = Field(default_factory=ScalingSpec, description=ScalingSpec.__doc__)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, description=RolloutSpec.__doc__)
-    placement: PlacementSpec = Field(default_factory=PlacementSpec, description=PlacementSpec.__doc__)
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec, description=PlacementSpec.__doc__
+    )
     regions: list[RegionSpec] = Field(
         default_factory=list,
         max_length=8,

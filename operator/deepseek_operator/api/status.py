@@ -43,12 +43,11 @@ class Condition(ApiModel):
 
     type: str = Field(max_length=316, description="Condition type, e.g. Ready.")
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
-    reason: str = Field(
-        max_length=1024, description="CamelCase reason for the last transition."
-    )
+    reason: str = Field(max_length=1024, description="CamelCase reason for the last transition.")
     message: str = Field("", max_length=32768, description="What happened, for a person.")
     last_transition_time: str = Field(
-        description="When status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
+        description="When status last changed (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
     )
     observed_generation: int | None = Field(
         None, ge=0, description="metadata.generation this condition was computed from."
@@ -58,7 +57,9 @@ class Condition(ApiModel):
 class ScalingDecisionStatus(ApiModel):
     """The last autoscaling decision, with what it saw."""
 
-    time: str = Field(description="When it was made (RFC 3339).", json_schema_extra={"format": "date-time"})
+    time: str = Field(
+        description="When it was made (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
     from_replicas: int = Field(ge=0, description="Replicas before.")
     to_replicas: int = Field(ge=0, description="Replicas decided.")
     reason: str = Field(max_length=64, description="CamelCase reason, e.g. QueueDepthAboveTarget.")
@@ -80,41 +81,83 @@ class AnalysisResult(ApiModel):
 class RolloutStatus(ApiModel):
     """State of the current or last blue-green rollout."""
 
-    phase: str = Field(max_length=32, description="Rollout phase, e.g. Analyzing, Promoted.")
+    phase: str = Field(
+        max_length=32,
+        description="Idle, Progressing, Analyzing, Paused, ScalingDown, Completed, RolledBack "
+        "or Aborted.",
+    )
     active_colour: Colour = Field(description="Colour serving traffic.")
     preview_colour: Colour | None = Field(None, description="Colour being rolled out.")
-    preview_template_hash: str | None = Field(None, max_length=64, description="Pod template hash of the preview.")
+    preview_template_hash: str | None = Field(
+        None, max_length=64, description="Pod template hash of the preview."
+    )
+    failed_template_hash: str | None = Field(
+        None,
+        max_length=64,
+        description="Template hash of the last version that was rolled back or aborted; it is "
+        "not retried until the spec changes again.",
+    )
+    requests_baseline: float | None = Field(
+        None, description="Preview's request counter when analysis began."
+    )
+    errors_baseline: float | None = Field(
+        None, description="Preview's 5xx counter when analysis began."
+    )
     phase_since: str | None = Field(None, description="When the current phase began (RFC 3339).")
     started_at: str | None = Field(None, description="When the rollout began (RFC 3339).")
-    message: str = Field("", max_length=4096, description="What the rollout is doing or why it ended.")
-    analysis: list[AnalysisResult] = Field(default_factory=list, max_length=16, description="Last analysis checks.")
+    message: str = Field(
+        "", max_length=4096, description="What the rollout is doing or why it ended."
+    )
+    analysis: list[AnalysisResult] = Field(
+        default_factory=list, max_length=16, description="Last analysis checks."
+    )
 
 
 class RegionStatus(ApiModel):
     """What the operator sees of one member region."""
 
-    name: str = Field(max_length=63)
-    healthy: bool | None = Field(None, description="Last health verdict; absent before the first check.")
+    name: str = Field(max_length=63, description="Region name.")
+    healthy: bool | None = Field(
+        None, description="Last health verdict; absent before the first check."
+    )
     weight: int = Field(0, ge=0, le=100, description="Traffic weight now applied.")
-    ready_replicas: int = Field(0, ge=0)
-    consecutive_failures: int = Field(0, ge=0)
-    message: str = Field("", max_length=1024)
+    ready_replicas: int = Field(0, ge=0, description="Ready engine pods in the region.")
+    consecutive_failures: int = Field(0, ge=0, description="Failed health checks in a row.")
+    message: str = Field("", max_length=1024, description="Last health check result.")
 
 
 class DeepSeekDeploymentStatus(ApiModel):
     """Observed state, written by the operator only."""
 
-    observed_generation: int | None = Field(None, ge=0, description="Last metadata.generation acted on.")
-    phase: Phase | None = Field(None, description="Pending, Progressing, Ready, Degraded or Failed.")
-    conditions: list[Condition] = Field(default_factory=list, max_length=32, description="Conditions.")
-    replicas: int = Field(0, ge=0, description="Pods of the active colour (the scale subresource's status).")
+    observed_generation: int | None = Field(
+        None, ge=0, description="Last metadata.generation acted on."
+    )
+    phase: Phase | None = Field(
+        None, description="Pending, Progressing, Ready, Degraded or Failed."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=32, description="Conditions."
+    )
+    replicas: int = Field(
+        0, ge=0, description="Pods of the active colour (the scale subresource's status)."
+    )
     ready_replicas: int = Field(0, ge=0, description="Ready pods of the active colour.")
     desired_replicas: int = Field(0, ge=0, description="Replicas the operator is converging to.")
-    selector: str = Field("", max_length=1024, description="Label selector of the active colour's pods.")
+    selector: str = Field(
+        "", max_length=1024, description="Label selector of the active colour's pods."
+    )
     active_colour: Colour | None = Field(None, description="Colour the stable Service selects.")
     preview_colour: Colour | None = Field(None, description="Colour under rollout, if any.")
-    template_hash: str | None = Field(None, max_length=64, description="Pod template hash of the active colour.")
-    mode: str | None = Field(None, max_length=63, description="Quantization mode served by the active colour.")
-    last_scaling_decision: ScalingDecisionStatus | None = Field(None, description="Last autoscaling decision.")
+    template_hash: str | None = Field(
+        None, max_length=64, description="Pod template hash of the active colour."
+    )
+    mode: str | None = Field(
+        None, max_length=63, description="Quantization mode served by the active colour."
+    )
+    last_scaling_decision: ScalingDecisionStatus | None = Field(
+        None, description="Last autoscaling decision."
+    )
     rollout: RolloutStatus | None = Field(None, description="Current or last rollout.")
-    regions: list[RegionStatus] = Field(default_factory=list, max_length=8, description="Member regions.")
+    regions: list[RegionStatus] = Field(
+        default_factory=list, max_length=8, description="Member regions."
+    )

@@ -1,0 +1,294 @@
+"""The DeepSeekDeployment models, the generated CRD, and the examples."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deepseek_operator.api import DeepSeekDeployment, DeepSeekDeploymentSpec
+from deepseek_operator.api.crd import crd, crd_yaml
+from pydantic import ValidationError
+
+from .crdcheck import validate
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "deepseekdeployments.serving.deepseek.dev.yaml"
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+
+
+def manifest(**spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"model": {"checkpoint": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"}}
+    base.update(spec)
+    return {
+        "apiVersion": "serving.deepseek.dev/v1alpha1",
+        "kind": "DeepSeekDeployment",
+        "metadata": {"name": "t", "namespace": "default"},
+        "spec": base,
+    }
+
+
+def test_checked_in_crd_matches_models() -> None:
+    assert CRD_FILE.read_text() == crd_yaml(), "CRD drift: run `make crd` and commit the result"
+
+
+def test_cli_prints_the_checked_in_crd() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "deepseek_operator", "crd"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout == CRD_FILE.read_text()
+
+
+def test_crd_identity_and_subresources() -> None:
+    c = crd()
+    spec = c["spec"]
+    assert c["metadata"]["name"] == "deepseekdeployments.serving.deepseek.dev"
+    assert spec["group"] == "serving.deepseek.dev" and spec["scope"] == "Namespaced"
+    assert spec["names"]["kind"] == "DeepSeekDeployment"
+    assert spec["names"]["shortNames"] == ["dsd"]
+    (version,) = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"]["scale"] == {
+        "specReplicasPath": ".spec.replicas",
+        "statusReplicasPath": ".status.replicas",
+        "labelSelectorPath": ".status.selector",
+    }
+    assert "status" in version["subresources"]
+    cols = [col["name"] for col in version["additionalPrinterColumns"]]
+    assert cols == ["Model", "Mode", "Ready", "Desired", "Active", "Phase", "Age"]
+
+
+def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    if isinstance(node, dict) and "type" in node:
+        out.append((path, node))
+        for name, child in (node.get("properties") or {}).items():
+            out += _walk(child, f"{path}.{name}")
+        if "items" in node:
+            out += _walk(node["items"], f"{path}[]")
+    return out
+
+
+def test_schema_is_structural_and_described() -> None:
+    schema = crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for path, node in _walk(schema["properties"]["spec"], "spec"):
+        assert not {"$ref", "anyOf", "allOf", "oneOf", "title"} & node.keys(), path
+        assert node["type"] in {"object", "array", "string", "integer", "number", "boolean"}, path
+    # kubectl explain shows these: every spec field a user sets has a description
+    undocumented = [
+        p
+        for p, n in _walk(schema["properties"]["spec"], "spec")
+        if "description" not in n
+        and not p.endswith("[]")
+        and not p.startswith("spec.placement.tolerations")
+        and not p.startswith("spec.engine.env")
+        and not p.startswith("spec.regions[].kubeconfigSecretRef")
+    ]
+    assert undocumented == []
+
+
+def test_minimal_spec_gets_documented_defaults() -> None:
+    dsd = DeepSeekDeployment.from_k8s(manifest())
+    s = dsd.spec
+    assert s.replicas is None and s.desired_replicas() == 1
+    assert (s.scaling.min_replicas, s.scaling.max_replicas, s.scaling.enabled) == (1, 4, True)
+    assert s.scaling.scale_down.stabilization_seconds == 300
+    assert s.scaling.scale_up.stabilization_seconds == 0
+    assert [r.name for r in s.quantization.ladder] == ["bf16", "fp8", "fp8-kv8"]
+    assert s.quantization.current().name == "bf16"
+    assert s.rollout.strategy == "BlueGreen" and s.rollout.auto_promote
+    assert s.placement.tolerations[0].key == "nvidia.com/gpu"
+    assert s.engine.image.startswith("vllm/vllm-openai:")
+    assert dsd.served_name() == "t"
+
+
+def test_api_server_defaults_equal_model_defaults() -> None:
+    """What the API server stores after defaulting parses to the same spec as the raw
+    manifest: CRD defaults and pydantic defaults cannot drift apart."""
+    raw = manifest()
+    defaulted, errors = validate(raw)
+    assert errors == []
+    a = DeepSeekDeploymentSpec.model_validate(raw["spec"])
+    b = DeepSeekDeploymentSpec.model_validate(defaulted["spec"])
+    assert a == b
+    # and the stored object carries every default explicitly
+    assert defaulted["spec"]["scaling"]["slo"]["ttftP99Seconds"] == 2.0
+    assert defaulted["spec"]["quantization"]["ladder"][2]["kvCacheDtype"] == "fp8"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_crd_and_models(path: Path) -> None:
+    obj = yaml.safe_load(path.read_text())
+    defaulted, errors = validate(obj)
+    assert errors == []
+    dsd = DeepSeekDeployment.from_k8s(defaulted)
+    assert DeepSeekDeployment.from_k8s(obj).spec == dsd.spec
+
+
+def test_examples_cover_r1_and_a_distill() -> None:
+    specs = {
+        p.name: DeepSeekDeployment.from_k8s(yaml.safe_load(p.read_text())).spec for p in EXAMPLES
+    }
+    r1 = specs["deepseek-r1.yaml"]
+    assert r1.gpus_per_replica() == 8 and r1.quantization.current().weights == "fp8"
+    assert "671" not in r1.model.checkpoint  # the id is DeepSeek-R1; size lives in the docs
+    distill = specs["deepseek-r1-distill-7b.yaml"]
+    assert distill.gpus_per_replica() == 1
+
+
+def _set(spec: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(spec)
+    node = spec
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[leaf] = value
+    return spec
+
+
+INVALID = [
+    # (case, changes to spec, field the API server must name, words of the message)
+    (
+        "min above max",
+        {"scaling.minReplicas": 5, "scaling.maxReplicas": 2},
+        "spec.scaling.minReplicas",
+        "minReplicas must be less than or equal to scaling.maxReplicas",
+    ),
+    ("unknown mode", {"quantization.mode": "fp4"}, "spec.quantization.mode", "must name a rung"),
+    (
+        "unknown weights",
+        {"quantization.ladder": [{"name": "x", "weights": "fp4"}]},
+        "spec.quantization.ladder.0.weights",
+        "is not one of",
+    ),
+    (
+        "zero gpus",
+        {"resources.gpusPerReplica": 0},
+        "spec.resources.gpusPerReplica",
+        "less than the minimum",
+    ),
+    (
+        "negative ttft slo",
+        {"scaling.slo.ttftP99Seconds": -1},
+        "spec.scaling.slo.ttftP99Seconds",
+        "minimum",
+    ),
+    (
+        "zero tpot slo",
+        {"scaling.slo.tpotP99Seconds": 0},
+        "spec.scaling.slo.tpotP99Seconds",
+        "minimum",
+    ),
+    (
+        "error rate above 1",
+        {"scaling.slo.maxErrorRate": 1.5},
+        "spec.scaling.slo.maxErrorRate",
+        "maximum",
+    ),
+    (
+        "replicas above max",
+        {"replicas": 9, "scaling.maxReplicas": 4},
+        "spec.replicas",
+        "between scaling.minReplicas and scaling.maxReplicas",
+    ),
+    (
+        "zero min without scaleToZero",
+        {"scaling.minReplicas": 0},
+        "spec.scaling.minReplicas",
+        "may be 0 only with scaling.scaleToZero",
+    ),
+    (
+        "duplicate rungs",
+        {
+            "quantization.ladder": [
+                {"name": "a", "weights": "fp8"},
+                {"name": "a", "weights": "bf16"},
+            ]
+        },
+        "spec.quantization.ladder",
+        "must be unique",
+    ),
+    (
+        "int4 without checkpoint",
+        {"quantization.ladder": [{"name": "q", "weights": "int4"}]},
+        "spec.quantization.ladder[0]",
+        "int4 rung needs a pre-quantized checkpoint",
+    ),
+    (
+        "gpus not multiple of pp",
+        {"resources.gpusPerReplica": 8, "engine.pipelineParallelSize": 3},
+        "spec.engine.pipelineParallelSize",
+        "multiple of engine.pipelineParallelSize",
+    ),
+    (
+        "two primaries",
+        {"regions": [{"name": "a"}, {"name": "b"}]},
+        "spec.regions",
+        "exactly one primary",
+    ),
+    (
+        "cache with both sources",
+        {"model.cache": {"persistentVolumeClaim": "w", "hostPath": "/m"}},
+        "spec.model.cache",
+        "exactly one of",
+    ),
+    (
+        "gpu memory utilization 1",
+        {"engine.gpuMemoryUtilization": 1.0},
+        "spec.engine.gpuMemoryUtilization",
+        "maximum",
+    ),
+    (
+        "unknown kv cache dtype",
+        {"quantization.ladder": [{"name": "a", "weights": "bf16", "kvCacheDtype": "int2"}]},
+        "spec.quantization.ladder.0.kvCacheDtype",
+        "is not one of",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"), [c[1:] for c in INVALID], ids=[c[0] for c in INVALID]
+)
+def test_invalid_specs_are_rejected_by_schema_and_models(
+    changes: dict[str, Any], field: str, words: str
+) -> None:
+    obj = manifest()
+    for dotted, value in changes.items():
+        obj["spec"] = _set(obj["spec"], dotted, value)
+    _, errors = validate(obj)
+    assert errors, "the CRD schema accepted an invalid spec"
+    assert any(e.startswith(field) for e in errors), errors
+    assert any(words in e for e in errors), errors
+    with pytest.raises(ValidationError):
+        DeepSeekDeployment.from_k8s(obj)
+
+
+def test_unknown_field_is_an_error_for_the_models() -> None:
+    obj = manifest(scalng={"maxReplicas": 3})
+    with pytest.raises(ValidationError, match="scalng"):
+        DeepSeekDeployment.from_k8s(obj)
+
+
+def test_gpus_per_replica_follows_the_current_rung() -> None:
+    spec = DeepSeekDeploymentSpec.model_validate(
+        {
+            "model": {"checkpoint": "m"},
+            "resources": {"gpusPerReplica": 8},
+            "quantization": {
+                "mode": "int4",
+                "ladder": [
+                    {"name": "fp8", "weights": "fp8"},
+                    {"name": "int4", "weights": "int4", "checkpoint": "m-awq", "gpusPerReplica": 4},
+                ],
+            },
+        }
+    )
+    assert spec.gpus_per_replica() == 4
