@@ -1,0 +1,490 @@
+"""Spec + plan -> the Kubernetes objects a DeepSeekDeployment should own. Pure: no I/O, no clock.
+
+The reconciler decides a `Plan` (which colour serves, which spec each colour runs, how many
+replicas each gets); this module turns it into objects. Applying the same plan twice yields
+byte-identical objects, which is what makes a repeated server-side apply a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import labels as L
+from .api.base import API_VERSION, KIND
+from .api.resource import DeepSeekDeployment
+from .api.spec import (
+    DeepSeekDeploymentSpec,
+    KVCacheDtype,
+    QuantizationMethod,
+    QuantizationRung,
+    WeightPrecision,
+)
+from .api.status import Colour
+
+Obj = dict[str, Any]
+
+MODEL_CACHE_VOLUME = "model-cache"
+SHM_VOLUME = "dshm"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+PROBE_PERIOD_SECONDS = 10
+RUNBOOK_BASE = "https://github.com/deepseek-operator/deepseek-operator/blob/main/docs/runbooks"
+
+
+@dataclass(frozen=True)
+class ColourPlan:
+    """What one colour's engine Deployment should run."""
+
+    colour: Colour
+    spec: DeepSeekDeploymentSpec  # the spec its pod template is rendered from
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The reconciler's decision, to be rendered into objects."""
+
+    active: ColourPlan  # the colour the stable Service selects
+    other: ColourPlan | None = None  # preview during a rollout, or the old colour draining
+    monitoring_crds: bool = False  # monitoring.coreos.com PodMonitor/PrometheusRule exist
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """Objects to server-side apply, in order."""
+
+    objects: list[Obj] = field(default_factory=list)
+
+    def by_kind(self, kind: str) -> list[Obj]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def get(self, kind: str, name: str) -> Obj:
+        for o in self.objects:
+            if o["kind"] == kind and o["metadata"]["name"] == name:
+                return o
+        raise KeyError(f"{kind}/{name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+
+def deployment_name(dsd_name: str, colour: Colour | str) -> str:
+    return f"{dsd_name}-{Colour(colour).value}"
+
+
+def stable_service_name(dsd_name: str) -> str:
+    return dsd_name
+
+
+def preview_service_name(dsd_name: str) -> str:
+    return f"{dsd_name}-preview"
+
+
+# ---------------------------------------------------------------------------------------------
+# vLLM arguments
+
+
+def quantization_args(rung: QuantizationRung) -> list[str]:
+    """vLLM flags for one rung (checked against vllm-0.32-serve-help.txt in the unit tests).
+
+    bf16 pins --dtype bfloat16. fp8 uses --quantization fp8 (online dynamic FP8 for a bf16
+    checkpoint; vLLM also accepts it for FP8-serialized checkpoints such as DeepSeek-R1's).
+    int4 names no method unless the rung does: vLLM reads the pre-quantized checkpoint's
+    quantization_config (AWQ/GPTQ) and picks its Marlin kernels itself.
+    """
+    args: list[str] = []
+    method: QuantizationMethod | None = rung.method
+    if rung.weights is WeightPrecision.BF16:
+        args += ["--dtype", "bfloat16"]
+    elif rung.weights is WeightPrecision.FP8 and method is None:
+        method = QuantizationMethod.FP8
+    if method is not None:
+        args += ["--quantization", method.value]
+    if rung.kv_cache_dtype is not KVCacheDtype.AUTO:
+        args += ["--kv-cache-dtype", rung.kv_cache_dtype.value]
+    return args
+
+
+def vllm_args(dsd_name: str, spec: DeepSeekDeploymentSpec) -> list[str]:
+    """The engine container's arguments (the vLLM OpenAI server's flags)."""
+    rung = spec.quantization.current()
+    gpus = rung.gpus_per_replica or spec.resources.gpus_per_replica
+    pp = spec.engine.pipeline_parallel_size
+    checkpoint = rung.checkpoint or spec.model.checkpoint
+    args = [
+        "--model",
+        checkpoint,
+        "--served-model-name",
+        spec.model.served_name or dsd_name,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(spec.engine.port),
+        "--tensor-parallel-size",
+        str(gpus // pp),
+    ]
+    if pp > 1:
+        args += ["--pipeline-parallel-size", str(pp)]
+    if spec.engine.expert_parallel:
+        args += ["--enable-expert-parallel"]
+    args += ["--gpu-memory-utilization", f"{spec.engine.gpu_memory_utilization:g}"]
+    if spec.model.max_model_len is not None:
+        args += ["--max-model-len", str(spec.model.max_model_len)]
+    if spec.model.revision is not None and rung.checkpoint is None:
+        args += ["--revision", spec.model.revision]
+    if spec.model.trust_remote_code:
+        args += ["--trust-remote-code"]
+    if spec.model.cache is not None:
+        args += ["--download-dir", spec.model.cache.mount_path]
+    args += quantization_args(rung)
+    # vLLM waits this long for in-flight requests after SIGTERM (0 would abort them).
+    args += ["--shutdown-timeout", str(spec.engine.drain.timeout_seconds)]
+    args += list(spec.engine.extra_args)
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects
+
+
+def _meta(dsd: DeepSeekDeployment, name: str, extra_labels: dict[str, str] | None = None) -> Obj:
+    labels = {
+        L.NAME: L.NAME_VALUE,
+        L.INSTANCE: dsd.name,
+        L.MANAGED_BY: L.MANAGED_BY_VALUE,
+        L.DEPLOYMENT: dsd.name,
+    }
+    labels.update(extra_labels or {})
+    meta: Obj = {"name": name, "namespace": dsd.namespace, "labels": labels}
+    if dsd.metadata.uid:
+        meta["ownerReferences"] = [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": dsd.name,
+                "uid": dsd.metadata.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return meta
+
+
+def termination_grace_seconds(spec: DeepSeekDeploymentSpec) -> int:
+    d = spec.engine.drain
+    return d.pre_stop_delay_seconds + d.timeout_seconds + 15
+
+
+def pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -> Obj:
+    """The engine pod template for one colour, labelled with its template hash."""
+    template = _pod_template(dsd_name, colour, spec)
+    template["metadata"]["labels"][L.TEMPLATE_HASH] = template_hash(dsd_name, spec)
+    return template
+
+
+def template_hash(dsd_name: str, spec: DeepSeekDeploymentSpec) -> str:
+    """Hash of the engine pod template, colour aside.
+
+    Two specs with the same hash run identical pods, so only a hash change needs a rollout;
+    replica, scaling and rollout-setting changes never alter it.
+    """
+    body = _pod_template(dsd_name, Colour.BLUE, spec)
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return digest[:10]
+
+
+def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -> Obj:
+    rung = spec.quantization.current()
+    gpus = rung.gpus_per_replica or spec.resources.gpus_per_replica
+    res = spec.resources
+    eng = spec.engine
+
+    env: list[Obj] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
+    ]
+    volumes: list[Obj] = [
+        {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": res.shared_memory}}
+    ]
+    mounts: list[Obj] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    cache = spec.model.cache
+    if cache is not None:
+        env.append({"name": "HF_HOME", "value": cache.mount_path})
+        mounts.append({"name": MODEL_CACHE_VOLUME, "mountPath": cache.mount_path})
+        if cache.persistent_volume_claim is not None:
+            volumes.append(
+                {
+                    "name": MODEL_CACHE_VOLUME,
+                    "persistentVolumeClaim": {"claimName": cache.persistent_volume_claim},
+                }
+            )
+        else:
+            volumes.append(
+                {
+                    "name": MODEL_CACHE_VOLUME,
+                    "hostPath": {"path": cache.host_path, "type": "Directory"},
+                }
+            )
+    env += [{"name": e.name, "value": e.value} for e in eng.env]
+
+    probe = {"httpGet": {"path": "/health", "port": L.ENGINE_PORT_NAME}}
+    container: Obj = {
+        "name": L.ENGINE_CONTAINER,
+        "image": eng.image,
+        "imagePullPolicy": eng.image_pull_policy,
+        "args": vllm_args(dsd_name, spec),
+        "ports": [{"name": L.ENGINE_PORT_NAME, "containerPort": eng.port, "protocol": "TCP"}],
+        "env": env,
+        "resources": {
+            "requests": {"cpu": res.cpu, "memory": res.memory, GPU_RESOURCE: str(gpus)},
+            "limits": {"cpu": res.cpu, "memory": res.memory, GPU_RESOURCE: str(gpus)},
+        },
+        "volumeMounts": mounts,
+        # Model loading takes minutes: the startup probe holds liveness/readiness off until then.
+        "startupProbe": {
+            **probe,
+            "periodSeconds": PROBE_PERIOD_SECONDS,
+            "failureThreshold": max(1, eng.startup_timeout_seconds // PROBE_PERIOD_SECONDS),
+            "timeoutSeconds": 5,
+        },
+        "readinessProbe": {**probe, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 5},
+        "livenessProbe": {
+            **probe,
+            "periodSeconds": 15,
+            "failureThreshold": 4,
+            "timeoutSeconds": 10,
+        },
+    }
+    if eng.drain.pre_stop_delay_seconds > 0:
+        # Keep serving while endpoints and load balancers forget this pod; then SIGTERM makes
+        # vLLM finish in-flight requests (--shutdown-timeout) before it exits.
+        container["lifecycle"] = {
+            "preStop": {"sleep": {"seconds": eng.drain.pre_stop_delay_seconds}}
+        }
+
+    node_selector = dict(spec.placement.node_selector)
+    if res.gpu_product:
+        node_selector[GPU_PRODUCT_LABEL] = res.gpu_product
+
+    pod_labels = {
+        L.NAME: L.NAME_VALUE,
+        L.INSTANCE: dsd_name,
+        L.MANAGED_BY: L.MANAGED_BY_VALUE,
+        L.COMPONENT: L.ENGINE_COMPONENT,
+        L.DEPLOYMENT: dsd_name,
+        L.COLOUR: colour.value,
+        L.MODE: rung.name,
+    }
+    pod_spec: Obj = {
+        "containers": [container],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": termination_grace_seconds(spec),
+        "tolerations": [t.to_k8s() for t in spec.placement.tolerations],
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": spec.placement.max_skew,
+                "topologyKey": ZONE_LABEL,
+                "whenUnsatisfiable": spec.placement.when_unsatisfiable,
+                "labelSelector": {"matchLabels": L.engine_selector(dsd_name, colour.value)},
+            }
+        ],
+        "enableServiceLinks": False,
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(sorted(node_selector.items()))
+    if spec.placement.zones:
+        pod_spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {
+                                    "key": ZONE_LABEL,
+                                    "operator": "In",
+                                    "values": list(spec.placement.zones),
+                                }
+                            ]
+                        }
+                    ]
+                }
+            }
+        }
+    if spec.placement.priority_class_name:
+        pod_spec["priorityClassName"] = spec.placement.priority_class_name
+
+    return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
+
+
+def engine_deployment(dsd: DeepSeekDeployment, plan: ColourPlan) -> Obj:
+    name = deployment_name(dsd.name, plan.colour)
+    template = pod_template(dsd.name, plan.colour, plan.spec)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(
+            dsd,
+            name,
+            {
+                L.COMPONENT: L.ENGINE_COMPONENT,
+                L.COLOUR: plan.colour.value,
+                L.MODE: template["metadata"]["labels"][L.MODE],
+                L.TEMPLATE_HASH: template["metadata"]["labels"][L.TEMPLATE_HASH],
+            },
+        ),
+        "spec": {
+            "replicas": plan.replicas,
+            "selector": {"matchLabels": L.engine_selector(dsd.name, plan.colour.value)},
+            # A colour's template only changes while it takes no traffic (rollouts switch
+            # colours), so Recreate never drops a request and needs no spare GPU node.
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 2,
+            "progressDeadlineSeconds": plan.spec.engine.startup_timeout_seconds + 600,
+            "template": template,
+        },
+    }
+
+
+def _service(dsd: DeepSeekDeployment, name: str, colour: Colour, role: str) -> Obj:
+    port = dsd.spec.engine.port
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(dsd, name, {L.COMPONENT: f"{role}-service"}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": L.engine_selector(dsd.name, colour.value),
+            "ports": [
+                {
+                    "name": L.ENGINE_PORT_NAME,
+                    "port": port,
+                    "targetPort": L.ENGINE_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def pod_disruption_budget(dsd: DeepSeekDeployment) -> Obj:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(dsd, dsd.name),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": L.engine_selector(dsd.name)},
+        },
+    }
+
+
+def pod_monitor(dsd: DeepSeekDeployment) -> Obj:
+    """Scrape config for prometheus-operator, with the labels the operator's PromQL groups by."""
+
+    def relabel(source: str, target: str) -> Obj:
+        return {
+            "sourceLabels": [f"__meta_kubernetes_pod_label_{_prom_label(source)}"],
+            "targetLabel": target,
+        }
+
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": _meta(dsd, dsd.name),
+        "spec": {
+            "selector": {"matchLabels": L.engine_selector(dsd.name)},
+            "podMetricsEndpoints": [
+                {
+                    "port": L.ENGINE_PORT_NAME,
+                    "path": "/metrics",
+                    "interval": "15s",
+                    "relabelings": [
+                        relabel(L.DEPLOYMENT, L.PROM_DSD),
+                        relabel(L.COLOUR, L.PROM_COLOUR),
+                        relabel(L.MODE, "mode"),
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def _prom_label(k8s_label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in k8s_label)
+
+
+def prometheus_rule(dsd: DeepSeekDeployment) -> Obj:
+    """This deployment's own SLO alerts, with its thresholds baked in."""
+    slo = dsd.spec.scaling.slo
+    sel = f'namespace="{dsd.namespace}",dsd="{dsd.name}"'
+    ttft = (
+        "histogram_quantile(0.99, sum by (namespace, dsd, le) "
+        f"(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[5m])))"
+    )
+    errors = (
+        f'sum(rate(http_requests_total{{{sel},status="5xx"}}[5m])) / '
+        f"sum(rate(http_requests_total{{{sel}}}[5m]))"
+    )
+
+    def alert(name: str, expr: str, summary: str, severity: str) -> Obj:
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": "10m",
+            "labels": {"severity": severity, "namespace": dsd.namespace, "dsd": dsd.name},
+            "annotations": {
+                "summary": summary,
+                "description": f"DeepSeekDeployment {dsd.namespace}/{dsd.name}: {summary}.",
+                "runbook_url": f"{RUNBOOK_BASE}/{name}.md",
+            },
+        }
+
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": _meta(dsd, dsd.name),
+        "spec": {
+            "groups": [
+                {
+                    "name": f"deepseek-{dsd.namespace}-{dsd.name}",
+                    "rules": [
+                        alert(
+                            "DeepSeekDeploymentTTFTAboveSLO",
+                            f"{ttft} > {slo.ttft_p99_seconds:g}",
+                            f"TTFT p99 above its SLO of {slo.ttft_p99_seconds:g}s",
+                            "warning",
+                        ),
+                        alert(
+                            "DeepSeekDeploymentErrorsAboveSLO",
+                            f"{errors} > {slo.max_error_rate:g}",
+                            f"error rate above its SLO of {slo.max_error_rate:g}",
+                            "critical",
+                        ),
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def render(dsd: DeepSeekDeployment, plan: Plan) -> DesiredState:
+    """Every object the DeepSeekDeployment owns, for this plan."""
+    objs: list[Obj] = [engine_deployment(dsd, plan.active)]
+    if plan.other is not None:
+        objs.append(engine_deployment(dsd, plan.other))
+    active = plan.active.colour
+    objs.append(_service(dsd, stable_service_name(dsd.name), active, "stable"))
+    objs.append(_service(dsd, preview_service_name(dsd.name), active.other(), "preview"))
+    objs.append(pod_disruption_budget(dsd))
+    if plan.monitoring_crds:
+        if dsd.spec.monitoring.service_monitor:
+            objs.append(pod_monitor(dsd))
+        if dsd.spec.monitoring.prometheus_rule:
+            objs.append(prometheus_rule(dsd))
+    return DesiredState(objs)

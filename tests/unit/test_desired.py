@@ -1,0 +1,223 @@
+"""The desired-state function: spec + plan -> objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deepseek_operator import labels as L
+from deepseek_operator.api import Colour, DeepSeekDeployment
+from deepseek_operator.api.spec import DeepSeekDeploymentSpec, QuantizationRung
+from deepseek_operator.desired import (
+    ColourPlan,
+    Plan,
+    pod_template,
+    quantization_args,
+    render,
+    template_hash,
+    vllm_args,
+)
+
+from .vllm_reference import check_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dsd(**spec: Any) -> DeepSeekDeployment:
+    body: dict[str, Any] = {"model": {"checkpoint": "deepseek-ai/DeepSeek-R1"}}
+    body.update(spec)
+    return DeepSeekDeployment.from_k8s(
+        {"metadata": {"name": "r1", "namespace": "prod", "uid": "u-1", "generation": 3}, "spec": body}
+    )
+
+
+def plan_for(d: DeepSeekDeployment, replicas: int = 2, **kw: Any) -> Plan:
+    return Plan(active=ColourPlan(Colour.BLUE, d.spec, replicas), **kw)
+
+
+def arg(args: list[str], flag: str) -> str | None:
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+# Every quantization mode -> vLLM flags (issue: "checked against vllm-0.32-serve-help.txt").
+MODES = [
+    # (rung, expected flags)
+    ({"name": "bf16", "weights": "bf16"}, ["--dtype", "bfloat16"]),
+    ({"name": "fp8", "weights": "fp8"}, ["--quantization", "fp8"]),
+    ({"name": "fp8-kv8", "weights": "fp8", "kvCacheDtype": "fp8"},
+     ["--quantization", "fp8", "--kv-cache-dtype", "fp8"]),
+    ({"name": "fp8-e5m2", "weights": "fp8", "kvCacheDtype": "fp8_e5m2"},
+     ["--quantization", "fp8", "--kv-cache-dtype", "fp8_e5m2"]),
+    ({"name": "bf16-kv8", "weights": "bf16", "kvCacheDtype": "fp8_e4m3"},
+     ["--dtype", "bfloat16", "--kv-cache-dtype", "fp8_e4m3"]),
+    ({"name": "int4", "weights": "int4", "checkpoint": "org/R1-AWQ"}, []),
+    ({"name": "int4-awq", "weights": "int4", "checkpoint": "org/R1-AWQ", "method": "awq_marlin"},
+     ["--quantization", "awq_marlin"]),
+    ({"name": "int4-gptq", "weights": "int4", "checkpoint": "org/R1-GPTQ", "method": "gptq_marlin",
+      "kvCacheDtype": "fp8"}, ["--quantization", "gptq_marlin", "--kv-cache-dtype", "fp8"]),
+    ({"name": "fp8-block", "weights": "fp8", "method": "fp8_per_block"}, ["--quantization", "fp8_per_block"]),
+]
+
+
+@pytest.mark.parametrize(("rung", "flags"), MODES, ids=[m[0]["name"] for m in MODES])
+def test_quantization_mode_flags(rung: dict[str, Any], flags: list[str]) -> None:
+    r = QuantizationRung.model_validate(rung)
+    assert quantization_args(r) == flags
+    d = dsd(quantization={"mode": rung["name"], "ladder": [rung]}, resources={"gpusPerReplica": 8})
+    args = vllm_args(d.name, d.spec)
+    assert check_args(args) == []
+    assert arg(args, "--gpu-memory-utilization") == "0.9"
+    if "checkpoint" in rung:
+        assert arg(args, "--model") == rung["checkpoint"]
+
+
+def test_engine_args_from_spec() -> None:
+    d = dsd(
+        model={"checkpoint": "deepseek-ai/DeepSeek-R1", "servedName": "r1-chat", "revision": "main",
+               "maxModelLen": 32768, "trustRemoteCode": True, "cache": {"persistentVolumeClaim": "w"}},
+        engine={"pipelineParallelSize": 2, "expertParallel": True, "gpuMemoryUtilization": 0.92,
+                "extraArgs": ["--enable-prefix-caching"], "drain": {"timeoutSeconds": 120}},
+        resources={"gpusPerReplica": 8},
+        quantization={"mode": "fp8"},
+    )
+    args = vllm_args("r1", d.spec)
+    assert check_args(args) == []
+    assert arg(args, "--model") == "deepseek-ai/DeepSeek-R1"
+    assert arg(args, "--served-model-name") == "r1-chat"
+    assert arg(args, "--tensor-parallel-size") == "4"
+    assert arg(args, "--pipeline-parallel-size") == "2"
+    assert arg(args, "--max-model-len") == "32768"
+    assert arg(args, "--revision") == "main"
+    assert arg(args, "--download-dir") == "/models"
+    assert arg(args, "--gpu-memory-utilization") == "0.92"
+    assert arg(args, "--shutdown-timeout") == "120"
+    assert "--enable-expert-parallel" in args and "--trust-remote-code" in args
+    assert args[-1] == "--enable-prefix-caching"  # extra args last, verbatim
+
+
+def test_served_name_defaults_to_resource_name_and_pp1_is_implicit() -> None:
+    args = vllm_args("r1", dsd().spec)
+    assert arg(args, "--served-model-name") == "r1"
+    assert "--pipeline-parallel-size" not in args and "--revision" not in args
+    assert arg(args, "--tensor-parallel-size") == "1"
+
+
+def test_engine_deployment_shape() -> None:
+    d = dsd(
+        resources={"gpusPerReplica": 8, "gpuProduct": "NVIDIA-H200", "sharedMemory": "64Gi"},
+        model={"checkpoint": "x", "cache": {"persistentVolumeClaim": "weights"}},
+        placement={"maxSkew": 1, "zones": ["us-east-a", "us-east-b"], "nodeSelector": {"pool": "gpu"}},
+        engine={"drain": {"preStopDelaySeconds": 10, "timeoutSeconds": 300}, "startupTimeoutSeconds": 3600},
+    )
+    dep = render(d, plan_for(d, 3)).get("Deployment", "r1-blue")
+    spec = dep["spec"]
+    pod = spec["template"]["spec"]
+    (c,) = pod["containers"]
+    assert spec["replicas"] == 3
+    assert spec["selector"]["matchLabels"] == {L.DEPLOYMENT: "r1", L.COMPONENT: "engine", L.COLOUR: "blue"}
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == "8"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H200", "pool": "gpu"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    (tsc,) = pod["topologySpreadConstraints"]
+    assert tsc["topologyKey"] == "topology.kubernetes.io/zone" and tsc["maxSkew"] == 1
+    assert tsc["whenUnsatisfiable"] == "DoNotSchedule"
+    assert tsc["labelSelector"]["matchLabels"][L.COLOUR] == "blue"
+    zones = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert zones["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["us-east-a", "us-east-b"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
+    assert vols["model-cache"]["persistentVolumeClaim"] == {"claimName": "weights"}
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"/dev/shm", "/models"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    # startup probe covers the model load time
+    sp = c["startupProbe"]
+    assert sp["periodSeconds"] * sp["failureThreshold"] >= 3600
+    assert c["lifecycle"]["preStop"] == {"sleep": {"seconds": 10}}
+    assert pod["terminationGracePeriodSeconds"] == 10 + 300 + 15
+    assert dep["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert dep["metadata"]["ownerReferences"][0]["controller"] is True
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_host_path_cache() -> None:
+    d = dsd(model={"checkpoint": "/models/r1", "cache": {"hostPath": "/mnt/weights", "mountPath": "/models"}})
+    pod = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["model-cache"]["hostPath"] == {"path": "/mnt/weights", "type": "Directory"}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["HF_HOME"] == "/models"
+
+
+def test_services_select_active_and_other_colour() -> None:
+    d = dsd()
+    state = render(d, Plan(active=ColourPlan(Colour.GREEN, d.spec, 1)))
+    stable = state.get("Service", "r1")
+    preview = state.get("Service", "r1-preview")
+    assert stable["spec"]["selector"][L.COLOUR] == "green"
+    assert preview["spec"]["selector"][L.COLOUR] == "blue"
+    assert stable["spec"]["ports"][0]["targetPort"] == "http"
+    pdb = state.get("PodDisruptionBudget", "r1")
+    assert pdb["spec"]["selector"]["matchLabels"] == {L.DEPLOYMENT: "r1", L.COMPONENT: "engine"}
+
+
+def test_monitoring_objects_only_where_crds_exist_and_wanted() -> None:
+    d = dsd()
+    kinds = lambda s: sorted(o["kind"] for o in s.objects)  # noqa: E731
+    assert kinds(render(d, plan_for(d))) == ["Deployment", "PodDisruptionBudget", "Service", "Service"]
+    with_crds = render(d, plan_for(d, monitoring_crds=True))
+    assert "PodMonitor" in kinds(with_crds) and "PrometheusRule" in kinds(with_crds)
+    pm = with_crds.get("PodMonitor", "r1")
+    relabels = pm["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_label_serving_deepseek_dev_deployment"],
+            "targetLabel": "dsd"} in relabels
+    off = dsd(monitoring={"serviceMonitor": False, "prometheusRule": False})
+    assert kinds(render(off, plan_for(off, monitoring_crds=True))) == kinds(render(d, plan_for(d)))
+
+
+def test_render_is_deterministic() -> None:
+    d = dsd()
+    assert render(d, plan_for(d)) == render(d, plan_for(d))
+
+
+HASH_CASES = [
+    # (change, does the pod template change?)
+    ({"replicas": 2, "scaling": {"maxReplicas": 8}}, False),
+    ({"scaling": {"slo": {"ttftP99Seconds": 9}}}, False),
+    ({"rollout": {"autoPromote": False}}, False),
+    ({"model": {"checkpoint": "deepseek-ai/DeepSeek-R1", "revision": "v2"}}, True),
+    ({"engine": {"image": "vllm/vllm-openai:v0.33.0"}}, True),
+    ({"engine": {"extraArgs": ["--enable-prefix-caching"]}}, True),
+    ({"quantization": {"mode": "fp8"}}, True),
+    ({"resources": {"gpusPerReplica": 2}}, True),
+]
+
+
+@pytest.mark.parametrize(("change", "changes_template"), HASH_CASES)
+def test_template_hash_changes_only_with_the_pod(change: dict[str, Any], changes_template: bool) -> None:
+    base = dsd()
+    changed = dsd(**change)
+    assert (template_hash("r1", base.spec) != template_hash("r1", changed.spec)) == changes_template
+
+
+def test_hash_ignores_colour_and_is_on_the_pods() -> None:
+    spec = dsd().spec
+    blue = pod_template("r1", Colour.BLUE, spec)
+    green = pod_template("r1", Colour.GREEN, spec)
+    assert blue["metadata"]["labels"][L.TEMPLATE_HASH] == green["metadata"]["labels"][L.TEMPLATE_HASH]
+    assert blue != green
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_examples_render_valid_engine_args(path: Path) -> None:
+    d = DeepSeekDeployment.from_k8s(yaml.safe_load(path.read_text()) | {"metadata": {"name": "x"}})
+    for rung in d.spec.quantization.ladder:
+        spec = DeepSeekDeploymentSpec.model_validate(
+            d.spec.model_dump(by_alias=True) | {"quantization": {"mode": rung.name,
+                                                                 "ladder": [r.to_k8s() for r in d.spec.quantization.ladder]}}
+        )
+        assert check_args(vllm_args("x", spec)) == []
