@@ -48,8 +48,10 @@ class ColourPlan:
 class Plan:
     """The reconciler's decision, to be rendered into objects."""
 
-    active: ColourPlan  # the colour the stable Service selects
-    other: ColourPlan | None = None  # preview during a rollout, or the old colour draining
+    active_colour: Colour  # the colour the stable Service selects
+    # Engine Deployments to render from a spec. A colour that must keep the pod template it
+    # already runs (the serving colour during a rollout) is absent: it is only scaled.
+    deployments: tuple[ColourPlan, ...] = ()
     monitoring_crds: bool = False  # monitoring.coreos.com PodMonitor/PrometheusRule exist
 
 
@@ -475,10 +477,8 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> Obj:
 
 def render(dsd: DeepSeekDeployment, plan: Plan) -> DesiredState:
     """Every object the DeepSeekDeployment owns, for this plan."""
-    objs: list[Obj] = [engine_deployment(dsd, plan.active)]
-    if plan.other is not None:
-        objs.append(engine_deployment(dsd, plan.other))
-    active = plan.active.colour
+    objs: list[Obj] = [engine_deployment(dsd, d) for d in plan.deployments]
+    active = plan.active_colour
     objs.append(_service(dsd, stable_service_name(dsd.name), active, "stable"))
     objs.append(_service(dsd, preview_service_name(dsd.name), active.other(), "preview"))
     objs.append(pod_disruption_budget(dsd))

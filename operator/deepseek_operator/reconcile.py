@@ -228,11 +228,9 @@ def reconcile(
         requeue = rstep.recheck_after
         targets = (rstep.active,) + ((rstep.other,) if rstep.other is not None else ())
         plan = Plan(
-            active=RenderPlan(rstep.active.colour, dsd.spec, rstep.active.replicas),
-            other=(
-                RenderPlan(rstep.other.colour, dsd.spec, rstep.other.replicas)
-                if rstep.other is not None and rstep.other.render_spec
-                else None
+            active_colour=rstep.active.colour,
+            deployments=tuple(
+                RenderPlan(t.colour, dsd.spec, t.replicas) for t in targets if t.render_spec
             ),
             monitoring_crds=observed.facts.monitoring_crds,
         )

@@ -35,7 +35,7 @@ def dsd(**spec: Any) -> DeepSeekDeployment:
 
 
 def plan_for(d: DeepSeekDeployment, replicas: int = 2, **kw: Any) -> Plan:
-    return Plan(active=ColourPlan(Colour.BLUE, d.spec, replicas), **kw)
+    return Plan(Colour.BLUE, (ColourPlan(Colour.BLUE, d.spec, replicas),), **kw)
 
 
 def arg(args: list[str], flag: str) -> str | None:
@@ -155,7 +155,7 @@ def test_host_path_cache() -> None:
 
 def test_services_select_active_and_other_colour() -> None:
     d = dsd()
-    state = render(d, Plan(active=ColourPlan(Colour.GREEN, d.spec, 1)))
+    state = render(d, Plan(Colour.GREEN, (ColourPlan(Colour.GREEN, d.spec, 1),)))
     stable = state.get("Service", "r1")
     preview = state.get("Service", "r1-preview")
     assert stable["spec"]["selector"][L.COLOUR] == "green"
@@ -177,6 +177,13 @@ def test_monitoring_objects_only_where_crds_exist_and_wanted() -> None:
             "targetLabel": "dsd"} in relabels
     off = dsd(monitoring={"serviceMonitor": False, "prometheusRule": False})
     assert kinds(render(off, plan_for(off, monitoring_crds=True))) == kinds(render(d, plan_for(d)))
+
+
+def test_kept_colour_is_not_rendered() -> None:
+    d = dsd()
+    state = render(d, Plan(Colour.BLUE, (ColourPlan(Colour.GREEN, d.spec, 2),)))
+    assert [o["metadata"]["name"] for o in state.by_kind("Deployment")] == ["r1-green"]
+    assert state.get("Service", "r1")["spec"]["selector"][L.COLOUR] == "blue"
 
 
 def test_render_is_deterministic() -> None:

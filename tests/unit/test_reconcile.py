@@ -37,7 +37,8 @@ def cond(out: Any, type_: str) -> tuple[str, str]:
 def test_new_resource_plans_blue_and_reports_pending() -> None:
     d = dsd()
     out = reconcile(d, Observed(facts=FACTS), now=100.0)
-    assert out.plan is not None and out.plan.active.colour is Colour.BLUE and out.plan.active.replicas == 2
+    assert out.plan is not None and out.plan.active_colour is Colour.BLUE
+    assert [(d.colour, d.replicas) for d in out.plan.deployments] == [(Colour.BLUE, 2)]
     s = out.status
     assert (s.phase, s.ready_replicas, s.desired_replicas, s.observed_generation) == ("Pending", 0, 2, 4)
     assert s.selector == f"{L.COMPONENT}=engine,{L.COLOUR}=blue,{L.DEPLOYMENT}=r1"
@@ -107,7 +108,10 @@ def test_rollout_state_survives_a_restart_through_status() -> None:
     out = reconcile(v2, Observed(facts=FACTS, deployments={Colour.BLUE: dep(v1, 2)}), now=20.0)
     assert out.status.rollout is not None and out.status.rollout.phase == "Progressing"
     assert out.status.phase == "Progressing" and out.status.preview_colour is Colour.GREEN
-    assert out.plan is not None and out.plan.other is not None and out.plan.other.colour is Colour.GREEN
+    assert out.plan is not None and out.plan.active_colour is Colour.BLUE
+    # blue keeps its running template (only scaled); green is rendered from the new spec
+    assert [d.colour for d in out.plan.deployments] == [Colour.GREEN]
+    assert [(t.colour, t.render_spec) for t in out.targets] == [(Colour.BLUE, False), (Colour.GREEN, True)]
     assert out.status.template_hash == template_hash("r1", v1.spec)
     # "restart": a fresh process sees only the object (status round-tripped through JSON)
     restored = DeepSeekDeployment.from_k8s(

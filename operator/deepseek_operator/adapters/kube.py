@@ -1,0 +1,325 @@
+"""Kubernetes I/O for the reconciler: read what a DeepSeekDeployment owns, apply desired
+objects with server-side apply, patch status. No decisions are made here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from kubernetes import client
+from kubernetes.dynamic import DynamicClient
+
+from .. import labels as L
+from ..api.base import GROUP, PLURAL, VERSION
+from ..api.resource import DeepSeekDeployment
+from ..api.status import Colour
+from ..checks import ClusterFacts, GpuNode
+from ..desired import GPU_PRODUCT_LABEL, GPU_RESOURCE, ZONE_LABEL, DesiredState, deployment_name
+from ..reconcile import Observed
+from ..rollout import ColourObservation
+
+log = logging.getLogger("deepseek_operator.kube")
+
+FIELD_MANAGER = "deepseek-operator"
+APPLIED_HASH = f"{L.DOMAIN}/applied-hash"
+NODE_CACHE_SECONDS = 30.0
+CRD_CACHE_SECONDS = 120.0
+MONITORING_CRDS = ("podmonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
+PRUNABLE = {
+    "Service": ("v1", "services"),
+    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
+    "PodMonitor": ("monitoring.coreos.com/v1", "podmonitors"),
+    "PrometheusRule": ("monitoring.coreos.com/v1", "prometheusrules"),
+}
+
+
+@dataclass
+class Change:
+    kind: str
+    name: str
+    verb: str  # created | updated | deleted | scaled
+    detail: str = ""
+
+
+@dataclass
+class Owned:
+    """Objects a DeepSeekDeployment owns, keyed by (kind, name)."""
+
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+def applied_hash(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _deployment_observation(d: dict[str, Any]) -> ColourObservation:
+    spec, status, meta = d.get("spec", {}), d.get("status") or {}, d["metadata"]
+    return ColourObservation(
+        exists=True,
+        replicas=spec.get("replicas", 0),
+        ready=status.get("readyReplicas", 0) or 0,
+        updated=status.get("updatedReplicas", 0) or 0,
+        template_hash=spec.get("template", {})
+        .get("metadata", {})
+        .get("labels", {})
+        .get(L.TEMPLATE_HASH),
+        up_to_date=(status.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
+    )
+
+
+class Kube:
+    """Thin, synchronous Kubernetes adapter (the handlers call it from worker threads)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.apiext = client.ApiextensionsV1Api(api)
+        self._dyn: DynamicClient | None = None
+        self._lock = threading.Lock()
+        self._nodes: tuple[float, tuple[GpuNode, ...]] | None = None
+        self._crds: tuple[float, bool] | None = None
+        self.calls = 0  # API requests made, for the operator's own metrics and benchmarks
+
+    @property
+    def dyn(self) -> DynamicClient:
+        with self._lock:
+            if self._dyn is None:
+                self._dyn = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+            return self._dyn
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def get_dsd(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls += 1
+        try:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            return cast(dict[str, Any], obj)
+        except client.ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def gpu_nodes(self) -> tuple[GpuNode, ...]:
+        now = time.monotonic()
+        with self._lock:
+            if self._nodes is not None and now - self._nodes[0] < NODE_CACHE_SECONDS:
+                return self._nodes[1]
+        self.calls += 1
+        nodes = []
+        for n in self.core.list_node().items:
+            alloc = (n.status.allocatable or {}) if n.status else {}
+            gpus = int(alloc.get(GPU_RESOURCE, "0") or 0)
+            if gpus <= 0:
+                continue
+            meta = n.metadata
+            if meta is None or meta.name is None:
+                continue
+            lbl = meta.labels or {}
+            nodes.append(
+                GpuNode(
+                    name=meta.name,
+                    product=lbl.get(GPU_PRODUCT_LABEL),
+                    zone=lbl.get(ZONE_LABEL),
+                    gpus=gpus,
+                    schedulable=not (n.spec and n.spec.unschedulable),
+                )
+            )
+        result = tuple(nodes)
+        with self._lock:
+            self._nodes = (now, result)
+        return result
+
+    def monitoring_crds(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._crds is not None and now - self._crds[0] < CRD_CACHE_SECONDS:
+                return self._crds[1]
+        present = True
+        for name in MONITORING_CRDS:
+            self.calls += 1
+            try:
+                self.apiext.read_custom_resource_definition(name)
+            except client.ApiException as e:
+                if e.status in (403, 404):
+                    present = False
+                    break
+                raise
+        with self._lock:
+            self._crds = (now, present)
+        return present
+
+    def pvc_exists(self, namespace: str, name: str) -> bool:
+        self.calls += 1
+        try:
+            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+            return True
+        except client.ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    def _list(
+        self, api_version: str, plural_kind: str, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        kind = {
+            "deployments": "Deployment",
+            "services": "Service",
+            "poddisruptionbudgets": "PodDisruptionBudget",
+            "podmonitors": "PodMonitor",
+            "prometheusrules": "PrometheusRule",
+        }[plural_kind]
+        self.calls += 1
+        res = self.dyn.resources.get(api_version=api_version, kind=kind)
+        items: list[dict[str, Any]] = res.get(
+            namespace=namespace, label_selector=selector
+        ).to_dict()["items"]
+        return items
+
+    def observe(self, dsd: DeepSeekDeployment) -> tuple[Observed, Owned]:
+        """Read everything the reconcile needs about one DeepSeekDeployment."""
+        ns, name = dsd.namespace, dsd.name
+        selector = f"{L.DEPLOYMENT}={name},{L.MANAGED_BY}={L.MANAGED_BY_VALUE}"
+        owned = Owned()
+        deployments: dict[Colour, ColourObservation] = {}
+        modes: dict[Colour, str] = {}
+        for d in self._list("apps/v1", "deployments", ns, selector):
+            colour = d["metadata"].get("labels", {}).get(L.COLOUR)
+            if colour not in ("blue", "green") or d["metadata"]["name"] != deployment_name(
+                name, colour
+            ):
+                continue
+            owned.objects[("Deployment", d["metadata"]["name"])] = d
+            deployments[Colour(colour)] = _deployment_observation(d)
+            if mode := d["metadata"].get("labels", {}).get(L.MODE):
+                modes[Colour(colour)] = mode
+        monitoring = self.monitoring_crds()
+        kinds = ["services", "poddisruptionbudgets"] + (
+            ["podmonitors", "prometheusrules"] if monitoring else []
+        )
+        for plural in kinds:
+            kind = next(k for k, v in PRUNABLE.items() if v[1] == plural)
+            for o in self._list(PRUNABLE[kind][0], plural, ns, selector):
+                owned.objects[(kind, o["metadata"]["name"])] = o
+
+        unschedulable, message = 0, ""
+        if any(d.ready < d.replicas for d in deployments.values()):
+            self.calls += 1
+            pods = self.core.list_namespaced_pod(
+                ns, label_selector=f"{L.DEPLOYMENT}={name},{L.COMPONENT}={L.ENGINE_COMPONENT}"
+            ).items
+            for p in pods:
+                for c in (p.status.conditions or []) if p.status else []:
+                    if (
+                        c.type == "PodScheduled"
+                        and c.status == "False"
+                        and c.reason == "Unschedulable"
+                    ):
+                        unschedulable += 1
+                        message = c.message or message
+        cache = dsd.spec.model.cache
+        pvcs: frozenset[str] = frozenset()
+        pvc = cache.persistent_volume_claim if cache is not None else None
+        if pvc is not None and self.pvc_exists(ns, pvc):
+            pvcs = frozenset({pvc})
+        ann = dsd.metadata.annotations
+        observed = Observed(
+            facts=ClusterFacts(gpu_nodes=self.gpu_nodes(), pvcs=pvcs, monitoring_crds=monitoring),
+            deployments=deployments,
+            modes=modes,
+            unschedulable_pods=unschedulable,
+            unschedulable_message=message,
+            promote_requested=ann.get(L.PROMOTE, "").lower() == "true",
+            abort_requested=ann.get(L.ABORT, "").lower() == "true",
+        )
+        return observed, owned
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def apply(self, desired: DesiredState, owned: Owned, force: bool = False) -> list[Change]:
+        """Server-side apply every desired object that differs from what is there; delete owned
+        objects of prunable kinds that are no longer desired. Returns what changed."""
+        changes: list[Change] = []
+        wanted: set[tuple[str, str]] = set()
+        for obj in desired.objects:
+            kind, name = obj["kind"], obj["metadata"]["name"]
+            wanted.add((kind, name))
+            h = applied_hash(obj)
+            body = json.loads(json.dumps(obj))
+            body["metadata"].setdefault("annotations", {})[APPLIED_HASH] = h
+            current = owned.objects.get((kind, name))
+            if current is not None and not force and not self._drifted(current, obj, h):
+                continue
+            self.calls += 1
+            res = self.dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
+            res.server_side_apply(
+                body=body,
+                name=name,
+                namespace=obj["metadata"]["namespace"],
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
+            )
+            changes.append(Change(kind, name, "created" if current is None else "updated"))
+        for (kind, name), obj in owned.objects.items():
+            if kind in PRUNABLE and (kind, name) not in wanted:
+                self.calls += 1
+                res = self.dyn.resources.get(api_version=PRUNABLE[kind][0], kind=kind)
+                res.delete(name=name, namespace=obj["metadata"]["namespace"])
+                changes.append(Change(kind, name, "deleted"))
+        return changes
+
+    @staticmethod
+    def _drifted(current: dict[str, Any], desired: dict[str, Any], h: str) -> bool:
+        if current["metadata"].get("annotations", {}).get(APPLIED_HASH) != h:
+            return True
+        # Hand edits that keep our annotation: catch the ones that matter.
+        if desired["kind"] == "Deployment":
+            return bool(current["spec"].get("replicas") != desired["spec"]["replicas"])
+        if desired["kind"] == "Service":
+            return bool(current["spec"].get("selector") != desired["spec"]["selector"])
+        return False
+
+    def scale_deployment(
+        self, namespace: str, name: str, replicas: int, owned: Owned
+    ) -> Change | None:
+        """Set only replicas of a Deployment whose template must not change."""
+        current = owned.objects.get(("Deployment", name))
+        if current is None or current["spec"].get("replicas") == replicas:
+            return None
+        self.calls += 1
+        self.apps.patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": replicas}}
+        )
+        return Change(
+            "Deployment", name, "scaled", f"{current['spec'].get('replicas')} -> {replicas}"
+        )
+
+    def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.calls += 1
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": patch}
+        )
+
+    def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
+        self.calls += 1
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            name,
+            {"metadata": {"annotations": dict.fromkeys(keys)}},
+        )
+
+    def set_dsd_replicas(self, namespace: str, name: str, replicas: int) -> None:
+        """Write spec.replicas through the scale subresource, as an autoscaler does."""
+        self.calls += 1
+        self.custom.patch_namespaced_custom_object_scale(
+            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"replicas": replicas}}
+        )

@@ -1,0 +1,380 @@
+"""Kopf wiring: watch events and timers -> pure decisions -> adapters.
+
+Each DeepSeekDeployment gets one daemon (its reconcile loop). Kopf event handlers only wake
+that loop, so a burst of events costs one reconcile, and all decisions for one resource happen
+in one place, in order. Everything the loop needs between iterations is read back from the
+cluster (the object's status and the objects it owns): the operator can restart at any moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from . import labels as L
+from .adapters import metrics
+from .adapters.events import EventRecorder, ObjectRef
+from .adapters.kube import Kube
+from .adapters.prometheus import SignalPoller
+from .api.base import GROUP, PLURAL, VERSION
+from .api.resource import DeepSeekDeployment
+from .api.status import Colour, Condition, ConditionType, DeepSeekDeploymentStatus, Phase
+from .desired import deployment_name, render
+from .patches import merge_patch
+from .reconcile import Outcome, reconcile, set_condition
+from .rollout import RolloutPhase
+from .warmup import warm_up_pods
+
+log = logging.getLogger("deepseek_operator")
+
+RESYNC_SECONDS = 60.0  # a full reconcile at least this often, even without events
+ROLLOUT_TICK_SECONDS = 5.0  # while a rollout is in flight
+
+
+@dataclass
+class Runtime:
+    """Process-wide adapters and settings, set once by operator_main before Kopf starts."""
+
+    kube: Kube
+    events: EventRecorder
+    poller: SignalPoller
+    prometheus_url: str | None
+    signal_interval: float = 10.0
+    wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    loop: asyncio.AbstractEventLoop | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+RUNTIME: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if RUNTIME is None:
+        raise RuntimeError("operator runtime not configured")
+    return RUNTIME
+
+
+def wake(namespace: str | None, name: str | None) -> None:
+    """Ask a DeepSeekDeployment's loop to reconcile now."""
+    if not namespace or not name:
+        return
+    rt = runtime()
+    ev = rt.wakeups.get((namespace, name))
+    if ev is not None:
+        ev.set()
+
+
+# ---------------------------------------------------------------------------------------------
+# One reconcile (runs in a worker thread)
+
+
+def _ref(obj: dict[str, Any]) -> ObjectRef:
+    m = obj["metadata"]
+    return ObjectRef(m["namespace"], m["name"], m.get("uid"))
+
+
+def _invalid_by_schema(rt: Runtime, obj: dict[str, Any], err: ValidationError, now: float) -> None:
+    """The object passed the API server's schema but not the models (e.g. an older CRD is
+    installed): say which field, change nothing."""
+    first = err.errors()[0]
+    field_path = "spec." + ".".join(str(p) for p in first["loc"] if p != "spec")
+    message = f"{field_path}: {first['msg']}"
+    try:
+        old = DeepSeekDeploymentStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        old = DeepSeekDeploymentStatus()
+    conds = set_condition(
+        list(old.conditions),
+        ConditionType.INVALID_SPEC,
+        True,
+        "SchemaViolation",
+        message,
+        obj["metadata"].get("generation"),
+        now,
+    )
+    new = old.model_copy(
+        update={
+            "conditions": conds,
+            "phase": old.phase or Phase.FAILED,
+            "observed_generation": obj["metadata"].get("generation"),
+        }
+    )
+    patch = merge_patch(old.to_k8s(), new.to_k8s())
+    if patch:
+        rt.kube.patch_status(obj["metadata"]["namespace"], obj["metadata"]["name"], patch)
+        rt.events.record(_ref(obj), "Warning", "SchemaViolation", message)
+
+
+def reconcile_once(namespace: str, name: str) -> float | None:
+    """Read, decide, apply, report. Returns seconds until the next reconcile is due."""
+    rt = runtime()
+    t0 = time.monotonic()
+    now = time.time()
+    obj = rt.kube.get_dsd(namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None
+    try:
+        dsd = DeepSeekDeployment.from_k8s(obj)
+    except ValidationError as e:
+        _invalid_by_schema(rt, obj, e, now)
+        return RESYNC_SECONDS
+
+    observed, owned = rt.kube.observe(dsd)
+    url = dsd.spec.monitoring.prometheus_url or rt.prometheus_url
+    snap = rt.poller.latest(url) if url else None
+    active = dsd.status.active_colour or Colour.BLUE
+    preview_signals = snap.signals(namespace, name, active.other().value) if snap else None
+
+    outcome = reconcile(dsd, observed, now, preview_signals)
+    ref = _ref(obj)
+
+    if outcome.plan is not None:
+        changes = rt.kube.apply(render(dsd, outcome.plan), owned)
+        for t in outcome.targets:
+            if not t.render_spec:
+                ch = rt.kube.scale_deployment(
+                    namespace, deployment_name(name, t.colour), t.replicas, owned
+                )
+                if ch is not None:
+                    changes.append(ch)
+        for ch in changes:
+            verb = ch.verb.capitalize()
+            msg = f"{ch.verb} {ch.kind} {ch.name}" + (f" ({ch.detail})" if ch.detail else "")
+            rt.events.record(ref, "Normal", verb, msg)
+
+    step = outcome.rollout
+    if step is not None:
+        if step.warmup_preview and step.state.preview_colour is not None:
+            _start_warmup(rt, dsd, step.state.preview_colour, step.warmup_preview)
+        consume = [
+            k
+            for k, flag in ((L.PROMOTE, step.consume_promote), (L.ABORT, step.consume_abort))
+            if flag
+        ]
+        if consume:
+            rt.kube.remove_annotations(namespace, name, consume)
+        if step.result is not None:
+            metrics.ROLLOUTS.labels(namespace, name, step.result).inc()
+    for ev in outcome.events:
+        rt.events.record(ref, ev.type, ev.reason, ev.message)
+
+    _write_status(rt, obj, dsd.status, outcome.status)
+    _export(dsd, outcome)
+    metrics.RECONCILE_DURATION.labels("reconcile").observe(time.monotonic() - t0)
+    metrics.LAST_RECONCILE.labels(namespace, name).set(now)
+    log.info(
+        "reconciled namespace=%s name=%s phase=%s active=%s ready=%s/%s rollout=%s changes=%d",
+        namespace,
+        name,
+        outcome.status.phase,
+        outcome.status.active_colour,
+        outcome.status.ready_replicas,
+        outcome.status.desired_replicas,
+        outcome.status.rollout.phase if outcome.status.rollout else None,
+        len(outcome.events),
+    )
+    in_flight = step is not None and step.state.phase in (
+        RolloutPhase.PROGRESSING,
+        RolloutPhase.ANALYZING,
+        RolloutPhase.PAUSED,
+        RolloutPhase.SCALING_DOWN,
+    )
+    if in_flight:
+        due = outcome.requeue_after if outcome.requeue_after is not None else ROLLOUT_TICK_SECONDS
+        return max(0.5, min(ROLLOUT_TICK_SECONDS, due))
+    if outcome.status.ready_replicas < outcome.status.desired_replicas:
+        return ROLLOUT_TICK_SECONDS
+    return RESYNC_SECONDS
+
+
+def _write_status(
+    rt: Runtime, obj: dict[str, Any], old: DeepSeekDeploymentStatus, new: DeepSeekDeploymentStatus
+) -> None:
+    patch = merge_patch(obj.get("status") or {}, _status_with_unknown(obj, new))
+    if patch:
+        rt.kube.patch_status(obj["metadata"]["namespace"], obj["metadata"]["name"], patch)
+
+
+def _status_with_unknown(obj: dict[str, Any], new: DeepSeekDeploymentStatus) -> dict[str, Any]:
+    """New status, keeping fields others own (e.g. Kopf's progress records) untouched."""
+    out = dict(obj.get("status") or {})
+    ours = DeepSeekDeploymentStatus.model_fields
+    aliases = {f.alias or n for n, f in ours.items()}
+    for k in list(out):
+        if k in aliases:
+            del out[k]
+    out.update(new.to_k8s())
+    return out
+
+
+def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
+    ns, name = dsd.namespace, dsd.name
+    s = outcome.status
+    metrics.DESIRED_REPLICAS.labels(ns, name).set(s.desired_replicas)
+    metrics.READY_REPLICAS.labels(ns, name).set(s.ready_replicas)
+    metrics.MAX_REPLICAS.labels(ns, name).set(dsd.spec.scaling.max_replicas)
+    slo = dsd.spec.scaling.slo
+    metrics.SLO_TARGET.labels(ns, name, "ttft_p99_seconds").set(slo.ttft_p99_seconds)
+    metrics.SLO_TARGET.labels(ns, name, "tpot_p99_seconds").set(slo.tpot_p99_seconds)
+    metrics.SLO_TARGET.labels(ns, name, "error_rate").set(slo.max_error_rate)
+    for c in Colour:
+        metrics.ACTIVE_COLOUR.labels(ns, name, c.value).set(1 if s.active_colour is c else 0)
+    for rung in dsd.spec.quantization.ladder:
+        metrics.QUANTIZATION_MODE.labels(ns, name, rung.name).set(1 if s.mode == rung.name else 0)
+    phase = s.rollout.phase if s.rollout else RolloutPhase.IDLE.value
+    for p in RolloutPhase:
+        metrics.ROLLOUT_PHASE.labels(ns, name, p.value).set(1 if p.value == phase else 0)
+    for cond in s.conditions:
+        _export_condition(ns, name, cond)
+
+
+def _export_condition(ns: str, name: str, cond: Condition) -> None:
+    for st in ("True", "False", "Unknown"):
+        metrics.CONDITION.labels(ns, name, cond.type, st).set(1 if cond.status == st else 0)
+
+
+def _start_warmup(rt: Runtime, dsd: DeepSeekDeployment, colour: Colour, per_pod: int) -> None:
+    threading.Thread(
+        target=warm_up_pods,
+        args=(rt.kube, dsd, colour, per_pod),
+        name=f"warmup-{dsd.namespace}-{dsd.name}",
+        daemon=True,
+    ).start()
+
+
+def forget(namespace: str, name: str) -> None:
+    """Drop the per-resource metric series of a deleted DeepSeekDeployment."""
+    for g in (
+        metrics.DESIRED_REPLICAS,
+        metrics.READY_REPLICAS,
+        metrics.MAX_REPLICAS,
+        metrics.LAST_RECONCILE,
+    ):
+        with contextlib.suppress(KeyError):
+            g.remove(namespace, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kopf handlers
+
+
+@kopf.on.startup()
+async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    rt = runtime()
+    rt.loop = asyncio.get_running_loop()
+    settings.persistence.finalizer = f"{L.DOMAIN}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=L.DOMAIN)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=L.DOMAIN, key="last-handled-configuration"
+    )
+    # Our own Events say what the operator did; Kopf's log-to-Event posting would only add noise.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    _background.add(asyncio.create_task(_signal_loop(rt), name="signal-poller"))
+
+
+async def _signal_loop(rt: Runtime) -> None:
+    """Poll every Prometheus the DeepSeekDeployments use: one query per signal per URL."""
+    while True:
+        urls = set()
+        if rt.prometheus_url:
+            urls.add(rt.prometheus_url)
+        urls |= _override_urls
+        if urls:
+            try:
+                await asyncio.to_thread(rt.poller.poll, urls)
+            except Exception:  # keep polling; missing signals make every policy hold
+                log.exception("signal_poll_failed")
+        await asyncio.sleep(rt.signal_interval)
+
+
+_override_urls: set[str] = set()
+_background: set[asyncio.Task[None]] = set()
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
+    url = (spec.get("monitoring") or {}).get("prometheusUrl")
+    if url:
+        _override_urls.add(url)
+    wake(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
+def _owned_deployment(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+@kopf.on.event(
+    "", "v1", "pods", labels={L.COMPONENT: L.ENGINE_COMPONENT, L.MANAGED_BY: L.MANAGED_BY_VALUE}
+)
+def _engine_pod(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def _deleted(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+    """Owned objects go with the resource (owner references, garbage collection). User-made
+    PersistentVolumeClaims and Secrets are not owned and stay. Objects in other regions will
+    be cleaned up here once regions are managed."""
+    rt = runtime()
+    if namespace is None:
+        return
+    rt.events.record(
+        ObjectRef(namespace, name, body.metadata.uid),
+        "Normal",
+        "Deleting",
+        "owned Deployments, Services and budgets are removed by garbage collection; "
+        "PersistentVolumeClaims and Secrets are kept",
+    )
+    forget(namespace, name)
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, initial_delay=0.0, cancellation_timeout=10.0)
+async def _loop(*, stopped: kopf.DaemonStopped, namespace: str | None, name: str, **_: Any) -> None:
+    """The reconcile loop of one DeepSeekDeployment."""
+    rt = runtime()
+    if namespace is None:
+        return
+    key = (namespace, name)
+    ev = rt.wakeups.setdefault(key, asyncio.Event())
+    try:
+        while not stopped:
+            ev.clear()
+            try:
+                due = await asyncio.to_thread(reconcile_once, namespace, name)
+            except kopf.PermanentError:
+                raise
+            except Exception as e:  # a failed reconcile is retried; the error is reported
+                metrics.RECONCILE_ERRORS.labels("reconcile", type(e).__name__).inc()
+                log.exception("reconcile_failed namespace=%s name=%s", namespace, name)
+                due = 5.0
+            if due is None:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_wait_any(ev, stopped), timeout=due)
+    finally:
+        if rt.wakeups.get(key) is ev:
+            del rt.wakeups[key]
+
+
+async def _wait_any(ev: asyncio.Event, stopped: kopf.DaemonStopped) -> None:
+    stop_task = asyncio.ensure_future(stopped.wait())
+    ev_task = asyncio.ensure_future(ev.wait())
+    try:
+        await asyncio.wait({stop_task, ev_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop_task.cancel()
+        ev_task.cancel()
