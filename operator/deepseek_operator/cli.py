@@ -26,7 +26,7 @@ def _version(_: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .operator_main import run_operator
 
-    return run_operator(args)
+    return int(run_operator(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=8080, help="port of the operator's /metrics"
     )
     run.add_argument("--health-port", type=int, default=8081, help="port of /healthz (liveness)")
+    run.add_argument(
+        "--bind-address",
+        default="0.0.0.0",
+        help="address the /metrics and /healthz servers listen on",
+    )
+    run.add_argument(
+        "--signal-interval",
+        type=float,
+        default=10.0,
+        help="seconds between two polls of Prometheus (one query per signal for all resources)",
+    )
     run.add_argument(
         "--peering",
         default="deepseek-operator",
