@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
@@ -24,14 +24,23 @@ from . import labels as L
 from .adapters import metrics
 from .adapters.events import EventRecorder, ObjectRef
 from .adapters.kube import Kube
-from .adapters.prometheus import SignalPoller
+from .adapters.prometheus import SignalPoller, Snapshot
 from .api.base import GROUP, PLURAL, VERSION
 from .api.resource import DeepSeekDeployment
-from .api.status import Colour, Condition, ConditionType, DeepSeekDeploymentStatus, Phase
+from .api.status import (
+    Colour,
+    Condition,
+    ConditionType,
+    DeepSeekDeploymentStatus,
+    Phase,
+    ScalingState,
+)
 from .desired import deployment_name, render
 from .patches import merge_patch
-from .reconcile import Outcome, reconcile, set_condition
-from .rollout import RolloutPhase
+from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
+from .rollout import IN_FLIGHT, RolloutPhase
+from .scaling import ScalingDecision, ScalingInputs, decide, scale_event
+from .signals import Signal
 from .warmup import warm_up_pods
 
 log = logging.getLogger("deepseek_operator")
@@ -134,8 +143,35 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     active = dsd.status.active_colour or Colour.BLUE
     preview_signals = snap.signals(namespace, name, active.other().value) if snap else None
 
-    outcome = reconcile(dsd, observed, now, preview_signals)
     ref = _ref(obj)
+    current = dsd.spec.desired_replicas()
+    decision = None
+    if _autoscale_due(dsd, now):
+        decision = _autoscale(dsd, observed, snap, url, now)
+        if decision.replicas != current:
+            rt.kube.set_dsd_replicas(namespace, name, decision.replicas)
+            dsd = dsd.model_copy(
+                update={"spec": dsd.spec.model_copy(update={"replicas": decision.replicas})}
+            )
+            if (scaled := scale_event(decision, current)) is not None:
+                rt.events.record(ref, "Normal", *scaled)
+        metrics.SCALING_DECISIONS.labels(namespace, name, decision.direction, decision.reason).inc()
+        log.info(
+            "scaling_decision namespace=%s name=%s from=%d to=%d reason=%s message=%r",
+            namespace,
+            name,
+            current,
+            decision.replicas,
+            decision.reason,
+            decision.message,
+        )
+
+    outcome = reconcile(dsd, observed, now, preview_signals)
+    if decision is not None:
+        outcome = replace(
+            outcome,
+            status=with_scaling(outcome.status, decision, current, now, dsd.metadata.generation),
+        )
 
     if outcome.plan is not None:
         changes = rt.kube.apply(render(dsd, outcome.plan), owned)
@@ -182,6 +218,7 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         outcome.status.rollout.phase if outcome.status.rollout else None,
         len(outcome.events),
     )
+    next_scale = _next_autoscale_in(dsd, now)
     in_flight = step is not None and step.state.phase in (
         RolloutPhase.PROGRESSING,
         RolloutPhase.ANALYZING,
@@ -190,10 +227,60 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     )
     if in_flight:
         due = outcome.requeue_after if outcome.requeue_after is not None else ROLLOUT_TICK_SECONDS
-        return max(0.5, min(ROLLOUT_TICK_SECONDS, due))
-    if outcome.status.ready_replicas < outcome.status.desired_replicas:
-        return ROLLOUT_TICK_SECONDS
-    return RESYNC_SECONDS
+        due = max(0.5, min(ROLLOUT_TICK_SECONDS, due))
+    elif outcome.status.ready_replicas < outcome.status.desired_replicas:
+        due = ROLLOUT_TICK_SECONDS
+    else:
+        due = RESYNC_SECONDS
+    return min(due, next_scale) if next_scale is not None else due
+
+
+def _autoscale_due(dsd: DeepSeekDeployment, now: float) -> bool:
+    nxt = _next_autoscale_in(dsd, now)
+    return nxt is not None and nxt <= 0.25
+
+
+def _next_autoscale_in(dsd: DeepSeekDeployment, now: float) -> float | None:
+    """Seconds until the next autoscaling decision is due (None: autoscaling is off)."""
+    sc = dsd.spec.scaling
+    if not sc.enabled:
+        return None
+    last = dsd.status.scaling.last_decision_time if dsd.status.scaling else None
+    if last is None:
+        return 0.0
+    return max(0.0, last + sc.interval_seconds - now)
+
+
+def _autoscale(
+    dsd: DeepSeekDeployment, observed: Observed, snap: Snapshot | None, url: str | None, now: float
+) -> ScalingDecision:
+    active = dsd.status.active_colour or Colour.BLUE
+    a_obs = observed.colour(active)
+    signals = snap.signals(dsd.namespace, dsd.name, active.value) if snap is not None else None
+    rollout = dsd.status.rollout
+    inputs = ScalingInputs(
+        replicas=dsd.spec.desired_replicas(),
+        ready=a_obs.ready if a_obs.exists else 0,
+        signals=signals,
+        unschedulable=observed.unschedulable_pods,
+        signal_age=signals.get(Signal.SAMPLE_AGE) if signals is not None else None,
+        rollout_in_flight=rollout is not None and rollout.phase in {p.value for p in IN_FLIGHT},
+    )
+    decision = decide(
+        dsd.spec.scaling,
+        inputs,
+        dsd.status.scaling or ScalingState(),
+        now,
+        float(dsd.spec.scaling.interval_seconds),
+    )
+    if url is None and decision.reason == "MetricsMissing":
+        decision = replace(
+            decision,
+            reason="NoPrometheus",
+            message="no Prometheus to read signals from: start the operator with "
+            "--prometheus-url or set spec.monitoring.prometheusUrl",
+        )
+    return decision
 
 
 def _write_status(

@@ -19,6 +19,7 @@ from .api.status import (
     DeepSeekDeploymentStatus,
     Phase,
     RolloutStatus,
+    ScalingDecisionStatus,
 )
 from .checks import ClusterFacts, SpecProblem, spec_problems
 from .desired import ColourPlan as RenderPlan
@@ -35,6 +36,7 @@ from .rollout import (
     initial_state,
     step,
 )
+from .scaling import ScalingDecision
 from .signals import Signals
 
 
@@ -355,3 +357,53 @@ def reconcile(
         rollout=rstep,
         requeue_after=requeue,
     )
+
+
+def with_scaling(
+    status: DeepSeekDeploymentStatus,
+    decision: ScalingDecision,
+    current: int,
+    now: float,
+    generation: int | None,
+) -> DeepSeekDeploymentStatus:
+    """Status after an autoscaling decision: its memory, the last decision when it changed
+    replicas or its reason, and the MetricsAvailable / ScalingLimited conditions."""
+    conditions = set_condition(
+        list(status.conditions),
+        ConditionType.METRICS_AVAILABLE,
+        decision.metrics_ok,
+        "SignalsFresh" if decision.metrics_ok else decision.reason,
+        "engine metrics are fresh" if decision.metrics_ok else decision.message,
+        generation,
+        now,
+    )
+    gpu_limited = (c := condition(status, ConditionType.SCALING_LIMITED)) is not None and (
+        c.status == "True" and c.reason == "InsufficientGPUCapacity"
+    )
+    if decision.limited is not None:
+        conditions = set_condition(
+            conditions, ConditionType.SCALING_LIMITED, True, *decision.limited, generation, now
+        )
+    elif not gpu_limited:
+        conditions = set_condition(
+            conditions,
+            ConditionType.SCALING_LIMITED,
+            False,
+            "WithinLimits",
+            "the autoscaler's recommendation fits minReplicas, maxReplicas and GPU capacity",
+            generation,
+            now,
+        )
+    last = status.last_scaling_decision
+    record = decision.replicas != current or last is None or last.reason != decision.reason
+    update: dict[str, object] = {"scaling": decision.state, "conditions": conditions}
+    if record:
+        update["last_scaling_decision"] = ScalingDecisionStatus(
+            time=rfc3339(now),
+            from_replicas=current,
+            to_replicas=decision.replicas,
+            reason=decision.reason,
+            message=decision.message[:4096],
+            signals=decision.signals,
+        )
+    return status.model_copy(update=update)

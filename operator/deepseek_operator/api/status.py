@@ -69,6 +69,26 @@ class ScalingDecisionStatus(ApiModel):
     )
 
 
+class Recommendation(ApiModel):
+    """One replica count the autoscaler recommended, kept for its stabilization windows."""
+
+    time: float = Field(description="Unix time of the recommendation.")
+    replicas: int = Field(ge=0, description="Recommended replicas.")
+
+
+class ScalingState(ApiModel):
+    """What the autoscaler remembers between decisions (so a restart does not reset its
+    stabilization windows)."""
+
+    recommendations: list[Recommendation] = Field(
+        default_factory=list, max_length=256, description="Recent recommendations, oldest first."
+    )
+    panic_until: float | None = Field(
+        None, description="Unix time until which panic mode (no scale-down) lasts."
+    )
+    last_decision_time: float | None = Field(None, description="Unix time of the last decision.")
+
+
 class AnalysisResult(ApiModel):
     """One check of a rollout analysis."""
 
@@ -154,6 +174,7 @@ class DeepSeekDeploymentStatus(ApiModel):
     mode: str | None = Field(
         None, max_length=63, description="Quantization mode served by the active colour."
     )
+    scaling: ScalingState | None = Field(None, description="Autoscaler memory.")
     last_scaling_decision: ScalingDecisionStatus | None = Field(
         None, description="Last autoscaling decision."
     )

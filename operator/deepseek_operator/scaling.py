@@ -1,0 +1,292 @@
+"""The autoscaling policy: (signals, current state, settings, now) -> decision with reasons. Pure.
+
+Demand is counted in concurrent requests (running + waiting beyond a tolerated queue), and a
+replica's capacity is the concurrency it would hold at the target KV-cache usage, calibrated
+from what the replicas report now: an LLM replica fills its KV cache long before its GPU
+"utilization" says anything (NVML reports ~100% for any batch size). On top of that target
+tracking:
+
+- an SLO guard adds replicas when TTFT or TPOT p99 breach the spec's SLO;
+- panic mode (as Knative's KPA) scales up at once when demand jumps past `panicThreshold` x
+  capacity, and forbids scale-down until the burst has been gone a whole down-window;
+- stabilization windows (as the HPA's): up uses the lowest recommendation of the up-window
+  (0 s: the newest), down the highest of the down-window (300 s), so one quiet minute does not
+  remove a replica that takes ten minutes to bring back;
+- step limits, min/max, scale to zero only when asked;
+- it never asks for pods the cluster cannot place (unschedulable pods -> CapacityLimited), and
+  it holds on missing or stale metrics: it never scales down on missing data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .api.spec import ScalingSpec
+from .api.status import Recommendation, ScalingState
+from .signals import Signal, Signals
+
+MIN_KV_FOR_CALIBRATION = 0.05  # below this, KV usage says too little about capacity
+MAX_CAPACITY_STRETCH = 20.0  # at low usage, extrapolate capacity at most this far
+TOLERANCE = 0.1  # like the HPA: ratios within 10% of 1.0 do not move replicas
+HISTORY_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class ScalingInputs:
+    """What the autoscaler observes for the serving colour of one DeepSeekDeployment."""
+
+    replicas: int  # spec.replicas now (includes pods still starting)
+    ready: int  # Ready engine pods
+    signals: Signals | None  # from the latest Prometheus poll; None if none
+    unschedulable: int = 0  # engine pods the scheduler cannot place
+    signal_age: float | None = None  # seconds since the newest engine sample
+    rollout_in_flight: bool = False
+
+
+@dataclass(frozen=True)
+class ScalingDecision:
+    replicas: int
+    direction: str  # up | down | hold
+    reason: str  # CamelCase
+    message: str
+    signals: dict[str, float] = field(default_factory=dict)
+    limited: tuple[str, str] | None = None  # (reason, message) for the ScalingLimited condition
+    metrics_ok: bool = True
+    state: ScalingState = field(default_factory=ScalingState)
+
+
+def _history(state: ScalingState, now: float, keep: float, current: int) -> list[Recommendation]:
+    """Recommendations still inside the longest window. A fresh history starts with the current
+    replica count (as the HPA seeds it), so a restart or a new resource never scales down
+    before a whole down-window has been observed."""
+    if not state.recommendations:
+        # just before now, so a 0 s up-window (react to the newest) does not see it
+        return [Recommendation(time=now - 0.001, replicas=current)]
+    return [r for r in state.recommendations if now - r.time <= keep][-HISTORY_LIMIT:]
+
+
+def decide(
+    spec: ScalingSpec, inp: ScalingInputs, state: ScalingState, now: float, interval: float
+) -> ScalingDecision:
+    """One autoscaling decision."""
+    n = inp.replicas
+    lo = spec.min_replicas  # 0 only with scaleToZero (the CRD enforces it)
+    hi = spec.max_replicas
+    vals = inp.signals.values if inp.signals is not None else {}
+    seen = {k.value: round(v, 6) for k, v in sorted(vals.items())}
+    keep = (
+        max(spec.scale_down.stabilization_seconds, spec.scale_up.stabilization_seconds) + interval
+    )
+
+    def hold(reason: str, message: str, metrics_ok: bool = True) -> ScalingDecision:
+        target = min(max(n, lo), hi)  # bounds still apply (e.g. after maxReplicas was lowered)
+        direction = "hold" if target == n else ("up" if target > n else "down")
+        if n > hi:
+            reason, message = "AboveMaxReplicas", f"clamped {n} to maxReplicas {hi}"
+        elif n < lo:
+            reason, message = "BelowMinReplicas", f"raised {n} to minReplicas {lo}"
+        new_state = ScalingState(
+            recommendations=_history(state, now, keep, n),
+            panic_until=state.panic_until,
+            last_decision_time=now,
+        )
+        return ScalingDecision(
+            target, direction, reason, message, seen, metrics_ok=metrics_ok, state=new_state
+        )
+
+    if not spec.enabled:
+        return hold(
+            "AutoscalingDisabled", "scaling.enabled is false; replicas follow spec.replicas"
+        )
+
+    # -- missing or stale data: hold, never scale down ------------------------------------
+    running = vals.get(Signal.RUNNING)
+    waiting = vals.get(Signal.QUEUE_DEPTH)
+    kv = vals.get(Signal.KV_CACHE_USAGE)
+    reporting = vals.get(Signal.PODS_REPORTING, 0.0)
+    stale_after = max(3 * interval, 60.0)
+    if inp.ready > 0 and (running is None or waiting is None or kv is None):
+        return hold(
+            "MetricsMissing",
+            "no engine metrics for the serving colour; holding replicas",
+            metrics_ok=False,
+        )
+    if inp.ready > 0 and inp.signal_age is not None and inp.signal_age > stale_after:
+        return hold(
+            "MetricsStale",
+            f"newest engine sample is {inp.signal_age:.0f}s old; holding replicas",
+            metrics_ok=False,
+        )
+    if inp.ready > 0 and reporting < inp.ready / 2:
+        return hold(
+            "MetricsIncomplete",
+            f"only {reporting:.0f} of {inp.ready} Ready pods report metrics; holding replicas",
+            metrics_ok=False,
+        )
+    if inp.ready == 0:
+        return hold("NoReadyReplicas", "no Ready replica reports load yet; holding replicas")
+
+    assert running is not None and waiting is not None and kv is not None
+    t = spec.targets
+    per_pod = max(reporting, 1.0)
+
+    # -- target tracking -----------------------------------------------------------------
+    tolerated_queue = t.queue_depth_per_replica * per_pod
+    demand = running + max(0.0, waiting - tolerated_queue)
+    reasons: list[tuple[float, str, str]] = []  # (replicas wanted, reason, why)
+    if kv >= MIN_KV_FOR_CALIBRATION and running > 0:
+        stretch = min(t.kv_cache_usage / kv, MAX_CAPACITY_STRETCH)
+        capacity = (running / per_pod) * stretch
+        want = demand / capacity
+        why = (
+            f"{running:.0f} running + {waiting:.0f} waiting; a replica holds ~{capacity:.1f} "
+            f"requests at {t.kv_cache_usage:.0%} KV cache (now {kv:.0%})"
+        )
+        reasons.append(
+            (
+                want,
+                "QueueBuildup"
+                if waiting > tolerated_queue
+                else ("HighKVCacheUsage" if kv > t.kv_cache_usage else "LowLoad"),
+                why,
+            )
+        )
+    elif waiting > tolerated_queue:
+        want = per_pod * (1 + (waiting - tolerated_queue) / max(running, per_pod))
+        reasons.append((want, "QueueBuildup", f"{waiting:.0f} requests waiting"))
+    else:
+        reasons.append(
+            (
+                per_pod * kv / t.kv_cache_usage,
+                "LowLoad",
+                f"KV cache {kv:.0%} of target {t.kv_cache_usage:.0%}",
+            )
+        )
+    if t.running_per_replica is not None:
+        reasons.append(
+            (
+                running / t.running_per_replica,
+                "HighConcurrency",
+                f"{running / per_pod:.1f} running per replica, target {t.running_per_replica:g}",
+            )
+        )
+    gpu = vals.get(Signal.GPU_UTILIZATION)
+    if t.gpu_utilization is not None and gpu is not None:
+        reasons.append(
+            (
+                per_pod * gpu / t.gpu_utilization,
+                "HighGPUUtilization",
+                f"GPU utilization {gpu:.0%}, target {t.gpu_utilization:.0%}",
+            )
+        )
+
+    want, reason, why = max(reasons, key=lambda r: r[0])
+    ratio = want / per_pod
+    if abs(ratio - 1.0) <= TOLERANCE:
+        raw = n
+        reason, why = "WithinTarget", f"load within {TOLERANCE:.0%} of target ({why})"
+    else:
+        # An absolute count: pods still starting are part of it, so a scale-up is not
+        # repeated while they load.
+        raw = math.ceil(want - 1e-9)
+
+    # -- SLO guard ----------------------------------------------------------------------
+    slo = spec.slo
+    ttft, tpot = vals.get(Signal.TTFT_P99), vals.get(Signal.TPOT_P99)
+    breach = max(
+        (ttft / slo.ttft_p99_seconds) if ttft is not None else 0.0,
+        (tpot / slo.tpot_p99_seconds) if tpot is not None else 0.0,
+    )
+    starting = n - inp.ready
+    if breach > 1.0 and starting <= 0 and not inp.rollout_in_flight:
+        guard = math.ceil(n * min(2.0, breach))
+        guard = max(guard, n + 1)
+        if guard > raw:
+            which = "TTFT" if ttft is not None and ttft / slo.ttft_p99_seconds >= breach else "TPOT"
+            value = ttft if which == "TTFT" else tpot
+            limit = slo.ttft_p99_seconds if which == "TTFT" else slo.tpot_p99_seconds
+            raw = guard
+            reason = f"{which}AboveSLO"
+            why = f"{which} p99 {value:.3g}s > SLO {limit:g}s"
+
+    # -- panic mode ----------------------------------------------------------------------
+    panic_until = state.panic_until if state.panic_until and state.panic_until > now else None
+    if n > 0 and raw >= spec.panic_threshold * n:
+        panic_until = now + spec.scale_down.stabilization_seconds
+        reason, why = "Panic", f"demand {raw} replicas >= {spec.panic_threshold:g} x {n}: {why}"
+
+    history = [*_history(state, now, keep, n), Recommendation(time=now, replicas=raw)]
+    new_state = ScalingState(
+        recommendations=history[-HISTORY_LIMIT:], panic_until=panic_until, last_decision_time=now
+    )
+
+    # -- stabilization -------------------------------------------------------------------
+    target = raw
+    if raw > n:
+        window = [
+            r.replicas for r in history if now - r.time <= spec.scale_up.stabilization_seconds
+        ]
+        target = max(n, min(window or [raw]))
+        step = spec.scale_up.max_step_replicas
+        if panic_until is not None:
+            step = max(step, n)  # panic: at least double
+        target = min(target, n + step)
+    elif raw < n:
+        if panic_until is not None:
+            target = n
+            reason, why = (
+                "PanicHold",
+                f"panic mode until {panic_until - now:.0f}s from now; not scaling down",
+            )
+        else:
+            window = [
+                r.replicas for r in history if now - r.time <= spec.scale_down.stabilization_seconds
+            ]
+            target = min(n, max(window or [raw]))
+            target = max(target, n - spec.scale_down.max_step_replicas)
+            if target == n:
+                reason, why = (
+                    "Stabilizing",
+                    (
+                        f"lower load ({raw} replicas would do) must last "
+                        f"{spec.scale_down.stabilization_seconds}s before scaling down"
+                    ),
+                )
+
+    # -- capacity and bounds ---------------------------------------------------------------
+    limited: tuple[str, str] | None = None
+    if target > n and inp.unschedulable > 0:
+        limited = (
+            "InsufficientGPUCapacity",
+            f"wanted {target} replicas but {inp.unschedulable} pod(s) cannot be scheduled; "
+            f"holding at {n}",
+        )
+        target, reason, why = n, "CapacityLimited", limited[1]
+    if target > hi:
+        limited = ("AtMaxReplicas", f"wanted {target} replicas; maxReplicas is {hi}")
+        target, why = hi, f"{why}; capped at maxReplicas {hi}"
+    floor = lo
+    if target < floor:
+        target = floor
+    if spec.scale_to_zero and target == 0 and (running > 0 or waiting > 0):
+        target = max(1, min(n, hi))
+
+    direction = "up" if target > n else "down" if target < n else "hold"
+    return ScalingDecision(
+        replicas=target,
+        direction=direction,
+        reason=reason,
+        message=f"{n} -> {target}: {why}",
+        signals=seen,
+        limited=limited,
+        state=new_state,
+    )
+
+
+def scale_event(decision: ScalingDecision, current: int) -> tuple[str, str] | None:
+    """(reason, message) of the Event for a decision that changes replicas."""
+    if decision.replicas == current:
+        return None
+    verb = "ScaledUp" if decision.replicas > current else "ScaledDown"
+    return verb, f"{decision.reason}: {decision.message}"
