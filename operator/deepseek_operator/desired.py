@@ -275,6 +275,7 @@ def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -
         node_selector[GPU_PRODUCT_LABEL] = res.gpu_product
 
     pod_labels = {
+        **spec.engine.pod_labels,
         L.NAME: L.NAME_VALUE,
         L.INSTANCE: dsd_name,
         L.MANAGED_BY: L.MANAGED_BY_VALUE,
@@ -321,7 +322,10 @@ def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -
     if spec.placement.priority_class_name:
         pod_spec["priorityClassName"] = spec.placement.priority_class_name
 
-    return {"metadata": {"labels": pod_labels}, "spec": pod_spec}
+    meta: Obj = {"labels": pod_labels}
+    if spec.engine.pod_annotations:
+        meta["annotations"] = dict(sorted(spec.engine.pod_annotations.items()))
+    return {"metadata": meta, "spec": pod_spec}
 
 
 def engine_deployment(dsd: DeepSeekDeployment, plan: ColourPlan) -> Obj:

@@ -144,6 +144,13 @@ def test_engine_deployment_shape() -> None:
     assert spec["strategy"] == {"type": "Recreate"}
 
 
+def test_pod_labels_and_annotations_never_override_ours() -> None:
+    d = dsd(engine={"podLabels": {"team": "llm", L.COLOUR: "pink"}, "podAnnotations": {"a": "b"}})
+    meta = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["metadata"]
+    assert meta["labels"]["team"] == "llm" and meta["labels"][L.COLOUR] == "blue"
+    assert meta["annotations"] == {"a": "b"}
+
+
 def test_host_path_cache() -> None:
     d = dsd(model={"checkpoint": "/models/r1", "cache": {"hostPath": "/mnt/weights", "mountPath": "/models"}})
     pod = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]

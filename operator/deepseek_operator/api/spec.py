@@ -206,6 +206,14 @@ class EngineSpec(ApiModel):
     env: list[EnvVar] = Field(
         default_factory=list, max_length=64, description="Extra environment variables."
     )
+    pod_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict,
+        description="Extra labels on engine pods. The operator's own labels "
+        "(serving.deepseek.dev/*, app.kubernetes.io/*) win over these.",
+    )
+    pod_annotations: dict[str, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict, description="Extra annotations on engine pods."
+    )
     startup_timeout_seconds: int = Field(
         1800,
         ge=60,
