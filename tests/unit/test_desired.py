@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from deepseek_operator import labels as L
 from deepseek_operator.api import Colour, DeepSeekDeployment
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec, QuantizationRung
@@ -30,7 +29,10 @@ def dsd(**spec: Any) -> DeepSeekDeployment:
     body: dict[str, Any] = {"model": {"checkpoint": "deepseek-ai/DeepSeek-R1"}}
     body.update(spec)
     return DeepSeekDeployment.from_k8s(
-        {"metadata": {"name": "r1", "namespace": "prod", "uid": "u-1", "generation": 3}, "spec": body}
+        {
+            "metadata": {"name": "r1", "namespace": "prod", "uid": "u-1", "generation": 3},
+            "spec": body,
+        }
     )
 
 
@@ -47,18 +49,37 @@ MODES = [
     # (rung, expected flags)
     ({"name": "bf16", "weights": "bf16"}, ["--dtype", "bfloat16"]),
     ({"name": "fp8", "weights": "fp8"}, ["--quantization", "fp8"]),
-    ({"name": "fp8-kv8", "weights": "fp8", "kvCacheDtype": "fp8"},
-     ["--quantization", "fp8", "--kv-cache-dtype", "fp8"]),
-    ({"name": "fp8-e5m2", "weights": "fp8", "kvCacheDtype": "fp8_e5m2"},
-     ["--quantization", "fp8", "--kv-cache-dtype", "fp8_e5m2"]),
-    ({"name": "bf16-kv8", "weights": "bf16", "kvCacheDtype": "fp8_e4m3"},
-     ["--dtype", "bfloat16", "--kv-cache-dtype", "fp8_e4m3"]),
+    (
+        {"name": "fp8-kv8", "weights": "fp8", "kvCacheDtype": "fp8"},
+        ["--quantization", "fp8", "--kv-cache-dtype", "fp8"],
+    ),
+    (
+        {"name": "fp8-e5m2", "weights": "fp8", "kvCacheDtype": "fp8_e5m2"},
+        ["--quantization", "fp8", "--kv-cache-dtype", "fp8_e5m2"],
+    ),
+    (
+        {"name": "bf16-kv8", "weights": "bf16", "kvCacheDtype": "fp8_e4m3"},
+        ["--dtype", "bfloat16", "--kv-cache-dtype", "fp8_e4m3"],
+    ),
     ({"name": "int4", "weights": "int4", "checkpoint": "org/R1-AWQ"}, []),
-    ({"name": "int4-awq", "weights": "int4", "checkpoint": "org/R1-AWQ", "method": "awq_marlin"},
-     ["--quantization", "awq_marlin"]),
-    ({"name": "int4-gptq", "weights": "int4", "checkpoint": "org/R1-GPTQ", "method": "gptq_marlin",
-      "kvCacheDtype": "fp8"}, ["--quantization", "gptq_marlin", "--kv-cache-dtype", "fp8"]),
-    ({"name": "fp8-block", "weights": "fp8", "method": "fp8_per_block"}, ["--quantization", "fp8_per_block"]),
+    (
+        {"name": "int4-awq", "weights": "int4", "checkpoint": "org/R1-AWQ", "method": "awq_marlin"},
+        ["--quantization", "awq_marlin"],
+    ),
+    (
+        {
+            "name": "int4-gptq",
+            "weights": "int4",
+            "checkpoint": "org/R1-GPTQ",
+            "method": "gptq_marlin",
+            "kvCacheDtype": "fp8",
+        },
+        ["--quantization", "gptq_marlin", "--kv-cache-dtype", "fp8"],
+    ),
+    (
+        {"name": "fp8-block", "weights": "fp8", "method": "fp8_per_block"},
+        ["--quantization", "fp8_per_block"],
+    ),
 ]
 
 
@@ -76,10 +97,21 @@ def test_quantization_mode_flags(rung: dict[str, Any], flags: list[str]) -> None
 
 def test_engine_args_from_spec() -> None:
     d = dsd(
-        model={"checkpoint": "deepseek-ai/DeepSeek-R1", "servedName": "r1-chat", "revision": "main",
-               "maxModelLen": 32768, "trustRemoteCode": True, "cache": {"persistentVolumeClaim": "w"}},
-        engine={"pipelineParallelSize": 2, "expertParallel": True, "gpuMemoryUtilization": 0.92,
-                "extraArgs": ["--enable-prefix-caching"], "drain": {"timeoutSeconds": 120}},
+        model={
+            "checkpoint": "deepseek-ai/DeepSeek-R1",
+            "servedName": "r1-chat",
+            "revision": "main",
+            "maxModelLen": 32768,
+            "trustRemoteCode": True,
+            "cache": {"persistentVolumeClaim": "w"},
+        },
+        engine={
+            "pipelineParallelSize": 2,
+            "expertParallel": True,
+            "gpuMemoryUtilization": 0.92,
+            "extraArgs": ["--enable-prefix-caching"],
+            "drain": {"timeoutSeconds": 120},
+        },
         resources={"gpusPerReplica": 8},
         quantization={"mode": "fp8"},
     )
@@ -109,25 +141,41 @@ def test_engine_deployment_shape() -> None:
     d = dsd(
         resources={"gpusPerReplica": 8, "gpuProduct": "NVIDIA-H200", "sharedMemory": "64Gi"},
         model={"checkpoint": "x", "cache": {"persistentVolumeClaim": "weights"}},
-        placement={"maxSkew": 1, "zones": ["us-east-a", "us-east-b"], "nodeSelector": {"pool": "gpu"}},
-        engine={"drain": {"preStopDelaySeconds": 10, "timeoutSeconds": 300}, "startupTimeoutSeconds": 3600},
+        placement={
+            "maxSkew": 1,
+            "zones": ["us-east-a", "us-east-b"],
+            "nodeSelector": {"pool": "gpu"},
+        },
+        engine={
+            "drain": {"preStopDelaySeconds": 10, "timeoutSeconds": 300},
+            "startupTimeoutSeconds": 3600,
+        },
     )
     dep = render(d, plan_for(d, 3)).get("Deployment", "r1-blue")
     spec = dep["spec"]
     pod = spec["template"]["spec"]
     (c,) = pod["containers"]
     assert spec["replicas"] == 3
-    assert spec["selector"]["matchLabels"] == {L.DEPLOYMENT: "r1", L.COMPONENT: "engine", L.COLOUR: "blue"}
+    assert spec["selector"]["matchLabels"] == {
+        L.DEPLOYMENT: "r1",
+        L.COMPONENT: "engine",
+        L.COLOUR: "blue",
+    }
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert c["resources"]["requests"]["nvidia.com/gpu"] == "8"
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H200", "pool": "gpu"}
-    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod[
+        "tolerations"
+    ]
     (tsc,) = pod["topologySpreadConstraints"]
     assert tsc["topologyKey"] == "topology.kubernetes.io/zone" and tsc["maxSkew"] == 1
     assert tsc["whenUnsatisfiable"] == "DoNotSchedule"
     assert tsc["labelSelector"]["matchLabels"][L.COLOUR] == "blue"
     zones = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-    assert zones["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["us-east-a", "us-east-b"]
+    assert zones["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [
+        "us-east-a",
+        "us-east-b",
+    ]
     vols = {v["name"]: v for v in pod["volumes"]}
     assert vols["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Gi"}
     assert vols["model-cache"]["persistentVolumeClaim"] == {"claimName": "weights"}
@@ -152,7 +200,12 @@ def test_pod_labels_and_annotations_never_override_ours() -> None:
 
 
 def test_host_path_cache() -> None:
-    d = dsd(model={"checkpoint": "/models/r1", "cache": {"hostPath": "/mnt/weights", "mountPath": "/models"}})
+    d = dsd(
+        model={
+            "checkpoint": "/models/r1",
+            "cache": {"hostPath": "/mnt/weights", "mountPath": "/models"},
+        }
+    )
     pod = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]
     vols = {v["name"]: v for v in pod["volumes"]}
     assert vols["model-cache"]["hostPath"] == {"path": "/mnt/weights", "type": "Directory"}
@@ -175,13 +228,20 @@ def test_services_select_active_and_other_colour() -> None:
 def test_monitoring_objects_only_where_crds_exist_and_wanted() -> None:
     d = dsd()
     kinds = lambda s: sorted(o["kind"] for o in s.objects)  # noqa: E731
-    assert kinds(render(d, plan_for(d))) == ["Deployment", "PodDisruptionBudget", "Service", "Service"]
+    assert kinds(render(d, plan_for(d))) == [
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "Service",
+    ]
     with_crds = render(d, plan_for(d, monitoring_crds=True))
     assert "PodMonitor" in kinds(with_crds) and "PrometheusRule" in kinds(with_crds)
     pm = with_crds.get("PodMonitor", "r1")
     relabels = pm["spec"]["podMetricsEndpoints"][0]["relabelings"]
-    assert {"sourceLabels": ["__meta_kubernetes_pod_label_serving_deepseek_dev_deployment"],
-            "targetLabel": "dsd"} in relabels
+    assert {
+        "sourceLabels": ["__meta_kubernetes_pod_label_serving_deepseek_dev_deployment"],
+        "targetLabel": "dsd",
+    } in relabels
     off = dsd(monitoring={"serviceMonitor": False, "prometheusRule": False})
     assert kinds(render(off, plan_for(off, monitoring_crds=True))) == kinds(render(d, plan_for(d)))
 
@@ -212,7 +272,9 @@ HASH_CASES = [
 
 
 @pytest.mark.parametrize(("change", "changes_template"), HASH_CASES)
-def test_template_hash_changes_only_with_the_pod(change: dict[str, Any], changes_template: bool) -> None:
+def test_template_hash_changes_only_with_the_pod(
+    change: dict[str, Any], changes_template: bool
+) -> None:
     base = dsd()
     changed = dsd(**change)
     assert (template_hash("r1", base.spec) != template_hash("r1", changed.spec)) == changes_template
@@ -222,7 +284,9 @@ def test_hash_ignores_colour_and_is_on_the_pods() -> None:
     spec = dsd().spec
     blue = pod_template("r1", Colour.BLUE, spec)
     green = pod_template("r1", Colour.GREEN, spec)
-    assert blue["metadata"]["labels"][L.TEMPLATE_HASH] == green["metadata"]["labels"][L.TEMPLATE_HASH]
+    assert (
+        blue["metadata"]["labels"][L.TEMPLATE_HASH] == green["metadata"]["labels"][L.TEMPLATE_HASH]
+    )
     assert blue != green
 
 
@@ -231,7 +295,12 @@ def test_examples_render_valid_engine_args(path: Path) -> None:
     d = DeepSeekDeployment.from_k8s(yaml.safe_load(path.read_text()) | {"metadata": {"name": "x"}})
     for rung in d.spec.quantization.ladder:
         spec = DeepSeekDeploymentSpec.model_validate(
-            d.spec.model_dump(by_alias=True) | {"quantization": {"mode": rung.name,
-                                                                 "ladder": [r.to_k8s() for r in d.spec.quantization.ladder]}}
+            d.spec.model_dump(by_alias=True)
+            | {
+                "quantization": {
+                    "mode": rung.name,
+                    "ladder": [r.to_k8s() for r in d.spec.quantization.ladder],
+                }
+            }
         )
         assert check_args(vllm_args("x", spec)) == []

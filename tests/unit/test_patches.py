@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from deepseek_operator.patches import merge_patch
 
 CASES = [
@@ -13,8 +12,11 @@ CASES = [
     ({"a": 1}, {"a": 1}, {}),
     ({"a": 1}, {"a": 2}, {"a": 2}),
     ({"a": 1, "b": 2}, {"a": 1}, {"b": None}),
-    ({"r": {"phase": "Analyzing", "preview": "green"}}, {"r": {"phase": "Completed"}},
-     {"r": {"phase": "Completed", "preview": None}}),
+    (
+        {"r": {"phase": "Analyzing", "preview": "green"}},
+        {"r": {"phase": "Completed"}},
+        {"r": {"phase": "Completed", "preview": None}},
+    ),
     ({"c": [1, 2]}, {"c": [1, 3]}, {"c": [1, 3]}),
     ({"x": {"y": 1}}, {"x": 5}, {"x": 5}),
 ]

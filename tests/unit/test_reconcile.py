@@ -11,21 +11,33 @@ from deepseek_operator.desired import template_hash
 from deepseek_operator.reconcile import Observed, condition, parse_time, reconcile, rfc3339
 from deepseek_operator.rollout import ColourObservation, RolloutPhase
 
-FACTS = ClusterFacts(gpu_nodes=(GpuNode("n1", "NVIDIA-H100-80GB-HBM3", "a", 8),), pvcs=frozenset({"w"}))
+FACTS = ClusterFacts(
+    gpu_nodes=(GpuNode("n1", "NVIDIA-H100-80GB-HBM3", "a", 8),), pvcs=frozenset({"w"})
+)
 
 
 def dsd(status: dict[str, Any] | None = None, **spec: Any) -> DeepSeekDeployment:
     body: dict[str, Any] = {"model": {"checkpoint": "m"}, "replicas": 2}
     body.update(spec)
-    obj: dict[str, Any] = {"metadata": {"name": "r1", "namespace": "ns", "uid": "u", "generation": 4}, "spec": body}
+    obj: dict[str, Any] = {
+        "metadata": {"name": "r1", "namespace": "ns", "uid": "u", "generation": 4},
+        "spec": body,
+    }
     if status:
         obj["status"] = status
     return DeepSeekDeployment.from_k8s(obj)
 
 
-def dep(d: DeepSeekDeployment, ready: int, replicas: int = 2, hash_: str | None = None) -> ColourObservation:
-    return ColourObservation(exists=True, replicas=replicas, ready=ready, updated=replicas,
-                             template_hash=hash_ or template_hash(d.name, d.spec))
+def dep(
+    d: DeepSeekDeployment, ready: int, replicas: int = 2, hash_: str | None = None
+) -> ColourObservation:
+    return ColourObservation(
+        exists=True,
+        replicas=replicas,
+        ready=ready,
+        updated=replicas,
+        template_hash=hash_ or template_hash(d.name, d.spec),
+    )
 
 
 def cond(out: Any, type_: str) -> tuple[str, str]:
@@ -40,7 +52,12 @@ def test_new_resource_plans_blue_and_reports_pending() -> None:
     assert out.plan is not None and out.plan.active_colour is Colour.BLUE
     assert [(d.colour, d.replicas) for d in out.plan.deployments] == [(Colour.BLUE, 2)]
     s = out.status
-    assert (s.phase, s.ready_replicas, s.desired_replicas, s.observed_generation) == ("Pending", 0, 2, 4)
+    assert (s.phase, s.ready_replicas, s.desired_replicas, s.observed_generation) == (
+        "Pending",
+        0,
+        2,
+        4,
+    )
     assert s.selector == f"{L.COMPONENT}=engine,{L.COLOUR}=blue,{L.DEPLOYMENT}=r1"
     assert s.active_colour is Colour.BLUE and s.mode == "bf16"
     assert cond(out, "Ready") == ("False", "ReplicasNotReady")
@@ -61,8 +78,11 @@ def test_condition_transition_time_moves_only_on_flip() -> None:
     d = dsd()
     a = reconcile(d, Observed(facts=FACTS), now=100.0)
     b = reconcile(d.model_copy(update={"status": a.status}), Observed(facts=FACTS), now=200.0)
-    c = reconcile(d.model_copy(update={"status": b.status}),
-                  Observed(facts=FACTS, deployments={Colour.BLUE: dep(d, 2)}), now=300.0)
+    c = reconcile(
+        d.model_copy(update={"status": b.status}),
+        Observed(facts=FACTS, deployments={Colour.BLUE: dep(d, 2)}),
+        now=300.0,
+    )
     ready = lambda o: condition(o.status, "Ready")  # noqa: E731
     assert ready(a).last_transition_time == ready(b).last_transition_time == rfc3339(100.0)
     assert ready(c).last_transition_time == rfc3339(300.0)
@@ -93,9 +113,16 @@ def test_invalid_edit_keeps_the_old_version_serving_and_is_degraded() -> None:
 
 def test_unschedulable_pods_set_scaling_limited() -> None:
     d = dsd()
-    out = reconcile(d, Observed(facts=FACTS, deployments={Colour.BLUE: dep(d, 1)}, unschedulable_pods=1,
-                                unschedulable_message="0/9 nodes are available: 9 Insufficient nvidia.com/gpu"),
-                    now=1.0)
+    out = reconcile(
+        d,
+        Observed(
+            facts=FACTS,
+            deployments={Colour.BLUE: dep(d, 1)},
+            unschedulable_pods=1,
+            unschedulable_message="0/9 nodes are available: 9 Insufficient nvidia.com/gpu",
+        ),
+        now=1.0,
+    )
     assert cond(out, "ScalingLimited") == ("True", "InsufficientGPUCapacity")
     assert "Insufficient nvidia.com/gpu" in condition(out.status, "ScalingLimited").message  # type: ignore[union-attr]
     assert out.status.phase == "Degraded"
@@ -103,7 +130,9 @@ def test_unschedulable_pods_set_scaling_limited() -> None:
 
 def test_rollout_state_survives_a_restart_through_status() -> None:
     v1 = dsd()
-    s1 = reconcile(v1, Observed(facts=FACTS, deployments={Colour.BLUE: dep(v1, 2)}), now=10.0).status
+    s1 = reconcile(
+        v1, Observed(facts=FACTS, deployments={Colour.BLUE: dep(v1, 2)}), now=10.0
+    ).status
     v2 = dsd(status=s1.to_k8s(), engine={"image": "vllm/vllm-openai:v0.33.0"})
     out = reconcile(v2, Observed(facts=FACTS, deployments={Colour.BLUE: dep(v1, 2)}), now=20.0)
     assert out.status.rollout is not None and out.status.rollout.phase == "Progressing"
@@ -111,14 +140,23 @@ def test_rollout_state_survives_a_restart_through_status() -> None:
     assert out.plan is not None and out.plan.active_colour is Colour.BLUE
     # blue keeps its running template (only scaled); green is rendered from the new spec
     assert [d.colour for d in out.plan.deployments] == [Colour.GREEN]
-    assert [(t.colour, t.render_spec) for t in out.targets] == [(Colour.BLUE, False), (Colour.GREEN, True)]
+    assert [(t.colour, t.render_spec) for t in out.targets] == [
+        (Colour.BLUE, False),
+        (Colour.GREEN, True),
+    ]
     assert out.status.template_hash == template_hash("r1", v1.spec)
     # "restart": a fresh process sees only the object (status round-tripped through JSON)
     restored = DeepSeekDeployment.from_k8s(
-        {"metadata": {"name": "r1", "namespace": "ns", "uid": "u", "generation": 5},
-         "spec": v2.spec.to_k8s(), "status": out.status.to_k8s()}
+        {
+            "metadata": {"name": "r1", "namespace": "ns", "uid": "u", "generation": 5},
+            "spec": v2.spec.to_k8s(),
+            "status": out.status.to_k8s(),
+        }
     )
-    later = reconcile(restored, Observed(facts=FACTS, deployments={
-        Colour.BLUE: dep(v1, 2), Colour.GREEN: dep(v2, 2)}), now=30.0)
+    later = reconcile(
+        restored,
+        Observed(facts=FACTS, deployments={Colour.BLUE: dep(v1, 2), Colour.GREEN: dep(v2, 2)}),
+        now=30.0,
+    )
     assert later.status.rollout is not None and later.status.rollout.phase == RolloutPhase.ANALYZING
     assert parse_time(later.status.rollout.started_at) == 20.0

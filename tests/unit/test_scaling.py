@@ -5,30 +5,40 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.api.status import Recommendation, ScalingState
 from deepseek_operator.scaling import ScalingInputs, decide, scale_event
 from deepseek_operator.signals import Signal, Signals
 
 SPEC = ScalingSpec.model_validate(
-    {"minReplicas": 1, "maxReplicas": 8, "slo": {"ttftP99Seconds": 2.0, "tpotP99Seconds": 0.1},
-     "targets": {"queueDepthPerReplica": 2, "kvCacheUsage": 0.8},
-     "scaleUp": {"stabilizationSeconds": 0, "maxStepReplicas": 4},
-     "scaleDown": {"stabilizationSeconds": 300, "maxStepReplicas": 1}, "panicThreshold": 2.0}
+    {
+        "minReplicas": 1,
+        "maxReplicas": 8,
+        "slo": {"ttftP99Seconds": 2.0, "tpotP99Seconds": 0.1},
+        "targets": {"queueDepthPerReplica": 2, "kvCacheUsage": 0.8},
+        "scaleUp": {"stabilizationSeconds": 0, "maxStepReplicas": 4},
+        "scaleDown": {"stabilizationSeconds": 300, "maxStepReplicas": 1},
+        "panicThreshold": 2.0,
+    }
 )
 EMPTY = ScalingState()
 
 
 def sig(running: float, waiting: float, kv: float, pods: float = 2, **extra: float) -> Signals:
-    vals = {Signal.RUNNING: running, Signal.QUEUE_DEPTH: waiting, Signal.KV_CACHE_USAGE: kv,
-            Signal.PODS_REPORTING: pods}
+    vals = {
+        Signal.RUNNING: running,
+        Signal.QUEUE_DEPTH: waiting,
+        Signal.KV_CACHE_USAGE: kv,
+        Signal.PODS_REPORTING: pods,
+    }
     for k, v in extra.items():
         vals[Signal(k)] = v
     return Signals(vals)
 
 
-def inp(replicas: int = 2, ready: int = 2, signals: Signals | None = None, **kw: Any) -> ScalingInputs:
+def inp(
+    replicas: int = 2, ready: int = 2, signals: Signals | None = None, **kw: Any
+) -> ScalingInputs:
     return ScalingInputs(replicas=replicas, ready=ready, signals=signals, **kw)
 
 
@@ -39,38 +49,120 @@ CASES = [
     ("kv cache above target", {}, inp(signals=sig(40, 0, 0.95)), EMPTY, 3, "HighKVCacheUsage"),
     ("small queue is tolerated", {}, inp(signals=sig(40, 3, 0.8)), EMPTY, 2, "WithinTarget"),
     ("missing metrics hold", {}, inp(signals=None), EMPTY, 2, "MetricsMissing"),
-    ("missing metrics never scale down", {}, inp(replicas=6, ready=6, signals=Signals({})), EMPTY, 6,
-     "MetricsMissing"),
-    ("stale metrics hold", {}, inp(signals=sig(1, 0, 0.01), signal_age=600), EMPTY, 2, "MetricsStale"),
-    ("half the pods silent", {}, inp(replicas=4, ready=4, signals=sig(10, 0, 0.2, pods=1)), EMPTY, 4,
-     "MetricsIncomplete"),
+    (
+        "missing metrics never scale down",
+        {},
+        inp(replicas=6, ready=6, signals=Signals({})),
+        EMPTY,
+        6,
+        "MetricsMissing",
+    ),
+    (
+        "stale metrics hold",
+        {},
+        inp(signals=sig(1, 0, 0.01), signal_age=600),
+        EMPTY,
+        2,
+        "MetricsStale",
+    ),
+    (
+        "half the pods silent",
+        {},
+        inp(replicas=4, ready=4, signals=sig(10, 0, 0.2, pods=1)),
+        EMPTY,
+        4,
+        "MetricsIncomplete",
+    ),
     ("nothing ready yet", {}, inp(ready=0, signals=Signals({})), EMPTY, 2, "NoReadyReplicas"),
-    ("low load waits for the down window", {}, inp(signals=sig(2, 0, 0.02)), EMPTY, 2, "Stabilizing"),
+    (
+        "low load waits for the down window",
+        {},
+        inp(signals=sig(2, 0, 0.02)),
+        EMPTY,
+        2,
+        "Stabilizing",
+    ),
     ("burst triggers panic", {}, inp(signals=sig(40, 200, 0.99)), EMPTY, 6, "Panic"),
     ("capped at max", {"maxReplicas": 2}, inp(signals=sig(40, 12, 0.95)), EMPTY, 2, "QueueBuildup"),
-    ("unschedulable pods stop scale-up", {}, inp(signals=sig(40, 30, 0.95), unschedulable=1), EMPTY, 2,
-     "CapacityLimited"),
-    ("ttft above slo adds a replica", {}, inp(signals=sig(40, 0, 0.8, ttftP99=3.0)), EMPTY, 3,
-     "TTFTAboveSLO"),
-    ("tpot above slo adds replicas", {}, inp(signals=sig(40, 0, 0.8, tpotP99=0.15)), EMPTY, 3,
-     "TPOTAboveSLO"),
-    ("slo guard waits for starting pods", {}, inp(replicas=3, ready=2, signals=sig(40, 0, 0.8, ttftP99=3.0)),
-     EMPTY, 3, "WithinTarget"),
-    ("disabled", {"enabled": False}, inp(signals=sig(40, 30, 0.95)), EMPTY, 2, "AutoscalingDisabled"),
-    ("above a lowered max", {"maxReplicas": 3}, inp(replicas=5, ready=5, signals=None), EMPTY, 3,
-     "AboveMaxReplicas"),
-    ("gpu utilization target when asked", {"targets": {"gpuUtilization": 0.5}},
-     inp(signals=sig(40, 0, 0.8, gpuUtilization=0.75)), EMPTY, 3, "HighGPUUtilization"),
+    (
+        "unschedulable pods stop scale-up",
+        {},
+        inp(signals=sig(40, 30, 0.95), unschedulable=1),
+        EMPTY,
+        2,
+        "CapacityLimited",
+    ),
+    (
+        "ttft above slo adds a replica",
+        {},
+        inp(signals=sig(40, 0, 0.8, ttftP99=3.0)),
+        EMPTY,
+        3,
+        "TTFTAboveSLO",
+    ),
+    (
+        "tpot above slo adds replicas",
+        {},
+        inp(signals=sig(40, 0, 0.8, tpotP99=0.15)),
+        EMPTY,
+        3,
+        "TPOTAboveSLO",
+    ),
+    (
+        "slo guard waits for starting pods",
+        {},
+        inp(replicas=3, ready=2, signals=sig(40, 0, 0.8, ttftP99=3.0)),
+        EMPTY,
+        3,
+        "WithinTarget",
+    ),
+    (
+        "disabled",
+        {"enabled": False},
+        inp(signals=sig(40, 30, 0.95)),
+        EMPTY,
+        2,
+        "AutoscalingDisabled",
+    ),
+    (
+        "above a lowered max",
+        {"maxReplicas": 3},
+        inp(replicas=5, ready=5, signals=None),
+        EMPTY,
+        3,
+        "AboveMaxReplicas",
+    ),
+    (
+        "gpu utilization target when asked",
+        {"targets": {"gpuUtilization": 0.5}},
+        inp(signals=sig(40, 0, 0.8, gpuUtilization=0.75)),
+        EMPTY,
+        3,
+        "HighGPUUtilization",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("changes", "inputs", "state", "replicas", "reason"), [c[1:] for c in CASES],
-                         ids=[c[0] for c in CASES])
-def test_decide(changes: dict[str, Any], inputs: ScalingInputs, state: ScalingState, replicas: int,
-                reason: str) -> None:
-    spec = SPEC.model_copy(update={k: (SPEC.targets.model_copy(update={"gpu_utilization": v["gpuUtilization"]})
-                                       if k == "targets" else v) for k, v in
-                                   {("max_replicas" if k == "maxReplicas" else k): v for k, v in changes.items()}.items()})
+@pytest.mark.parametrize(
+    ("changes", "inputs", "state", "replicas", "reason"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_decide(
+    changes: dict[str, Any], inputs: ScalingInputs, state: ScalingState, replicas: int, reason: str
+) -> None:
+    spec = SPEC.model_copy(
+        update={
+            k: (
+                SPEC.targets.model_copy(update={"gpu_utilization": v["gpuUtilization"]})
+                if k == "targets"
+                else v
+            )
+            for k, v in {
+                ("max_replicas" if k == "maxReplicas" else k): v for k, v in changes.items()
+            }.items()
+        }
+    )
     d = decide(spec, inputs, state, now=1000.0, interval=15)
     assert (d.replicas, d.reason) == (replicas, reason), d.message
 
@@ -110,12 +202,16 @@ def test_flapping_load_does_not_flap_replicas() -> None:
 def test_panic_blocks_scale_down_for_the_window() -> None:
     d = decide(SPEC, inp(signals=sig(40, 200, 0.99)), EMPTY, 1000.0, 15)
     assert d.reason == "Panic" and d.state.panic_until == pytest.approx(1300.0)
-    quiet = decide(SPEC, inp(replicas=6, ready=6, signals=sig(2, 0, 0.02, pods=6)), d.state, 1100.0, 15)
+    quiet = decide(
+        SPEC, inp(replicas=6, ready=6, signals=sig(2, 0, 0.02, pods=6)), d.state, 1100.0, 15
+    )
     assert (quiet.replicas, quiet.reason) == (6, "PanicHold")
 
 
 def test_up_window_uses_the_lowest_recent_recommendation() -> None:
-    spec = SPEC.model_copy(update={"scale_up": SPEC.scale_up.model_copy(update={"stabilization_seconds": 60})})
+    spec = SPEC.model_copy(
+        update={"scale_up": SPEC.scale_up.model_copy(update={"stabilization_seconds": 60})}
+    )
     state = ScalingState(recommendations=[Recommendation(time=970.0, replicas=2)])
     d = decide(spec, inp(signals=sig(40, 30, 0.95)), state, 1000.0, 15)
     assert d.replicas == 2  # a spike must last the up-window
@@ -123,7 +219,9 @@ def test_up_window_uses_the_lowest_recent_recommendation() -> None:
 
 def test_scale_to_zero_only_when_asked() -> None:
     spec = SPEC.model_copy(update={"min_replicas": 0, "scale_to_zero": True})
-    state = ScalingState(recommendations=[Recommendation(time=t, replicas=0) for t in range(600, 1000, 15)])
+    state = ScalingState(
+        recommendations=[Recommendation(time=t, replicas=0) for t in range(600, 1000, 15)]
+    )
     idle = inp(replicas=1, ready=1, signals=sig(0, 0, 0.0, pods=1))
     assert decide(spec, idle, state, 1000.0, 15).replicas == 0
     assert decide(SPEC, idle, state, 1000.0, 15).replicas == 1

@@ -5,9 +5,12 @@ Dashboards and alert rules refer to these names; change them here and there toge
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_resident_memory_bytes, process_cpu_seconds_total, ...: the operator dashboard and the
+# benchmark's "operator cost" read them.
+ProcessCollector(registry=REGISTRY)
 
 _DSD = ["namespace", "dsd"]
 
@@ -122,5 +125,13 @@ REGION_HEALTHY = Gauge(
     "deepseek_operator_region_healthy",
     "1 when the member region passes its health checks.",
     [*_DSD, "region"],
+    registry=REGISTRY,
+)
+PENDING_PODS = Gauge(
+    "deepseek_operator_pending_pods",
+    "Engine pods of the DeepSeekDeployment that are Pending, by reason (Unschedulable: the "
+    "scheduler found no node with the GPUs, zone spread or selectors the pod needs). Set to 0 "
+    "when none, so the alert and dashboards tell 'none' from 'not exported'.",
+    [*_DSD, "reason"],
     registry=REGISTRY,
 )
