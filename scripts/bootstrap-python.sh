@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Create (or reuse) the project's virtual environment, outside the repo so that fresh clones on
-# the same machine share it. Reinstalls only when pyproject.toml changed. Idempotent.
+# the same machine share it. Reinstalls only when pyproject.toml changed. Idempotent. The package
+# is installed editable from the checkout that first made the venv; the Makefile puts its own
+# checkout first on PYTHONPATH, so every clone runs its own code with the shared dependencies.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${DEEPSEEK_CACHE:-$HOME/.cache/deepseek-operator}
 venv=${VENV:-$cache/venv}
 py=${PYTHON:-python3}
-stamp="$venv/.installed-$( (cat "$here/pyproject.toml"; echo "$here") | sha256sum | cut -c1-16)"
+stamp="$venv/.installed-$(sha256sum <"$here/pyproject.toml" | cut -c1-16)"
 
 if [ -f "$stamp" ]; then
   exit 0

@@ -205,6 +205,7 @@ def reconcile_once(namespace: str, name: str) -> float | None:
 
     _write_status(rt, obj, dsd.status, outcome.status)
     _export(dsd, outcome)
+    metrics.PENDING_PODS.labels(namespace, name, "Unschedulable").set(observed.unschedulable_pods)
     metrics.RECONCILE_DURATION.labels("reconcile").observe(time.monotonic() - t0)
     metrics.LAST_RECONCILE.labels(namespace, name).set(now)
     log.info(
@@ -348,6 +349,8 @@ def forget(namespace: str, name: str) -> None:
     ):
         with contextlib.suppress(KeyError):
             g.remove(namespace, name)
+    with contextlib.suppress(KeyError):
+        metrics.PENDING_PODS.remove(namespace, name, "Unschedulable")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -365,6 +368,9 @@ async def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     # Our own Events say what the operator did; Kopf's log-to-Event posting would only add noise.
     settings.posting.level = logging.WARNING
+    # The watched namespaces are named (or all): no cluster-wide namespace/CRD scanning, which
+    # the chart's least-privilege RBAC does not grant.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     _background.add(asyncio.create_task(_signal_loop(rt), name="signal-poller"))

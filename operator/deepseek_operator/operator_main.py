@@ -41,6 +41,58 @@ def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
     return client.ApiClient()
 
 
+def _connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
+    """Kopf's credentials from the client configuration loaded above (the same kubeconfig or
+    in-cluster account the adapters use; Kopf's own loader would only read the default paths)."""
+    if cfg.refresh_api_key_hook is not None:  # in-cluster: re-read the rotated token
+        cfg.refresh_api_key_hook(cfg)
+    token = None
+    auth = cfg.api_key.get("authorization") or cfg.api_key.get("BearerToken")
+    if auth:
+        token = auth.removeprefix("Bearer ").strip()
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        token=token,
+        default_namespace=None,
+    )
+
+
+def _ensure_peering(api: client.ApiClient, name: str, namespaces: list[str]) -> None:
+    """Create the Kopf peering object(s) when missing: Kopf keeps every watch paused until the
+    peering it is told to use exists, so a first start would otherwise do nothing. Already there
+    (the Helm chart creates it) or not allowed: left as is, and Kopf says what it waits for."""
+    custom = client.CustomObjectsApi(api)
+    log = logging.getLogger("deepseek_operator")
+    body: dict[str, object] = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
+    targets: list[str | None] = list(namespaces) or [None]
+    for ns in targets:
+        try:
+            if ns is None:
+                custom.create_cluster_custom_object(
+                    "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"}
+                )
+            else:
+                custom.create_namespaced_custom_object(
+                    "kopf.dev", "v1", ns, "kopfpeerings", {**body, "kind": "KopfPeering"}
+                )
+            log.info("peering_created name=%s namespace=%s", name, ns or "<cluster>")
+        except client.ApiException as e:
+            if e.status not in (403, 404, 409):
+                raise
+            if e.status != 409:
+                log.warning(
+                    "peering_not_created name=%s namespace=%s status=%s: create it (crds/"
+                    "kopf-peering.yaml defines the kind) or run with --standalone",
+                    name,
+                    ns or "<cluster>",
+                    e.status,
+                )
+
+
 def run_operator(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     api = _load_kube_config(args.kubeconfig)
@@ -56,15 +108,19 @@ def run_operator(args: argparse.Namespace) -> int:
     )
 
     @kopf.on.login()
-    def _login(**kwargs: object) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)  # type: ignore[arg-type]
+    def _login(**_: object) -> kopf.ConnectionInfo:
+        return _connection_info(api.configuration)
 
     metrics.INFO.info({"version": __version__})
     start_http_server(args.metrics_port, addr=args.bind_address, registry=metrics.REGISTRY)
     namespaces = list(args.namespace or [])
+    if not args.standalone:
+        _ensure_peering(api, args.peering, namespaces)
     # Distinct priorities make Kopf peering a leader election: the highest-priority replica
     # works, the others stay paused until its peering record expires.
-    priority = None if args.standalone else random.SystemRandom().randint(1, 2**30)
+    priority = None
+    if not args.standalone:
+        priority = args.priority or random.SystemRandom().randint(1, 2**30)
     logging.getLogger("deepseek_operator").info(
         "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s",
         __version__,

@@ -110,9 +110,10 @@ def _unwrap(annotation: Any) -> Any:
 def _apply_factory_defaults(model: type[BaseModel], node: dict[str, Any]) -> None:
     """Give fields built by `default_factory` an API-server default.
 
-    Pydantic leaves them out of the JSON Schema. Sub-objects get `default: {}` so the API server
-    fills in their own field defaults (it only defaults inside objects that exist); lists and
-    maps get their factory's value. Without this, a manifest that omits `scaling:` would store
+    Pydantic leaves them out of the JSON Schema. Sub-objects get their whole defaulted value (the
+    API server only defaults inside objects that exist, and it checks a default against the
+    object's CEL rules, so `default: {}` would fail rules that read `self.minReplicas`); lists
+    and maps get their factory's value. Without this, a manifest that omits `scaling:` would store
     no scaling settings, and CEL rules reading `self.regions` would fail on a missing key.
     """
     props = node.get("properties", {})
@@ -126,7 +127,7 @@ def _apply_factory_defaults(model: type[BaseModel], node: dict[str, Any]) -> Non
         if field.default_factory is not None and "default" not in prop:
             value = field.default_factory()  # type: ignore[call-arg]
             if isinstance(value, BaseModel):
-                prop["default"] = {}
+                prop["default"] = value.model_dump(mode="json", by_alias=True, exclude_none=True)
             else:
                 prop["default"] = TypeAdapter(typing.cast(Any, field.annotation)).dump_python(
                     value, mode="json", by_alias=True, exclude_none=True
