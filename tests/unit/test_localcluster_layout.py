@@ -1,0 +1,107 @@
+"""Node layout, addressing and configuration of the local cluster (pure values)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from deepseek_operator.localcluster import layout as L
+from deepseek_operator.localcluster.config import REGIONS, ClusterConfig, Ports, region_configs
+
+
+def test_default_layout_spreads_gpu_nodes_over_three_zones_plus_cpu_nodes() -> None:
+    nodes = L.default_node_layout("us-east")
+    gpu = [n for n in nodes if n.is_gpu]
+    assert Counter(n.zone for n in gpu) == {"us-east-a": 3, "us-east-b": 3, "us-east-c": 3}
+    assert {n.gpu_product for n in gpu} == {L.H100, L.H200}
+    assert len([n for n in nodes if not n.is_gpu]) == 2
+
+
+@pytest.mark.parametrize(
+    ("ip", "served_at"),
+    [("10.16.0.4", "127.16.0.4"), ("10.32.7.200", "127.32.7.200"), ("10.0.0.1", "127.0.0.1")],
+)
+def test_cluster_addresses_are_served_on_loopback(ip: str, served_at: str) -> None:
+    assert L.loopback_address(ip) == served_at
+
+
+@pytest.mark.parametrize("ip", ["127.16.0.4", "192.168.1.1", "11.0.0.1"])
+def test_addresses_outside_10_8_are_rejected(ip: str) -> None:
+    with pytest.raises(ValueError):
+        L.loopback_address(ip)
+
+
+def test_gpu_node_manifest_has_labels_capacity_taint_and_address() -> None:
+    spec = L.NodeSpec(name="us-east-a-h100-1", zone="us-east-a", gpu_product=L.H100)
+    node = L.node_manifest(spec, region="us-east", octet=16, index=3, kube_version="v1.36.3")
+    labels = node["metadata"]["labels"]  # type: ignore[index]
+    assert labels[L.REGION_LABEL] == "us-east"
+    assert labels[L.ZONE_LABEL] == "us-east-a"
+    assert labels[L.GPU_PRODUCT_LABEL] == L.H100
+    status = node["status"]
+    assert status["capacity"]["nvidia.com/gpu"] == "8"  # type: ignore[index]
+    assert status["allocatable"]["nvidia.com/gpu"] == "8"  # type: ignore[index]
+    assert status["addresses"][0] == {"type": "InternalIP", "address": "10.16.0.3"}  # type: ignore[index]
+    assert node["spec"]["podCIDR"] == "10.16.3.0/24"  # type: ignore[index]
+    assert node["spec"]["taints"] == [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]  # type: ignore[index]
+
+
+def test_cpu_node_has_no_gpus_and_no_taint() -> None:
+    spec = L.NodeSpec(name="cpu-1", zone="eu-west-b")
+    node = L.node_manifest(spec, region="eu-west", octet=32, index=1, kube_version="v1.36.3")
+    assert "nvidia.com/gpu" not in node["status"]["capacity"]  # type: ignore[index]
+    assert node["spec"]["taints"] == []  # type: ignore[index]
+    assert L.GPU_PRODUCT_LABEL not in node["metadata"]["labels"]  # type: ignore[index]
+
+
+def test_node_manifests_number_nodes_in_layout_order_and_reject_duplicates() -> None:
+    nodes = L.default_node_layout("eu-west")
+    ips = [
+        m["status"]["addresses"][0]["address"]  # type: ignore[index]
+        for m in L.node_manifests(nodes, region="eu-west", octet=32, kube_version="v1.36.3")
+    ]
+    assert ips == [f"10.32.0.{i}" for i in range(1, len(nodes) + 1)]
+    with pytest.raises(ValueError, match="duplicate"):
+        L.node_manifests([nodes[0], nodes[0]], region="eu-west", octet=32, kube_version="x")
+
+
+@pytest.mark.parametrize(("octet", "index"), [(0, 1), (254, 1), (16, 0), (16, 255)])
+def test_addressing_rejects_out_of_range_values(octet: int, index: int) -> None:
+    with pytest.raises(ValueError):
+        L.node_ip(octet, index)
+
+
+def test_engine_pods_are_recognised_by_component_and_deployment_labels() -> None:
+    engine = {"app.kubernetes.io/component": "engine", "serving.deepseek.dev/deployment": "r1"}
+    assert L.is_engine_pod(engine)
+    assert not L.is_engine_pod({"app.kubernetes.io/component": "engine"})
+    assert not L.is_engine_pod({"serving.deepseek.dev/deployment": "r1"})
+
+
+def test_ports_of_the_two_regions_are_distinct_and_below_the_ephemeral_range() -> None:
+    ports = [p for c in region_configs() for p in c.ports.as_dict().values()]
+    assert len(ports) == len(set(ports))
+    assert all(1024 < p < 32768 for p in ports)
+    assert Ports.from_base(24000).apiserver == 24443
+    with pytest.raises(ValueError):
+        Ports.from_base(24500)
+
+
+def test_region_configs_put_state_under_dot_local_cluster(tmp_path: Path) -> None:
+    cfgs = region_configs(root=tmp_path)
+    assert [c.name for c in cfgs] == list(REGIONS)
+    us = cfgs[0]
+    assert us.kubeconfig == tmp_path / ".local" / "cluster" / "us-east" / "kubeconfig"
+    assert us.prometheus_targets_dir == tmp_path / ".local/cluster/us-east/prometheus/targets"
+    assert us.rule_globs == (str(tmp_path / ".local/cluster/us-east/prometheus/rules/*.yaml"),)
+    assert us.api_url == "https://127.0.0.1:24443"
+    assert us.prometheus_url == "http://127.0.0.1:24090"
+    octets = {c.octet for c in cfgs}
+    assert len(octets) == len(cfgs)
+
+
+def test_config_with_overrides_fields() -> None:
+    cfg = ClusterConfig(name="t", region="t", port_base=40000, octet=64)
+    assert cfg.with_(fleet=False).fleet is False
+    assert cfg.fleet is True
