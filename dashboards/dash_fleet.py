@@ -1,0 +1,302 @@
+"""Fleet overview: what users of the served models see, and the state the operator keeps."""
+
+from __future__ import annotations
+
+from deepseek_operator.signals import (
+    COMPLETION_HANDLERS,
+    GROUP_BY,
+    RATE_WINDOW,
+    Signal,
+    promql,
+)
+
+from .grafana import Dashboard, Panel, QueryVariable, Row, Target, Threshold
+from .queries import (
+    FILT,
+    SLO_ERROR_RATE,
+    SLO_TPOT,
+    SLO_TTFT,
+    latency_quantile,
+    operator_gauge,
+    sel,
+    slo_target,
+)
+
+BY_COLOUR = "{{namespace}}/{{dsd}} {{colour}}"
+BY_DSD = "{{namespace}}/{{dsd}}"
+
+
+def _sig(signal: Signal, legend: str = BY_COLOUR) -> Target:
+    return Target(promql(signal, FILT), legend)
+
+
+def _slo(slo: str) -> Target:
+    return Target(slo_target(slo, FILT), f"SLO {BY_DSD}")
+
+
+def _rate(metric: str, legend: str = BY_COLOUR) -> Target:
+    return Target(f"sum by ({GROUP_BY}) (rate({metric}{sel(FILT)}[{RATE_WINDOW}]))", legend)
+
+
+def _state(metric: str, label: str) -> Target:
+    """The label value whose 0/1 gauge is 1 (active colour, mode, rollout phase)."""
+    return Target(
+        f"{operator_gauge(metric, FILT, by=(label,))} == 1",
+        f"{BY_DSD}: {{{{{label}}}}}",
+        instant=True,
+    )
+
+
+VARIABLES = (
+    QueryVariable("namespace", "Namespace", "label_values(vllm:num_requests_running, namespace)"),
+    QueryVariable(
+        "deployment",
+        "DeepSeekDeployment",
+        'label_values(vllm:num_requests_running{namespace=~"$namespace"}, dsd)',
+    ),
+)
+
+RED_AT_1 = (Threshold(None, "green"), Threshold(0.8, "orange"), Threshold(0.95, "red"))
+
+FLEET = Dashboard(
+    uid="deepseek-fleet",
+    title="DeepSeek / Fleet overview",
+    description="Traffic, latency against each DeepSeekDeployment's own SLO, load, and the "
+    "state the operator keeps (replicas, quantization mode, active colour, regions).",
+    tags=("deepseek", "vllm", "llm-serving"),
+    variables=VARIABLES,
+    links=(("GPUs", "deepseek-gpus"), ("Operator", "deepseek-operator")),
+    items=(
+        Row("Service level"),
+        Panel(
+            "Requests per second",
+            "Finished requests per second (vllm:request_success_total), per colour. The "
+            "operator's requestRate signal.",
+            (_sig(Signal.REQUEST_RATE),),
+            unit="reqps",
+            width=8,
+        ),
+        Panel(
+            "Time to first token, p50 / p99, vs SLO",
+            "vllm:time_to_first_token_seconds quantiles over 1m (the operator's ttftP50/ttftP99 "
+            "signals); dashed: the deployment's spec.scaling.slo.ttftP99Seconds.",
+            (
+                _sig(Signal.TTFT_P50, f"p50 {BY_COLOUR}"),
+                _sig(Signal.TTFT_P99, f"p99 {BY_COLOUR}"),
+                _slo(SLO_TTFT),
+            ),
+            unit="s",
+            width=8,
+            dashed="^SLO .*",
+        ),
+        Panel(
+            "Time per output token, p50 / p99, vs SLO",
+            "vllm:inter_token_latency_seconds quantiles over 1m (p99 is the operator's tpotP99 "
+            "signal); dashed: spec.scaling.slo.tpotP99Seconds.",
+            (
+                Target(
+                    latency_quantile(
+                        "vllm:inter_token_latency_seconds", 0.5, FILT, RATE_WINDOW, GROUP_BY
+                    ),
+                    f"p50 {BY_COLOUR}",
+                ),
+                _sig(Signal.TPOT_P99, f"p99 {BY_COLOUR}"),
+                _slo(SLO_TPOT),
+            ),
+            unit="s",
+            width=8,
+            dashed="^SLO .*",
+        ),
+        Panel(
+            "Error ratio vs SLO",
+            "5xx responses / all completion requests (http_requests_total; the operator's "
+            "errorRate signal); dashed: spec.scaling.slo.maxErrorRate.",
+            (_sig(Signal.ERROR_RATE), _slo(SLO_ERROR_RATE)),
+            unit="percentunit",
+            width=8,
+            min=0,
+            dashed="^SLO .*",
+        ),
+        Panel(
+            "Error budget burn rate (1h)",
+            "How fast each deployment spends its error budget: 1 spends exactly the budget in "
+            "30 days; the page fires above 14.4 (with the 5m window agreeing). TTFT: share of "
+            "requests slower than the TTFT SLO over the 1% a p99 objective allows. From the "
+            "recording rules of the chart's PrometheusRule.",
+            (
+                Target(
+                    f"namespace_dsd:vllm_ttft_slo_violation:ratio_rate1h{sel(FILT)} / 0.01",
+                    f"TTFT {BY_DSD}",
+                ),
+                Target(
+                    f"namespace_dsd:vllm_http_requests_errors:ratio_rate1h{sel(FILT)} "
+                    f"/ on (namespace, dsd) {slo_target(SLO_ERROR_RATE, FILT)}",
+                    f"errors {BY_DSD}",
+                ),
+            ),
+            unit="x",
+            width=8,
+            min=0,
+            thresholds=(Threshold(None, "green"), Threshold(6, "orange"), Threshold(14.4, "red")),
+        ),
+        Panel(
+            "Responses per second by status",
+            "Completion responses by HTTP status class (http_requests_total).",
+            (
+                Target(
+                    f"sum by (namespace, dsd, status) "
+                    f"(rate(http_requests_total{sel(FILT, COMPLETION_HANDLERS)}[{RATE_WINDOW}]))",
+                    "{{namespace}}/{{dsd}} {{status}}",
+                ),
+            ),
+            unit="reqps",
+            width=8,
+            stacked=True,
+        ),
+        Row("Load"),
+        Panel(
+            "Requests waiting and running",
+            "vllm:num_requests_waiting and vllm:num_requests_running summed over the pods of a "
+            "colour (the queueDepth and running signals).",
+            (
+                _sig(Signal.QUEUE_DEPTH, f"waiting {BY_COLOUR}"),
+                _sig(Signal.RUNNING, f"running {BY_COLOUR}"),
+            ),
+            width=8,
+        ),
+        Panel(
+            "KV-cache usage",
+            "vllm:kv_cache_usage_perc: mean over pods (kvCacheUsage) and the fullest pod "
+            "(kvCacheUsageMax). Near 100% the engine preempts requests.",
+            (
+                _sig(Signal.KV_CACHE_USAGE, f"mean {BY_COLOUR}"),
+                _sig(Signal.KV_CACHE_USAGE_MAX, f"max {BY_COLOUR}"),
+            ),
+            unit="percentunit",
+            width=8,
+            min=0,
+            max=1,
+            thresholds=RED_AT_1,
+        ),
+        Panel(
+            "Tokens per second",
+            "Prompt (prefill) and generated tokens per second.",
+            (
+                _rate("vllm:prompt_tokens_total", f"prompt {BY_COLOUR}"),
+                _rate("vllm:generation_tokens_total", f"generated {BY_COLOUR}"),
+            ),
+            unit="short",
+            width=8,
+        ),
+        Panel(
+            "Preemptions per second",
+            "Requests the engine evicted from the batch for lack of KV-cache "
+            "(vllm:num_preemptions_total).",
+            (_rate("vllm:num_preemptions_total"),),
+            unit="short",
+            width=8,
+        ),
+        Panel(
+            "Engine pods reporting",
+            "Engine pods with metrics in Prometheus, per colour (podsReporting).",
+            (_sig(Signal.PODS_REPORTING),),
+            width=8,
+            decimals=0,
+        ),
+        Panel(
+            "Seconds since the newest engine sample",
+            "Age of the freshest engine sample (sampleAge); the autoscaler holds when it is old.",
+            (_sig(Signal.SAMPLE_AGE),),
+            unit="s",
+            width=8,
+        ),
+        Row("Capacity and state"),
+        Panel(
+            "Replicas: desired, ready, maximum",
+            "The operator's desired and ready replicas of the active colour, and "
+            "spec.scaling.maxReplicas (dashed).",
+            (
+                Target(
+                    operator_gauge("deepseek_operator_desired_replicas", FILT),
+                    f"desired {BY_DSD}",
+                ),
+                Target(operator_gauge("deepseek_operator_ready_replicas", FILT), f"ready {BY_DSD}"),
+                Target(operator_gauge("deepseek_operator_max_replicas", FILT), f"max {BY_DSD}"),
+            ),
+            width=12,
+            decimals=0,
+            dashed="^max .*",
+        ),
+        Panel(
+            "Pending engine pods",
+            "Engine pods the scheduler could not place (no node with free GPUs in the allowed "
+            "zones), from the operator's deepseek_operator_pending_pods.",
+            (
+                Target(
+                    operator_gauge("deepseek_operator_pending_pods", FILT, by=("reason",)),
+                    f"{BY_DSD} {{{{reason}}}}",
+                ),
+            ),
+            width=12,
+            decimals=0,
+        ),
+        Panel(
+            "Quantization mode",
+            "The rung of spec.quantization.ladder the active colour serves.",
+            (_state("deepseek_operator_quantization_mode", "mode"),),
+            type="stat",
+            text_mode="name",
+            width=6,
+            height=5,
+        ),
+        Panel(
+            "Active colour",
+            "The colour the stable Service sends traffic to.",
+            (_state("deepseek_operator_active_colour", "colour"),),
+            type="stat",
+            text_mode="name",
+            width=6,
+            height=5,
+        ),
+        Panel(
+            "Rollout phase",
+            "Phase of the current (or last) blue-green rollout.",
+            (_state("deepseek_operator_rollout_phase", "phase"),),
+            type="stat",
+            text_mode="name",
+            width=6,
+            height=5,
+        ),
+        Panel(
+            "Regions healthy",
+            "1: the member region passes its health checks; 0: it failed them and its traffic "
+            "went to the others.",
+            (
+                Target(
+                    operator_gauge("deepseek_operator_region_healthy", FILT, by=("region",)),
+                    f"{BY_DSD} {{{{region}}}}",
+                    instant=True,
+                ),
+            ),
+            type="stat",
+            text_mode="value_and_name",
+            width=6,
+            height=5,
+            thresholds=(Threshold(None, "red"), Threshold(1, "green")),
+        ),
+        Panel(
+            "Region traffic weights",
+            "Share of traffic (0-100) the operator gives each member region.",
+            (
+                Target(
+                    operator_gauge("deepseek_operator_region_weight", FILT, by=("region",)),
+                    f"{BY_DSD} {{{{region}}}}",
+                ),
+            ),
+            unit="percent",
+            width=24,
+            min=0,
+            max=100,
+        ),
+    ),
+)

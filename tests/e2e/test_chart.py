@@ -1,0 +1,471 @@
+"""The Helm chart on the local cluster (real kube-apiserver with RBAC authorization):
+
+1. every values set of tests/unit/test_chart.py, rendered by `helm template`, is accepted by the
+   API server's own validation (`kubectl apply --dry-run=server`: OpenAPI schemas, CRD
+   schemas, admission);
+2. `helm install` with the operator Deployment scaled to 0 (no image can run here), then the
+   operator run locally as `deepseek-operator run` with a kubeconfig holding a token of the
+   chart's ServiceAccount (TokenRequest), so every API call it makes goes through the chart's
+   RBAC: a DeepSeekDeployment gets its engine Deployment and its status, without a single
+   403, in namespaced mode (Role per namespace + Kopf peering) and in cluster mode
+   (ClusterRole);
+3. what the operator does not need is denied to that ServiceAccount (`kubectl auth can-i`
+   with its own token: Secrets, deleting Deployments, RBAC, other namespaces, ...).
+
+The operator in cluster mode would reconcile every DeepSeekDeployment of the shared cluster,
+so the cluster-mode run watches only the test namespace (`--namespace`, standalone) while
+holding the cluster-mode ClusterRole; cluster-wide peering is checked with `can-i`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from deepseek_operator.localcluster import RegionInfo
+from kubernetes import client
+
+from tests.e2e.conftest import PRIMARY
+from tests.e2e.operator_process import OperatorProcess, install_crds
+from tests.unit.test_chart import CHART, VALUES_SETS, helm_binary
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+DSD_NAME = "chart-e2e"
+CRD_RESOURCE = "customresourcedefinitions.apiextensions.k8s.io"
+# `... cannot list resource "namespaces" in API group "" at the cluster scope`
+FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"]+)" in API group "([^"]*)"')
+KOPF_SCANNING = {
+    (verb, resource, group)
+    for verb in ("list", "watch")
+    for resource, group in (
+        ("namespaces", ""),
+        ("customresourcedefinitions", "apiextensions.k8s.io"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    kubeconfig: Path
+    prometheus_url: str
+    bindir: Path
+
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        stdin: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.bindir / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        res = subprocess.run(
+            cmd, input=stdin, capture_output=True, text=True, timeout=120, check=False
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)}:\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def helm(self, *args: str) -> str:
+        cmd = [helm_binary(), f"--kubeconfig={self.kubeconfig}", *args]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        if res.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)}:\n{res.stdout}\n{res.stderr}")
+        return res.stdout
+
+    def get(self, *args: str) -> dict[str, Any] | None:
+        res = self.kubectl("get", *args, "-o", "json", check=False)
+        if res.returncode != 0:
+            if "NotFound" in res.stderr:
+                return None
+            raise AssertionError(res.stderr)
+        return json.loads(res.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def cluster(region: RegionInfo, api_clients: dict[str, client.ApiClient]) -> Cluster:
+    """The primary region of the local cluster (conftest.py starts or reuses it), with the
+    project's CRDs installed as the chart ships them."""
+    from deepseek_operator.localcluster import cache_dir
+
+    helm_binary()
+    install_crds(api_clients[PRIMARY])
+    return Cluster(region.kubeconfig, region.prometheus_url, cache_dir() / "bin")
+
+
+def _suffix() -> str:
+    return secrets.token_hex(3)
+
+
+@pytest.fixture
+def namespaces(cluster: Cluster) -> Iterator[list[str]]:
+    """Namespaces a test creates; deleted afterwards (without waiting)."""
+    made: list[str] = []
+    yield made
+    for ns in made:
+        cluster.kubectl(
+            "delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False
+        )
+
+
+def _values_for(name: str, suffix: str) -> dict[str, Any]:
+    """A values set with namespaces made unique for a shared cluster."""
+    values: dict[str, Any] = json.loads(json.dumps(VALUES_SETS[name]))
+    op = values.setdefault("operator", {})
+    op["watchNamespaces"] = [f"{ns}-{suffix}" for ns in op.get("watchNamespaces", [])]
+    op.setdefault("peering", {})["name"] = f"dso-{suffix}"
+    dash = values.get("dashboards", {})
+    if dash.get("namespace"):
+        dash["namespace"] = f"{dash['namespace']}-{suffix}"
+    return values
+
+
+# ---- 1. rendered objects pass the API server's validation -----------------------------------
+
+
+@pytest.mark.parametrize("name", VALUES_SETS)
+def test_rendered_chart_passes_server_side_validation(
+    cluster: Cluster, namespaces: list[str], tmp_path: Path, name: str
+) -> None:
+    suffix = _suffix()
+    release_ns = f"dso-dry-{suffix}"
+    values = _values_for(name, suffix)
+    f = tmp_path / "values.yaml"
+    f.write_text(yaml.safe_dump(values))
+    out = cluster.helm(
+        "template", f"dry-{suffix}", str(CHART), "--namespace", release_ns, "--values", str(f)
+    )
+    objs = [o for o in yaml.safe_load_all(out) if o]
+    needed = {release_ns} | {o["metadata"].get("namespace") for o in objs} - {None}
+    for ns in sorted(needed):
+        cluster.kubectl("create", "namespace", ns)
+        namespaces.append(ns)
+    monitoring_crds = {
+        k for k in MONITORING_KINDS if cluster.get("crd", f"{k.lower()}s.monitoring.coreos.com")
+    }
+    checked = [o for o in objs if o["kind"] not in MONITORING_KINDS - monitoring_crds]
+    skipped = {o["kind"] for o in objs} - {o["kind"] for o in checked}
+    # Only Prometheus Operator kinds may go unchecked (their CRDs are not in the local cluster;
+    # the PrometheusRule's content is checked by promtool in tests/unit/test_rules.py).
+    assert skipped <= MONITORING_KINDS
+    res = cluster.kubectl(
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        stdin="\n---\n".join(yaml.safe_dump(o) for o in checked),
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.count("(server dry run)") == len(checked), res.stdout
+
+
+# ---- 2. install, then run the operator under the chart's RBAC --------------------------------
+
+
+def _sa_kubeconfig(cluster: Cluster, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig for the ServiceAccount: the admin kubeconfig's server and CA, and a token
+    from the TokenRequest API."""
+    token = cluster.kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    ctx_name = admin.get("current-context") or admin["contexts"][0]["name"]
+    ctx = next(c for c in admin["contexts"] if c["name"] == ctx_name)["context"]
+    cl = dict(next(c for c in admin["clusters"] if c["name"] == ctx["cluster"])["cluster"])
+    if "certificate-authority" in cl:
+        ca = Path(cl.pop("certificate-authority"))
+        if not ca.is_absolute():
+            ca = cluster.kubeconfig.parent / ca
+        cl["certificate-authority-data"] = base64.b64encode(ca.read_bytes()).decode()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "local", "cluster": cl}],
+                "users": [{"name": sa, "user": {"token": token}}],
+                "contexts": [{"name": sa, "context": {"cluster": "local", "user": sa}}],
+                "current-context": sa,
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Installed:
+    cluster: Cluster
+    mode: str
+    release: str
+    release_ns: str
+    app_ns: str
+    peering: str
+    sa: str
+    kubeconfig: Path  # the ServiceAccount's
+
+
+@pytest.fixture(scope="module", params=["namespaced", "cluster"])
+def installed(
+    request: pytest.FixtureRequest, cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installed]:
+    mode = request.param
+    suffix = _suffix()
+    release, release_ns, app_ns = f"dso-{suffix}", f"dso-sys-{suffix}", f"dso-app-{suffix}"
+    for ns in (release_ns, app_ns):
+        cluster.kubectl("create", "namespace", ns)
+    tmp = tmp_path_factory.mktemp(f"chart-{mode}")
+    values: dict[str, Any] = {
+        "replicaCount": 0,
+        "operator": {"peering": {"enabled": True, "name": f"dso-{suffix}"}},
+    }
+    if mode == "namespaced":
+        values["operator"]["watchNamespaces"] = [app_ns]
+    (tmp / "values.yaml").write_text(yaml.safe_dump(values))
+    try:
+        cluster.helm(
+            "install",
+            release,
+            str(CHART),
+            "--namespace",
+            release_ns,
+            "--values",
+            str(tmp / "values.yaml"),
+            "--wait",
+            "--timeout=2m",
+        )
+        sa = f"{release}-deepseek-operator"
+        kubeconfig = _sa_kubeconfig(cluster, release_ns, sa, tmp / "sa.kubeconfig")
+        yield Installed(cluster, mode, release, release_ns, app_ns, f"dso-{suffix}", sa, kubeconfig)
+    finally:
+        # A DeepSeekDeployment left with the operator's finalizer would block its namespace.
+        for dsd in cluster.kubectl(
+            "get", "dsd", "-n", app_ns, "-o", "name", check=False
+        ).stdout.split():
+            cluster.kubectl(
+                "patch", dsd, "-n", app_ns, "--type=merge", "-p",
+                '{"metadata":{"finalizers":null}}', check=False,
+            )  # fmt: skip
+        cluster.kubectl("delete", "dsd", "--all", "-n", app_ns, "--wait=false", check=False)
+        res = subprocess.run(
+            [helm_binary(), f"--kubeconfig={cluster.kubeconfig}", "uninstall", release,
+             "--namespace", release_ns, "--wait", "--timeout=1m"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        for ns in (release_ns, app_ns):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        # Without the simulated fleet no one marks terminating engine pods drained, and kwok
+        # keeps them (and so the namespace) forever: remove them once their owners are gone.
+        deadline = time.monotonic() + 60
+        while cluster.get("namespace", app_ns) and time.monotonic() < deadline:
+            cluster.kubectl(
+                "delete", "pods", "--all", "-n", app_ns, "--grace-period=0", "--force", check=False
+            )
+            time.sleep(2)
+
+
+def _dsd_manifest(namespace: str) -> str:
+    doc = yaml.safe_load((ROOT / "examples" / "deepseek-r1-distill-7b.yaml").read_text())
+    doc["metadata"] = {"name": DSD_NAME, "namespace": namespace}
+    doc["spec"]["scaling"]["minReplicas"] = 1
+    doc["spec"]["scaling"]["maxReplicas"] = 2
+    return yaml.safe_dump(doc)
+
+
+@pytest.fixture
+def operator_run(installed: Installed, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """`deepseek-operator run` as a local process with the ServiceAccount's kubeconfig; yields
+    its log file."""
+    # this checkout's code, whatever the shared environment's editable install points at
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(ROOT / "operator"), str(ROOT / "serving")])
+    )
+    # Kopf's login (kopf.login_via_client) reads $KUBECONFIG as the kubernetes library saw it at
+    # import, not --kubeconfig: without this it finds no credentials at all.
+    monkeypatch.setenv("KUBECONFIG", str(installed.kubeconfig))
+    # namespaced mode joins the chart's KopfPeering in the watched namespace; the cluster-mode
+    # run watches one namespace too (see the module docstring), where no KopfPeering exists
+    peering = (
+        ["--peering", installed.peering] if installed.mode == "namespaced" else ["--standalone"]
+    )
+    op = OperatorProcess(
+        installed.kubeconfig,
+        namespaces=[installed.app_ns],
+        prometheus_url=installed.cluster.prometheus_url,
+        name=f"chart-{installed.mode}",
+        extra=[*peering, "--verbose"],
+    ).start()
+    try:
+        yield op.log_path
+    finally:
+        op.stop()
+
+
+def _wait_for(what: str, check: Any, timeout: float, log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1.0)
+    raise AssertionError(f"timed out waiting for {what}; operator log:\n{log.read_text()[-6000:]}")
+
+
+def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator_run: Path) -> None:
+    c, ns = installed.cluster, installed.app_ns
+    c.kubectl("apply", "-f", "-", stdin=_dsd_manifest(ns))
+
+    dep = _wait_for(
+        "the engine Deployment",
+        lambda: c.get("deployment", f"{DSD_NAME}-blue", "-n", ns),
+        120,
+        operator_run,
+    )
+    assert dep["metadata"]["ownerReferences"][0]["name"] == DSD_NAME
+    assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "deepseek-operator"
+
+    def status_written() -> dict[str, Any] | None:
+        dsd = c.get("dsd", DSD_NAME, "-n", ns)
+        if dsd and dsd.get("status", {}).get("observedGeneration") == dsd["metadata"]["generation"]:
+            return dsd
+        return None
+
+    dsd = _wait_for("status.observedGeneration", status_written, 120, operator_run)
+    assert dsd["status"]["phase"] and dsd["status"]["conditions"]
+    assert f"{DSD_NAME}" in (c.get("service", DSD_NAME, "-n", ns) or {}).get("metadata", {}).get(
+        "name", ""
+    )
+    events = c.get("events", "-n", ns, f"--field-selector=involvedObject.name={DSD_NAME}")
+    assert events and any(e["source"].get("component") for e in events["items"]), (
+        "no Event recorded"
+    )
+    log = operator_run.read_text()
+    assert "reconcile_failed" not in log, log[-6000:]
+    denied = set(FORBIDDEN.findall(log))
+    # Kopf's optional cluster scanning (settings.scanning) falls back to the given namespaces and
+    # the resources found at start when it may not list namespaces/CRDs, and says so in a
+    # warning; nothing else may be refused.
+    assert denied <= KOPF_SCANNING, f"operator refused {denied - KOPF_SCANNING}:\n{log[-6000:]}"
+    if installed.mode == "namespaced":
+        peering = c.get("kopfpeering", installed.peering, "-n", ns)
+        assert peering and peering.get("status"), "the operator did not join the Kopf peering"
+
+    # deleting the resource: the operator removes its finalizer, garbage collection the rest
+    c.kubectl("delete", "dsd", DSD_NAME, "-n", ns, "--wait=false")
+    _wait_for(
+        "the DeepSeekDeployment to go", lambda: c.get("dsd", DSD_NAME, "-n", ns) is None, 60,
+        operator_run,
+    )  # fmt: skip
+
+
+def _can_i(installed: Installed, verb: str, what: str, *args: str) -> bool:
+    """`kubectl auth can-i VERB RESOURCE[.GROUP][/NAME] [-n NS | -A] [--subresource=S]` asked
+    as the ServiceAccount itself (a SelfSubjectAccessReview with its token), without kubectl's
+    discovery, so resources whose CRDs are not installed (PodMonitor) are answered too."""
+    target, _, name = what.partition("/")
+    resource, _, group = target.partition(".")
+    attrs: dict[str, str] = {"verb": verb, "resource": resource, "group": group}
+    if name:
+        attrs["name"] = name
+    it = iter(args)
+    for a in it:
+        if a == "-n":
+            attrs["namespace"] = next(it)
+        elif a.startswith("--subresource="):
+            attrs["subresource"] = a.split("=", 1)[1]
+        elif a != "-A":
+            raise ValueError(a)
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attrs},
+    }
+    res = installed.cluster.kubectl(
+        "create",
+        "--validate=false",
+        "-f",
+        "-",
+        "-o",
+        "json",
+        kubeconfig=installed.kubeconfig,
+        stdin=json.dumps(review),
+    )
+    return bool(json.loads(res.stdout)["status"]["allowed"])
+
+
+def test_the_service_account_can_do_what_the_operator_needs(installed: Installed) -> None:
+    ns = installed.app_ns
+    for verb, resource, extra in (
+        ("watch", "deepseekdeployments.serving.deepseek.dev", ()),
+        ("patch", "deepseekdeployments.serving.deepseek.dev", ("--subresource=status",)),
+        ("patch", "deepseekdeployments.serving.deepseek.dev", ("--subresource=scale",)),
+        ("create", "deployments.apps", ()),
+        ("patch", "deployments.apps", ("--subresource=scale",)),
+        ("delete", "services", ()),
+        ("delete", "poddisruptionbudgets.policy", ()),
+        ("create", "podmonitors.monitoring.coreos.com", ()),
+        ("list", "pods", ()),
+        ("create", "events", ()),
+        ("list", "nodes", ()),
+        ("get", f"{CRD_RESOURCE}/prometheusrules.monitoring.coreos.com", ()),
+    ):  # fmt: skip
+        assert _can_i(installed, verb, resource, "-n", ns, *extra), (verb, resource, extra)
+    if installed.mode == "cluster":
+        assert _can_i(installed, "patch", "clusterkopfpeerings.kopf.dev")
+        assert _can_i(installed, "create", "deployments.apps", "-n", "default")
+    else:
+        assert _can_i(installed, "patch", "kopfpeerings.kopf.dev", "-n", ns)
+
+
+def test_the_service_account_is_denied_what_the_operator_does_not_need(
+    installed: Installed,
+) -> None:
+    ns = installed.app_ns
+    denied = [
+        ("delete", "secrets", "-n", ns),
+        ("get", "secrets", "-n", ns),
+        ("list", "secrets", "-A"),
+        ("get", "configmaps", "-n", ns),
+        ("delete", "deployments.apps", "-n", ns),
+        ("update", "deployments.apps", "-n", ns),
+        ("create", "pods", "-n", ns),
+        ("delete", "pods", "-n", ns),
+        ("create", "pods/exec", "-n", ns),
+        ("delete", "deepseekdeployments.serving.deepseek.dev", "-n", ns),
+        ("create", "deepseekdeployments.serving.deepseek.dev", "-n", ns),
+        ("patch", "nodes"),
+        ("delete", "nodes"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("get", f"{CRD_RESOURCE}/deepseekdeployments.serving.deepseek.dev"),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io", "-n", ns),
+        ("impersonate", "serviceaccounts", "-n", ns),
+        ("create", "serviceaccounts/token", "-n", installed.release_ns),
+        ("get", "persistentvolumeclaims", "-n", installed.release_ns)
+        if installed.mode == "namespaced"
+        else ("delete", "persistentvolumeclaims", "-n", ns),
+        ("delete", "namespaces"),
+    ]  # fmt: skip
+    if installed.mode == "namespaced":
+        denied += [
+            ("create", "deployments.apps", "-n", "default"),
+            ("list", "pods", "-n", "kube-system"),
+            ("watch", "deepseekdeployments.serving.deepseek.dev", "-A"),
+            ("patch", "clusterkopfpeerings.kopf.dev"),
+        ]
+    allowed = [d for d in denied if _can_i(installed, *d)]
+    assert allowed == [], f"the operator's ServiceAccount may do more than it needs: {allowed}"

@@ -1,0 +1,394 @@
+"""The Helm chart charts/deepseek-operator, rendered by the real helm (no cluster): lint, the
+objects each values set produces, least-privilege RBAC matching the operator's API calls, the
+security context, monitoring objects equal to the generated rules and dashboards, CRDs equal to
+crds/, and values.schema.json rejecting bad values. Validation of the rendered objects against
+the API server's schemas and the install under the chart's RBAC are in tests/e2e/test_chart.py.
+
+helm is built by scripts/build-tools.sh into $DEEPSEEK_CACHE/bin (tools/go/helm). Without it
+the tests skip locally and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from dashboards import DASHBOARDS
+from dashboards.generate import CRDS
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "deepseek-operator"
+RELEASE, NAMESPACE = "dso", "deepseek-system"
+FULLNAME = "dso-deepseek-operator"
+
+# Values sets the tests render; tests/e2e/test_chart.py validates the same sets against the API
+# server.
+VALUES_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "cluster-ha-monitoring": {
+        "replicaCount": 2,
+        "operator": {"prometheusUrl": "http://prometheus.monitoring:9090"},
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
+        "prometheusRule": {"enabled": True},
+        "dashboards": {"enabled": True, "annotations": {"grafana_folder": "DeepSeek"}},
+    },
+    "namespaced": {"operator": {"watchNamespaces": ["team-a", "team-b"]}},
+    "namespaced-ha-monitoring": {
+        "replicaCount": 2,
+        "operator": {"watchNamespaces": ["team-a"]},
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "dashboards": {"enabled": True, "namespace": "grafana"},
+    },
+    "standalone-scaled-to-zero": {"replicaCount": 0, "operator": {"peering": {"enabled": False}}},
+    "nvml-exporter": {
+        "nvmlExporter": {
+            "enabled": True,
+            "runtimeClassName": "nvidia",
+            "podMonitor": {"enabled": True},
+        }
+    },
+}
+
+
+def helm_binary() -> str:
+    cache = Path(os.environ.get("DEEPSEEK_CACHE", Path.home() / ".cache" / "deepseek-operator"))
+    for candidate in (os.environ.get("HELM"), str(cache / "bin" / "helm")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("helm")
+    if found:
+        return found
+    msg = f"helm not found in {cache}/bin: run scripts/build-tools.sh (make tools)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def helm(*args: str, values: dict[str, Any] | None = None, tmp: Path | None = None) -> str:
+    cmd = [helm_binary(), *args]
+    if values:
+        assert tmp is not None
+        f = tmp / "values.yaml"
+        f.write_text(yaml.safe_dump(values))
+        cmd += ["--values", str(f)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if res.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+    return res.stdout
+
+
+def render(values: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
+    out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, values=values, tmp=tmp)
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def render_error(values: dict[str, Any], tmp: Path) -> str:
+    f = tmp / "bad.yaml"
+    f.write_text(yaml.safe_dump(values))
+    res = subprocess.run(
+        [helm_binary(), "template", RELEASE, str(CHART), "--values", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode != 0, f"helm accepted {values}"
+    return res.stderr
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objs if o["kind"] == kind]
+
+
+def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objs, kind)
+    assert len(found) == 1, f"{len(found)} {kind}"
+    return found[0]
+
+
+# ---- lint and drift -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUES_SETS)
+def test_helm_lint(name: str, tmp_path: Path) -> None:
+    out = helm("lint", "--strict", str(CHART), values=VALUES_SETS[name], tmp=tmp_path)
+    assert "0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize("crd", CRDS)
+def test_chart_crds_equal_the_generated_crds(crd: str) -> None:
+    """Helm only reads files inside the chart, so the chart keeps copies of crds/ (written by
+    `make dashboards`); they must not drift from the CRDs generated from the models."""
+    assert (CHART / "crds" / crd).read_text() == (ROOT / "crds" / crd).read_text()
+    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(CRDS)
+
+
+# ---- objects per values set -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUES_SETS)
+def test_every_object_is_labelled(name: str, tmp_path: Path) -> None:
+    for o in render(VALUES_SETS[name], tmp_path):
+        labels = o["metadata"]["labels"]
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "helm.sh/chart"):
+            assert key in labels, (o["kind"], o["metadata"]["name"], key)
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+
+
+def test_defaults_cluster_mode(tmp_path: Path) -> None:
+    objs = render({}, tmp_path)
+    kinds = sorted(o["kind"] for o in objs)
+    assert kinds == [
+        "ClusterKopfPeering",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+    ]
+    dep = one(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 1
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"][:2] == ["run", "--all-namespaces"]
+    assert "--peering=deepseek-operator" in c["args"]
+    assert one(objs, "ClusterKopfPeering")["metadata"]["name"] == "deepseek-operator"
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == FULLNAME == one(objs, "ServiceAccount")["metadata"]["name"]
+    crb = one(objs, "ClusterRoleBinding")
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
+
+
+def test_two_replicas_elect_a_leader(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["cluster-ha-monitoring"], tmp_path)
+    dep = one(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--peering=deepseek-operator" in args and "--standalone" not in args
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert "--prometheus-url=http://prometheus.monitoring:9090" in args
+    anti = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert one(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+
+
+def test_two_replicas_without_peering_are_refused(tmp_path: Path) -> None:
+    err = render_error({"replicaCount": 2, "operator": {"peering": {"enabled": False}}}, tmp_path)
+    assert "peering" in err
+
+
+def test_namespaced_mode(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["namespaced"], tmp_path)
+    args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+    assert {(o["kind"], o["metadata"]["namespace"]) for o in by_kind(objs, "KopfPeering")} == {
+        ("KopfPeering", "team-a"),
+        ("KopfPeering", "team-b"),
+    }
+    assert not by_kind(objs, "ClusterKopfPeering")
+    roles = {o["metadata"]["namespace"] for o in by_kind(objs, "Role")}
+    bindings = {o["metadata"]["namespace"] for o in by_kind(objs, "RoleBinding")}
+    assert roles == bindings == {"team-a", "team-b"}
+
+
+def test_scaled_to_zero_standalone(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["standalone-scaled-to-zero"], tmp_path)
+    dep = one(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 0
+    assert "--standalone" in dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert dep["spec"]["strategy"] == {"type": "Recreate"}  # never two unelected operators
+    assert not by_kind(objs, "ClusterKopfPeering") and not by_kind(objs, "PodDisruptionBudget")
+    rules = one(objs, "ClusterRole")["rules"]
+    assert not any("kopf.dev" in r["apiGroups"] for r in rules)
+
+
+# ---- security -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", VALUES_SETS)
+def test_operator_pod_is_locked_down(name: str, tmp_path: Path) -> None:
+    pod = one(render(VALUES_SETS[name], tmp_path), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]  # writable scratch only
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_values_schema_rejects_unsafe_or_misspelt_values(tmp_path: Path) -> None:
+    assert "readOnlyRootFilesystem" in render_error(
+        {"securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": False}},
+        tmp_path,
+    )
+    assert "runAsNonRoot" in render_error({"podSecurityContext": {"runAsNonRoot": False}}, tmp_path)
+    assert "replicaCount" in render_error({"replicaCount": "two"}, tmp_path)
+    assert "watchNamespaces" in render_error(
+        {"operator": {"watchNamespaces": ["Not_A_Namespace"]}}, tmp_path
+    )
+    assert "serviceMonitr" in render_error({"serviceMonitr": {"enabled": True}}, tmp_path)
+
+
+# ---- RBAC -----------------------------------------------------------------------------------
+
+# What the operator calls, resource by resource (adapters/kube.py, adapters/events.py,
+# handlers.py, warmup.py, and Kopf's watches, finalizer/annotation patches and peering).
+NAMESPACED_RULES = {
+    ("serving.deepseek.dev", "deepseekdeployments"): {"get", "list", "watch", "patch"},
+    ("serving.deepseek.dev", "deepseekdeployments/status"): {"patch"},
+    ("serving.deepseek.dev", "deepseekdeployments/scale"): {"patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments/scale"): {"patch"},
+    ("", "services"): {"get", "list", "create", "patch", "delete"},
+    ("policy", "poddisruptionbudgets"): {"get", "list", "create", "patch", "delete"},
+    ("monitoring.coreos.com", "podmonitors"): {"get", "list", "create", "patch", "delete"},
+    ("monitoring.coreos.com", "prometheusrules"): {"get", "list", "create", "patch", "delete"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "persistentvolumeclaims"): {"get"},
+    ("", "events"): {"create", "patch"},
+}
+CLUSTER_READ_RULES = {
+    ("", "nodes"): {"get", "list"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"get"},
+}
+PEERING_VERBS = {"get", "list", "watch", "patch"}
+
+
+def flatten(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for r in rules:
+        for g in r["apiGroups"]:
+            for res in r["resources"]:
+                out.setdefault((g, res), set()).update(r["verbs"])
+    return out
+
+
+def test_cluster_mode_rbac_is_exactly_what_the_operator_calls(tmp_path: Path) -> None:
+    rules = one(render({}, tmp_path), "ClusterRole")["rules"]
+    expected = {
+        **NAMESPACED_RULES,
+        **CLUSTER_READ_RULES,
+        ("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS,
+    }
+    assert flatten(rules) == expected
+    crd_rule = next(r for r in rules if "customresourcedefinitions" in r["resources"])
+    assert sorted(crd_rule["resourceNames"]) == [
+        "podmonitors.monitoring.coreos.com",
+        "prometheusrules.monitoring.coreos.com",
+    ]
+
+
+def test_namespaced_mode_rbac_keeps_writes_in_the_watched_namespaces(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["namespaced"], tmp_path)
+    assert flatten(one(objs, "ClusterRole")["rules"]) == CLUSTER_READ_RULES
+    for role in by_kind(objs, "Role"):
+        assert flatten(role["rules"]) == {
+            **NAMESPACED_RULES,
+            ("kopf.dev", "kopfpeerings"): PEERING_VERBS,
+        }
+
+
+@pytest.mark.parametrize("name", VALUES_SETS)
+def test_no_wildcards_secrets_or_escalation(name: str, tmp_path: Path) -> None:
+    objs = render(VALUES_SETS[name], tmp_path)
+    for o in by_kind(objs, "ClusterRole") + by_kind(objs, "Role"):
+        for r in o["rules"]:
+            assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
+            assert not {"secrets", "configmaps", "serviceaccounts/token"} & set(r["resources"])
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(r["verbs"])
+            assert "rbac.authorization.k8s.io" not in r["apiGroups"]
+            assert "update" not in r["verbs"]  # the operator patches (merge or apply), never PUTs
+
+
+# ---- monitoring -----------------------------------------------------------------------------
+
+
+def test_monitoring_objects_off_by_default(tmp_path: Path) -> None:
+    kinds = {o["kind"] for o in render({}, tmp_path)}
+    assert not {"ServiceMonitor", "PrometheusRule", "ConfigMap", "PodMonitor", "DaemonSet"} & kinds
+
+
+def test_service_monitor_scrapes_the_operator_as_job_deepseek_operator(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["cluster-ha-monitoring"], tmp_path)
+    sm = one(objs, "ServiceMonitor")
+    svc = one(objs, "Service")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    # job label = the Service's label named by jobLabel = what the rules and dashboards select
+    assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "deepseek-operator"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    (ep,) = sm["spec"]["endpoints"]
+    assert ep["port"] == svc["spec"]["ports"][0]["name"] == "metrics"
+    assert ep["honorLabels"] is True
+    pod = one(objs, "Deployment")["spec"]["template"]
+    assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+
+
+def test_prometheus_rule_carries_the_generated_rules(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["cluster-ha-monitoring"], tmp_path)
+    pr = one(objs, "PrometheusRule")
+    generated = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    assert pr["spec"] == generated
+    alerts = [r for g in pr["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts and all(a["annotations"]["runbook_url"] for a in alerts)
+
+
+def test_dashboard_configmaps_for_the_grafana_sidecar(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["namespaced-ha-monitoring"], tmp_path)
+    cms = by_kind(objs, "ConfigMap")
+    assert len(cms) == len(DASHBOARDS)
+    for cm in cms:
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+        assert cm["metadata"]["namespace"] == "grafana"
+        ((key, text),) = cm["data"].items()
+        uid = key.removesuffix(".json")
+        generated = ROOT / "dashboards" / "generated" / key
+        assert json.loads(text) == json.loads(generated.read_text())
+        assert json.loads(text)["uid"] == uid
+    assert {next(iter(c["data"])) for c in cms} == {f"{d.uid}.json" for d in DASHBOARDS}
+
+
+def test_nvml_exporter_daemonset(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["nvml-exporter"], tmp_path)
+    ds = one(objs, "DaemonSet")
+    pod = ds["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    (c,) = pod["containers"]
+    assert c["command"] == ["python", "-m", "deepseek_serving.nvml_exporter"]
+    assert "--port=9400" in c["args"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    pm = one(objs, "PodMonitor")
+    assert pm["spec"]["podMetricsEndpoints"][0]["honorLabels"] is True
+    assert (
+        pm["spec"]["selector"]["matchLabels"].items()
+        <= ds["spec"]["template"]["metadata"]["labels"].items()
+    )
+    # the operator's own selector must not pick up exporter pods
+    op = one(objs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert not op.items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_nvml_exporter_command_matches_the_module() -> None:
+    """The default command runs a module that exists and takes --port."""
+    import deepseek_serving.nvml_exporter as exporter
+
+    src = Path(exporter.__file__).read_text()
+    assert '"--port"' in src
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["nvmlExporter"]["command"][-1] == exporter.__name__
+    assert values["nvmlExporter"]["port"] == exporter.DEFAULT_PORT
