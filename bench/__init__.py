@@ -1,0 +1,1 @@
+"""Benchmarks of deepseek-operator (see bench/README.md)."""

@@ -1,0 +1,172 @@
+"""The benchmark baselines' arithmetic, as their documentation states it (HPA ratio, tolerance,
+stabilization, rate limits; KEDA's AverageValue; Knative KPA windows and panic), and the
+Prometheus histogram_quantile the fleet uses for TTFT/TPOT p99."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.fleet import TTFT_BUCKETS, WindowHistogram, histogram_quantile
+from bench.policies import HpaCore, KpaCore, Oracle, need_series
+
+
+@pytest.mark.parametrize(
+    ("current", "ratio", "want"),
+    [
+        (4, 1.0, 4),
+        (4, 1.09, 4),  # inside the 10 % tolerance: no change
+        (4, 0.91, 4),
+        (4, 1.11, 5),  # ceil(4 * 1.11) = 5
+        (4, 1.25, 5),  # GPU at 100 % with an 80 % target
+        (10, 1.25, 13),
+        (4, 0.5, 2),
+        (3, 0.3, 1),
+        (1, 0.0, 0),  # the controller clamps to minReplicas afterwards
+    ],
+)
+def test_hpa_ratio_and_tolerance(current: int, ratio: float, want: int) -> None:
+    assert HpaCore.ratio_replicas(current, ratio) == want
+
+
+@pytest.mark.parametrize(
+    ("current", "metric", "target", "want"),
+    [
+        (2, 4.0, 2.0, 2),  # 4 waiting / (2 per pod * 2 pods) = 1.0
+        (2, 4.3, 2.0, 2),  # ratio 1.075: within tolerance
+        (2, 10.0, 2.0, 5),  # ceil(10 / 2)
+        (5, 0.0, 2.0, 0),  # empty queue: as few as allowed
+        (3, 7.0, 2.0, 4),
+    ],
+)
+def test_keda_average_value(current: int, metric: float, target: float, want: int) -> None:
+    assert HpaCore.average_value_replicas(current, metric, target) == want
+
+
+def test_hpa_scale_down_waits_for_the_300s_stabilization_window() -> None:
+    h = HpaCore(min_replicas=1, max_replicas=20)
+    n = h.normalize(0.0, 8, 8)
+    assert n == 8
+    # load drops: recommendations of 2 replicas, but 8 was recommended within 300 s
+    for t in range(15, 300, 15):
+        assert h.normalize(float(t), 8, 2) == 8, t
+    # the 8 at t=0 leaves the window after 300 s
+    assert h.normalize(301.0, 8, 2) == 2
+
+
+def test_hpa_scale_down_uses_the_highest_recommendation_in_the_window() -> None:
+    h = HpaCore(min_replicas=1, max_replicas=20)
+    h.normalize(0.0, 10, 10)
+    h.normalize(100.0, 10, 6)
+    h.normalize(200.0, 10, 4)
+    assert h.normalize(301.0, 10, 3) == 6  # the 10 left, 6 (t=100) is the highest left
+    assert h.normalize(401.0, 6, 3) == 4
+    assert h.normalize(501.0, 4, 3) == 3
+
+
+def test_hpa_scale_up_is_immediate_but_rate_limited() -> None:
+    h = HpaCore(min_replicas=1, max_replicas=100)
+    # default policies: max(+4 pods, +100 %) per 15 s
+    assert h.normalize(0.0, 1, 50) == 5  # 1 + 4
+    assert h.normalize(15.0, 5, 50) == 10  # 5 * 2
+    assert h.normalize(30.0, 10, 50) == 20
+    assert h.normalize(45.0, 20, 50) == 40
+    assert h.normalize(60.0, 40, 50) == 50
+
+
+def test_hpa_rate_limit_counts_changes_within_the_period() -> None:
+    h = HpaCore(min_replicas=1, max_replicas=100)
+    assert h.normalize(0.0, 2, 4) == 4
+    # 5 s later (inside the 15 s period) the period started at 2: limit max(2 + 4, 2 * 2) = 6
+    assert h.normalize(5.0, 4, 20) == 6
+    assert h.normalize(20.0, 6, 20) == 12
+
+
+def test_hpa_clamps_to_min_and_max() -> None:
+    h = HpaCore(min_replicas=2, max_replicas=5)
+    assert h.normalize(0.0, 4, 9) == 5
+    h2 = HpaCore(min_replicas=2, max_replicas=5)
+    # a new HPA has no recommendations yet: nothing holds the scale-down, min still holds
+    assert h2.normalize(0.0, 3, 0) == 2
+    h3 = HpaCore(min_replicas=2, max_replicas=5)
+    h3.recommendations.append((0.0, 3))  # as the benchmark seeds it: running at 3 already
+    assert h3.normalize(15.0, 3, 0) == 3
+    assert h3.normalize(301.0, 3, 0) == 2
+
+
+def feed(k: KpaCore, t0: float, t1: float, conc: float) -> None:
+    t = t0
+    while t < t1:
+        t += 1.0
+        k.record(t, conc)
+
+
+def test_kpa_stable_mode_averages_60s_of_concurrency() -> None:
+    k = KpaCore(target=70.0, min_replicas=1, max_replicas=50)
+    feed(k, 0.0, 60.0, 140.0)
+    assert k.decide(60.0, ready=2) == 2  # ceil(140 / 70)
+    feed(k, 60.0, 90.0, 210.0)  # half the stable window at 210: average 175
+    # panic window: 210 / 70 = 3 pods, 3 / 2 ready = 150 % < 200 %: no panic
+    assert k.decide(90.0, ready=2) == 3
+    assert k.panic_since is None
+
+
+def test_kpa_panics_on_a_burst_and_does_not_scale_down_while_panicking() -> None:
+    k = KpaCore(target=70.0, min_replicas=1, max_replicas=50)
+    feed(k, 0.0, 60.0, 70.0)
+    assert k.decide(60.0, ready=1) == 1
+    feed(k, 60.0, 66.0, 700.0)  # 6 s burst: the panic window sees 10 pods' worth
+    assert k.decide(66.0, ready=1) == 10
+    assert k.panic_since == 66.0
+    # the burst ends; the panic window quiets but panic holds the count for a stable window
+    feed(k, 66.0, 100.0, 70.0)
+    assert k.decide(100.0, ready=1) == 10
+    feed(k, 100.0, 127.0, 70.0)
+    assert k.decide(127.0, ready=1) == 1  # 61 s without the condition: back to stable mode
+    assert k.panic_since is None
+
+
+def test_kpa_scales_down_at_most_by_half() -> None:
+    k = KpaCore(target=10.0, min_replicas=1, max_replicas=50)
+    feed(k, 0.0, 60.0, 0.0)
+    assert k.decide(60.0, ready=16) == 8
+    assert k.decide(62.0, ready=8) == 4
+
+
+def test_oracle_provisions_ahead_by_the_cold_start() -> None:
+    need = [1] * 40 + [5] * 20 + [1] * 40  # 15 s steps: peak from 600 s to 900 s
+    o = Oracle(need, 15.0, cold_start_s=300.0, lead_s=0.0)
+    assert o.at(0.0) == 1
+    assert o.at(299.0) == 1
+    assert o.at(300.0) == 5  # 600 - 300
+    assert o.at(899.0) == 5
+    assert o.at(901.0) == 1
+
+
+def test_need_series_is_rate_over_capacity() -> None:
+    arrivals = [i * 0.1 for i in range(6000)]  # 10 req/s for 600 s
+    s = need_series(arrivals, 600.0, 4.0, 15.0, 60.0, 1, 20)
+    assert s[10] == 3  # ceil(10 / 4)
+    assert s[-1] == 2  # the centred window is half empty at the end
+    assert max(need_series(arrivals, 600.0, 0.1, 15.0, 60.0, 1, 20)) == 20
+
+
+def test_histogram_quantile_like_prometheus() -> None:
+    b = (0.1, 0.5, 1.0)
+    # 100 observations: 50 in (0, 0.1], 40 in (0.1, 0.5], 10 in (0.5, 1.0]
+    assert histogram_quantile(0.5, b, [50, 40, 10, 0]) == pytest.approx(0.1)
+    assert histogram_quantile(0.9, b, [50, 40, 10, 0]) == pytest.approx(0.5)
+    assert histogram_quantile(0.99, b, [50, 40, 10, 0]) == pytest.approx(0.95)
+    assert histogram_quantile(0.99, b, [0, 0, 0, 5]) == 1.0  # +Inf bucket: highest bound
+    assert math.isnan(histogram_quantile(0.5, b, [0, 0, 0, 0]))
+
+
+def test_window_histogram_forgets_after_a_minute() -> None:
+    h = WindowHistogram(TTFT_BUCKETS, window_s=60)
+    h.observe(10.0, 30.0)
+    for _ in range(99):
+        h.observe(50.0, 0.05)
+    assert h.quantile(0.995, 60.0) > 20.0
+    assert h.quantile(0.995, 71.0) <= 0.06
+    assert math.isnan(h.quantile(0.5, 200.0))
