@@ -6,7 +6,10 @@ from what the replicas report now: an LLM replica fills its KV cache long before
 "utilization" says anything (NVML reports ~100% for any batch size). On top of that target
 tracking:
 
-- an SLO guard adds replicas when TTFT or TPOT p99 breach the spec's SLO;
+- target tracking on TPOT p99 at 70% of its SLO (decode time grows with the batch, so a
+  replica whose KV cache is large reaches the TPOT SLO before it fills);
+- an SLO guard adds replicas when TTFT or TPOT p99 breach the spec's SLO, and no replica is
+  removed while latency is above 80% of its SLO or pods are still starting;
 - panic mode (as Knative's KPA) scales up at once when demand jumps past `panicThreshold` x
   capacity, and forbids scale-down until the burst has been gone a whole down-window;
 - stabilization windows (as the HPA's): up uses the lowest recommendation of the up-window
@@ -29,6 +32,14 @@ from .signals import Signal, Signals
 MIN_KV_FOR_CALIBRATION = 0.05  # below this, KV usage says too little about capacity
 MAX_CAPACITY_STRETCH = 20.0  # at low usage, extrapolate capacity at most this far
 TOLERANCE = 0.1  # like the HPA: ratios within 10% of 1.0 do not move replicas
+# No scale-down while TTFT or TPOT p99 is above this fraction of its SLO: KV-cache usage can be
+# low while latency is already near the limit (a large KV cache, e.g. R1 on H200, is bound by
+# decode speed long before it fills), and removing a replica then breaches the SLO.
+LATENCY_HEADROOM = 0.8
+# Target tracking on TPOT: decode step time grows with the batch, so the concurrency a replica
+# can hold within the TPOT SLO is estimated as proportional to TPOT (conservative: the step's
+# fixed part is counted as load) and the fleet is sized to keep TPOT p99 at this fraction of it.
+TPOT_TARGET = 0.7
 HISTORY_LIMIT = 256
 
 
@@ -171,6 +182,16 @@ def decide(
                 f"{running / per_pod:.1f} running per replica, target {t.running_per_replica:g}",
             )
         )
+    tpot_now = vals.get(Signal.TPOT_P99)
+    if tpot_now is not None and running > 0:
+        aim = TPOT_TARGET * spec.slo.tpot_p99_seconds
+        reasons.append(
+            (
+                per_pod * tpot_now / aim,
+                "HighTPOT" if tpot_now > aim else "LowLoad",
+                f"TPOT p99 {tpot_now:.3g}s, aiming at {aim:.3g}s ({TPOT_TARGET:.0%} of the SLO)",
+            )
+        )
     gpu = vals.get(Signal.GPU_UTILIZATION)
     if t.gpu_utilization is not None and gpu is not None:
         reasons.append(
@@ -199,10 +220,12 @@ def decide(
         (tpot / slo.tpot_p99_seconds) if tpot is not None else 0.0,
     )
     starting = n - inp.ready
-    if breach > 1.0 and starting <= 0 and not inp.rollout_in_flight:
-        guard = math.ceil(n * min(2.0, breach))
-        guard = max(guard, n + 1)
-        if guard > raw:
+    if breach > 1.0 and not inp.rollout_in_flight:
+        # Sized on the Ready replicas that breach: pods still starting count towards it, so
+        # the guard acts during a cold start without piling up more pods each tick.
+        guard = math.ceil(inp.ready * min(2.0, breach))
+        guard = max(guard, inp.ready + 1)
+        if guard > raw and guard > n:
             which = "TTFT" if ttft is not None and ttft / slo.ttft_p99_seconds >= breach else "TPOT"
             value = ttft if which == "TTFT" else tpot
             limit = slo.ttft_p99_seconds if which == "TTFT" else slo.tpot_p99_seconds
@@ -218,7 +241,9 @@ def decide(
 
     history = [*_history(state, now, keep, n), Recommendation(time=now, replicas=raw)]
     new_state = ScalingState(
-        recommendations=history[-HISTORY_LIMIT:], panic_until=panic_until, last_decision_time=now
+        recommendations=history[-HISTORY_LIMIT:],
+        panic_until=panic_until,
+        last_decision_time=now,
     )
 
     # -- stabilization -------------------------------------------------------------------
@@ -238,6 +263,15 @@ def decide(
             reason, why = (
                 "PanicHold",
                 f"panic mode until {panic_until - now:.0f}s from now; not scaling down",
+            )
+        elif starting > 0:
+            target = n
+            reason, why = "WaitingForStartingPods", f"{starting} pod(s) still starting"
+        elif breach > LATENCY_HEADROOM:
+            target = n
+            reason, why = (
+                "LatencyNearSLO",
+                f"latency at {breach:.0%} of its SLO (> {LATENCY_HEADROOM:.0%}); not scaling down",
             )
         else:
             window = [
@@ -290,3 +324,12 @@ def scale_event(decision: ScalingDecision, current: int) -> tuple[str, str] | No
         return None
     verb = "ScaledUp" if decision.replicas > current else "ScaledDown"
     return verb, f"{decision.reason}: {decision.message}"
+
+
+def replicas_to_write(spec_replicas: int | None, decision: ScalingDecision) -> int | None:
+    """What the autoscaler writes to spec.replicas after a decision (None: nothing). An unset
+    spec.replicas (it defaults to minReplicas) is written once, as an HPA owns its target's
+    replicas: until then the scale subresource cannot even be read."""
+    if spec_replicas is None or decision.replicas != spec_replicas:
+        return decision.replicas
+    return None

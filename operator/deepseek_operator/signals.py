@@ -28,7 +28,7 @@ class Signal(StrEnum):
     KV_CACHE_USAGE_MAX = "kvCacheUsageMax"  # highest KV-cache usage of any pod, 0..1
     TTFT_P50 = "ttftP50"  # seconds
     TTFT_P99 = "ttftP99"  # seconds
-    TPOT_P99 = "tpotP99"  # seconds per output token (inter-token latency)
+    TPOT_P99 = "tpotP99"  # p99 over requests of each request's time per output token
     ERROR_RATE = "errorRate"  # failed / all completion requests, 0..1
     GPU_UTILIZATION = "gpuUtilization"  # mean DCGM_FI_DEV_GPU_UTIL / 100 over the pods' GPUs
     GPU_MEMORY_USED = "gpuMemoryUsed"  # mean FB used / (used + free), 0..1
@@ -81,7 +81,7 @@ def promql(signal: Signal, filt: str = "") -> str:
         case Signal.TPOT_P99:
             return (
                 f"histogram_quantile(0.99, sum by ({g}, le) "
-                f"(rate(vllm:inter_token_latency_seconds_bucket{s}[{w}])))"
+                f"(rate(vllm:request_time_per_output_token_seconds_bucket{s}[{w}])))"
             )
         case Signal.ERROR_RATE:
             err = _sel(_join(COMPLETION_HANDLERS, 'status="5xx"', filt))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.api.status import Recommendation, ScalingState
-from deepseek_operator.scaling import ScalingInputs, decide, scale_event
+from deepseek_operator.scaling import ScalingInputs, decide, replicas_to_write, scale_event
 from deepseek_operator.signals import Signal, Signals
 
 SPEC = ScalingSpec.model_validate(
@@ -22,6 +23,10 @@ SPEC = ScalingSpec.model_validate(
     }
 )
 EMPTY = ScalingState()
+# Recommendations of 1 replica over the last 400 s (now = 1000): the down window is satisfied.
+LOW_FOR_LONG = ScalingState(
+    recommendations=[Recommendation(time=t, replicas=1) for t in range(600, 1000, 15)]
+)
 
 
 def sig(running: float, waiting: float, kv: float, pods: float = 2, **extra: float) -> Signals:
@@ -101,12 +106,20 @@ CASES = [
         "TTFTAboveSLO",
     ),
     (
-        "tpot above slo adds replicas",
+        "tpot above its target fraction of the slo adds replicas",
+        {},
+        inp(signals=sig(40, 0, 0.8, tpotP99=0.08)),
+        EMPTY,
+        3,
+        "HighTPOT",
+    ),
+    (
+        "tpot far above slo panics",
         {},
         inp(signals=sig(40, 0, 0.8, tpotP99=0.15)),
         EMPTY,
-        3,
-        "TPOTAboveSLO",
+        5,
+        "Panic",
     ),
     (
         "slo guard waits for starting pods",
@@ -115,6 +128,38 @@ CASES = [
         EMPTY,
         3,
         "WithinTarget",
+    ),
+    (
+        "slo guard acts during a cold start when the starting pods are not enough",
+        {},
+        inp(replicas=3, ready=2, signals=sig(40, 0, 0.8, ttftP99=6.0)),
+        EMPTY,
+        4,
+        "TTFTAboveSLO",
+    ),
+    (
+        "no scale-down while pods are still starting",
+        {},
+        inp(replicas=4, ready=2, signals=sig(2, 0, 0.02)),
+        LOW_FOR_LONG,
+        4,
+        "WaitingForStartingPods",
+    ),
+    (
+        "no scale-down while latency is near the slo",
+        {},
+        inp(signals=sig(2, 0, 0.02, ttftP99=1.8)),
+        LOW_FOR_LONG,
+        2,
+        "LatencyNearSLO",
+    ),
+    (
+        "low load for a whole down window scales down",
+        {},
+        inp(signals=sig(2, 0, 0.02, tpotP99=0.03)),
+        LOW_FOR_LONG,
+        1,
+        "LowLoad",
     ),
     (
         "disabled",
@@ -232,3 +277,20 @@ def test_scale_event_words() -> None:
     assert scale_event(d, 2) == ("ScaledUp", f"QueueBuildup: {d.message}")
     assert "running" in d.message and d.signals["queueDepth"] == 12
     assert scale_event(d, 3) is None
+
+
+@pytest.mark.parametrize(
+    ("spec_replicas", "decided", "written"),
+    [
+        (None, 1, 1),  # unset (defaults to minReplicas): written once, even on a hold
+        (None, 3, 3),  # unset and scaling up
+        (2, 2, None),  # a hold writes nothing
+        (2, 4, 4),
+        (4, 3, 3),
+    ],
+)
+def test_replicas_to_write(spec_replicas: int | None, decided: int, written: int | None) -> None:
+    current = spec_replicas if spec_replicas is not None else SPEC.min_replicas
+    held = decide(SPEC, inp(replicas=current, ready=current, signals=None), EMPTY, 0.0, 15)
+    assert held.replicas == current  # missing metrics: a hold
+    assert replicas_to_write(spec_replicas, replace(held, replicas=decided)) == written

@@ -363,7 +363,9 @@ class SloSpec(ApiModel):
         0.1,
         gt=0,
         le=60,
-        description="99th percentile time per output token (inter-token latency), in seconds.",
+        description="99th percentile, over requests, of time per output token (a request's "
+        "decode time divided by its output tokens; vLLM's "
+        "request_time_per_output_token_seconds), in seconds.",
     )
     max_error_rate: float = Field(
         0.01, ge=0, le=1, description="Highest tolerated fraction of failed requests."
