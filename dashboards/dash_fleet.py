@@ -16,6 +16,7 @@ from .queries import (
     SLO_ERROR_RATE,
     SLO_TPOT,
     SLO_TTFT,
+    TPOT_HISTOGRAM,
     latency_quantile,
     operator_gauge,
     sel,
@@ -91,13 +92,11 @@ FLEET = Dashboard(
         ),
         Panel(
             "Time per output token, p50 / p99, vs SLO",
-            "vllm:inter_token_latency_seconds quantiles over 1m (p99 is the operator's tpotP99 "
-            "signal); dashed: spec.scaling.slo.tpotP99Seconds.",
+            f"{TPOT_HISTOGRAM} quantiles over 1m (p99 is the operator's tpotP99 signal); "
+            "dashed: spec.scaling.slo.tpotP99Seconds.",
             (
                 Target(
-                    latency_quantile(
-                        "vllm:inter_token_latency_seconds", 0.5, FILT, RATE_WINDOW, GROUP_BY
-                    ),
+                    latency_quantile(TPOT_HISTOGRAM, 0.5, FILT, RATE_WINDOW, GROUP_BY),
                     f"p50 {BY_COLOUR}",
                 ),
                 _sig(Signal.TPOT_P99, f"p99 {BY_COLOUR}"),

@@ -9,7 +9,10 @@ honor_labels, so `namespace` is the DeepSeekDeployment's, not the operator pod's
 
 from __future__ import annotations
 
+import re
+
 from deepseek_operator.labels import PROM_COLOUR, PROM_DSD, PROM_NAMESPACE, PROM_POD
+from deepseek_operator.signals import Signal, promql
 
 # Dashboard template variables. `$deployment` selects on the `dsd` label.
 NS_VAR = "$namespace"
@@ -21,6 +24,13 @@ RATE_VAR = "$__rate_interval"
 FILT = f'{PROM_NAMESPACE}=~"{NS_VAR}",{PROM_DSD}=~"{DSD_VAR}"'
 
 OPERATOR_JOB = "deepseek-operator"  # the job label the chart's ServiceMonitor gives the operator
+
+# The vLLM histogram behind the operator's tpotP99 signal (and spec.scaling.slo.tpotP99Seconds),
+# taken from signals.py so that panels and alerts measure TPOT as the autoscaler does.
+_TPOT = re.search(r"rate\((vllm:\w+)_bucket", promql(Signal.TPOT_P99))
+assert _TPOT is not None, "signals.py's TPOT_P99 is not a histogram_quantile over vllm buckets"
+TPOT_HISTOGRAM = _TPOT[1]
+TPOT_P99_RECORD = f"namespace_dsd:vllm_{TPOT_HISTOGRAM.removeprefix('vllm:')}:p99_rate5m"
 
 # Value of the `slo` label of deepseek_operator_slo_target.
 SLO_TTFT = "ttft_p99_seconds"

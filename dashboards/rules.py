@@ -27,7 +27,15 @@ from typing import Literal
 from deepseek_operator.labels import PROM_COLOUR, PROM_DSD, PROM_NAMESPACE
 from deepseek_operator.signals import COMPLETION_HANDLERS, Signal, promql
 
-from .queries import OPERATOR_JOB, SLO_ERROR_RATE, SLO_TPOT, SLO_TTFT, sel
+from .queries import (
+    OPERATOR_JOB,
+    SLO_ERROR_RATE,
+    SLO_TPOT,
+    SLO_TTFT,
+    TPOT_HISTOGRAM,
+    TPOT_P99_RECORD,
+    sel,
+)
 
 RUNBOOK_BASE = "https://github.com/deepseek-operator/deepseek-operator/blob/main/docs/runbooks"
 
@@ -208,9 +216,8 @@ SLO_RECORDING = Group(
             "(rate(vllm:time_to_first_token_seconds_bucket[5m])))",
         ),
         Recording(
-            "namespace_dsd:vllm_inter_token_latency_seconds:p99_rate5m",
-            f"histogram_quantile(0.99, sum by ({NS_DSD}, le) "
-            "(rate(vllm:inter_token_latency_seconds_bucket[5m])))",
+            TPOT_P99_RECORD,
+            f"histogram_quantile(0.99, sum by ({NS_DSD}, le) (rate({TPOT_HISTOGRAM}_bucket[5m])))",
         ),
     ),
 )
@@ -291,7 +298,7 @@ SLO_ALERTS = Group(
                 f"and on ({NS_DSD})\n(\n"
                 f"  namespace_dsd:vllm_time_to_first_token_seconds:p99_rate5m "
                 f"> on ({NS_DSD}) {slo(SLO_TTFT)}\n"
-                f"  or namespace_dsd:vllm_inter_token_latency_seconds:p99_rate5m "
+                f"  or {TPOT_P99_RECORD} "
                 f"> on ({NS_DSD}) {slo(SLO_TPOT)}\n"
                 f"  or {error_ratio('5m')} > on ({NS_DSD}) {slo(SLO_ERROR_RATE)}\n)"
             ),
@@ -308,7 +315,7 @@ SLO_ALERTS = Group(
                 "deepseek_operator_desired_replicas",
                 "deepseek_operator_max_replicas",
                 "namespace_dsd:vllm_time_to_first_token_seconds:p99_rate5m",
-                "namespace_dsd:vllm_inter_token_latency_seconds:p99_rate5m",
+                TPOT_P99_RECORD,
                 error_ratio("5m"),
                 SLO_TARGETS,
             ),

@@ -103,6 +103,9 @@ ROLLOUT_PHASE = Gauge(
     [*_DSD, "phase"],
     registry=REGISTRY,
 )
+# Every result's series exists from the first reconcile, at 0: increase() over a counter that
+# first appears at 1 reads 0, so the first promotion or rollback would not show.
+ROLLOUT_RESULTS = ("promoted", "rolled_back", "aborted", "superseded")
 ROLLOUTS = Counter(
     "deepseek_operator_rollouts_total",
     "Finished rollouts by result (promoted, rolled_back, aborted, superseded).",
