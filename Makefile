@@ -14,7 +14,7 @@ PYTEST ?= $(PY) -m pytest
 CRD := crds/deepseekdeployments.serving.deepseek.dev.yaml
 
 .PHONY: help venv lint typecheck unit check test crd demo contract dashboards
-.PHONY: tools cluster cluster-down cluster-status e2e fleet
+.PHONY: tools cluster cluster-down cluster-status e2e fleet demo-down
 .DEFAULT_GOAL := help
 
 help: ## list targets
@@ -24,11 +24,11 @@ venv: ## create/refresh the Python environment (outside the repo)
 	@scripts/bootstrap-python.sh
 
 lint: venv ## ruff
-	$(PY) -m ruff check operator serving tests dashboards
+	$(PY) -m ruff check operator serving tests dashboards bench
 
 typecheck: venv ## mypy (strict on the API and the decision modules)
 	$(PY) -m mypy operator/deepseek_operator serving/deepseek_serving
-	$(PY) -m mypy --strict dashboards
+	$(PY) -m mypy --strict dashboards bench
 
 unit: venv tools ## unit tests (pure logic, no cluster; promtool and helm for rules and chart)
 	$(PYTEST) -q -m "not e2e and not contract" tests/unit
@@ -42,7 +42,7 @@ check: lint typecheck unit ## fast inner loop: lint, types, unit tests (< 2 minu
 tools: ## build/reuse the pinned Go binaries + promtool in $(CACHE)/bin (first build ~26 min)
 	scripts/build-tools.sh
 
-cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus)
+cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus, simulated fleet)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster up
 
 cluster-down: venv ## stop both local clusters (no process left behind; state kept in .local/cluster)
@@ -51,7 +51,7 @@ cluster-down: venv ## stop both local clusters (no process left behind; state ke
 cluster-status: venv ## what runs where, health, nodes Ready
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster status
 
-fleet: venv ## simulated GPU fleet of the local cluster, foreground (FLEET_ARGS="--load-time-scale 0.05")
+fleet: venv ## simulated fleet in the foreground, for `cluster up --no-fleet` (`make cluster` runs one per region)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_serving.sim fleet $(FLEET_ARGS)
 
 e2e: venv tools ## e2e tests on the local cluster (starts it if needed, reuses a running one)
@@ -64,13 +64,14 @@ crd: venv ## regenerate the CRD from the pydantic models
 dashboards: venv ## regenerate Grafana dashboards, Prometheus rules and the chart's copies (and CRDs)
 	$(PY) -m dashboards
 
-test: check e2e ## every test: unit, e2e on the local cluster, contract with a real vLLM
-	@echo "==> make test: the contract suite is not wired in yet; ran lint, types, unit and e2e tests"
+test: ## every test: lint, types, unit, e2e on the local cluster, contract with a real vLLM
+	scripts/test-all.sh
 
-demo: venv ## local GPU cluster + Prometheus + simulated fleet + operator, then an example scaling
-	@echo "==> make demo: the local cluster and simulated fleet are not built yet."
-	@echo "    What this ran: the Python environment and the CRD generator:"
-	$(PY) -m deepseek_operator crd | head -30
+demo: venv tools ## local GPU cluster + Prometheus + simulated fleet + operator, then an example scaling under a load step
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo up $(DEMO_ARGS)
+
+demo-down: venv ## stop what `make demo` started (operator, router, load, both clusters)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo down
 
 .PHONY: bench
 bench: venv ## autoscaling benchmark (virtual clock): ours vs HPA, KEDA, KPA, static, oracle -> bench/results/

@@ -99,7 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     from .localcluster.cli import add_parser as add_cluster_parser
 
     add_cluster_parser(sub)
+
+    demo = sub.add_parser(
+        "demo", help="local cluster + fleet + operator; an example scaling under a load step"
+    )
+    demo.add_argument("action", nargs="?", choices=["up", "down"], default="up")
+    demo.add_argument("--duration", type=float, default=240.0, help="seconds of load")
+    demo.add_argument("--rate", type=float, default=2.0, help="base request rate (req/s)")
+    demo.add_argument("--burst", type=float, default=12.0, help="request rate of the burst")
+    demo.set_defaults(func=_demo)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .localcluster import demo
+
+    if args.action == "down":
+        return demo.down()
+    return demo.up(duration=args.duration, rate=args.rate, burst=args.burst)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

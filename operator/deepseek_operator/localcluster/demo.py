@@ -1,0 +1,256 @@
+"""`make demo`: the operator autoscaling a DeepSeek model on the local GPU cluster.
+
+What runs (all on this machine, all real processes): both regions of the local cluster (real
+kube-apiserver, controller-manager, scheduler, etcd; kwok GPU nodes; Prometheus with the
+project's recording and alert rules) with the simulated fleet playing the engine pods, the
+operator (`deepseek-operator run`, cluster-wide, reading Prometheus), a router in front of the
+DeepSeekDeployment's Service, and the load generator sending a step of traffic: low, then a
+burst, then low again. While it runs, one line every few seconds shows the load, the replicas
+the operator asked for and how many are Ready, TTFT p99 and queue depth from Prometheus, and the
+operator's last scaling decision. Everything keeps running afterwards for a look around;
+`make demo-down` stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import procs
+from .components import Component
+from .runner import LocalCluster, RegionInfo
+
+NAMESPACE = "demo"
+NAME = "r1-distill-7b"
+REGION = "us-east"
+OPERATOR_METRICS_PORT = 24180
+OPERATOR_HEALTH_PORT = 24181
+
+
+def _repo() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+def _state() -> Path:
+    return _repo() / ".local" / "demo"
+
+
+def _say(msg: str) -> None:
+    print(f"==> {msg}", flush=True)
+
+
+def _kubectl(r: RegionInfo, bindir: Path, *args: str, stdin: str | None = None) -> str:
+    out = subprocess.run(
+        [str(bindir / "kubectl"), "--kubeconfig", str(r.kubeconfig), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout
+
+
+def _start(name: str, argv: list[str]) -> None:
+    pidfile = _state() / f"{name}.pid"
+    if procs.running(pidfile):
+        procs.stop(pidfile)
+    procs.start(
+        Component(name, tuple(argv)),
+        pidfile=pidfile,
+        logfile=_state() / f"{name}.log",
+        cwd=_repo(),
+    )
+
+
+def _prom(r: RegionInfo, promql: str) -> float | None:
+    url = f"{r.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            res = json.loads(resp.read())["data"]["result"]
+    except (OSError, KeyError, ValueError):
+        return None
+    if not res:
+        return None
+    v = float(res[0]["value"][1])
+    return None if v != v else v  # NaN: no data
+
+
+def _manifest() -> dict[str, Any]:
+    body = dict(yaml.safe_load((_repo() / "examples" / "deepseek-r1-distill-7b.yaml").read_text()))
+    body["metadata"]["namespace"] = NAMESPACE
+    scaling = body["spec"]["scaling"]
+    # Demo pacing: decide every 5 s, scale down after 60 s of lower load (defaults are slower).
+    scaling["intervalSeconds"] = 5
+    scaling["scaleDown"] = {"stabilizationSeconds": 60}
+    return body
+
+
+def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
+    t0 = time.monotonic()
+    cluster = LocalCluster()
+    _say("local GPU cluster (first run builds the tools; see README)")
+    regions = cluster.up()
+    r = regions[REGION]
+    bindir = cluster.bindir
+    py = sys.executable
+    _state().mkdir(parents=True, exist_ok=True)
+
+    _say("CRDs and the project's Prometheus rules")
+    for crd in sorted((_repo() / "crds").glob("*.yaml")):
+        _kubectl(r, bindir, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    _kubectl(r, bindir, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    for rules in sorted((_repo() / "dashboards" / "generated" / "rules").glob("*.yaml")):
+        shutil.copy(rules, r.prometheus_rules_dir / rules.name)
+    urllib.request.urlopen(
+        urllib.request.Request(f"{r.prometheus_url}/-/reload", method="POST"), timeout=30
+    ).close()
+
+    _say(f"operator (log: {_state() / 'operator.log'})")
+    _start(
+        "operator",
+        [
+            py, "-m", "deepseek_operator", "run", "-n", NAMESPACE,
+            "--kubeconfig", str(r.kubeconfig),
+            "--prometheus-url", r.prometheus_url,
+            "--signal-interval", "5",
+            "--bind-address", "127.0.0.1",
+            "--metrics-port", str(OPERATOR_METRICS_PORT),
+            "--health-port", str(OPERATOR_HEALTH_PORT),
+        ],
+    )  # fmt: skip
+    (r.prometheus_targets_dir / "deepseek-operator.json").write_text(
+        json.dumps(
+            [
+                {
+                    "targets": [f"127.0.0.1:{OPERATOR_METRICS_PORT}"],
+                    "labels": {"job": "deepseek-operator"},
+                }
+            ]
+        )
+    )
+
+    _say(f"DeepSeekDeployment {NAMESPACE}/{NAME} (examples/deepseek-r1-distill-7b.yaml)")
+    try:
+        _kubectl(r, bindir, "create", "namespace", NAMESPACE)
+    except RuntimeError as e:
+        if "AlreadyExists" not in str(e):
+            raise
+    _kubectl(r, bindir, "apply", "-f", "-", stdin=yaml.safe_dump(_manifest()))
+
+    router_port = r.ports.get("router", 24080)
+    _say(f"router on http://127.0.0.1:{router_port} -> Service {NAMESPACE}/{NAME}")
+    _start(
+        "router",
+        [
+            py, "-m", "deepseek_serving.sim", "router", "--region", REGION,
+            "--route", f"{NAMESPACE}/{NAME}", "--port", str(router_port),
+        ],
+    )  # fmt: skip
+
+    _say("waiting for the first replica to be Ready")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        st = _status(r, bindir)
+        if (st.get("readyReplicas") or 0) >= 1:
+            break
+        time.sleep(2)
+    else:
+        _say("no replica became Ready in 3 minutes; see .local/demo/operator.log")
+        return 1
+
+    _say(
+        f"load: {rate:g} req/s, a burst of {burst:g} req/s in the middle third, for {duration:g} s "
+        "(the Azure conversation trace's prompt/output lengths)"
+    )
+    _start(
+        "load",
+        [
+            py, "-m", "deepseek_serving.sim", "load",
+            "--url", f"http://127.0.0.1:{router_port}", "--trace", "step",
+            "--rate", str(rate), "--burst-factor", str(burst / rate), "--duration", str(duration),
+            "--summary", str(_state() / "load-summary.json"),
+        ],
+    )  # fmt: skip
+    _watch(r, bindir, duration + 90)
+    summary = _state() / "load-summary.json"
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        _say(
+            f"load done: {s.get('ok')} ok, {s.get('failed')} failed; "
+            f"TTFT p99 {s.get('ttft', {}).get('p99')}"
+        )
+    _say(f"demo ran {time.monotonic() - t0:.0f} s. Still running, to look around:")
+    print(
+        f"    export KUBECONFIG={r.kubeconfig}\n"
+        f"    {bindir / 'kubectl'} get dsd -n {NAMESPACE}; kubectl describe dsd -n {NAMESPACE}\n"
+        f"    Prometheus {r.prometheus_url}   operator metrics "
+        f"http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics\n"
+        f"    logs in {_state()}\n    make demo-down   # stop it all",
+        flush=True,
+    )
+    return 0
+
+
+def _status(r: RegionInfo, bindir: Path) -> dict[str, Any]:
+    try:
+        out = _kubectl(r, bindir, "get", "dsd", NAME, "-n", NAMESPACE, "-o", "json")
+    except RuntimeError:
+        return {}
+    return dict(json.loads(out).get("status") or {})
+
+
+def _watch(r: RegionInfo, bindir: Path, seconds: float) -> None:
+    sel = f'namespace="{NAMESPACE}",dsd="{NAME}"'
+    print(
+        f"{'t':>5} {'req/s':>6} {'desired':>7} {'ready':>5} {'ttft p99':>9} {'queue':>5}  decision",
+        flush=True,
+    )
+    t0 = time.monotonic()
+    last = ""
+    while time.monotonic() - t0 < seconds:
+        st = _status(r, bindir)
+        rps = _prom(r, f"sum(rate(vllm:request_success_total{{{sel}}}[30s]))")
+        ttft = _prom(
+            r,
+            "histogram_quantile(0.99, sum by (le) "
+            f"(rate(vllm:time_to_first_token_seconds_bucket{{{sel}}}[30s])))",
+        )
+        queue = _prom(r, f"sum(vllm:num_requests_waiting{{{sel}}})")
+        d = st.get("lastScalingDecision") or {}
+        decision = f"{d.get('reason', '')}: {d.get('message', '')}"[:70]
+        line = (
+            f"{time.monotonic() - t0:5.0f} {_fmt(rps, '{:6.1f}')} "
+            f"{st.get('desiredReplicas', '-')!s:>7} {st.get('readyReplicas', '-')!s:>5} "
+            f"{_fmt(ttft, '{:8.2f}s')} {_fmt(queue, '{:5.0f}')}  {decision}"
+        )
+        print(line, flush=True)
+        last = line
+        time.sleep(5)
+    del last
+
+
+def _fmt(v: float | None, f: str) -> str:
+    return f.format(v) if v is not None else f"{'-':>{len(f.format(0.0))}}"
+
+
+def down() -> int:
+    for name in ("load", "router", "operator"):
+        if procs.stop(_state() / f"{name}.pid"):
+            _say(f"stopped {name}")
+    cluster = LocalCluster()
+    for r in cluster.info().values():
+        (r.prometheus_targets_dir / "deepseek-operator.json").unlink(missing_ok=True)
+    cluster.down()
+    _say("local cluster stopped")
+    return 0
