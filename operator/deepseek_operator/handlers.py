@@ -39,7 +39,7 @@ from .desired import deployment_name, render
 from .patches import merge_patch
 from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
 from .rollout import IN_FLIGHT, RolloutPhase
-from .scaling import ScalingDecision, ScalingInputs, decide, scale_event
+from .scaling import ScalingDecision, ScalingInputs, decide, replicas_to_write, scale_event
 from .signals import Signal
 from .warmup import warm_up_pods
 
@@ -95,7 +95,7 @@ def _invalid_by_schema(rt: Runtime, obj: dict[str, Any], err: ValidationError, n
     """The object passed the API server's schema but not the models (e.g. an older CRD is
     installed): say which field, change nothing."""
     first = err.errors()[0]
-    field_path = "spec." + ".".join(str(p) for p in first["loc"] if p != "spec")
+    field_path = ".".join(str(p) for p in first["loc"])  # spec.x.y (or status.x.y)
     message = f"{field_path}: {first['msg']}"
     try:
         old = DeepSeekDeploymentStatus.model_validate(obj.get("status") or {})
@@ -148,8 +148,10 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     decision = None
     if _autoscale_due(dsd, now):
         decision = _autoscale(dsd, observed, snap, url, now)
-        if decision.replicas != current:
-            rt.kube.set_dsd_replicas(namespace, name, decision.replicas)
+        if replicas_to_write(dsd.spec.replicas, decision) is not None:
+            rt.kube.set_dsd_replicas(
+                namespace, name, decision.replicas, unset=dsd.spec.replicas is None
+            )
             dsd = dsd.model_copy(
                 update={"spec": dsd.spec.model_copy(update={"replicas": decision.replicas})}
             )
@@ -321,6 +323,8 @@ def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
     phase = s.rollout.phase if s.rollout else RolloutPhase.IDLE.value
     for p in RolloutPhase:
         metrics.ROLLOUT_PHASE.labels(ns, name, p.value).set(1 if p.value == phase else 0)
+    for result in metrics.ROLLOUT_RESULTS:
+        metrics.ROLLOUTS.labels(ns, name, result)  # 0 until the first one
     for cond in s.conditions:
         _export_condition(ns, name, cond)
 

@@ -170,6 +170,30 @@ def analyse(
     return results, (True if enough else None)
 
 
+def rebase_on_reset(state: RolloutState, signals: Signals | None) -> RolloutState:
+    """The preview's request/error counters are sums over its pods. When they fall below the
+    baselines, pods left the sum (e.g. a superseded preview's pods still scraped when analysis
+    began, then gone): like a counter reset, the analysis counts from the new values, so that
+    it never judges the new version on fewer requests than it served, nor on the old pods'."""
+    vals = signals.values if signals is not None else {}
+    requests = vals.get(Signal.REQUESTS_TOTAL)
+    errors = vals.get(Signal.ERRORS_TOTAL)
+    fell = (
+        requests is not None
+        and state.requests_baseline is not None
+        and requests < state.requests_baseline
+    ) or (
+        errors is not None and state.errors_baseline is not None and errors < state.errors_baseline
+    )
+    if not fell:
+        return state
+    return replace(
+        state,
+        requests_baseline=requests if requests is not None else state.requests_baseline,
+        errors_baseline=errors if errors is not None else 0.0,
+    )
+
+
 def _describe(results: tuple[AnalysisResult, ...]) -> str:
     parts = []
     for r in results:
@@ -387,6 +411,7 @@ def step(state: RolloutState, inp: RolloutInputs, now: float) -> RolloutStep:
         return in_flight(s, recheck_after=timeout - (now - started))
 
     if s.phase is RolloutPhase.ANALYZING:
+        s = rebase_on_reset(s, inp.preview_signals)
         results, verdict = analyse(inp.preview_signals, s, inp.settings, inp.default_max_ttft)
         s = replace(s, analysis=results)
         if verdict is False:

@@ -371,7 +371,7 @@ def test_a_cluster_stops_without_leftovers_and_starts_again(tmp_path: Path) -> N
         assert st.healthy and st.nodes_ready == 2
         pids = [c.pid for c in st.components]
         stopped = cluster.down()
-        assert len(stopped) == 6
+        assert len(stopped) == 7  # six cluster processes and the fleet
         for pid in pids:
             assert pid is not None
             alive = subprocess.run(

@@ -1,8 +1,8 @@
 """The simulated fleet on the real local cluster: a plain Deployment of engine-labelled pods
-becomes Ready through the fleet, the router balances client requests over the Service's
-EndpointSlices, a scale-down drains without failing a request, and the region's Prometheus
-(real scrape, real PromQL) holds vLLM and DCGM series whose counts match what the load
-generator measured."""
+becomes Ready through the cluster's fleet (the daemon `cluster up` runs per region), the
+router balances client requests over the Service's EndpointSlices, a scale-down drains
+without failing a request, and the region's Prometheus (real scrape, real PromQL) holds vLLM
+and DCGM series whose counts match what the load generator measured."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from deepseek_operator import labels as L
-from deepseek_serving.sim.fleet import Fleet, RegionConfig
 from deepseek_serving.sim.loadgen import LoadGenerator, constant_rate
 from deepseek_serving.sim.router import Route, Router, local_cluster_address
 from kubernetes import client
@@ -101,16 +100,20 @@ def engine_service() -> dict[str, Any]:
 
 
 @pytest.fixture
-async def fleet(region: Any, namespace: str) -> AsyncIterator[Fleet]:
-    """A fleet of this test's namespace (DCGM exporters included), cold starts 50x faster."""
-    cfg = RegionConfig(
-        region.name, region.kubeconfig, region.prometheus_targets_dir, None, region.context
-    )
-    f = Fleet([cfg], load_time_scale=0.02, namespaces=[namespace], file_sd=False)
-    await f.start()
-    assert await f.wait_synced(30)
-    yield f
-    await f.close()
+async def fleet(region: Any) -> AsyncIterator[str]:
+    """The control URL of the region's fleet (started by `cluster up`, cold starts 50x faster
+    by default); its /status lists the replicas it plays."""
+    assert region.fleet_url, "the cluster runs without the fleet (cluster up --no-fleet)"
+    async with aiohttp.ClientSession() as http, http.get(f"{region.fleet_url}/status") as r:
+        assert r.status == 200
+        assert (await r.json())["regions"][region.name]["synced"]
+    yield region.fleet_url
+
+
+async def fleet_status(url: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/status") as r:
+        assert r.status == 200
+        return dict(await r.json())
 
 
 def ready_pods(core: Any, ns: str) -> list[str]:
@@ -128,7 +131,7 @@ def all_pods(core: Any, ns: str) -> list[Any]:
 
 
 async def test_fleet_router_and_prometheus(
-    fleet: Fleet,
+    fleet: str,
     region: Any,
     namespace: str,
     api_clients: dict[str, client.ApiClient],
@@ -148,7 +151,7 @@ async def test_fleet_router_and_prometheus(
     pods = await until(two_ready, timeout=120, what="2 engine pods Ready through the fleet")
     for p in all_pods(core, namespace):
         assert p.metadata.annotations[L.SIM_ENGINE_READY] == "true"
-    status = fleet.status()["regions"][region.name]
+    status = (await fleet_status(fleet))["regions"][region.name]
     serving = {r["pod"] for r in status["replicas"] if r["phase"] == "Serving"}
     assert serving == {f"{namespace}/{p}" for p in pods}
 
@@ -243,7 +246,7 @@ async def test_fleet_router_and_prometheus(
         survivor = remaining[0].metadata.name
         async with aiohttp.ClientSession() as http:
             body = {"region": region.name, "namespace": namespace, "pod": survivor, "crash": True}
-            async with http.post(f"{fleet.control_url}/faults", json=body) as r:
+            async with http.post(f"{fleet}/faults", json=body) as r:
                 assert r.status == 200
                 assert (await r.json())["pods"] == [f"{namespace}/{survivor}"]
             assert await until(
@@ -255,7 +258,7 @@ async def test_fleet_router_and_prometheus(
             async with http.post(router.url + "/v1/models") as r:
                 assert r.status == 503
             body = {"region": region.name, "namespace": namespace, "clear": True}
-            async with http.post(f"{fleet.control_url}/faults", json=body) as r:
+            async with http.post(f"{fleet}/faults", json=body) as r:
                 assert r.status == 200
         assert await until(
             lambda: ready_pods(core, namespace) == [survivor], timeout=60, what="pod Ready again"

@@ -292,3 +292,24 @@ def test_gpus_per_replica_follows_the_current_rung() -> None:
         }
     )
     assert spec.gpus_per_replica() == 4
+
+
+def test_unknown_status_fields_are_dropped_unknown_spec_fields_are_not() -> None:
+    """A status written by a newer operator (before a rollback) does not stop this one from
+    reconciling; the spec stays strict."""
+    obj = manifest()
+    obj["status"] = {
+        "phase": "Ready",
+        "activeColour": "green",
+        "scaling": {"recommendations": [], "demand": 3.5},
+        "newerField": {"x": 1},
+    }
+    before = copy.deepcopy(obj)
+    dsd = DeepSeekDeployment.from_k8s(obj)
+    assert dsd.status.active_colour == "green"  # what the operator does know is kept
+    assert obj == before  # the caller's object is not changed
+    bad = manifest()
+    bad["spec"]["unknownField"] = 1
+    bad["status"] = {"newerField": 1}
+    with pytest.raises(ValidationError):
+        DeepSeekDeployment.from_k8s(bad)

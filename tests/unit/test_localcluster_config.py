@@ -165,7 +165,16 @@ def test_components_listen_on_loopback_and_fingerprints_follow_the_command_line(
         "kube-scheduler",
         "kwok",
         "prometheus",
+        "fleet",
     ]
+    fleet = comps[-1]
+    assert "--control-port=24400" in fleet.argv
+    assert f"--kubeconfig={paths.kubeconfig}" in fleet.argv
+    assert f"--load-time-scale={cfg.fleet_load_time_scale:g}" in fleet.argv
+    slower = C.fleet(cfg.with_(fleet_load_time_scale=0.5), Path("/bin"), paths)
+    assert slower.fingerprint != fleet.fingerprint  # `up` restarts a fleet whose scale changed
+    no_fleet = C.components(cfg.with_(fleet=False), Path("/bin"), paths)
+    assert [c.name for c in no_fleet] == [c.name for c in comps[:-1]]
     for c in comps:
         for a in c.argv[1:]:
             assert "0.0.0.0" not in a, (c.name, a)
@@ -252,5 +261,7 @@ def test_cluster_subcommands_are_wired_into_the_cli() -> None:
 
     args = build_parser().parse_args(["cluster", "up", "--no-fleet", "--start-delay", "1"])
     assert (args.cluster_command, args.no_fleet, args.start_delay) == ("up", True, 1.0)
+    args = build_parser().parse_args(["cluster", "up", "--fleet-load-time-scale", "0.1"])
+    assert (args.no_fleet, args.fleet_load_time_scale) == (False, 0.1)
     assert build_parser().parse_args(["cluster", "down", "--purge"]).purge is True
     assert build_parser().parse_args(["cluster", "status"]).cluster_command == "status"

@@ -15,6 +15,7 @@ from deepseek_operator.rollout import (
     RolloutState,
     analyse,
     initial_state,
+    rebase_on_reset,
     step,
 )
 from deepseek_operator.signals import Signal, Signals
@@ -357,3 +358,48 @@ def test_analysis_counts_only_since_the_baseline() -> None:
     assert verdict is False and results[0].value == pytest.approx(0.1)
     _, verdict = analyse(None, ANALYZING, SETTINGS, 2.0)
     assert verdict is None
+
+
+@pytest.mark.parametrize(
+    ("requests", "errors", "want"),
+    [
+        (14.0, 1.0, (10.0, 1.0)),  # counters grew: baselines kept
+        (10.0, 1.0, (10.0, 1.0)),
+        (3.0, 0.0, (3.0, 0.0)),  # pods left the sum (superseded preview's pods gone): rebase
+        (12.0, 0.0, (12.0, 0.0)),  # only the error sum fell: rebase both
+        (None, None, (10.0, 1.0)),  # no data: nothing to compare
+    ],
+)
+def test_counters_falling_below_the_baselines_rebase_the_analysis(
+    requests: float | None, errors: float | None, want: tuple[float, float]
+) -> None:
+    vals = {
+        k: v
+        for k, v in ((Signal.REQUESTS_TOTAL, requests), (Signal.ERRORS_TOTAL, errors))
+        if v is not None
+    }
+    st = rebase_on_reset(ANALYZING, Signals(vals))
+    assert (st.requests_baseline, st.errors_baseline) == want
+
+
+def test_superseded_preview_pods_leaving_the_sum_do_not_make_analysis_inconclusive() -> None:
+    """Analysis began while the superseded pods (50 requests) were still scraped; they went,
+    the new pods served 12 since: the analysis judges those, not "no data"."""
+    began = replace(ANALYZING, requests_baseline=50.0, errors_baseline=0.0)
+    dropped = step(
+        began,
+        inputs(other=running(NEW), signals={Signal.REQUESTS_TOTAL: 2, Signal.ERRORS_TOTAL: 0}),
+        1110.0,
+    )
+    assert dropped.state.phase is RolloutPhase.ANALYZING
+    assert dropped.state.requests_baseline == 2.0
+    later = step(
+        dropped.state,
+        inputs(
+            other=running(NEW),
+            signals={Signal.REQUESTS_TOTAL: 14, Signal.ERRORS_TOTAL: 0, Signal.TTFT_P99: 0.1},
+        ),
+        1220.0,
+    )
+    assert later.result == "promoted"
+    assert "requests=12 " in later.events[0].message, later.events

@@ -137,6 +137,8 @@ def test_local_cluster_addresses():
     )
     gone = pod(["--model", "m"], deletionTimestamp="2026-01-01T00:00:00Z")
     assert pod_view(gone, node(), set()).terminating
+    opted_out = pod(["--model", "m"], annotations={"sim.deepseek.dev/fleet": "false"})
+    assert not pod_view(opted_out, node(), set()).engine
 
 
 def test_prometheus_file_sd(tmp_path):

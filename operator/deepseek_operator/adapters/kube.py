@@ -317,9 +317,19 @@ class Kube:
             {"metadata": {"annotations": dict.fromkeys(keys)}},
         )
 
-    def set_dsd_replicas(self, namespace: str, name: str, replicas: int) -> None:
-        """Write spec.replicas through the scale subresource, as an autoscaler does."""
+    def set_dsd_replicas(
+        self, namespace: str, name: str, replicas: int, *, unset: bool = False
+    ) -> None:
+        """Write spec.replicas through the scale subresource, as an autoscaler does. The API
+        server answers 500 to any scale request while spec.replicas is unset (`unset`): the
+        first write then goes to the resource itself."""
         self.calls += 1
-        self.custom.patch_namespaced_custom_object_scale(
-            GROUP, VERSION, namespace, PLURAL, name, {"spec": {"replicas": replicas}}
-        )
+        body = {"spec": {"replicas": replicas}}
+        if unset:
+            self.custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body
+            )
+        else:
+            self.custom.patch_namespaced_custom_object_scale(
+                GROUP, VERSION, namespace, PLURAL, name, body
+            )

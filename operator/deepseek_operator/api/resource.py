@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .spec import DeepSeekDeploymentSpec
 from .status import DeepSeekDeploymentStatus
@@ -38,8 +39,19 @@ class DeepSeekDeployment(BaseModel):
 
     @classmethod
     def from_k8s(cls, obj: dict[str, Any]) -> DeepSeekDeployment:
-        """Parse an object from the API server (or a manifest). Raises ValidationError."""
-        return cls.model_validate(obj)
+        """Parse an object from the API server (or a manifest). Raises ValidationError.
+
+        Status fields this version does not know (written by a newer operator, before a
+        rollback) are dropped, not an error: the status is the operator's own record and is
+        rewritten on the next reconcile, while refusing the object would stop reconciling it.
+        Unknown or invalid spec fields still raise."""
+        try:
+            return cls.model_validate(obj)
+        except ValidationError as e:
+            cleaned = _without_unknown_status_fields(obj, e)
+            if cleaned is None:
+                raise
+            return cls.model_validate(cleaned)
 
     @property
     def name(self) -> str:
@@ -52,3 +64,24 @@ class DeepSeekDeployment(BaseModel):
     def served_name(self) -> str:
         """The OpenAI model name clients use."""
         return self.spec.model.served_name or self.metadata.name
+
+
+def _without_unknown_status_fields(
+    obj: dict[str, Any], err: ValidationError
+) -> dict[str, Any] | None:
+    """A copy of `obj` without the status fields `err` names as unknown; None when `err` says
+    anything else."""
+    errors = err.errors()
+    if not errors or any(
+        e["type"] != "extra_forbidden" or tuple(e["loc"][:1]) != ("status",) for e in errors
+    ):
+        return None
+    out = copy.deepcopy(obj)
+    for e in errors:
+        *parents, leaf = e["loc"]
+        cur: Any = out
+        for key in parents:
+            cur = cur[key]
+        if isinstance(cur, dict):
+            cur.pop(leaf, None)
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import cache_dir, region_configs
+from .config import cache_dir, default_fleet_load_time_scale, region_configs
 from .runner import ClusterError, LocalCluster, RegionInfo
 
 
@@ -18,7 +18,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     up.add_argument(
         "--no-fleet",
         action="store_true",
-        help="engine pods become Ready after the start delay, without the simulated fleet",
+        help="run no simulated fleet: engine pods become Ready after the start delay",
+    )
+    up.add_argument(
+        "--fleet-load-time-scale",
+        type=float,
+        default=None,
+        help="the fleet's model load time multiplier (default: $DEEPSEEK_SIM_LOAD_TIME_SCALE, "
+        f"else {default_fleet_load_time_scale():g}: a 7B cold start in ~1-2 s)",
     )
     up.add_argument(
         "--start-delay", type=float, default=3.0, help="seconds until ordinary pods are Ready"
@@ -40,6 +47,13 @@ def _print_info(regions: dict[str, RegionInfo]) -> None:
         print(f"  kubeconfig   {r.kubeconfig}   (context {r.context})")
         print(f"  api server   {r.api_url}")
         print(f"  prometheus   {r.prometheus_url}   (web/API port {r.ports['prometheus']})")
+        if r.fleet_url:
+            print(
+                f"  fleet        {r.fleet_url}   (simulated GPUs: /status, POST /faults; "
+                f"load-time scale {r.fleet_load_time_scale:g}; log {r.log_dir / 'fleet.log'})"
+            )
+        else:
+            print("  fleet        off (--no-fleet: engine pods Ready after the start delay)")
         print(f"  file_sd      {r.prometheus_targets_dir}/*.json")
         print(f"  rules        {r.prometheus_rules_dir}/*.yaml   (then POST /-/reload)")
         print(f"  logs         {r.log_dir}")
@@ -52,7 +66,13 @@ def _print_info(regions: dict[str, RegionInfo]) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    cluster = LocalCluster(region_configs(fleet=not args.no_fleet, start_delay_s=args.start_delay))
+    cluster = LocalCluster(
+        region_configs(
+            fleet=not args.no_fleet,
+            start_delay_s=args.start_delay,
+            fleet_load_time_scale=args.fleet_load_time_scale,
+        )
+    )
     try:
         regions = cluster.up(timeout_s=args.timeout)
     except ClusterError as e:

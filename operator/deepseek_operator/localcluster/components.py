@@ -1,7 +1,8 @@
 """The processes of one local cluster and their command lines (pure: paths in, argv out).
 
 Start order: etcd -> kube-apiserver -> kube-controller-manager, kube-scheduler, kwok,
-prometheus. Everything listens on 127.0.0.1 only.
+prometheus -> the simulated fleet (unless the cluster runs without it). Everything listens on
+loopback only (the fleet's replicas and dcgm-exporters on 127.N.x.y, layout.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import base64
 import hashlib
 import ipaddress
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,9 +228,32 @@ def prometheus(cfg: ClusterConfig, bindir: Path, paths: Paths) -> Component:
     )
 
 
+def fleet(cfg: ClusterConfig, bindir: Path, paths: Paths) -> Component:
+    """The simulated GPU fleet of this cluster (serving/deepseek_serving/sim): one process per
+    region, so that its dcgm-exporters (<node address>:9400) never collide with another's."""
+    return Component(
+        "fleet",
+        (
+            sys.executable,
+            "-m",
+            "deepseek_serving.sim",
+            "fleet",
+            f"--kubeconfig={paths.kubeconfig}",
+            f"--name={cfg.name}",
+            f"--targets-dir={cfg.prometheus_targets_dir}",
+            f"--state-dir={paths.state}",
+            f"--control-port={cfg.ports.fleet}",
+            f"--load-time-scale={cfg.fleet_load_time_scale:g}",
+        ),
+        {"PYTHONUNBUFFERED": "1"},
+    )
+
+
 CONTROL_PLANE = (etcd, kube_apiserver)
 WORKERS = (kube_controller_manager, kube_scheduler, kwok, prometheus)
+FLEET = "fleet"
 STOP_ORDER = (
+    FLEET,
     "kwok",
     "prometheus",
     "kube-scheduler",
@@ -239,7 +264,9 @@ STOP_ORDER = (
 
 
 def components(cfg: ClusterConfig, bindir: Path, paths: Paths) -> list[Component]:
-    return [f(cfg, bindir, paths) for f in (*CONTROL_PLANE, *WORKERS)]
+    """The processes the cluster runs (the fleet only when `cfg.fleet`)."""
+    fns = (*CONTROL_PLANE, *WORKERS, *((fleet,) if cfg.fleet else ()))
+    return [f(cfg, bindir, paths) for f in fns]
 
 
 def kubeconfig(cfg: ClusterConfig, pki: Pki) -> dict[str, Any]:

@@ -21,7 +21,12 @@ _OFFSETS = {
     "scheduler": 259,
     "kwok": 247,
     "prometheus": 90,
+    "fleet": 400,  # the simulated fleet's control endpoint (its dcgm-exporters: <node>:9400)
 }
+
+# The cluster's fleet loads models this much faster than the presets say: a 7B cold start takes
+# ~1-2 s instead of ~70 s, so that tests wait for conditions, not for model loading.
+DEFAULT_FLEET_LOAD_TIME_SCALE = 0.02
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,7 @@ class Ports:
     scheduler: int
     kwok: int
     prometheus: int
+    fleet: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
@@ -52,8 +58,10 @@ class ClusterConfig:
     region        value of topology.kubernetes.io/region; zones are <region>-a/b/c
     port_base     see Ports
     octet         network octet N: node IPs 10.N.0.k, pod CIDRs 10.N.k.0/24 (layout.py)
-    fleet         True: engine pods wait for the simulated fleet (sim.deepseek.dev/engine-ready);
-                  False: they behave like ordinary pods ("no fleet" mode)
+    fleet         True: the cluster runs a simulated fleet daemon (serving/deepseek_serving/sim)
+                  and engine pods wait for it (sim.deepseek.dev/engine-ready); False: no fleet,
+                  engine pods behave like ordinary pods ("no fleet" mode)
+    fleet_load_time_scale  the fleet's --load-time-scale (model load time multiplier)
     start_delay_s ordinary pods become Ready this long after they start (models loading)
     scrape_interval_s  Prometheus scrape and rule evaluation interval
     rule_files    globs of Prometheus rule files (default: <state>/prometheus/rules/*.yaml; a
@@ -66,6 +74,7 @@ class ClusterConfig:
     port_base: int
     octet: int
     fleet: bool = True
+    fleet_load_time_scale: float = DEFAULT_FLEET_LOAD_TIME_SCALE
     start_delay_s: float = 3.0
     scrape_interval_s: float = 5.0
     rule_files: tuple[str, ...] | None = None
@@ -111,6 +120,11 @@ class ClusterConfig:
         return self.state_dir / "prometheus" / "rules"
 
     @property
+    def fleet_url(self) -> str:
+        """The fleet's control endpoint (GET /status, /healthz; POST /faults, /zones/...)."""
+        return f"http://127.0.0.1:{self.ports.fleet}"
+
+    @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
 
@@ -147,11 +161,24 @@ REGIONS: dict[str, tuple[int, int]] = {
 }
 
 
+def default_fleet_load_time_scale() -> float:
+    """$DEEPSEEK_SIM_LOAD_TIME_SCALE, else DEFAULT_FLEET_LOAD_TIME_SCALE."""
+    raw = os.environ.get("DEEPSEEK_SIM_LOAD_TIME_SCALE")
+    return float(raw) if raw else DEFAULT_FLEET_LOAD_TIME_SCALE
+
+
 def region_configs(
-    *, fleet: bool = True, start_delay_s: float = 3.0, root: Path | None = None
+    *,
+    fleet: bool = True,
+    start_delay_s: float = 3.0,
+    root: Path | None = None,
+    fleet_load_time_scale: float | None = None,
 ) -> list[ClusterConfig]:
     """The two clusters of `make cluster`: us-east and eu-west."""
     base = root or repo_root()
+    scale = (
+        default_fleet_load_time_scale() if fleet_load_time_scale is None else fleet_load_time_scale
+    )
     return [
         ClusterConfig(
             name=region,
@@ -159,6 +186,7 @@ def region_configs(
             port_base=ports,
             octet=octet,
             fleet=fleet,
+            fleet_load_time_scale=scale,
             start_delay_s=start_delay_s,
             repo_root=base,
         )

@@ -186,9 +186,11 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
     summary = _state() / "load-summary.json"
     if summary.exists():
         s = json.loads(summary.read_text())
+        ttft, tpot = s.get("ttft_s") or {}, s.get("tpot_s") or {}
         _say(
-            f"load done: {s.get('ok')} ok, {s.get('failed')} failed; "
-            f"TTFT p99 {s.get('ttft', {}).get('p99')}"
+            f"load done: {s.get('ok')} ok, {s.get('failed')} failed; client-side TTFT p50 "
+            f"{ttft.get('p50', 0):.2f}s p99 {ttft.get('p99', 0):.2f}s, TPOT p99 "
+            f"{tpot.get('p99', 0) * 1000:.0f} ms"
         )
     _say(f"demo ran {time.monotonic() - t0:.0f} s. Still running, to look around:")
     print(
@@ -217,7 +219,6 @@ def _watch(r: RegionInfo, bindir: Path, seconds: float) -> None:
         flush=True,
     )
     t0 = time.monotonic()
-    last = ""
     while time.monotonic() - t0 < seconds:
         st = _status(r, bindir)
         rps = _prom(r, f"sum(rate(vllm:request_success_total{{{sel}}}[30s]))")
@@ -235,9 +236,7 @@ def _watch(r: RegionInfo, bindir: Path, seconds: float) -> None:
             f"{_fmt(ttft, '{:8.2f}s')} {_fmt(queue, '{:5.0f}')}  {decision}"
         )
         print(line, flush=True)
-        last = line
         time.sleep(5)
-    del last
 
 
 def _fmt(v: float | None, f: str) -> str:

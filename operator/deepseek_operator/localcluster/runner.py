@@ -68,6 +68,9 @@ class RegionInfo:
     log_dir: Path
     octet: int  # node IPs 10.<octet>.0.k, served at 127.<octet>.0.k
     ports: dict[str, int]
+    # The simulated fleet's control endpoint (None: the cluster runs without the fleet).
+    fleet_url: str | None = None
+    fleet_load_time_scale: float | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ def info(cfg: ClusterConfig) -> RegionInfo:
         log_dir=cfg.log_dir,
         octet=cfg.octet,
         ports=cfg.ports.as_dict(),
+        fleet_url=cfg.fleet_url if cfg.fleet else None,
+        fleet_load_time_scale=cfg.fleet_load_time_scale if cfg.fleet else None,
     )
 
 
@@ -217,7 +222,31 @@ class _Region:
             return _http_ok(f"http://127.0.0.1:{p.kwok}/healthz")
         if name == "prometheus":
             return _http_ok(f"http://127.0.0.1:{p.prometheus}/-/ready")
+        if name == C.FLEET:
+            return self.fleet_healthy()
         raise ValueError(name)
+
+    @property
+    def fleet_off(self) -> Path:
+        """Present while the region runs without the fleet (`cluster up --no-fleet`)."""
+        return self.paths.run / "fleet.off"
+
+    def fleet_healthy(self) -> bool:
+        """The fleet that fleet.json names is our recorded process, its control endpoint
+        answers, and it has listed the region's pods and nodes once."""
+        rec = procs.running(self.pidfile(C.FLEET))
+        try:
+            state = json.loads((self.paths.state / "fleet.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        if rec is None or state.get("pid") != rec.pid or not state.get("control"):
+            return False
+        try:
+            with urllib.request.urlopen(f"{state['control']}/status", timeout=2.0) as resp:
+                body = json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return bool(body.get("regions", {}).get(self.cfg.name, {}).get("synced"))
 
     def port_of(self, name: str) -> int:
         key = name.removeprefix("kube-").replace("-", "_")
@@ -261,6 +290,8 @@ class LocalCluster:
         for r in self._regions:
             comps = []
             for name in C.STOP_ORDER[::-1]:
+                if name == C.FLEET and r.fleet_off.exists():
+                    continue
                 rec = procs.running(r.pidfile(name))
                 comps.append(
                     ComponentStatus(
@@ -273,7 +304,10 @@ class LocalCluster:
             ready = total = 0
             if comps[1].healthy:  # kube-apiserver
                 ready, total = self._node_counts(r)
-            out[r.cfg.name] = RegionStatus(info(r.cfg), tuple(comps), ready, total)
+            where = info(r.cfg)
+            if r.fleet_off.exists():
+                where = replace(where, fleet_url=None, fleet_load_time_scale=None)
+            out[r.cfg.name] = RegionStatus(where, tuple(comps), ready, total)
         return out
 
     def healthy(self) -> bool:
@@ -318,11 +352,16 @@ class LocalCluster:
         for name in C.STOP_ORDER:
             for r in self._regions:
                 rec = procs.running(r.pidfile(name))
-                if rec is not None and rec.fingerprint != r.components()[name].fingerprint:
+                comp = r.components().get(name)
+                if rec is not None and comp is None:  # the fleet, now --no-fleet
+                    _log("cluster.stop", region=r.cfg.name, component=name, reason="disabled")
+                    procs.stop(r.pidfile(name))
+                elif rec is not None and comp is not None and rec.fingerprint != comp.fingerprint:
                     _log("cluster.restart", region=r.cfg.name, component=name, reason="changed")
                     procs.stop(r.pidfile(name))
         # etcd, then the API server, then the rest: each phase for both regions at once.
-        for phase in (("etcd",), ("kube-apiserver",), C.STOP_ORDER[:4]):
+        workers = tuple(n for n in C.STOP_ORDER if n not in ("etcd", "kube-apiserver", C.FLEET))
+        for phase in (("etcd",), ("kube-apiserver",), workers):
             for r in self._regions:
                 comps = r.components()
                 for name in phase:
@@ -354,6 +393,22 @@ class LocalCluster:
                 timeout_s,
                 f"See {r.logfile('kube-controller-manager')}",
             )
+        # The fleet last: it watches the API server and serves the nodes' dcgm-exporters.
+        for r in self._regions:
+            if r.cfg.fleet:
+                r.fleet_off.unlink(missing_ok=True)
+                if self._ensure(r, r.components()[C.FLEET]):
+                    started[r.cfg.name].append(C.FLEET)
+            else:
+                r.fleet_off.touch()
+        for r in self._regions:
+            if r.cfg.fleet:
+                _wait(
+                    f"{r.cfg.name} fleet",
+                    partial(self._check_started, r, C.FLEET),
+                    timeout_s,
+                    f"See {r.logfile(C.FLEET)}",
+                )
         for r in self._regions:
             _log(
                 "cluster.ready",
@@ -361,6 +416,7 @@ class LocalCluster:
                 started=",".join(started[r.cfg.name]) or "none(reused)",
                 api=r.cfg.api_url,
                 prometheus=r.cfg.prometheus_url,
+                fleet=r.cfg.fleet_url if r.cfg.fleet else "off",
                 kubeconfig=r.cfg.kubeconfig,
             )
         _log("cluster.up", seconds=f"{time.monotonic() - t0:.1f}")

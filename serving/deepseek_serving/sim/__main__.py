@@ -45,7 +45,8 @@ def _regions(args: argparse.Namespace) -> list[Any]:
     if args.kubeconfig:
         name = args.name or Path(args.kubeconfig).parent.name or "cluster"
         targets = Path(args.targets_dir) if getattr(args, "targets_dir", None) else None
-        return [RegionConfig(name, Path(args.kubeconfig), targets, None)]
+        state = Path(args.state_dir) if getattr(args, "state_dir", None) else None
+        return [RegionConfig(name, Path(args.kubeconfig), targets, state)]
     regions = args.region or []
     if not regions:
         from deepseek_operator.localcluster.config import REGIONS
@@ -274,6 +275,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dcgm-port", type=int, default=9400)
     p.add_argument("--control-port", type=int, default=0, help="control endpoint port (0: any)")
     p.add_argument("--no-file-sd", action="store_true", help="do not write Prometheus file_sd")
+    p.add_argument("--state-dir", help="with --kubeconfig: write fleet.json (control URL) here")
     p.add_argument(
         "--namespace", "-n", action="append", help="play only these namespaces' pods (repeatable)"
     )

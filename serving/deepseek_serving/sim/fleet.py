@@ -90,6 +90,9 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
 SIM_ENGINE_ERROR = "sim.deepseek.dev/engine-error"
 SIM_ZONE_DOWN = "sim.deepseek.dev/zone-down"  # faults.ZONE_DOWN_ANNOTATION
+# "false" on a pod: not the fleet's (kwok makes it Ready after the start delay, localcluster
+# stages.FLEET_ANNOTATION); the cluster's fleet leaves it alone.
+SIM_FLEET_OPT_OUT = "sim.deepseek.dev/fleet"
 DEFAULT_PORT = 8000  # vLLM's --port default
 
 # Flags of `vllm serve` that take no value (checked against vllm-0.32-serve-help.txt in the unit
@@ -609,7 +612,7 @@ def pod_view(
     node_marked_down = (node_meta.get("annotations") or {}).get(SIM_ZONE_DOWN) == "true"
     return PodView(
         exists=True,
-        engine=is_engine_pod(pod),
+        engine=is_engine_pod(pod) and ann.get(SIM_FLEET_OPT_OUT) != "false",
         scheduled_on_sim_node=bool(spec.get("nodeName"))
         and node is not None
         and sim_address(node_internal_ip(node)) is not None,

@@ -1,0 +1,582 @@
+"""Issue 7 on the local cluster: blue-green rollouts under constant client load.
+
+us-east with the cluster's simulated fleet (engine pods are simulated vLLMs on 127.16.x.y), the
+router of the simulated fleet (in this process, on a free loopback port) in front of the stable
+Service and, under the prefix /preview, of the preview Service, the load generator sending
+constant streaming completions through it during each rollout, and the real `deepseek-operator
+run` (namespaced, --prometheus-url = the region's Prometheus: analysis reads the preview's
+error rate and TTFT p99 from real scrapes with real PromQL).
+
+Analysis traffic: a trickle of requests through /preview (the preview Service). The operator's
+own warm-up (spec.rollout.warmupRequests) is left at 0 here: it sends to pod IPs (10.16.x.y),
+which this machine does not serve (only their 127.16.x.y twins), and test traffic stays on
+loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from deepseek_operator import labels as L
+from deepseek_operator.localcluster import RegionInfo
+from deepseek_serving.sim.loadgen import LoadGenerator, constant_rate
+from deepseek_serving.sim.router import Route, Router, local_cluster_address
+from kubernetes import client
+
+from .operator_process import OperatorProcess, install_crds
+from .test_operator import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    create_dsd,
+    events_of,
+    example,
+    get_dsd,
+    kubectl,
+)
+from .waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+NAME = "r1-distill-7b"
+REPLICAS = 2
+ROLLOUT_TIMEOUT = 240  # seconds a whole rollout may take before a wait fails
+
+
+# ---------------------------------------------------------------------------------------------
+# Traffic through the router
+
+
+class Traffic:
+    """A router (stable Service at /, preview Service at /preview) and two clients in a
+    background event loop: constant streaming load on the stable route, a trickle of requests
+    on the preview route whenever it has endpoints (the traffic the analysis judges)."""
+
+    def __init__(self, api: client.ApiClient, ns: str, name: str, model: str) -> None:
+        self.api, self.ns, self.name, self.model = api, ns, name, model
+        self.stable_key = f"{ns}/{name}"
+        self.preview_key = f"{ns}/{name}-preview"
+        self.router: Router | None = None
+        self.loop = asyncio.new_event_loop()
+        self.stop_event = threading.Event()
+        self.sent = self.ok = self.failed = 0
+        self.statuses: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.preview: Counter[int] = Counter()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+        self._started = threading.Event()
+        self._failure: BaseException | None = None
+
+    # -- control (test thread) ------------------------------------------------------------
+
+    def start(self) -> Traffic:
+        self.thread.start()
+        assert self._started.wait(60), "router did not start"
+        if self._failure is not None:
+            raise self._failure
+        return self
+
+    def stop(self) -> dict[str, Any]:
+        self.stop_event.set()
+        self.thread.join(120)
+        assert not self.thread.is_alive(), "the load did not drain"
+        if self._failure is not None:
+            raise self._failure
+        return self.counts()
+
+    def counts(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "sent": self.sent,
+                "ok": self.ok,
+                "failed": self.failed,
+                "statuses": dict(self.statuses),
+                "errors": dict(self.errors),
+                "preview": dict(self.preview),
+            }
+
+    def stable_pods(self) -> list[str]:
+        r = self.router
+        return sorted(e.pod or "" for e in r.endpoints(self.stable_key)) if r else []
+
+    # -- background loop ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._main())
+        except BaseException as e:  # reported to the test thread
+            self._failure = e
+            self._started.set()
+        finally:
+            self.loop.close()
+
+    async def _main(self) -> None:
+        self.router = Router(
+            [Route(self.ns, self.name), Route(self.ns, f"{self.name}-preview", prefix="preview")],
+            host="127.0.0.1",
+            port=0,
+            address_map=local_cluster_address,
+        )
+        await self.router.start()
+        try:
+            self.router.watch(self.api)
+            assert await self.router.wait_for_endpoints(self.stable_key, 1, timeout=120)
+            self._started.set()
+            await asyncio.gather(self._stable(), self._preview())
+        finally:
+            await self.router.close()
+
+    async def _stable(self) -> None:
+        assert self.router is not None
+        gen = LoadGenerator(self.router.url, model=self.model, drain_timeout=120)
+        while not self.stop_event.is_set():
+            # 5 s chunks at 4 requests/s: constant load, and counts as they come.
+            res = await gen.run(constant_rate(rate=4.0, count=20, prompt_tokens=64, max_tokens=16))
+            s = res.summary
+            with self.lock:
+                self.sent += s.sent
+                self.ok += s.ok
+                self.failed += s.failed
+                self.statuses.update({str(k): int(v) for k, v in s.by_status.items()})
+                self.errors.update({str(k): int(v) for k, v in s.errors.items()})
+
+    async def _preview(self) -> None:
+        assert self.router is not None
+        url = f"{self.router.url}/preview/v1/completions"
+        body = {"model": self.model, "prompt": "one two three", "max_tokens": 4}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            while not self.stop_event.is_set():
+                if self.router.endpoints(self.preview_key):
+                    try:
+                        async with http.post(url, json=body) as r:
+                            await r.read()
+                            code = r.status
+                    except aiohttp.ClientError:
+                        code = 0
+                    with self.lock:
+                        self.preview[code] += 1
+                await asyncio.sleep(0.4)
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def crds(api_clients: dict[str, client.ApiClient]) -> None:
+    install_crds(api_clients["us-east"])
+
+
+@pytest.fixture
+def custom(api_clients: dict[str, client.ApiClient]) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_clients["us-east"])
+
+
+@pytest.fixture
+def operator(region: RegionInfo, namespace: str, crds: None) -> Iterator[OperatorProcess]:
+    assert region.fleet_url, "these tests need the cluster's fleet (cluster up without --no-fleet)"
+    op = OperatorProcess(
+        region.kubeconfig,
+        namespaces=[namespace],
+        prometheus_url=region.prometheus_url,
+        name=f"rollout-{namespace}",
+    ).start()
+    yield op
+    op.stop()
+
+
+def dsd_body(*, auto_promote: bool = True) -> dict[str, Any]:
+    """The 7B example with the simulated fleet, 2 fixed replicas, a short rollout."""
+    body = example("deepseek-r1-distill-7b.yaml", fleet=True)
+    spec = body["spec"]
+    spec["replicas"] = REPLICAS
+    spec["scaling"]["enabled"] = False  # the replica count stays what the test says
+    spec["rollout"] = {
+        "autoPromote": auto_promote,
+        "readyTimeoutSeconds": 120,
+        "warmupRequests": 0,
+        "scaleDownDelaySeconds": 5,
+        "analysis": {"durationSeconds": 20, "maxErrorRate": 0.01, "minRequests": 10},
+    }
+    return body
+
+
+def ready_pods(core: client.CoreV1Api, ns: str, colour: str) -> list[str]:
+    sel = f"{L.DEPLOYMENT}={NAME},{L.COLOUR}={colour}"
+    out = []
+    for p in core.list_namespaced_pod(ns, label_selector=sel).items:
+        conds = {c.type: c.status for c in (p.status.conditions or [])}
+        if conds.get("Ready") == "True" and p.metadata.deletion_timestamp is None:
+            out.append(p.metadata.name)
+    return sorted(out)
+
+
+def rollout(custom: client.CustomObjectsApi, ns: str) -> dict[str, Any]:
+    return dict((get_dsd(custom, ns, NAME).get("status") or {}).get("rollout") or {})
+
+
+def wait_phase(custom: client.CustomObjectsApi, ns: str, *phases: str) -> dict[str, Any]:
+    last: dict[str, Any] = {}
+
+    def check() -> dict[str, Any] | None:
+        nonlocal last
+        last = rollout(custom, ns)
+        return last if last.get("phase") in phases else None
+
+    try:
+        return wait_for(check, timeout=ROLLOUT_TIMEOUT, what=f"rollout phase in {phases}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; status.rollout: {last}") from None
+
+
+def patch_spec(custom: client.CustomObjectsApi, ns: str, spec: dict[str, Any]) -> None:
+    custom.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, NAME, {"spec": spec})
+
+
+def annotate(custom: client.CustomObjectsApi, ns: str, key: str) -> None:
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, NAME, {"metadata": {"annotations": {key: "true"}}}
+    )
+
+
+def service_colour(core: client.CoreV1Api, ns: str, name: str = NAME) -> str | None:
+    return (core.read_namespaced_service(name, ns).spec.selector or {}).get(L.COLOUR)
+
+
+def deployment_replicas(apps: client.AppsV1Api, ns: str, colour: str) -> int | None:
+    try:
+        return int(apps.read_namespaced_deployment(f"{NAME}-{colour}", ns).spec.replicas)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def reasons(core: client.CoreV1Api, ns: str) -> list[str]:
+    return [e.reason for e in events_of(core, ns, NAME)]
+
+
+def active_column(region: RegionInfo, ns: str) -> str:
+    row = kubectl(region, "get", "dsd", NAME, "-n", ns, "--no-headers").stdout.split()
+    return row[5]  # NAME MODEL MODE READY DESIRED ACTIVE PHASE AGE
+
+
+def _serve(
+    namespace: str,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    api: client.ApiClient,
+    auto_promote: bool,
+) -> Iterator[Traffic]:
+    """blue serving 2 Ready replicas through the fleet, and load running through the router."""
+    body = dsd_body(auto_promote=auto_promote)
+    create_dsd(custom, namespace, body)
+    wait_for(
+        lambda: len(ready_pods(core, namespace, "blue")) == REPLICAS,
+        timeout=120,
+        what="2 Ready blue pods (through the fleet)",
+    )
+    wait_for(
+        lambda: (
+            (get_dsd(custom, namespace, NAME).get("status") or {}).get("readyReplicas") == REPLICAS
+        ),
+        timeout=60,
+        what="status readyReplicas 2",
+    )
+    traffic = Traffic(api, namespace, NAME, body["spec"]["model"]["servedName"]).start()
+    wait_for(lambda: traffic.counts()["ok"] > 0, timeout=60, what="load flowing through router")
+    yield traffic
+    if traffic.thread.is_alive():
+        traffic.stop_event.set()
+        traffic.thread.join(120)
+
+
+@pytest.fixture
+def serving(
+    namespace: str,
+    operator: OperatorProcess,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    api_clients: dict[str, client.ApiClient],
+) -> Iterator[Traffic]:
+    """autoPromote: true."""
+    yield from _serve(namespace, core, custom, api_clients["us-east"], True)
+
+
+@pytest.fixture
+def serving_manual(
+    namespace: str,
+    operator: OperatorProcess,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    api_clients: dict[str, client.ApiClient],
+) -> Iterator[Traffic]:
+    """autoPromote: false (promote/abort annotations)."""
+    yield from _serve(namespace, core, custom, api_clients["us-east"], False)
+
+
+def finish(traffic: Traffic, what: str) -> dict[str, Any]:
+    counts = traffic.stop()
+    print(f"\n{what}: client requests through the router: {counts}")
+    return counts
+
+
+def assert_no_client_errors(counts: dict[str, Any]) -> None:
+    assert counts["sent"] > 0 and counts["ok"] == counts["sent"], counts
+    assert counts["failed"] == 0, counts
+
+
+# ---------------------------------------------------------------------------------------------
+# Tests
+
+
+def test_revision_change_promotes_green_with_zero_failed_requests(
+    namespace: str,
+    serving: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    region: RegionInfo,
+) -> None:
+    ns = namespace
+    before = get_dsd(custom, ns, NAME)["status"]
+    assert before["activeColour"] == "blue"
+    assert service_colour(core, ns) == "blue"
+
+    patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    seen: set[str] = set()
+
+    def completed() -> dict[str, Any] | None:
+        r = rollout(custom, ns)
+        if r.get("phase"):
+            seen.add(r["phase"])
+        return r if r.get("phase") == "Completed" else None
+
+    done = wait_for(completed, timeout=ROLLOUT_TIMEOUT, what="rollout Completed")
+    assert {"Progressing", "Analyzing"} <= seen or "ScalingDown" in seen, seen
+    assert done["activeColour"] == "green"
+    checks = {a["metric"]: a for a in done["analysis"]}
+    assert checks["errorRate"]["passed"] is True and checks["errorRate"]["value"] == 0
+    assert checks["ttftP99Seconds"]["passed"] is True
+    assert checks["requests"]["value"] >= 10
+
+    status = get_dsd(custom, ns, NAME)["status"]
+    assert status["activeColour"] == "green"
+    assert service_colour(core, ns) == "green"
+    wait_for(lambda: deployment_replicas(apps, ns, "blue") == 0, what="blue scaled to 0")
+    green = apps.read_namespaced_deployment(f"{NAME}-green", ns)
+    assert "rev-2" in green.spec.template.spec.containers[0].args
+    assert len(ready_pods(core, ns, "green")) == REPLICAS
+    # The router now sends the clients to green pods only.
+    wait_for(
+        lambda: (p := serving.stable_pods()) and all("-green-" in x for x in p),
+        timeout=60,
+        what="router endpoints = green pods",
+    )
+    want = {"RolloutStarted", "PreviewReady", "RolloutPromoted", "OldColourScaledDown"}
+    wait_for(lambda: want <= set(reasons(core, ns)), what=f"Events {want}")
+    assert active_column(region, ns) == "green"
+
+    counts = finish(serving, "revision change blue->green")
+    assert_no_client_errors(counts)
+    assert counts["preview"].get(200, 0) >= 10, counts  # the analysis had traffic to judge
+
+
+def test_erroring_preview_is_rolled_back_and_clients_see_no_errors(
+    namespace: str,
+    serving: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    region: RegionInfo,
+) -> None:
+    ns = namespace
+    # The new template's pods fail every completion (fault hook of the fleet).
+    patch_spec(
+        custom,
+        ns,
+        {
+            "model": {"revision": "bad"},
+            "engine": {"podAnnotations": {"sim.deepseek.dev/fault": "error"}},
+        },
+    )
+    done = wait_phase(custom, ns, "RolledBack", "Completed")
+    assert done["phase"] == "RolledBack", done
+    assert done["activeColour"] == "blue"
+    assert "analysis failed" in done["message"] and "errorRate" in done["message"], done
+    checks = {a["metric"]: a for a in done["analysis"]}
+    assert checks["errorRate"]["passed"] is False and checks["errorRate"]["value"] > 0.01
+    assert service_colour(core, ns) == "blue"
+    wait_for(lambda: deployment_replicas(apps, ns, "green") == 0, what="preview scaled to 0")
+    wait_for(lambda: not ready_pods(core, ns, "green"), timeout=60, what="preview pods gone")
+    wait_for(lambda: "AnalysisFailed" in reasons(core, ns), what="an AnalysisFailed Event")
+    ev = next(e for e in events_of(core, ns, NAME) if e.reason == "AnalysisFailed")
+    assert ev.type == "Warning" and "errorRate" in ev.message
+    assert active_column(region, ns) == "blue"
+    # The failed version is not retried: nothing starts again while the spec stays.
+    status = get_dsd(custom, ns, NAME)["status"]
+    assert status["activeColour"] == "blue" and status["readyReplicas"] == REPLICAS
+
+    counts = finish(serving, "erroring preview rolled back")
+    assert_no_client_errors(counts)
+    assert counts["preview"].get(500, 0) > 0, counts  # the preview did fail its requests
+
+
+def test_manual_promote_waits_in_paused_then_promotes(
+    namespace: str,
+    serving_manual: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    ns = namespace
+    patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    paused = wait_phase(custom, ns, "Paused", "Completed", "RolledBack")
+    assert paused["phase"] == "Paused", paused
+    assert paused["activeColour"] == "blue" and paused["previewColour"] == "green"
+    assert all(a["passed"] is True for a in paused["analysis"]), paused["analysis"]
+    assert service_colour(core, ns) == "blue"
+    assert len(ready_pods(core, ns, "green")) == REPLICAS
+    assert "RolloutPaused" in reasons(core, ns)
+
+    annotate(custom, ns, L.PROMOTE)
+    done = wait_phase(custom, ns, "ScalingDown", "Completed")
+    assert done["activeColour"] == "green"
+    assert service_colour(core, ns) == "green"
+    wait_for(
+        lambda: L.PROMOTE not in (get_dsd(custom, ns, NAME)["metadata"].get("annotations") or {}),
+        what="the promote annotation consumed",
+    )
+    wait_phase(custom, ns, "Completed")
+    wait_for(lambda: deployment_replicas(apps, ns, "blue") == 0, what="blue scaled to 0")
+    assert "RolloutPromoted" in reasons(core, ns)
+
+    counts = finish(serving_manual, "manual promote")
+    assert_no_client_errors(counts)
+
+
+def test_manual_abort_returns_to_the_stable_colour(
+    namespace: str,
+    serving_manual: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    ns = namespace
+    patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    wait_phase(custom, ns, "Paused")
+    annotate(custom, ns, L.ABORT)
+    done = wait_phase(custom, ns, "Aborted")
+    assert done["activeColour"] == "blue"
+    assert service_colour(core, ns) == "blue"
+    wait_for(lambda: deployment_replicas(apps, ns, "green") == 0, what="preview scaled to 0")
+    wait_for(lambda: not ready_pods(core, ns, "green"), timeout=60, what="preview pods gone")
+    wait_for(
+        lambda: L.ABORT not in (get_dsd(custom, ns, NAME)["metadata"].get("annotations") or {}),
+        what="the abort annotation consumed",
+    )
+    wait_for(lambda: "RolloutAborted" in reasons(core, ns), what="a RolloutAborted Event")
+    blue = apps.read_namespaced_deployment(f"{NAME}-blue", ns)
+    assert "rev-2" not in blue.spec.template.spec.containers[0].args
+    assert len(ready_pods(core, ns, "blue")) == REPLICAS
+
+    counts = finish(serving_manual, "manual abort")
+    assert_no_client_errors(counts)
+
+
+def test_operator_killed_mid_rollout_resumes_to_the_same_end_state(
+    namespace: str,
+    serving: Traffic,
+    operator: OperatorProcess,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    region: RegionInfo,
+) -> None:
+    ns = namespace
+    patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    mid = wait_phase(custom, ns, "Analyzing", "Paused", "ScalingDown", "Completed")
+    assert mid["phase"] == "Analyzing", mid  # killed in the middle of the analysis
+    operator.kill()
+    # Nobody acts while it is down: the rollout stays where it was.
+    assert rollout(custom, ns)["phase"] == "Analyzing"
+    assert service_colour(core, ns) == "blue"
+    operator.start()
+    done = wait_phase(custom, ns, "Completed", "RolledBack", "Aborted")
+    assert done["phase"] == "Completed", done
+    assert done["activeColour"] == "green"
+    assert done["startedAt"] == mid["startedAt"]  # the same rollout, resumed
+    assert service_colour(core, ns) == "green"
+    wait_for(lambda: deployment_replicas(apps, ns, "blue") == 0, what="blue scaled to 0")
+    assert len(ready_pods(core, ns, "green")) == REPLICAS
+    assert reasons(core, ns).count("RolloutStarted") == 1
+    assert active_column(region, ns) == "green"
+
+    counts = finish(serving, "operator killed mid-rollout")
+    assert_no_client_errors(counts)
+
+
+def test_spec_change_during_a_rollout_supersedes_the_preview(
+    namespace: str,
+    serving_manual: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    ns = namespace
+    patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    first = wait_phase(custom, ns, "Paused")
+    patch_spec(custom, ns, {"model": {"revision": "rev-3"}})
+    second = wait_for(
+        lambda: (
+            r
+            if (r := rollout(custom, ns)).get("previewTemplateHash")
+            not in (None, first["previewTemplateHash"])
+            else None
+        ),
+        timeout=60,
+        what="a new preview template",
+    )
+    assert second["previewColour"] == "green"
+    wait_for(lambda: "RolloutSuperseded" in reasons(core, ns), what="a RolloutSuperseded Event")
+    paused = wait_phase(custom, ns, "Paused")
+    assert paused["previewTemplateHash"] == second["previewTemplateHash"]
+    # Only rev-3 pods make up the preview now.
+    green = apps.read_namespaced_deployment(f"{NAME}-green", ns)
+    assert "rev-3" in green.spec.template.spec.containers[0].args
+    pods = core.list_namespaced_pod(ns, label_selector=f"{L.DEPLOYMENT}={NAME},{L.COLOUR}=green")
+    live = [p for p in pods.items if p.metadata.deletion_timestamp is None]
+    assert live and all("rev-3" in p.spec.containers[0].args for p in live)
+    annotate(custom, ns, L.PROMOTE)
+    done = wait_phase(custom, ns, "Completed")
+    assert done["activeColour"] == "green"
+    assert service_colour(core, ns) == "green"
+    wait_for(lambda: deployment_replicas(apps, ns, "blue") == 0, what="blue scaled to 0")
+
+    counts = finish(serving_manual, "superseded rollout")
+    assert_no_client_errors(counts)
+
+
+def test_replica_change_alone_starts_no_rollout(
+    namespace: str,
+    serving: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    ns = namespace
+    patch_spec(custom, ns, {"replicas": 3})
+    wait_for(lambda: len(ready_pods(core, ns, "blue")) == 3, timeout=90, what="3 Ready blue")
+    assert deployment_replicas(apps, ns, "green") in (None, 0)
+    assert rollout(custom, ns).get("phase") in (None, "Idle")
+    assert "RolloutStarted" not in reasons(core, ns)
+    counts = finish(serving, "replica change")
+    assert_no_client_errors(counts)
