@@ -128,6 +128,8 @@ class Env:
     namespace: str
     operator: OperatorProcess
     router_url: str
+    core: client.CoreV1Api
+    active_colour: str
 
     @property
     def operator_instance(self) -> str:
@@ -394,7 +396,7 @@ def env(
             wait_for(present, timeout=240, what=f"{expr} to have data", every=2)
         for b in background:
             assert b.alive(), f"{b.log_path} exited:\n{b.log()}"
-        yield Env(region, prom, ns, operator, router_url)
+        yield Env(region, prom, ns, operator, router_url, core, str(after["activeColour"]))
     finally:
         for b in reversed(background):
             b.stop()
@@ -509,9 +511,18 @@ def test_engine_crash_xid_fires_the_gpu_alert(env: Env) -> None:
     """Last (it breaks a replica): a crash through the fleet's fault hook makes the pod's GPU
     report XID 79 (fallen off the bus); the loaded rule fires DeepSeekGPUXidError (critical)
     for that GPU, labelled with the pod."""
+    # a pod of the active colour that exists now (the old colour's series outlive its pods)
+    live = {
+        p.metadata.name
+        for p in env.core.list_namespaced_pod(
+            env.namespace, label_selector=f"{L.DEPLOYMENT}={DSD},{L.COLOUR}={env.active_colour}"
+        ).items
+        if p.status.phase == "Running" and p.metadata.deletion_timestamp is None
+    }
     rows = env.prom.query(f'vllm:num_requests_running{{namespace="{env.namespace}"}}')
-    assert rows
-    pod = sorted(r["metric"]["pod"] for r in rows)[0]
+    scraped = {r["metric"]["pod"] for r in rows}
+    assert live & scraped, f"no running {env.active_colour} pod among the scraped {scraped}"
+    pod = sorted(live & scraped)[0]
     fault = [
         "--kubeconfig",
         str(env.region.kubeconfig),
@@ -522,7 +533,10 @@ def test_engine_crash_xid_fires_the_gpu_alert(env: Env) -> None:
         "--pod",
         pod,
     ]
-    subprocess.run(sim("fault", *fault, "--crash"), check=True, capture_output=True, timeout=60)
+    crash = subprocess.run(
+        sim("fault", *fault, "--crash"), capture_output=True, text=True, timeout=60
+    )
+    assert crash.returncode == 0, f"fault --crash on {pod} failed:\n{crash.stdout}{crash.stderr}"
     try:
         xid = wait_for(
             lambda: has_data(env.prom, f'DCGM_FI_DEV_XID_ERRORS{{pod="{pod}"}} == 79'),
