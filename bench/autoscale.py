@@ -21,7 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.signals import Signal
@@ -33,7 +33,7 @@ from .fleet import Fleet
 from .policies import Hpa, Keda, Kpa, Oracle, Ours, Policy, Static, View, need_series
 
 DEFAULT_AZURE = "/work/shared/traces/AzureLLMInferenceTrace_conv.csv"
-POLICIES = ("ours", "hpa", "keda", "kpa", "static_peak", "oracle")
+POLICIES = ("ours", "ours_projected", "hpa", "keda", "kpa", "static_peak", "oracle")
 PLOT_STEP_S = 15.0
 
 
@@ -71,12 +71,21 @@ def build_traces(cfg: Config, azure: str | None) -> dict[str, T.Trace]:
         ),
         "diurnal": T.diurnal(12.0, d, amplitude=0.7, period_s=d, seed=s, name="diurnal"),
         "step": T.step(6.0, 24.0, d, seed=s, name="step"),
+        # two daily cycles compressed to 2 h: long enough for scaling down to matter
+        "diurnal_2h": T.diurnal(
+            12.0, 4 * d, amplitude=0.7, period_s=2 * d, seed=s, name="diurnal_2h"
+        ),
     }
+    out["diurnal_2h"].meta["duration_s"] = 4 * d
     if azure and Path(azure).exists():
         tr = T.load_azure_trace(azure, name="azure_conv")
         tr = T.window(tr, 0.0, d, name="azure_conv")
         out["azure_conv"] = T.multiply_rate(tr, cfg.azure_rate_multiplier, seed=s)
     return out
+
+
+def trace_duration(cfg: Config, trace: T.Trace) -> float:
+    return float(cast("float", trace.meta.get("duration_s", cfg.duration_s)))
 
 
 # --------------------------------------------------------------------------- calibrate --
@@ -141,6 +150,14 @@ def make_policy(name: str, cfg: Config, need: list[int], static_n: int) -> Polic
     spec = cfg.scaling_spec()
     if name == "ours":
         return Ours(spec)
+    if name == "ours_projected":
+        up = spec.scale_up.model_copy(update={"project_rising_load": True})
+        # the start time as learned from earlier scale-ups (it has run before the trace)
+        return Ours(
+            spec.model_copy(update={"scale_up": up}),
+            start_seconds=cfg.cold_start,
+            name="ours_projected",
+        )
     if name == "hpa":
         return Hpa(lo, hi, cfg.hpa_gpu_target)
     if name == "keda":
@@ -159,7 +176,7 @@ def simulate(
 ) -> tuple[dict[str, Any], Series]:
     spec = cfg.scaling_spec()
     arrivals = [r.arrival for r in trace.requests]
-    duration = cfg.duration_s
+    duration = trace_duration(cfg, trace)
     need = need_series(
         arrivals, duration, capacity_rps, PLOT_STEP_S, 60.0, cfg.min_replicas, cfg.max_replicas
     )
@@ -335,7 +352,7 @@ def run(
             results[tn][pn] = res
             all_series[tn][pn] = series
             log(
-                f"    {tn:<11} {pn:<12} slo {res['slo_attainment']:.3f}  "
+                f"    {tn:<11} {pn:<14} slo {res['slo_attainment']:.3f}  "
                 f"gpu-h {res['gpu_hours']:.1f}  events {res['scale_events']:>3}  ({wall:.1f}s)"
             )
     finally:
@@ -399,7 +416,7 @@ def report(
             "traces": {
                 tn: {
                     "requests": len(tr),
-                    "mean_rate_rps": round(len(tr) / cfg.duration_s, 3),
+                    "mean_rate_rps": round(len(tr) / trace_duration(cfg, tr), 3),
                     "meta": {k: v for k, v in tr.meta.items() if k != "bursts"},
                 }
                 for tn, tr in traces.items()
@@ -415,6 +432,7 @@ def report(
 # ------------------------------------------------------------------------------ output --
 _COLOURS = {
     "ours": "tab:red",
+    "ours_projected": "tab:pink",
     "hpa": "tab:blue",
     "keda": "tab:orange",
     "kpa": "tab:green",

@@ -306,7 +306,10 @@ class Fleet:
             self._finished_window.popleft()
         if self._finished_window:
             n = len(self._finished_window)
-            vals[Signal.REQUEST_RATE] = n / WINDOW_S
+            if now >= 2 * WINDOW_S:
+                # the world starts empty at t=0: until a window of finished requests has
+                # passed, the rate reads as a ramp from zero that the trace does not have
+                vals[Signal.REQUEST_RATE] = n / WINDOW_S
             vals[Signal.ERROR_RATE] = sum(1 for _, ok in self._finished_window if not ok) / n
         for sig, hist, q in (
             (Signal.TTFT_P50, self.ttft_hist, 0.5),

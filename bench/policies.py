@@ -64,10 +64,15 @@ class Ours(Policy):
 
     name = "ours"
 
-    def __init__(self, spec: ScalingSpec) -> None:
+    def __init__(
+        self, spec: ScalingSpec, start_seconds: float | None = None, name: str = "ours"
+    ) -> None:
+        self.name = name
         self.spec = spec
         self.interval_s = float(spec.interval_seconds)
-        self.state = ScalingState()
+        # start_seconds: what the operator learned from earlier scale-ups of this resource
+        # (it has been running before the trace starts, as the HPA's seeded history says)
+        self.state = ScalingState(start_seconds=start_seconds)
         self.reasons: dict[str, int] = {}
 
     def decide(self, v: View) -> int:

@@ -10,6 +10,11 @@ tracking:
   replica whose KV cache is large reaches the TPOT SLO before it fills);
 - an SLO guard adds replicas when TTFT or TPOT p99 breach the spec's SLO, and no replica is
   removed while latency is above 80% of its SLO or pods are still starting;
+- lead-time compensation (opt-in, scaleUp.projectRisingLoad): a pod ordered now serves only
+  once it has loaded its model (minutes for R1), so while the request rate rises steadily (a
+  least-squares trend over 3 minutes, t-statistic >= 4) the fleet is sized for the rate
+  projected to when a new pod would be Ready. That start time is learned from the operator's
+  own scale-ups (scale-up -> all pods Ready); until one has been seen nothing is projected;
 - panic mode (as Knative's KPA) scales up at once when demand jumps past `panicThreshold` x
   capacity, and forbids scale-down until the burst has been gone a whole down-window;
 - stabilization windows (as the HPA's): up uses the lowest recommendation of the up-window
@@ -41,6 +46,11 @@ LATENCY_HEADROOM = 0.8
 # fixed part is counted as load) and the fleet is sized to keep TPOT p99 at this fraction of it.
 TPOT_TARGET = 0.7
 HISTORY_LIMIT = 256
+TREND_WINDOW = 180.0  # seconds of request-rate history the trend is fitted on
+TREND_MIN_POINTS = 6
+TREND_MIN_TSTAT = 4.0  # slope / its standard error: noise on a flat load projects nothing
+TREND_MAX_GROWTH = 1.0  # project at most a doubling of the load
+START_SECONDS_WEIGHT = 0.5  # weight of the newest observed start time in the learned one
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,39 @@ def _history(state: ScalingState, now: float, keep: float, current: int) -> list
     return [r for r in state.recommendations if now - r.time <= keep][-HISTORY_LIMIT:]
 
 
+def learn_start(
+    state: ScalingState, inp: ScalingInputs, now: float
+) -> tuple[float | None, float | None]:
+    """(scale_up_since, start_seconds) after this tick: a pending scale-up whose pods are all
+    Ready now teaches how long pods take to start (scheduling, image, model load)."""
+    since, learned = state.scale_up_since, state.start_seconds
+    if since is not None and inp.ready >= inp.replicas:
+        took = max(0.0, now - since)
+        w = START_SECONDS_WEIGHT
+        learned = took if learned is None else w * took + (1 - w) * learned
+        since = None
+    return since, (None if learned is None else round(learned, 1))
+
+
+def rate_trend(points: list[tuple[float, float]], now: float) -> tuple[float, float, float] | None:
+    """(slope in req/s per second, fitted rate now, t-statistic of the slope) of a least-squares
+    line through (time, request rate) points; None when there are too few or they span too
+    little time."""
+    k = len(points)
+    if k < TREND_MIN_POINTS or points[-1][0] - points[0][0] < TREND_WINDOW / 2:
+        return None
+    mt = sum(p[0] for p in points) / k
+    mr = sum(p[1] for p in points) / k
+    var = sum((p[0] - mt) ** 2 for p in points)
+    if var <= 0:
+        return None
+    slope = sum((p[0] - mt) * (p[1] - mr) for p in points) / var
+    resid = sum((p[1] - mr - slope * (p[0] - mt)) ** 2 for p in points) / (k - 2)
+    se = math.sqrt(resid / var)
+    tstat = slope / se if se > 0 else (math.inf if slope > 0 else 0.0)
+    return slope, mr + slope * (now - mt), tstat
+
+
 def decide(
     spec: ScalingSpec, inp: ScalingInputs, state: ScalingState, now: float, interval: float
 ) -> ScalingDecision:
@@ -90,6 +133,8 @@ def decide(
         max(spec.scale_down.stabilization_seconds, spec.scale_up.stabilization_seconds) + interval
     )
 
+    since, learned = learn_start(state, inp, now)
+
     def hold(reason: str, message: str, metrics_ok: bool = True) -> ScalingDecision:
         target = min(max(n, lo), hi)  # bounds still apply (e.g. after maxReplicas was lowered)
         direction = "hold" if target == n else ("up" if target > n else "down")
@@ -101,6 +146,8 @@ def decide(
             recommendations=_history(state, now, keep, n),
             panic_until=state.panic_until,
             last_decision_time=now,
+            scale_up_since=now if target > n else since,
+            start_seconds=learned,
         )
         return ScalingDecision(
             target, direction, reason, message, seen, metrics_ok=metrics_ok, state=new_state
@@ -203,6 +250,26 @@ def decide(
         )
 
     want, reason, why = max(reasons, key=lambda r: r[0])
+
+    # -- lead-time compensation ----------------------------------------------------------
+    rate_now = vals.get(Signal.REQUEST_RATE)
+    if spec.scale_up.project_rising_load and learned and rate_now is not None:
+        points = [
+            (r.time, r.request_rate)
+            for r in state.recommendations
+            if r.request_rate is not None and 0 < now - r.time <= TREND_WINDOW
+        ]
+        trend = rate_trend([*points, (now, rate_now)], now)
+        if trend is not None:
+            slope, fitted, tstat = trend
+            if slope > 0 and fitted > 0 and tstat >= TREND_MIN_TSTAT:
+                growth = min(slope * learned / fitted, TREND_MAX_GROWTH)
+                want, reason = want * (1 + growth), "RisingLoad"
+                why = (
+                    f"request rate rising {slope * 60:.2f} req/s per minute, +{growth:.0%} by "
+                    f"the time a new pod is Ready (~{learned:.0f}s); now {why}"
+                )
+
     ratio = want / per_pod
     if abs(ratio - 1.0) <= TOLERANCE:
         raw = n
@@ -239,12 +306,14 @@ def decide(
         panic_until = now + spec.scale_down.stabilization_seconds
         reason, why = "Panic", f"demand {raw} replicas >= {spec.panic_threshold:g} x {n}: {why}"
 
-    history = [*_history(state, now, keep, n), Recommendation(time=now, replicas=raw)]
-    new_state = ScalingState(
-        recommendations=history[-HISTORY_LIMIT:],
-        panic_until=panic_until,
-        last_decision_time=now,
-    )
+    history = [
+        *_history(state, now, keep, n),
+        Recommendation(
+            time=now,
+            replicas=raw,
+            request_rate=None if rate_now is None else round(rate_now, 4),
+        ),
+    ]
 
     # -- stabilization -------------------------------------------------------------------
     target = raw
@@ -307,6 +376,13 @@ def decide(
         target = max(1, min(n, hi))
 
     direction = "up" if target > n else "down" if target < n else "hold"
+    new_state = ScalingState(
+        recommendations=history[-HISTORY_LIMIT:],
+        panic_until=panic_until,
+        last_decision_time=now,
+        scale_up_since=now if target > n else since,
+        start_seconds=learned,
+    )
     return ScalingDecision(
         replicas=target,
         direction=direction,

@@ -294,3 +294,130 @@ def test_replicas_to_write(spec_replicas: int | None, decided: int, written: int
     held = decide(SPEC, inp(replicas=current, ready=current, signals=None), EMPTY, 0.0, 15)
     assert held.replicas == current  # missing metrics: a hold
     assert replicas_to_write(spec_replicas, replace(held, replicas=decided)) == written
+
+
+# --- lead-time compensation: project a rising request rate to when a new pod is Ready ----------
+
+
+def rates(values: list[float], start: float = 820.0, every: float = 15.0) -> ScalingState:
+    """Recommendations of 2 replicas carrying these request rates, 15 s apart (now = 1000)."""
+    return ScalingState(
+        recommendations=[
+            Recommendation(time=start + i * every, replicas=2, request_rate=r)
+            for i, r in enumerate(values)
+        ],
+        start_seconds=300.0,
+    )
+
+
+PROJECTING = SPEC.model_copy(
+    update={"scale_up": SPEC.scale_up.model_copy(update={"project_rising_load": True})}
+)
+RISING = [4.0 + 0.1 * i for i in range(12)]  # +0.4 req/s per minute, steadily: 5.2 now
+FLAT_NOISY = [6.0, 6.3, 5.8, 6.1, 5.9, 6.2, 5.7, 6.0, 6.3, 5.9, 6.1, 6.0]
+# at target now (2 pods, KV 80%): only a projection can ask for more
+AT_TARGET = sig(40, 0, 0.8, requestRate=5.2)
+
+TREND_CASES = [
+    # (case, state, signals, expected replicas, expected reason)
+    ("steadily rising rate is projected", rates(RISING), AT_TARGET, 3, "RisingLoad"),
+    ("noise on a flat rate is not", rates(FLAT_NOISY), AT_TARGET, 2, "WithinTarget"),
+    (
+        "no projection before a start time was learned",
+        rates(RISING).model_copy(update={"start_seconds": None}),
+        AT_TARGET,
+        2,
+        "WithinTarget",
+    ),
+    ("too little history", rates(RISING[-4:], start=955.0), AT_TARGET, 2, "WithinTarget"),
+    ("a falling rate is not projected", rates(RISING[::-1]), AT_TARGET, 2, "WithinTarget"),
+    (
+        "a steep rise projects at most a doubling",
+        rates([1.0 + 2.0 * i for i in range(12)]),
+        sig(40, 0, 0.8, requestRate=25.0),
+        4,
+        "Panic",
+    ),
+    (
+        "no request rate, no projection",
+        rates(RISING),
+        sig(40, 0, 0.8),
+        2,
+        "WithinTarget",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case,state,signals,replicas,reason", TREND_CASES, ids=[c[0] for c in TREND_CASES]
+)
+def test_lead_time_compensation(
+    case: str, state: ScalingState, signals: Signals, replicas: int, reason: str
+) -> None:
+    d = decide(PROJECTING, inp(signals=signals), state, 1000.0, 15.0)
+    assert (d.replicas, d.reason) == (replicas, reason), d.message
+
+
+def test_no_projection_unless_asked() -> None:
+    d = decide(SPEC, inp(signals=AT_TARGET), rates(RISING), 1000.0, 15.0)
+    assert (d.replicas, d.reason) == (2, "WithinTarget"), d.message
+
+
+def test_projection_explains_itself() -> None:
+    d = decide(PROJECTING, inp(signals=AT_TARGET), rates(RISING), 1000.0, 15.0)
+    assert "request rate rising 0.40 req/s per minute" in d.message
+    assert "~300s" in d.message
+    # the rate is remembered for the next trend
+    assert d.state.recommendations[-1].request_rate == 5.2
+
+
+LEARN_CASES = [
+    # (case, state, replicas, ready, decided up?, expected since, expected learned)
+    ("a scale-up starts the clock", ScalingState(), 2, 2, True, 1000.0, None),
+    (
+        "all pods Ready: the start time is learned",
+        ScalingState(scale_up_since=700.0),
+        3,
+        3,
+        False,
+        None,
+        300.0,
+    ),
+    (
+        "pods still starting: keep waiting",
+        ScalingState(scale_up_since=700.0, start_seconds=200.0),
+        3,
+        2,
+        False,
+        700.0,
+        200.0,
+    ),
+    (
+        "a new observation is averaged in",
+        ScalingState(scale_up_since=600.0, start_seconds=200.0),
+        3,
+        3,
+        False,
+        None,
+        300.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case,state,replicas,ready,up,since,learned", LEARN_CASES, ids=[c[0] for c in LEARN_CASES]
+)
+def test_start_time_is_learned_from_scale_ups(
+    case: str,
+    state: ScalingState,
+    replicas: int,
+    ready: int,
+    up: bool,
+    since: float | None,
+    learned: float | None,
+) -> None:
+    # 40 running on 2 pods at 80% KV is at target; 12 waiting is a queue that scales up
+    signals = sig(40, 12 if up else 0, 0.95 if up else 0.8, pods=ready)
+    d = decide(SPEC, inp(replicas=replicas, ready=ready, signals=signals), state, 1000.0, 15.0)
+    assert (d.direction == "up") == up, d.message
+    assert (d.state.scale_up_since, d.state.start_seconds) == (since, learned)

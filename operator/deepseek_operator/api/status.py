@@ -74,6 +74,9 @@ class Recommendation(ApiModel):
 
     time: float = Field(description="Unix time of the recommendation.")
     replicas: int = Field(ge=0, description="Recommended replicas.")
+    request_rate: float | None = Field(
+        None, ge=0, description="Requests per second the serving colour finished at that time."
+    )
 
 
 class ScalingState(ApiModel):
@@ -87,6 +90,15 @@ class ScalingState(ApiModel):
         None, description="Unix time until which panic mode (no scale-down) lasts."
     )
     last_decision_time: float | None = Field(None, description="Unix time of the last decision.")
+    scale_up_since: float | None = Field(
+        None, description="Unix time of a scale-up whose pods are not all Ready yet."
+    )
+    start_seconds: float | None = Field(
+        None,
+        ge=0,
+        description="Learned seconds from a scale-up to its pods being Ready (model loading "
+        "included): how far ahead a rising load is projected.",
+    )
 
 
 class AnalysisResult(ApiModel):
