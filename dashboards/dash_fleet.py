@@ -268,8 +268,8 @@ FLEET = Dashboard(
         ),
         Panel(
             "Regions healthy",
-            "1: the member region passes its health checks; 0: it failed them and its traffic "
-            "went to the others.",
+            "1: the member region is Healthy (in rotation); 0: Pending, Unhealthy or "
+            "Recovering (out of rotation while failover is enabled). status.regions says which.",
             (
                 Target(
                     operator_gauge("deepseek_operator_region_healthy", FILT, by=("region",)),
@@ -285,7 +285,8 @@ FLEET = Dashboard(
         ),
         Panel(
             "Region traffic weights",
-            "Share of traffic (0-100) the operator gives each member region.",
+            "Relative traffic weight (0-100) the operator gives each member region, for the "
+            "global load balancer to apply.",
             (
                 Target(
                     operator_gauge("deepseek_operator_region_weight", FILT, by=("region",)),

@@ -20,11 +20,13 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from . import failover
 from . import labels as L
 from .adapters import metrics
 from .adapters.events import EventRecorder, ObjectRef
 from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller, Snapshot
+from .adapters.regions import RegionReader, prometheus_view
 from .api.base import GROUP, PLURAL, VERSION
 from .api.resource import DeepSeekDeployment
 from .api.status import (
@@ -58,6 +60,7 @@ class Runtime:
     poller: SignalPoller
     prometheus_url: str | None
     signal_interval: float = 10.0
+    regions: RegionReader | None = None
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     loop: asyncio.AbstractEventLoop | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -175,6 +178,17 @@ def reconcile_once(namespace: str, name: str) -> float | None:
             status=with_scaling(outcome.status, decision, current, now, dsd.metadata.generation),
         )
 
+    next_check = failover.check_due(
+        dsd.spec.regions, dsd.spec.failover, list(outcome.status.regions), now
+    )
+    if next_check is not None and next_check <= 0.25:
+        outcome = replace(
+            outcome, status=_check_regions(rt, dsd, observed, snap, url, outcome, now)
+        )
+        next_check = float(dsd.spec.failover.health_check_interval_seconds)
+    elif not dsd.spec.regions and outcome.status.regions:
+        outcome = replace(outcome, status=_without_regions(dsd, outcome.status))
+
     if outcome.plan is not None:
         changes = rt.kube.apply(render(dsd, outcome.plan), owned)
         for t in outcome.targets:
@@ -222,6 +236,8 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         len(outcome.events),
     )
     next_scale = _next_autoscale_in(dsd, now)
+    if next_check is not None:
+        next_scale = next_check if next_scale is None else min(next_scale, next_check)
     in_flight = step is not None and step.state.phase in (
         RolloutPhase.PROGRESSING,
         RolloutPhase.ANALYZING,
@@ -284,6 +300,79 @@ def _autoscale(
             "--prometheus-url or set spec.monitoring.prometheusUrl",
         )
     return decision
+
+
+def _check_regions(
+    rt: Runtime,
+    dsd: DeepSeekDeployment,
+    observed: Observed,
+    snap: Snapshot | None,
+    url: str | None,
+    outcome: Outcome,
+    now: float,
+) -> DeepSeekDeploymentStatus:
+    """One round of region health checks: observe (I/O), decide (pure), report."""
+    ns, name = dsd.namespace, dsd.name
+    status = outcome.status
+    active = status.active_colour or Colour.BLUE
+    probes: dict[str, failover.Probe] = {}
+    for region in dsd.spec.regions:
+        if region.kubeconfig_secret_ref is None:
+            a_obs = observed.colour(active)
+            purl = region.prometheus_url or url
+            psnap = snap if purl == url else rt.poller.latest(purl) if purl else None
+            obs = failover.Observation(
+                ready=a_obs.ready if a_obs.exists else 0,
+                **prometheus_view(purl, psnap, ns, name, active.value),
+            )
+        elif rt.regions is not None:
+            obs = rt.regions.observe(ns, name, region)
+        else:  # pragma: no cover - always configured by operator_main
+            continue
+        probes[region.name] = failover.judge(obs)
+    fo = failover.decide(dsd.spec.regions, dsd.spec.failover, list(status.regions), probes, now)
+    ref = ObjectRef(ns, name, dsd.metadata.uid)
+    for ev in fo.events:
+        rt.events.record(ref, ev.type, ev.reason, ev.message)
+    for r in fo.regions:
+        metrics.REGION_HEALTHY.labels(ns, name, r.name).set(1 if r.state == "Healthy" else 0)
+        metrics.REGION_WEIGHT.labels(ns, name, r.name).set(r.weight)
+    for gone in {r.name for r in status.regions} - {r.name for r in fo.regions}:
+        _forget_region(ns, name, gone)
+    log.info(
+        "regions_checked namespace=%s name=%s weights=%s states=%s",
+        ns,
+        name,
+        fo.weights(),
+        {r.name: r.state for r in fo.regions},
+    )
+    c = fo.condition
+    conds = set_condition(
+        list(status.conditions),
+        ConditionType.REGIONS_HEALTHY,
+        c.healthy,
+        c.reason,
+        c.message,
+        dsd.metadata.generation,
+        now,
+    )
+    return status.model_copy(update={"regions": fo.regions, "conditions": conds})
+
+
+def _without_regions(
+    dsd: DeepSeekDeployment, status: DeepSeekDeploymentStatus
+) -> DeepSeekDeploymentStatus:
+    """spec.regions was emptied: forget the regions and their condition."""
+    for r in status.regions:
+        _forget_region(dsd.namespace, dsd.name, r.name)
+    conds = [c for c in status.conditions if c.type != ConditionType.REGIONS_HEALTHY]
+    return status.model_copy(update={"regions": [], "conditions": conds})
+
+
+def _forget_region(ns: str, name: str, region: str) -> None:
+    for g in (metrics.REGION_HEALTHY, metrics.REGION_WEIGHT):
+        with contextlib.suppress(KeyError):
+            g.remove(ns, name, region)
 
 
 def _write_status(
@@ -355,6 +444,12 @@ def forget(namespace: str, name: str) -> None:
             g.remove(namespace, name)
     with contextlib.suppress(KeyError):
         metrics.PENDING_PODS.remove(namespace, name, "Unschedulable")
+    for g in (metrics.REGION_HEALTHY, metrics.REGION_WEIGHT):
+        # prometheus_client lists a metric's label sets only through _metrics
+        for labels in list(g._metrics):
+            if labels[:2] == (namespace, name):
+                with contextlib.suppress(KeyError):
+                    g.remove(*labels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,6 +501,9 @@ def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> 
     url = (spec.get("monitoring") or {}).get("prometheusUrl")
     if url:
         _override_urls.add(url)
+    for region in spec.get("regions") or []:
+        if region.get("prometheusUrl"):
+            _override_urls.add(region["prometheusUrl"])
     wake(namespace, name)
 
 

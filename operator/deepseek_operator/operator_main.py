@@ -17,6 +17,7 @@ from .adapters import metrics
 from .adapters.events import EventRecorder
 from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller
+from .adapters.regions import RegionReader
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -99,12 +100,15 @@ def run_operator(args: argparse.Namespace) -> int:
 
     from . import handlers
 
+    kube = Kube(api)
+    poller = SignalPoller()
     handlers.RUNTIME = handlers.Runtime(
-        kube=Kube(api),
+        kube=kube,
         events=EventRecorder(api),
-        poller=SignalPoller(),
+        poller=poller,
         prometheus_url=args.prometheus_url,
         signal_interval=args.signal_interval,
+        regions=RegionReader(kube.core, poller),
     )
 
     @kopf.on.login()

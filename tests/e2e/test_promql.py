@@ -76,20 +76,7 @@ _missed: list[str] = []
 # Queries that cannot return data in this set-up, and why. Keys: ("panel", dashboard uid,
 # panel title, refId) or ("probe", alert name, probe expression). Keep this list short and
 # honest: anything not here that returns nothing fails.
-# The operator does not manage member regions yet: spec.regions/spec.failover are in the API,
-# but no code health-checks a region or applies traffic weights, so nothing ever sets
-# deepseek_operator_region_healthy / deepseek_operator_region_weight (adapters/metrics.py
-# REGION_HEALTHY, REGION_WEIGHT have no writer). A second DeepSeekDeployment in eu-west would
-# not change that. Remove these entries with the multi-region work.
-NO_REGIONS = "the operator does not manage regions yet: nothing sets deepseek_operator_region_*"
-EXCLUDED: dict[tuple[str, ...], str] = {
-    ("panel", "deepseek-fleet", "Regions healthy", "A"): NO_REGIONS,
-    ("panel", "deepseek-fleet", "Region traffic weights", "A"): NO_REGIONS,
-    **{
-        ("probe", "DeepSeekRegionUnhealthy", p): NO_REGIONS
-        for p in ("deepseek_operator_region_healthy", "deepseek_operator_region_weight")
-    },
-}
+EXCLUDED: dict[tuple[str, ...], str] = {}
 
 # Series without a `namespace` label (Prometheus' own `up`, the operator's process-wide
 # histograms): their probes are narrowed to this test's operator by instance instead.
@@ -197,6 +184,11 @@ def dsd_body() -> dict[str, Any]:
     spec["scaling"].update({"minReplicas": 2, "maxReplicas": 3})
     # A quick blue-green rollout: promote after 5 s of analysis, drop the old colour at once.
     spec["rollout"] = {"analysis": {"durationSeconds": 5}, "scaleDownDelaySeconds": 0}
+    # One member region (this cluster), health-checked every 2 s: the region panels and the
+    # region alert read deepseek_operator_region_{healthy,weight} (test_failover.py covers the
+    # checks and the weights across two regions).
+    spec["regions"] = [{"name": PRIMARY, "role": "primary", "weight": 100}]
+    spec["failover"] = {"enabled": True, "healthCheckIntervalSeconds": 2}
     return body
 
 

@@ -48,6 +48,10 @@ VALUES_SETS: dict[str, dict[str, Any]] = {
         "dashboards": {"enabled": True, "namespace": "grafana"},
     },
     "standalone-scaled-to-zero": {"replicaCount": 0, "operator": {"peering": {"enabled": False}}},
+    "regions": {
+        "operator": {"watchNamespaces": ["team-a"]},
+        "rbac": {"kubeconfigSecrets": ["eu-west-kubeconfig", "ap-south-kubeconfig"]},
+    },
     "nvml-exporter": {
         "nvmlExporter": {
             "enabled": True,
@@ -301,13 +305,32 @@ def test_namespaced_mode_rbac_keeps_writes_in_the_watched_namespaces(tmp_path: P
         }
 
 
+def test_region_kubeconfig_secrets_are_readable_by_name_only(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["regions"], tmp_path)
+    assert "secrets" not in str(one(objs, "ClusterRole")["rules"])
+    (role,) = by_kind(objs, "Role")
+    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["eu-west-kubeconfig", "ap-south-kubeconfig"],
+            "verbs": ["get"],
+        }
+    ]
+
+
 @pytest.mark.parametrize("name", VALUES_SETS)
 def test_no_wildcards_secrets_or_escalation(name: str, tmp_path: Path) -> None:
     objs = render(VALUES_SETS[name], tmp_path)
     for o in by_kind(objs, "ClusterRole") + by_kind(objs, "Role"):
         for r in o["rules"]:
             assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
-            assert not {"secrets", "configmaps", "serviceaccounts/token"} & set(r["resources"])
+            assert not {"configmaps", "serviceaccounts/token"} & set(r["resources"])
+            if "secrets" in r["resources"]:  # only the named region kubeconfigs, read-only
+                assert r["resources"] == ["secrets"] and r["verbs"] == ["get"], r
+                allowed = VALUES_SETS[name].get("rbac", {}).get("kubeconfigSecrets")
+                assert allowed and r["resourceNames"] == allowed, r
             assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(r["verbs"])
             assert "rbac.authorization.k8s.io" not in r["apiGroups"]
             assert "update" not in r["verbs"]  # the operator patches (merge or apply), never PUTs

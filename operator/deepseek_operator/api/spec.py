@@ -614,8 +614,10 @@ class RegionSpec(ApiModel):
     )
     kubeconfig_secret_ref: SecretKeyRef | None = Field(
         None,
-        description="Credentials for the region's cluster. Unset: the cluster the operator "
-        "runs in.",
+        description="Secret holding a kubeconfig for the region's cluster; the operator reads "
+        "the DeepSeekDeployment of the same namespace/name there (its ready pods) to "
+        "health-check the region. Unset: the cluster the operator runs in. The operator's "
+        "RBAC must allow reading it (chart value rbac.kubeconfigSecrets).",
     )
     prometheus_url: str | None = Field(
         None, max_length=2048, description="Prometheus of that region (its health signals)."
@@ -624,7 +626,9 @@ class RegionSpec(ApiModel):
         None,
         ge=0,
         le=1000,
-        description="Replicas kept warm in a standby region. Unset: scaling.minReplicas.",
+        description="Reserved for warm standby management; not acted on yet: the operator "
+        "health-checks member regions but does not create or scale their DeepSeekDeployments "
+        "(set scaling.minReplicas on the standby region's own DeepSeekDeployment).",
     )
 
 

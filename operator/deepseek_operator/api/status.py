@@ -36,6 +36,7 @@ class ConditionType(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     ROLLOUT = "RolloutHealthy"
     METRICS_AVAILABLE = "MetricsAvailable"
+    REGIONS_HEALTHY = "RegionsHealthy"
 
 
 class Condition(ApiModel):
@@ -149,12 +150,21 @@ class RegionStatus(ApiModel):
     """What the operator sees of one member region."""
 
     name: str = Field(max_length=63, description="Region name.")
+    state: Literal["Pending", "Healthy", "Unhealthy", "Recovering"] = Field(
+        "Pending",
+        description="Pending: no passed health check yet, out of rotation. Healthy: in "
+        "rotation. Unhealthy: failed failover.failureThreshold checks "
+        "in a row, out of rotation. Recovering: passes its checks again and returns to "
+        "rotation after failover.failbackDelaySeconds of uninterrupted health.",
+    )
+    since: float | None = Field(None, description="Unix time the region entered its state.")
     healthy: bool | None = Field(
         None, description="Last health verdict; absent before the first check."
     )
     weight: int = Field(0, ge=0, le=100, description="Traffic weight now applied.")
     ready_replicas: int = Field(0, ge=0, description="Ready engine pods in the region.")
     consecutive_failures: int = Field(0, ge=0, description="Failed health checks in a row.")
+    last_check_time: float | None = Field(None, description="Unix time of the last check.")
     message: str = Field("", max_length=1024, description="Last health check result.")
 
 

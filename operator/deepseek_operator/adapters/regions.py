@@ -1,0 +1,113 @@
+"""Region health-check I/O: read what `failover.judge` needs from each member region.
+
+A region without `kubeconfigSecretRef` is the cluster the operator runs in: its observation
+comes from what the reconcile already read (ready pods of the active colour) and from the
+operator's own Prometheus snapshot. A remote region is read through the kubeconfig in the
+referenced Secret (the DeepSeekDeployment of the same namespace/name there, its status) and,
+when `prometheusUrl` is set, through the snapshot the signal poller keeps for that URL. No
+decisions are made here.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from typing import Any, cast
+
+import yaml
+from kubernetes import client, config
+
+from ..api.base import GROUP, PLURAL, VERSION
+from ..api.spec import RegionSpec
+from ..failover import Observation
+from ..signals import Signal
+from .prometheus import SignalPoller, Snapshot
+
+log = logging.getLogger("deepseek_operator.regions")
+
+REQUEST_TIMEOUT = 5.0  # seconds; a region that cannot answer in time fails the check
+
+
+def prometheus_view(
+    url: str | None, snap: Snapshot | None, namespace: str, name: str, colour: str | None
+) -> dict[str, Any]:
+    """The Prometheus part of an Observation, from the poller's latest snapshot of `url`."""
+    if url is None:
+        return {}
+    if snap is None:
+        return {"prometheus_url": url, "polled": False}
+    err = snap.errors.get(Signal.PODS_REPORTING)
+    reporting = snap.signals(namespace, name, colour).get(Signal.PODS_REPORTING) if colour else None
+    return {
+        "prometheus_url": url,
+        "polled": True,
+        "prometheus_error": err,
+        "reporting": reporting,
+    }
+
+
+class RegionReader:
+    """Reads remote regions through kubeconfigs kept in Secrets (clients cached per Secret
+    version)."""
+
+    def __init__(self, core: client.CoreV1Api, poller: SignalPoller) -> None:
+        self.core = core
+        self.poller = poller
+        self._lock = threading.Lock()
+        self._clients: dict[tuple[str, str, str], tuple[str, client.ApiClient]] = {}
+
+    def _client(self, namespace: str, secret: str, key: str) -> client.ApiClient:
+        s = self.core.read_namespaced_secret(secret, namespace, _request_timeout=REQUEST_TIMEOUT)
+        version = (s.metadata.resource_version if s.metadata else None) or ""
+        with self._lock:
+            cached = self._clients.get((namespace, secret, key))
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        raw = (s.data or {}).get(key)
+        if raw is None:
+            raise LookupError(f"Secret {secret} has no key {key}")
+        cfg = yaml.safe_load(base64.b64decode(raw))
+        api = cast(client.ApiClient, config.new_client_from_config_dict(cfg))  # type: ignore[no-untyped-call]
+        with self._lock:
+            self._clients[(namespace, secret, key)] = (version, api)
+        return api
+
+    def observe(self, namespace: str, name: str, region: RegionSpec) -> Observation:
+        ref = region.kubeconfig_secret_ref
+        assert ref is not None, "local regions are observed by the reconcile"
+        try:
+            api = self._client(namespace, ref.name, ref.key)
+        except client.ApiException as e:
+            return Observation(
+                error=f"cannot read Secret {ref.name} (kubeconfigSecretRef): {e.status} {e.reason}"
+            )
+        except Exception as e:  # bad base64/YAML/kubeconfig: say so, do not crash the loop
+            return Observation(error=f"Secret {ref.name} key {ref.key}: {_short(e)}")
+        try:
+            obj = cast(
+                dict[str, Any],
+                client.CustomObjectsApi(api).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
+                ),
+            )
+        except client.ApiException as e:
+            if e.status == 404:
+                return Observation(found=False)
+            return Observation(error=f"region API answered {e.status} {e.reason}")
+        except Exception as e:  # connection refused, timeout, TLS
+            return Observation(error=f"region API unreachable: {_short(e)}")
+        status = obj.get("status") or {}
+        colour = status.get("activeColour")
+        url = region.prometheus_url
+        return Observation(
+            ready=int(status.get("readyReplicas") or 0),
+            **prometheus_view(
+                url, self.poller.latest(url) if url else None, namespace, name, colour
+            ),
+        )
+
+
+def _short(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return (text[-1] if text else type(e).__name__)[:300]

@@ -1,0 +1,257 @@
+"""Region failover on the local cluster's two regions (us-east, eu-west: two real control planes).
+
+An operator runs against each region. The us-east DeepSeekDeployment names both regions: itself
+(primary, weight 100) and eu-west (a warm standby, weight 0) reached through a kubeconfig in a
+Secret. Faults are real: the primary's engine pods go away (scaled to 0), the standby's API
+becomes unreachable (its kubeconfig points at a closed port). The outcomes are what a user
+checks: status.regions, the RegionsHealthy condition, Events, and the operator's metrics.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from deepseek_operator.localcluster import RegionInfo
+from kubernetes import client
+
+from .operator_process import OperatorProcess, free_port, install_crds
+from .test_operator import GROUP, PLURAL, VERSION, condition, example
+from .waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+DSD = "r1-distill-7b"
+SECRET = "eu-west-kubeconfig"
+FAILBACK_DELAY = 8
+
+
+@pytest.fixture(scope="module")
+def crds(api_clients: dict[str, client.ApiClient]) -> None:
+    for api in api_clients.values():
+        install_crds(api)
+
+
+@pytest.fixture
+def operators(
+    regions: dict[str, RegionInfo], namespace: str, crds: None
+) -> Iterator[dict[str, OperatorProcess]]:
+    ops = {
+        name: OperatorProcess(r.kubeconfig, namespaces=[namespace], name=f"op-{name}-{namespace}")
+        for name, r in regions.items()
+    }
+    for op in ops.values():
+        op.start()
+    yield ops
+    for op in ops.values():
+        op.stop()
+
+
+def kubeconfig_secret(region: RegionInfo, *, server: str | None = None) -> dict[str, Any]:
+    cfg = yaml.safe_load(region.kubeconfig.read_text())
+    if server is not None:
+        for c in cfg["clusters"]:
+            c["cluster"]["server"] = server
+    data = base64.b64encode(yaml.safe_dump(cfg).encode()).decode()
+    return {"metadata": {"name": SECRET}, "data": {"kubeconfig": data}}
+
+
+def body(*, regions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    b = example("deepseek-r1-distill-7b.yaml")
+    b["spec"]["replicas"] = 1
+    # Replicas only change by hand here (scaled to 0 to lose the region's engines).
+    b["spec"]["scaling"] = {
+        "enabled": False,
+        "minReplicas": 0,
+        "maxReplicas": 2,
+        "scaleToZero": True,
+    }
+    if regions is not None:
+        b["spec"]["regions"] = regions
+        b["spec"]["failover"] = {
+            "enabled": True,
+            "healthCheckIntervalSeconds": 1,
+            "failureThreshold": 2,
+            "failbackDelaySeconds": FAILBACK_DELAY,
+        }
+    return b
+
+
+REGIONS = [
+    {"name": "us-east", "role": "primary", "weight": 100},
+    {
+        "name": "eu-west",
+        "role": "standby",
+        "weight": 0,
+        "kubeconfigSecretRef": {"name": SECRET, "key": "kubeconfig"},
+    },
+]
+
+
+@pytest.fixture
+def fleet(
+    regions: dict[str, RegionInfo],
+    api_clients: dict[str, client.ApiClient],
+    namespace: str,
+    operators: dict[str, OperatorProcess],
+) -> dict[str, client.CustomObjectsApi]:
+    """The standby DeepSeekDeployment in eu-west, the kubeconfig Secret and the primary one in
+    us-east; returns a CustomObjectsApi per region."""
+    custom = {n: client.CustomObjectsApi(api) for n, api in api_clients.items()}
+    custom["eu-west"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body())
+    client.CoreV1Api(api_clients["us-east"]).create_namespaced_secret(
+        namespace, kubeconfig_secret(regions["eu-west"])
+    )
+    custom["us-east"].create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, body(regions=REGIONS)
+    )
+    return custom
+
+
+def dsd(custom: client.CustomObjectsApi, ns: str) -> dict[str, Any]:
+    return dict(custom.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, DSD))
+
+
+def regions_now(custom: client.CustomObjectsApi, ns: str) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in (dsd(custom, ns).get("status") or {}).get("regions") or []}
+
+
+def weights_and_states(custom: client.CustomObjectsApi, ns: str) -> dict[str, tuple[str, int]]:
+    return {n: (r.get("state"), r.get("weight")) for n, r in regions_now(custom, ns).items()}
+
+
+def events(core: client.CoreV1Api, ns: str) -> list[tuple[str, str]]:
+    """(reason, message) of the DeepSeekDeployment's Events, oldest first."""
+    evs = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={DSD}").items
+    evs.sort(key=lambda e: e.first_timestamp or e.event_time or e.metadata.creation_timestamp)
+    return [(e.reason, e.message) for e in evs]
+
+
+def event_reasons(core: client.CoreV1Api, ns: str) -> list[str]:
+    return [r for r, _ in events(core, ns)]
+
+
+def metric(op: OperatorProcess, name: str, region: str) -> float | None:
+    m = re.search(rf'^{name}\{{[^}}]*region="{region}"[^}}]*\}} (\S+)$', op.metrics(), re.M)
+    return float(m.group(1)) if m else None
+
+
+def wait_all_healthy(custom: client.CustomObjectsApi, ns: str) -> None:
+    expected = {"us-east": ("Healthy", 100), "eu-west": ("Healthy", 0)}
+
+    def ok() -> bool:
+        c = condition(dsd(custom, ns), "RegionsHealthy")
+        passing = all(
+            r.get("healthy") is True and r.get("readyReplicas", 0) >= 1
+            for r in regions_now(custom, ns).values()
+        )
+        return (
+            passing
+            and weights_and_states(custom, ns) == expected
+            and c is not None
+            and c["status"] == "True"
+        )
+
+    wait_for(ok, timeout=180, what="both regions Healthy, weights 100/0", every=1)
+
+
+def test_primary_loss_fails_over_to_the_standby_and_back(
+    fleet: dict[str, client.CustomObjectsApi],
+    namespace: str,
+    core: client.CoreV1Api,
+    operators: dict[str, OperatorProcess],
+) -> None:
+    east = fleet["us-east"]
+    wait_all_healthy(east, namespace)
+    west = regions_now(east, namespace)["eu-west"]
+    assert west["readyReplicas"] == 1 and west["healthy"] is True, west
+    op = operators["us-east"]
+    assert metric(op, "deepseek_operator_region_healthy", "eu-west") == 1.0
+    assert metric(op, "deepseek_operator_region_weight", "us-east") == 100.0
+
+    # The primary loses its engine pods.
+    east.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"replicas": 0}}
+    )
+    wait_for(
+        lambda: (
+            weights_and_states(east, namespace)
+            == {"us-east": ("Unhealthy", 0), "eu-west": ("Healthy", 100)}
+        ),
+        timeout=120,
+        what="traffic moved to eu-west",
+        every=1,
+    )
+    obj = dsd(east, namespace)
+    cond = condition(obj, "RegionsHealthy") or {}
+    assert (cond.get("status"), cond.get("reason")) == ("False", "FailedOver"), cond
+    assert "unhealthy: us-east" in cond["message"], cond
+    assert "no ready engine pod" in regions_now(east, namespace)["us-east"]["message"]
+    assert metric(op, "deepseek_operator_region_weight", "eu-west") == 100.0
+    assert metric(op, "deepseek_operator_region_healthy", "us-east") == 0.0
+    reasons = event_reasons(core, namespace)
+    assert "RegionUnhealthy" in reasons and "TrafficShifted" in reasons, reasons
+
+    # It comes back: recovering first (traffic stays in eu-west), then back in rotation after
+    # the failback delay.
+    east.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"replicas": 1}}
+    )
+    recovering = wait_for(
+        lambda: (
+            regions_now(east, namespace)["us-east"].get("state") in ("Recovering", "Healthy")
+            and regions_now(east, namespace)["us-east"]
+        ),
+        timeout=180,
+        what="us-east passing its checks again",
+        every=0.5,
+    )
+    wait_all_healthy(east, namespace)
+    reasons = event_reasons(core, namespace)
+    back = reasons[reasons.index("RegionUnhealthy") :]
+    assert back.index("RegionRecovering") < back.index("RegionHealthy"), back
+    healthy = regions_now(east, namespace)["us-east"]
+    if recovering["state"] == "Recovering":
+        assert healthy["since"] - recovering["since"] >= FAILBACK_DELAY, (recovering, healthy)
+
+
+def test_an_unreachable_standby_is_reported_without_moving_traffic(
+    fleet: dict[str, client.CustomObjectsApi],
+    regions: dict[str, RegionInfo],
+    namespace: str,
+    core: client.CoreV1Api,
+) -> None:
+    east = fleet["us-east"]
+    wait_all_healthy(east, namespace)
+    before = set(events(core, namespace))
+
+    # eu-west's API stops answering (its kubeconfig now points at a closed port).
+    dead = f"https://127.0.0.1:{free_port()}"
+    core.replace_namespaced_secret(
+        SECRET, namespace, kubeconfig_secret(regions["eu-west"], server=dead)
+    )
+    wait_for(
+        lambda: (
+            weights_and_states(east, namespace)
+            == {"us-east": ("Healthy", 100), "eu-west": ("Unhealthy", 0)}
+        ),
+        timeout=120,
+        what="eu-west Unhealthy",
+        every=1,
+    )
+    west = regions_now(east, namespace)["eu-west"]
+    assert "unreachable" in west["message"], west
+    cond = condition(dsd(east, namespace), "RegionsHealthy") or {}
+    assert (cond.get("status"), cond.get("reason")) == ("False", "RegionUnhealthy"), cond
+    new = [e for e in events(core, namespace) if e not in before]
+    assert [r for r, _ in new] == ["RegionUnhealthy"], new
+    assert "region eu-west failed 2 health checks in a row" in new[0][1], new
+
+    # Its Secret is fixed: eu-west recovers, then returns after the failback delay.
+    core.replace_namespaced_secret(SECRET, namespace, kubeconfig_secret(regions["eu-west"]))
+    wait_all_healthy(east, namespace)
+    assert "RegionHealthy" in event_reasons(core, namespace)
