@@ -6,11 +6,12 @@
 2. `helm install` with the operator Deployment scaled to 0 (no image can run here), then the
    operator run locally as `deepseek-operator run` with a kubeconfig holding a token of the
    chart's ServiceAccount (TokenRequest), so every API call it makes goes through the chart's
-   RBAC: a DeepSeekDeployment gets its engine Deployment and its status, without a single
-   403, in namespaced mode (Role per namespace + Kopf peering) and in cluster mode
-   (ClusterRole);
+   RBAC: a DeepSeekDeployment gets its engine Deployment and its status, and its member
+   region is health-checked through a kubeconfig Secret, without a single 403, in namespaced
+   mode (Role per namespace + Kopf peering) and in cluster mode (ClusterRole);
 3. what the operator does not need is denied to that ServiceAccount (`kubectl auth can-i`
-   with its own token: Secrets, deleting Deployments, RBAC, other namespaces, ...).
+   with its own token: Secrets other than the named region kubeconfig, deleting Deployments,
+   RBAC, other namespaces, ...).
 
 The operator in cluster mode would reconcile every DeepSeekDeployment of the shared cluster,
 so the cluster-mode run watches only the test namespace (`--namespace`, standalone) while
@@ -45,6 +46,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 DSD_NAME = "chart-e2e"
+# A member region reached through a kubeconfig Secret (here the same cluster again, under the
+# name "mirror"): the chart grants `get` on this Secret by name (rbac.kubeconfigSecrets).
+MEMBER_SECRET = "mirror-kubeconfig"
 CRD_RESOURCE = "customresourcedefinitions.apiextensions.k8s.io"
 # `... cannot list resource "namespaces" in API group "" at the cluster scope`
 FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"]+)" in API group "([^"]*)"')
@@ -231,6 +235,7 @@ def installed(
     values: dict[str, Any] = {
         "replicaCount": 0,
         "operator": {"peering": {"enabled": True, "name": f"dso-{suffix}"}},
+        "rbac": {"kubeconfigSecrets": [MEMBER_SECRET]},
     }
     if mode == "namespaced":
         values["operator"]["watchNamespaces"] = [app_ns]
@@ -283,6 +288,12 @@ def _dsd_manifest(namespace: str) -> str:
     doc["metadata"] = {"name": DSD_NAME, "namespace": namespace}
     doc["spec"]["scaling"]["minReplicas"] = 1
     doc["spec"]["scaling"]["maxReplicas"] = 2
+    doc["spec"]["regions"] = [
+        {"name": "local", "role": "primary", "weight": 100},
+        {"name": "mirror", "role": "standby", "weight": 0,
+         "kubeconfigSecretRef": {"name": MEMBER_SECRET}},
+    ]  # fmt: skip
+    doc["spec"]["failover"] = {"enabled": True, "healthCheckIntervalSeconds": 2}
     return yaml.safe_dump(doc)
 
 
@@ -327,6 +338,10 @@ def _wait_for(what: str, check: Any, timeout: float, log: Path) -> Any:
 
 def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator_run: Path) -> None:
     c, ns = installed.cluster, installed.app_ns
+    c.kubectl(
+        "create", "secret", "generic", MEMBER_SECRET, "-n", ns,
+        f"--from-file=kubeconfig={c.kubeconfig}",
+    )  # fmt: skip
     c.kubectl("apply", "-f", "-", stdin=_dsd_manifest(ns))
 
     dep = _wait_for(
@@ -349,6 +364,17 @@ def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator
     assert f"{DSD_NAME}" in (c.get("service", DSD_NAME, "-n", ns) or {}).get("metadata", {}).get(
         "name", ""
     )
+
+    # The member region was read through its kubeconfig Secret under the chart's RBAC: its
+    # check reports what it found there (this DeepSeekDeployment), not a refused Secret.
+    def mirror_checked() -> dict[str, Any] | None:
+        dsd = c.get("dsd", DSD_NAME, "-n", ns) or {}
+        regions = {r["name"]: r for r in dsd.get("status", {}).get("regions", [])}
+        mirror = regions.get("mirror", {})
+        return mirror if mirror.get("lastCheckTime") else None
+
+    mirror = _wait_for("the member region's health check", mirror_checked, 60, operator_run)
+    assert "Secret" not in mirror["message"] and "403" not in mirror["message"], mirror
     events = c.get("events", "-n", ns, f"--field-selector=involvedObject.name={DSD_NAME}")
     assert events and any(e["source"].get("component") for e in events["items"]), (
         "no Event recorded"
@@ -422,6 +448,7 @@ def test_the_service_account_can_do_what_the_operator_needs(installed: Installed
         ("create", "events", ()),
         ("list", "nodes", ()),
         ("get", f"{CRD_RESOURCE}/prometheusrules.monitoring.coreos.com", ()),
+        ("get", f"secrets/{MEMBER_SECRET}", ()),
     ):  # fmt: skip
         assert _can_i(installed, verb, resource, "-n", ns, *extra), (verb, resource, extra)
     if installed.mode == "cluster":
@@ -438,6 +465,8 @@ def test_the_service_account_is_denied_what_the_operator_does_not_need(
     denied = [
         ("delete", "secrets", "-n", ns),
         ("get", "secrets", "-n", ns),
+        ("get", "secrets/another-secret", "-n", ns),
+        ("update", f"secrets/{MEMBER_SECRET}", "-n", ns),
         ("list", "secrets", "-A"),
         ("get", "configmaps", "-n", ns),
         ("delete", "deployments.apps", "-n", ns),
