@@ -335,7 +335,8 @@ def _check_regions(
     for ev in fo.events:
         rt.events.record(ref, ev.type, ev.reason, ev.message)
     for r in fo.regions:
-        metrics.REGION_HEALTHY.labels(ns, name, r.name).set(1 if r.state == "Healthy" else 0)
+        healthy = failover.RegionState(r.state) is failover.RegionState.HEALTHY
+        metrics.REGION_HEALTHY.labels(ns, name, r.name).set(1 if healthy else 0)
         metrics.REGION_WEIGHT.labels(ns, name, r.name).set(r.weight)
     for gone in {r.name for r in status.regions} - {r.name for r in fo.regions}:
         _forget_region(ns, name, gone)

@@ -140,6 +140,13 @@ def metric(op: OperatorProcess, name: str, region: str) -> float | None:
     return float(m.group(1)) if m else None
 
 
+def wait_regions(
+    custom: client.CustomObjectsApi, ns: str, expected: dict[str, tuple[str, int]], what: str
+) -> None:
+    """Wait until every region has the expected (state, weight)."""
+    wait_for(lambda: weights_and_states(custom, ns) == expected, timeout=120, what=what, every=1)
+
+
 def wait_all_healthy(custom: client.CustomObjectsApi, ns: str) -> None:
     expected = {"us-east": ("Healthy", 100), "eu-west": ("Healthy", 0)}
 
@@ -177,14 +184,11 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     east.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"replicas": 0}}
     )
-    wait_for(
-        lambda: (
-            weights_and_states(east, namespace)
-            == {"us-east": ("Unhealthy", 0), "eu-west": ("Healthy", 100)}
-        ),
-        timeout=120,
-        what="traffic moved to eu-west",
-        every=1,
+    wait_regions(
+        east,
+        namespace,
+        {"us-east": ("Unhealthy", 0), "eu-west": ("Healthy", 100)},
+        "traffic moved to eu-west",
     )
     obj = dsd(east, namespace)
     cond = condition(obj, "RegionsHealthy") or {}
@@ -201,11 +205,13 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     east.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"replicas": 1}}
     )
+
+    def passing_again() -> dict[str, Any] | None:
+        us = regions_now(east, namespace)["us-east"]
+        return us if us.get("state") in ("Recovering", "Healthy") else None
+
     recovering = wait_for(
-        lambda: (
-            regions_now(east, namespace)["us-east"].get("state") in ("Recovering", "Healthy")
-            and regions_now(east, namespace)["us-east"]
-        ),
+        passing_again,
         timeout=180,
         what="us-east passing its checks again",
         every=0.5,
@@ -234,14 +240,11 @@ def test_an_unreachable_standby_is_reported_without_moving_traffic(
     core.replace_namespaced_secret(
         SECRET, namespace, kubeconfig_secret(regions["eu-west"], server=dead)
     )
-    wait_for(
-        lambda: (
-            weights_and_states(east, namespace)
-            == {"us-east": ("Healthy", 100), "eu-west": ("Unhealthy", 0)}
-        ),
-        timeout=120,
-        what="eu-west Unhealthy",
-        every=1,
+    wait_regions(
+        east,
+        namespace,
+        {"us-east": ("Healthy", 100), "eu-west": ("Unhealthy", 0)},
+        "eu-west Unhealthy",
     )
     west = regions_now(east, namespace)["eu-west"]
     assert "unreachable" in west["message"], west
