@@ -284,6 +284,7 @@ def _autoscale(
         unschedulable=observed.unschedulable_pods,
         signal_age=signals.get(Signal.SAMPLE_AGE) if signals is not None else None,
         rollout_in_flight=rollout is not None and rollout.phase in {p.value for p in IN_FLIGHT},
+        colour=active.value,
     )
     decision = decide(
         dsd.spec.scaling,

@@ -7,9 +7,16 @@ from what the replicas report now: an LLM replica fills its KV cache long before
 tracking:
 
 - target tracking on TPOT p99 at 70% of its SLO (decode time grows with the batch, so a
-  replica whose KV cache is large reaches the TPOT SLO before it fills);
-- an SLO guard adds replicas when TTFT or TPOT p99 breach the spec's SLO, and no replica is
-  removed while latency is above 80% of its SLO or pods are still starting;
+  replica whose KV cache is large reaches the TPOT SLO before it fills), sized on throughput:
+  the request rate arriving (finished + backlog growth) over what one replica serves at that
+  TPOT. That per-replica rate is learned from steady periods (every replica Ready for a whole
+  rate window, no queue) as weighted means of TPOT p99 and the rate per replica. Until a
+  steady period has been seen, the fleet is sized in proportion to TPOT p99 / aim. Sizing on
+  the arrival rate matters under overload: TPOT saturates and running requests pile up
+  (Little's law), so sizing on TPOT now asks for several times what the load needs;
+- an SLO guard adds replicas when TTFT or TPOT p99 breach the spec's SLO (once the latency
+  window describes the Ready replicas: not in the minute after their count changed), and no
+  replica is removed while latency is above 80% of its SLO or pods are still starting;
 - lead-time compensation (opt-in, scaleUp.projectRisingLoad): a pod ordered now serves only
   once it has loaded its model (minutes for R1), so while the request rate rises steadily (a
   least-squares trend over 3 minutes, t-statistic >= 4) the fleet is sized for the rate
@@ -31,7 +38,7 @@ import math
 from dataclasses import dataclass, field
 
 from .api.spec import ScalingSpec
-from .api.status import Recommendation, ScalingState
+from .api.status import CapacityModel, Recommendation, ScalingState
 from .signals import Signal, Signals
 
 MIN_KV_FOR_CALIBRATION = 0.05  # below this, KV usage says too little about capacity
@@ -51,6 +58,12 @@ TREND_MIN_POINTS = 6
 TREND_MIN_TSTAT = 4.0  # slope / its standard error: noise on a flat load projects nothing
 TREND_MAX_GROWTH = 1.0  # project at most a doubling of the load
 START_SECONDS_WEIGHT = 0.5  # weight of the newest observed start time in the learned one
+# Capacity learning (see CapacityModel): a sample is taken on a tick where every replica has been
+# Ready and reporting for a whole rate window and nothing queues beyond the tolerated queue.
+STEADY_SECONDS = 60.0  # the PromQL rate window: the rates then describe this replica count
+CAPACITY_DECAY = 0.98  # weight of older samples per new one (~50 samples, ~12 min at 15 s)
+CAPACITY_MIN_SAMPLES = 4  # fewer: size in proportion to TPOT p99 instead
+BACKLOG_LOOKBACK = (30.0, 120.0)  # age range of the history entry backlog growth is taken from
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,7 @@ class ScalingInputs:
     unschedulable: int = 0  # engine pods the scheduler cannot place
     signal_age: float | None = None  # seconds since the newest engine sample
     rollout_in_flight: bool = False
+    colour: str = "blue"  # the serving colour (what the learned capacity describes)
 
 
 @dataclass(frozen=True)
@@ -120,6 +134,58 @@ def rate_trend(points: list[tuple[float, float]], now: float) -> tuple[float, fl
     return slope, mr + slope * (now - mt), tstat
 
 
+def learn_capacity(
+    model: CapacityModel | None, colour: str, rate: float, tpot: float
+) -> CapacityModel:
+    """Add one steady sample (requests/s per Ready replica, TPOT p99) to the weighted means
+    (older samples decay by CAPACITY_DECAY). A new serving colour starts a new model: after a
+    rollout the replicas are a different build."""
+    if model is None or model.colour != colour:
+        model = CapacityModel(colour=colour)
+    w = CAPACITY_DECAY * model.weight + 1.0
+    return CapacityModel(
+        colour=colour,
+        samples=model.samples + 1,
+        weight=round(w, 6),
+        mean_rate=round(model.mean_rate + (rate - model.mean_rate) / w, 6),
+        mean_tpot=round(model.mean_tpot + (tpot - model.mean_tpot) / w, 8),
+    )
+
+
+def replica_capacity(model: CapacityModel | None, colour: str, aim: float) -> float | None:
+    """Requests/s one replica of `colour` serves with TPOT p99 at `aim`, or None while fewer
+    than CAPACITY_MIN_SAMPLES steady samples were taken. TPOT is taken as proportional to the
+    rate per replica (a line through the origin and the weighted means). The real line has a
+    positive intercept (the fixed cost of a decode step): below the rates seen this model
+    underestimates what a replica takes, which keeps some headroom at low load, where a
+    burst of a few times the load would otherwise meet a fleet sized to the last request."""
+    if (
+        model is None
+        or model.colour != colour
+        or model.samples < CAPACITY_MIN_SAMPLES
+        or model.mean_rate <= 0
+        or model.mean_tpot <= 0
+    ):
+        return None
+    return aim * model.mean_rate / model.mean_tpot
+
+
+def arrival_rate(
+    history: list[Recommendation], finished: float, backlog: float, now: float
+) -> tuple[float, float]:
+    """(requests/s arriving, of which backlog growth): the finished rate plus how fast the
+    requests running or waiting grew since the history entry nearest a rate window ago. Under
+    overload the finished rate says what the replicas manage, not what arrives."""
+    lo, hi = BACKLOG_LOOKBACK
+    past = [r for r in history if r.backlog is not None and lo <= now - r.time <= hi]
+    if not past:
+        return finished, 0.0
+    ref = min(past, key=lambda r: abs(now - r.time - STEADY_SECONDS))
+    assert ref.backlog is not None
+    growth = (backlog - ref.backlog) / (now - ref.time)
+    return max(0.0, finished + growth), growth
+
+
 def decide(
     spec: ScalingSpec, inp: ScalingInputs, state: ScalingState, now: float, interval: float
 ) -> ScalingDecision:
@@ -134,6 +200,29 @@ def decide(
     )
 
     since, learned = learn_start(state, inp, now)
+    reporting = vals.get(Signal.PODS_REPORTING, 0.0)
+    # Since when the Ready count is what it is now: the rate and latency windows describe these
+    # replicas once a whole window has passed.
+    ready_since = now
+    if state.ready_count == inp.ready and state.ready_since is not None:
+        ready_since = state.ready_since
+    elif state.last_decision_time is None:  # first decision: no change known of
+        ready_since = now - STEADY_SECONDS
+    settled = inp.ready > 0 and now - ready_since >= STEADY_SECONDS
+    steady = settled and inp.ready == n and reporting >= inp.ready and not inp.rollout_in_flight
+    cap_model = state.capacity
+
+    def next_state(history: list[Recommendation], panic: float | None, up: bool) -> ScalingState:
+        return ScalingState(
+            recommendations=history[-HISTORY_LIMIT:],
+            panic_until=panic,
+            last_decision_time=now,
+            scale_up_since=now if up else since,
+            start_seconds=learned,
+            ready_since=ready_since,
+            ready_count=inp.ready,
+            capacity=cap_model,
+        )
 
     def hold(reason: str, message: str, metrics_ok: bool = True) -> ScalingDecision:
         target = min(max(n, lo), hi)  # bounds still apply (e.g. after maxReplicas was lowered)
@@ -142,13 +231,7 @@ def decide(
             reason, message = "AboveMaxReplicas", f"clamped {n} to maxReplicas {hi}"
         elif n < lo:
             reason, message = "BelowMinReplicas", f"raised {n} to minReplicas {lo}"
-        new_state = ScalingState(
-            recommendations=_history(state, now, keep, n),
-            panic_until=state.panic_until,
-            last_decision_time=now,
-            scale_up_since=now if target > n else since,
-            start_seconds=learned,
-        )
+        new_state = next_state(_history(state, now, keep, n), state.panic_until, target > n)
         return ScalingDecision(
             target, direction, reason, message, seen, metrics_ok=metrics_ok, state=new_state
         )
@@ -162,7 +245,6 @@ def decide(
     running = vals.get(Signal.RUNNING)
     waiting = vals.get(Signal.QUEUE_DEPTH)
     kv = vals.get(Signal.KV_CACHE_USAGE)
-    reporting = vals.get(Signal.PODS_REPORTING, 0.0)
     stale_after = max(3 * interval, 60.0)
     if inp.ready > 0 and (running is None or waiting is None or kv is None):
         return hold(
@@ -189,8 +271,25 @@ def decide(
     t = spec.targets
     per_pod = max(reporting, 1.0)
 
-    # -- target tracking -----------------------------------------------------------------
     tolerated_queue = t.queue_depth_per_replica * per_pod
+    rate_now = vals.get(Signal.REQUEST_RATE)
+    tpot_now = vals.get(Signal.TPOT_P99)
+    backlog = running + waiting
+    past = _history(state, now, keep, n)
+    arriving, growth = arrival_rate(past, rate_now or 0.0, backlog, now)
+
+    # -- capacity learning: a steady tick adds a sample ------------------------------------
+    if (
+        steady
+        and waiting <= tolerated_queue
+        and rate_now is not None
+        and rate_now > 0
+        and abs(growth) <= 0.1 * rate_now
+        and tpot_now is not None
+    ):
+        cap_model = learn_capacity(cap_model, inp.colour, rate_now / inp.ready, tpot_now)
+
+    # -- target tracking -----------------------------------------------------------------
     demand = running + max(0.0, waiting - tolerated_queue)
     reasons: list[tuple[float, str, str]] = []  # (replicas wanted, reason, why)
     if kv >= MIN_KV_FOR_CALIBRATION and running > 0:
@@ -229,9 +328,21 @@ def decide(
                 f"{running / per_pod:.1f} running per replica, target {t.running_per_replica:g}",
             )
         )
-    tpot_now = vals.get(Signal.TPOT_P99)
-    if tpot_now is not None and running > 0:
-        aim = TPOT_TARGET * spec.slo.tpot_p99_seconds
+    aim = TPOT_TARGET * spec.slo.tpot_p99_seconds
+    per_replica = replica_capacity(cap_model, inp.colour, aim)
+    if per_replica is not None and rate_now is not None and cap_model is not None:
+        want_tp = arriving / per_replica
+        reasons.append(
+            (
+                want_tp,
+                "HighTPOT" if want_tp > per_pod else "LowLoad",
+                f"{arriving:.2f} req/s arriving ({rate_now:.2f} finished, backlog "
+                f"{growth:+.2f}/s); a replica serves ~{per_replica:.2f} req/s at TPOT p99 "
+                f"{aim:.3g}s ({TPOT_TARGET:.0%} of the SLO; learned from "
+                f"{cap_model.samples} steady samples)",
+            )
+        )
+    elif tpot_now is not None and running > 0:
         reasons.append(
             (
                 per_pod * tpot_now / aim,
@@ -252,7 +363,6 @@ def decide(
     want, reason, why = max(reasons, key=lambda r: r[0])
 
     # -- lead-time compensation ----------------------------------------------------------
-    rate_now = vals.get(Signal.REQUEST_RATE)
     if spec.scale_up.project_rising_load and learned and rate_now is not None:
         points = [
             (r.time, r.request_rate)
@@ -287,9 +397,11 @@ def decide(
         (tpot / slo.tpot_p99_seconds) if tpot is not None else 0.0,
     )
     starting = n - inp.ready
-    if breach > 1.0 and not inp.rollout_in_flight:
+    if breach > 1.0 and settled and not inp.rollout_in_flight:
         # Sized on the Ready replicas that breach: pods still starting count towards it, so
-        # the guard acts during a cold start without piling up more pods each tick.
+        # the guard acts during a cold start without piling up more pods each tick. It waits
+        # a rate window after the Ready count changed: until then the latency window shows the
+        # fleet before (and pods just Ready take a burst of prefills as the router fills them).
         guard = math.ceil(inp.ready * min(2.0, breach))
         guard = max(guard, inp.ready + 1)
         if guard > raw and guard > n:
@@ -307,11 +419,12 @@ def decide(
         reason, why = "Panic", f"demand {raw} replicas >= {spec.panic_threshold:g} x {n}: {why}"
 
     history = [
-        *_history(state, now, keep, n),
+        *past,
         Recommendation(
             time=now,
             replicas=raw,
             request_rate=None if rate_now is None else round(rate_now, 4),
+            backlog=backlog,
         ),
     ]
 
@@ -376,13 +489,7 @@ def decide(
         target = max(1, min(n, hi))
 
     direction = "up" if target > n else "down" if target < n else "hold"
-    new_state = ScalingState(
-        recommendations=history[-HISTORY_LIMIT:],
-        panic_until=panic_until,
-        last_decision_time=now,
-        scale_up_since=now if target > n else since,
-        start_seconds=learned,
-    )
+    new_state = next_state(history, panic_until, target > n)
     return ScalingDecision(
         replicas=target,
         direction=direction,

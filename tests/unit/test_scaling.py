@@ -7,8 +7,16 @@ from typing import Any
 
 import pytest
 from deepseek_operator.api.spec import ScalingSpec
-from deepseek_operator.api.status import Recommendation, ScalingState
-from deepseek_operator.scaling import ScalingInputs, decide, replicas_to_write, scale_event
+from deepseek_operator.api.status import CapacityModel, Recommendation, ScalingState
+from deepseek_operator.scaling import (
+    ScalingInputs,
+    arrival_rate,
+    decide,
+    learn_capacity,
+    replica_capacity,
+    replicas_to_write,
+    scale_event,
+)
 from deepseek_operator.signals import Signal, Signals
 
 SPEC = ScalingSpec.model_validate(
@@ -421,3 +429,215 @@ def test_start_time_is_learned_from_scale_ups(
     d = decide(SPEC, inp(replicas=replicas, ready=ready, signals=signals), state, 1000.0, 15.0)
     assert (d.direction == "up") == up, d.message
     assert (d.state.scale_up_since, d.state.start_seconds) == (since, learned)
+
+
+# --- throughput sizing: the arrival rate over the capacity learned from steady periods --------
+
+NOW = 1000.0
+# 3 req/s per replica at TPOT p99 70 ms: at the aim (70% of 0.1 s), one replica serves 3 req/s
+LEARNED = CapacityModel(colour="blue", samples=20, weight=15.0, mean_rate=3.0, mean_tpot=0.07)
+# every replica has been Ready for two minutes: the windows describe them
+SETTLED = {"ready_since": NOW - 120.0, "ready_count": 4, "last_decision_time": NOW - 15.0}
+
+
+def backlog_state(backlog: float, age: float = 60.0, **kw: Any) -> ScalingState:
+    """A state whose history holds `backlog` requests in flight `age` seconds ago."""
+    return ScalingState(
+        recommendations=[Recommendation(time=NOW - age, replicas=4, backlog=backlog)],
+        **{**SETTLED, **kw},
+    )
+
+
+LEARN_TABLE = [
+    # (case, model before, colour, sample (rate, tpot), expected (samples, mean rate, mean tpot))
+    ("first sample", None, "blue", (2.0, 0.05), (1, 2.0, 0.05)),
+    (
+        "older samples decay",
+        CapacityModel(colour="blue", samples=1, weight=1.0, mean_rate=2.0, mean_tpot=0.05),
+        "blue",
+        (4.0, 0.09),
+        (2, 2.0 + 2.0 / 1.98, 0.05 + 0.04 / 1.98),
+    ),
+    ("a new colour starts over", LEARNED, "green", (1.0, 0.03), (1, 1.0, 0.03)),
+]
+
+
+@pytest.mark.parametrize(
+    "case,model,colour,sample,expected", LEARN_TABLE, ids=[c[0] for c in LEARN_TABLE]
+)
+def test_learn_capacity(
+    case: str,
+    model: CapacityModel | None,
+    colour: str,
+    sample: tuple[float, float],
+    expected: tuple[int, float, float],
+) -> None:
+    m = learn_capacity(model, colour, *sample)
+    assert m.colour == colour
+    assert (m.samples, m.mean_rate, m.mean_tpot) == pytest.approx(expected, rel=1e-5)
+
+
+CAPACITY_TABLE = [
+    # (case, model, colour, expected req/s per replica at a 70 ms aim)
+    ("learned", LEARNED, "blue", 3.0),
+    ("nothing learned", None, "blue", None),
+    ("too few samples", LEARNED.model_copy(update={"samples": 3}), "blue", None),
+    ("learned for the other colour", LEARNED, "green", None),
+    # TPOT taken as proportional to the rate: 2 req/s at 35 ms -> 4 req/s at 70 ms
+    (
+        "proportional",
+        LEARNED.model_copy(update={"mean_rate": 2.0, "mean_tpot": 0.035}),
+        "blue",
+        4.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case,model,colour,expected", CAPACITY_TABLE, ids=[c[0] for c in CAPACITY_TABLE]
+)
+def test_replica_capacity(
+    case: str, model: CapacityModel | None, colour: str, expected: float | None
+) -> None:
+    got = replica_capacity(model, colour, 0.07)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+ARRIVAL_TABLE = [
+    # (case, history [(age, backlog)], finished req/s, backlog now, expected (arriving, growth))
+    ("no history: what finishes", [], 8.0, 100.0, (8.0, 0.0)),
+    ("backlog growing: more arrives than finishes", [(60.0, 100.0)], 8.0, 400.0, (13.0, 5.0)),
+    ("backlog draining", [(60.0, 400.0)], 12.0, 100.0, (7.0, -5.0)),
+    (
+        "the entry nearest a window ago",
+        [(120.0, 0.0), (60.0, 100.0), (30.0, 300.0)],
+        8.0,
+        400.0,
+        (13.0, 5.0),
+    ),
+    (
+        "entries too young or too old are ignored",
+        [(15.0, 0.0), (300.0, 0.0)],
+        8.0,
+        400.0,
+        (8.0, 0.0),
+    ),
+    ("never negative", [(60.0, 1000.0)], 2.0, 100.0, (0.0, -15.0)),
+]
+
+
+@pytest.mark.parametrize(
+    "case,hist,finished,backlog,expected", ARRIVAL_TABLE, ids=[c[0] for c in ARRIVAL_TABLE]
+)
+def test_arrival_rate(
+    case: str,
+    hist: list[tuple[float, float]],
+    finished: float,
+    backlog: float,
+    expected: tuple[float, float],
+) -> None:
+    history = [Recommendation(time=NOW - age, replicas=2, backlog=b) for age, b in hist]
+    assert arrival_rate(history, finished, backlog, NOW) == pytest.approx(expected)
+
+
+# The step trace's worst moment: 6 of 9 replicas Ready (two became Ready 20 s ago), TPOT p99
+# saturated at 282 ms, 790 running (Little's law: requests take longer, so more are in flight)
+# and 1433 queued, 265 more than a minute ago.
+BACKLOGGED = sig(790, 1433, 0.34, pods=6, requestRate=19.7, tpotP99=0.282)
+
+
+def test_overload_is_sized_on_the_arrival_rate_not_on_tpot() -> None:
+    spec = SPEC.model_copy(update={"max_replicas": 16})
+    just_ready = {"ready_since": NOW - 20.0, "ready_count": 6}
+    state = backlog_state(2223.0 - 265.0, **just_ready, capacity=LEARNED)
+    d = decide(spec, inp(replicas=9, ready=6, signals=BACKLOGGED), state, NOW, 15.0)
+    # 19.7 finished + 4.4 backlog growth = 24.1 req/s over 3 req/s per replica: the 9 ordered
+    assert (d.replicas, d.reason) == (9, "HighTPOT"), d.message
+    assert "24.12 req/s arriving" in d.message and "~3.00 req/s" in d.message
+    # without a learned capacity, TPOT / aim asks for 6 x 0.282 / 0.07 = 25: panic, 9 -> 16
+    state = backlog_state(2223.0 - 265.0, **just_ready)
+    d = decide(spec, inp(replicas=9, ready=6, signals=BACKLOGGED), state, NOW, 15.0)
+    assert (d.replicas, d.reason) == (16, "Panic"), d.message
+
+
+def test_learned_capacity_sizes_down_at_low_load() -> None:
+    state = LOW_FOR_LONG.model_copy(update={**SETTLED, "capacity": LEARNED})
+    low = sig(20, 0, 0.05, pods=4, requestRate=4.5, tpotP99=0.04)
+    d = decide(SPEC, inp(replicas=4, ready=4, signals=low), state, NOW, 15.0)
+    # 4.5 req/s over 3 req/s per replica: 2 would do; one step down at a time
+    assert (d.replicas, d.reason) == (3, "LowLoad"), d.message
+
+
+STEADY = sig(40, 0, 0.3, pods=4, requestRate=10.0, tpotP99=0.06)
+SAMPLE_TABLE = [
+    # (case, inputs, state, sample taken?)
+    ("steady: every replica Ready for a window", inp(4, 4, STEADY), backlog_state(40.0), True),
+    ("first decision: no change known of", inp(4, 4, STEADY), ScalingState(), True),
+    (
+        "Ready count changed within the window",
+        inp(4, 4, STEADY),
+        backlog_state(40.0, ready_count=3),
+        False,
+    ),
+    ("pods still starting", inp(5, 4, STEADY), backlog_state(40.0), False),
+    (
+        "a queue beyond the tolerated one",
+        inp(4, 4, sig(40, 20, 0.3, pods=4, requestRate=10.0, tpotP99=0.06)),
+        backlog_state(40.0),
+        False,
+    ),
+    ("backlog growing fast", inp(4, 4, STEADY), backlog_state(0.0, age=30.0), False),
+    ("rollout in flight", inp(4, 4, STEADY, rollout_in_flight=True), backlog_state(40.0), False),
+    ("no TPOT", inp(4, 4, sig(40, 0, 0.3, pods=4, requestRate=10.0)), backlog_state(40.0), False),
+    (
+        "not every Ready pod reports",
+        inp(4, 4, sig(40, 0, 0.3, pods=3, requestRate=10.0, tpotP99=0.06)),
+        backlog_state(40.0),
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize("case,inputs,state,taken", SAMPLE_TABLE, ids=[c[0] for c in SAMPLE_TABLE])
+def test_capacity_is_learned_only_from_steady_periods(
+    case: str, inputs: ScalingInputs, state: ScalingState, taken: bool
+) -> None:
+    d = decide(SPEC, inputs, state, NOW, 15.0)
+    cap = d.state.capacity
+    assert (cap is not None and cap.samples == 1) == taken, d.message
+    if taken:
+        assert cap is not None
+        assert (cap.colour, cap.mean_rate, cap.mean_tpot) == ("blue", 2.5, 0.06)
+
+
+READY_SINCE_TABLE = [
+    # (case, state, ready now, expected readySince)
+    ("first decision", ScalingState(), 4, NOW - 60.0),
+    ("same Ready count: kept", ScalingState(**SETTLED), 4, NOW - 120.0),
+    ("a pod became Ready", ScalingState(**SETTLED), 5, NOW),
+    ("a pod went away", ScalingState(**SETTLED), 3, NOW),
+]
+
+
+@pytest.mark.parametrize(
+    "case,state,ready,since", READY_SINCE_TABLE, ids=[c[0] for c in READY_SINCE_TABLE]
+)
+def test_ready_count_changes_are_tracked(
+    case: str, state: ScalingState, ready: int, since: float
+) -> None:
+    d = decide(
+        SPEC, inp(replicas=5, ready=ready, signals=sig(40, 0, 0.8, pods=ready)), state, NOW, 15.0
+    )
+    assert (d.state.ready_since, d.state.ready_count) == (since, ready)
+
+
+def test_slo_guard_waits_a_window_after_pods_became_ready() -> None:
+    # TTFT 4 s > 2 s on 4 Ready pods of 6; two pods became Ready 20 s ago: the TTFT window
+    # still shows the fleet before them and the burst of prefills that filled them
+    breach = sig(40, 0, 0.8, pods=4, ttftP99=4.0)
+    fresh = ScalingState(ready_since=NOW - 20.0, ready_count=4, last_decision_time=NOW - 15.0)
+    d = decide(SPEC, inp(replicas=6, ready=4, signals=breach), fresh, NOW, 15.0)
+    assert d.reason != "TTFTAboveSLO" and d.replicas == 6, d.message
+    # a window later the breach is theirs: 4 x 2 = 8
+    d = decide(SPEC, inp(replicas=6, ready=4, signals=breach), fresh, NOW + 45.0, 15.0)
+    assert (d.replicas, d.reason) == (8, "TTFTAboveSLO"), d.message

@@ -78,6 +78,25 @@ class Recommendation(ApiModel):
     request_rate: float | None = Field(
         None, ge=0, description="Requests per second the serving colour finished at that time."
     )
+    backlog: float | None = Field(
+        None, ge=0, description="Requests running or waiting in the serving colour at that time."
+    )
+
+
+class CapacityModel(ApiModel):
+    """What one Ready replica of the serving colour can take, learned from steady periods (all
+    replicas Ready for a whole rate window, no queue): exponentially weighted means of the
+    request rate per replica and of TPOT p99."""
+
+    colour: str | None = Field(
+        None,
+        max_length=16,
+        description="Serving colour the samples came from; a new one starts over.",
+    )
+    samples: int = Field(0, ge=0, description="Steady observations taken.")
+    weight: float = Field(0.0, ge=0, description="Sum of the decayed sample weights.")
+    mean_rate: float = Field(0.0, ge=0, description="Weighted mean requests/s per Ready replica.")
+    mean_tpot: float = Field(0.0, ge=0, description="Weighted mean TPOT p99 in seconds.")
 
 
 class ScalingState(ApiModel):
@@ -99,6 +118,13 @@ class ScalingState(ApiModel):
         ge=0,
         description="Learned seconds from a scale-up to its pods being Ready (model loading "
         "included): how far ahead a rising load is projected.",
+    )
+    ready_since: float | None = Field(
+        None, description="Unix time since when readyCount replicas have been Ready."
+    )
+    ready_count: int | None = Field(None, ge=0, description="Ready replicas at the last decision.")
+    capacity: CapacityModel | None = Field(
+        None, description="Learned capacity of one replica of the serving colour."
     )
 
 
