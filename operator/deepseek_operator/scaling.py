@@ -6,8 +6,9 @@ from what the replicas report now: an LLM replica fills its KV cache long before
 "utilization" says anything (NVML reports ~100% for any batch size). On top of that target
 tracking:
 
-- target tracking on TPOT p99 at 70% of its SLO (decode time grows with the batch, so a
-  replica whose KV cache is large reaches the TPOT SLO before it fills), sized on throughput:
+- target tracking on TPOT p99 at `targets.tpotSloFraction` (70%) of its SLO (decode time
+  grows with the batch, so a replica whose KV cache is large reaches the TPOT SLO before it
+  fills), sized on throughput:
   the request rate arriving (finished + backlog growth) over what one replica serves at that
   TPOT. That per-replica rate is learned from steady periods (every replica Ready for a whole
   rate window, no queue) as weighted means of TPOT p99 and the rate per replica. Until a
@@ -48,10 +49,6 @@ TOLERANCE = 0.1  # like the HPA: ratios within 10% of 1.0 do not move replicas
 # low while latency is already near the limit (a large KV cache, e.g. R1 on H200, is bound by
 # decode speed long before it fills), and removing a replica then breaches the SLO.
 LATENCY_HEADROOM = 0.8
-# Target tracking on TPOT: decode step time grows with the batch, so the concurrency a replica
-# can hold within the TPOT SLO is estimated as proportional to TPOT (conservative: the step's
-# fixed part is counted as load) and the fleet is sized to keep TPOT p99 at this fraction of it.
-TPOT_TARGET = 0.7
 HISTORY_LIMIT = 256
 TREND_WINDOW = 180.0  # seconds of request-rate history the trend is fitted on
 TREND_MIN_POINTS = 6
@@ -328,7 +325,8 @@ def decide(
                 f"{running / per_pod:.1f} running per replica, target {t.running_per_replica:g}",
             )
         )
-    aim = TPOT_TARGET * spec.slo.tpot_p99_seconds
+    fraction = t.tpot_slo_fraction
+    aim = fraction * spec.slo.tpot_p99_seconds
     per_replica = replica_capacity(cap_model, inp.colour, aim)
     if per_replica is not None and rate_now is not None and cap_model is not None:
         want_tp = arriving / per_replica
@@ -338,7 +336,7 @@ def decide(
                 "HighTPOT" if want_tp > per_pod else "LowLoad",
                 f"{arriving:.2f} req/s arriving ({rate_now:.2f} finished, backlog "
                 f"{growth:+.2f}/s); a replica serves ~{per_replica:.2f} req/s at TPOT p99 "
-                f"{aim:.3g}s ({TPOT_TARGET:.0%} of the SLO; learned from "
+                f"{aim:.3g}s ({fraction:.0%} of the SLO; learned from "
                 f"{cap_model.samples} steady samples)",
             )
         )
@@ -347,7 +345,7 @@ def decide(
             (
                 per_pod * tpot_now / aim,
                 "HighTPOT" if tpot_now > aim else "LowLoad",
-                f"TPOT p99 {tpot_now:.3g}s, aiming at {aim:.3g}s ({TPOT_TARGET:.0%} of the SLO)",
+                f"TPOT p99 {tpot_now:.3g}s, aiming at {aim:.3g}s ({fraction:.0%} of the SLO)",
             )
         )
     gpu = vals.get(Signal.GPU_UTILIZATION)

@@ -641,3 +641,20 @@ def test_slo_guard_waits_a_window_after_pods_became_ready() -> None:
     # a window later the breach is theirs: 4 x 2 = 8
     d = decide(SPEC, inp(replicas=6, ready=4, signals=breach), fresh, NOW + 45.0, 15.0)
     assert (d.replicas, d.reason) == (8, "TTFTAboveSLO"), d.message
+
+
+@pytest.mark.parametrize(
+    "fraction,replicas",
+    [
+        (0.7, 5),  # the default: 15 req/s over 3 req/s per replica
+        (0.5, 7),  # more headroom: 2.14 req/s per replica at 50 ms
+        (1.0, 4),  # sized at the SLO itself: 4.29 req/s per replica, 3.5 -> within tolerance of 4
+    ],
+)
+def test_tpot_slo_fraction_sets_the_aim(fraction: float, replicas: int) -> None:
+    targets = SPEC.targets.model_copy(update={"tpot_slo_fraction": fraction})
+    spec = SPEC.model_copy(update={"targets": targets})
+    load = sig(40, 0, 0.3, pods=4, requestRate=15.0, tpotP99=0.06)
+    d = decide(spec, inp(4, 4, load), backlog_state(40.0, capacity=LEARNED), NOW, 15.0)
+    assert d.replicas == replicas, d.message
+    assert f"({fraction:.0%} of the SLO" in d.message

@@ -390,6 +390,15 @@ class ScalingTargets(ApiModel):
         le=10000,
         description="Running requests per replica (vllm:num_requests_running). Unset: not used.",
     )
+    tpot_slo_fraction: float = Field(
+        0.7,
+        ge=0.1,
+        le=1,
+        description="TPOT p99 the fleet is sized for, as a fraction of slo.tpotP99Seconds. Lower "
+        "keeps more headroom for a burst that arrives while new replicas load (minutes for a "
+        "large model), at more GPU-hours; higher uses fewer GPUs and leaves bursts to the SLO "
+        "guard.",
+    )
     gpu_utilization: float | None = Field(
         None,
         gt=0,
