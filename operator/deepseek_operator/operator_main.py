@@ -7,6 +7,8 @@ import logging
 import os
 import random
 import sys
+import threading
+import time
 
 import kopf
 from kubernetes import client, config
@@ -62,14 +64,18 @@ def _connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
     )
 
 
-def _ensure_peering(api: client.ApiClient, name: str, namespaces: list[str]) -> None:
+def _ensure_peering(
+    api: client.ApiClient, name: str, targets: list[str | None], quiet: bool = False
+) -> list[str | None]:
     """Create the Kopf peering object(s) when missing: Kopf keeps every watch paused until the
     peering it is told to use exists, so a first start would otherwise do nothing. Already there
-    (the Helm chart creates it) or not allowed: left as is, and Kopf says what it waits for."""
+    (the Helm chart creates it): left as is. Returns the namespaces (None: cluster-wide) where it
+    could not be created yet: the namespace does not exist yet or is being deleted, or creating
+    it is not allowed; Kopf says what it waits for."""
     custom = client.CustomObjectsApi(api)
     log = logging.getLogger("deepseek_operator")
     body: dict[str, object] = {"apiVersion": "kopf.dev/v1", "metadata": {"name": name}}
-    targets: list[str | None] = list(namespaces) or [None]
+    missing: list[str | None] = []
     for ns in targets:
         try:
             if ns is None:
@@ -85,13 +91,37 @@ def _ensure_peering(api: client.ApiClient, name: str, namespaces: list[str]) -> 
             if e.status not in (403, 404, 409):
                 raise
             if e.status != 409:
-                log.warning(
-                    "peering_not_created name=%s namespace=%s status=%s: create it (crds/"
-                    "kopf-peering.yaml defines the kind) or run with --standalone",
-                    name,
-                    ns or "<cluster>",
-                    e.status,
-                )
+                missing.append(ns)
+                if not quiet:
+                    log.warning(
+                        "peering_not_created name=%s namespace=%s status=%s: retrying every "
+                        "%ss; create it (crds/kopf-peering.yaml defines the kind) or run with "
+                        "--standalone",
+                        name,
+                        ns or "<cluster>",
+                        e.status,
+                        PEERING_RETRY_SECONDS,
+                    )
+    return missing
+
+
+PEERING_RETRY_SECONDS = 5.0
+
+
+def _keep_ensuring_peering(api: client.ApiClient, name: str, missing: list[str | None]) -> None:
+    """Retry in the background until every peering object exists (a namespace the operator
+    watches may be created, or finish being deleted and be created again, after it starts)."""
+
+    def loop() -> None:
+        left = missing
+        while left:
+            time.sleep(PEERING_RETRY_SECONDS)
+            try:
+                left = _ensure_peering(api, name, left, quiet=True)
+            except Exception:  # pragma: no cover - an API hiccup: try again
+                logging.getLogger("deepseek_operator").exception("peering_retry_failed")
+
+    threading.Thread(target=loop, name="peering", daemon=True).start()
 
 
 def run_operator(args: argparse.Namespace) -> int:
@@ -119,7 +149,9 @@ def run_operator(args: argparse.Namespace) -> int:
     start_http_server(args.metrics_port, addr=args.bind_address, registry=metrics.REGISTRY)
     namespaces = list(args.namespace or [])
     if not args.standalone:
-        _ensure_peering(api, args.peering, namespaces)
+        missing = _ensure_peering(api, args.peering, list(namespaces) or [None])
+        if missing:
+            _keep_ensuring_peering(api, args.peering, missing)
     # Distinct priorities make Kopf peering a leader election: the highest-priority replica
     # works, the others stay paused until its peering record expires.
     priority = None

@@ -23,6 +23,7 @@ import pytest
 from deepseek_operator.localcluster import LocalCluster, RegionInfo
 from kubernetes import client, config
 
+from .operator_process import release_namespace
 from .waiting import wait_for
 
 PRIMARY = "us-east"
@@ -93,11 +94,7 @@ def namespace(
         )
     yield name
     for api in api_clients.values():
-        try:
-            client.CoreV1Api(api).delete_namespace(name, propagation_policy="Background")
-        except client.ApiException as e:
-            if e.status != 404:
-                raise
+        release_namespace(api, name)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from deepseek_operator.api.base import GROUP, PLURAL, VERSION
 from kubernetes import client, utils
 
 REPO = Path(__file__).resolve().parents[2]
@@ -169,3 +170,34 @@ class OperatorProcess:
     def restart(self) -> OperatorProcess:
         self.stop()
         return self.start()
+
+
+def release_namespace(api: client.ApiClient, name: str) -> None:
+    """Delete a test namespace. The test's operator is gone by now, so the finalizer it put on
+    DeepSeekDeployments is dropped first: otherwise the namespace stays Terminating for good
+    and the local cluster fills with them."""
+    custom = client.CustomObjectsApi(api)
+    try:
+        items = custom.list_namespaced_custom_object(GROUP, VERSION, name, PLURAL)["items"]
+    except client.ApiException as e:
+        if e.status != 404:  # no CRD in this region, or no namespace
+            raise
+        items = []
+    for o in items:
+        try:
+            custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                name,
+                PLURAL,
+                o["metadata"]["name"],
+                {"metadata": {"finalizers": None}},
+            )
+        except client.ApiException as e:
+            if e.status != 404:
+                raise
+    try:
+        client.CoreV1Api(api).delete_namespace(name, propagation_policy="Background")
+    except client.ApiException as e:
+        if e.status != 404:
+            raise

@@ -21,7 +21,7 @@ import yaml
 from deepseek_operator.localcluster import RegionInfo
 from kubernetes import client
 
-from .operator_process import REPO, OperatorProcess, install_crds
+from .operator_process import REPO, OperatorProcess, install_crds, release_namespace
 from .waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -70,7 +70,7 @@ def namespace_factory(core: client.CoreV1Api) -> Iterator[Any]:
 
     yield make
     for name in made:
-        core.delete_namespace(name)
+        release_namespace(core.api_client, name)
 
 
 @pytest.fixture
@@ -555,3 +555,30 @@ def test_two_replicas_leader_election(
     finally:
         for op in ops:
             op.stop()
+
+
+def test_operator_started_before_its_namespace_exists_serves_it_once_made(
+    region: RegionInfo,
+    crds: None,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    """`run -n X` before X exists (the demo's order, or a namespace deleted and made again):
+    the Kopf peering cannot be created yet and Kopf keeps its watches paused until it exists,
+    so the operator retries it and starts working once the namespace is there."""
+    ns = f"e2e-later-{os.urandom(3).hex()}"
+    op = OperatorProcess(region.kubeconfig, namespaces=[ns], name=f"op-{ns}").start()
+    try:
+        wait_for(lambda: "peering_not_created" in op.log(), timeout=30, what="the first try")
+        core.create_namespace({"metadata": {"name": ns, "labels": {"e2e": "true"}}})
+        create_dsd(custom, ns, example("deepseek-r1-distill-7b.yaml"))
+        wait_for(
+            lambda: _get_deployment(apps, ns, "r1-distill-7b-blue"),
+            timeout=90,
+            what="the engine Deployment in the namespace made after the operator started",
+        )
+        assert "peering_created" in op.log()
+    finally:
+        op.stop()
+        release_namespace(core.api_client, ns)
