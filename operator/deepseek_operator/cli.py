@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("action", nargs="?", choices=["up", "down"], default="up")
     demo.add_argument("--duration", type=float, default=240.0, help="seconds of load")
     demo.add_argument("--rate", type=float, default=2.0, help="base request rate (req/s)")
-    demo.add_argument("--burst", type=float, default=12.0, help="request rate of the burst")
+    demo.add_argument("--burst", type=float, default=24.0, help="request rate of the burst")
     demo.set_defaults(func=_demo)
     return parser
 

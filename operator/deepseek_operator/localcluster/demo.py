@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,32 @@ def _manifest() -> dict[str, Any]:
     return body
 
 
-def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
+def ensure_namespace(r: RegionInfo, bindir: Path, namespace: str = NAMESPACE) -> None:
+    """Create the demo namespace. One an earlier run left Terminating (deleted while no operator
+    ran to remove its finalizer from the DeepSeekDeployment) is let go first: creating anything
+    in it is forbidden, so the operator could not even take its peering lease."""
+    try:
+        phase = _kubectl(
+            r, bindir, "get", "namespace", namespace, "-o", "jsonpath={.status.phase}"
+        ).strip()
+    except RuntimeError as e:
+        if "NotFound" not in str(e):
+            raise
+        phase = ""
+    if phase == "Terminating":
+        _say(f"namespace {namespace} is still being deleted (an earlier run); releasing it")
+        for obj in _kubectl(r, bindir, "get", "dsd", "-n", namespace, "-o", "name").split():
+            _kubectl(
+                r, bindir, "patch", "-n", namespace, obj, "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}',
+            )  # fmt: skip
+        _kubectl(r, bindir, "wait", "--for=delete", f"namespace/{namespace}", "--timeout=120s")
+        phase = ""
+    if not phase:
+        _kubectl(r, bindir, "create", "namespace", namespace)
+
+
+def up(duration: float = 240.0, rate: float = 2.0, burst: float = 24.0) -> int:
     t0 = time.monotonic()
     cluster = LocalCluster()
     _say("local GPU cluster (first run builds the tools; see README)")
@@ -116,6 +142,7 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
         urllib.request.Request(f"{r.prometheus_url}/-/reload", method="POST"), timeout=30
     ).close()
 
+    ensure_namespace(r, bindir)  # before the operator: it takes its peering lease in there
     _say(f"operator (log: {_state() / 'operator.log'})")
     _start(
         "operator",
@@ -141,11 +168,6 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
     )
 
     _say(f"DeepSeekDeployment {NAMESPACE}/{NAME} (examples/deepseek-r1-distill-7b.yaml)")
-    try:
-        _kubectl(r, bindir, "create", "namespace", NAMESPACE)
-    except RuntimeError as e:
-        if "AlreadyExists" not in str(e):
-            raise
     _kubectl(r, bindir, "apply", "-f", "-", stdin=yaml.safe_dump(_manifest()))
 
     router_port = r.ports.get("router", 24080)
@@ -168,11 +190,18 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
     else:
         _say("no replica became Ready in 3 minutes; see .local/demo/operator.log")
         return 1
+    # The replica may have been Ready before the router listens (a second `make demo` finds the
+    # first one's DeepSeekDeployment): load sent before that would only be refused.
+    if not _router_routes(router_port, timeout=60):
+        _say(f"the router sends nothing to a Ready replica after 60 s; see {_state()}/router.log")
+        return 1
 
     _say(
         f"load: {rate:g} req/s, a burst of {burst:g} req/s in the middle third, for {duration:g} s "
         "(the Azure conversation trace's prompt/output lengths)"
     )
+    summary = _state() / "load-summary.json"
+    summary.unlink(missing_ok=True)  # an earlier run's numbers must not pass for this one's
     _start(
         "load",
         [
@@ -182,16 +211,20 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
             "--summary", str(_state() / "load-summary.json"),
         ],
     )  # fmt: skip
-    _watch(r, bindir, duration + 90)
-    summary = _state() / "load-summary.json"
-    if summary.exists():
-        s = json.loads(summary.read_text())
-        ttft, tpot = s.get("ttft_s") or {}, s.get("tpot_s") or {}
-        _say(
-            f"load done: {s.get('ok')} ok, {s.get('failed')} failed; client-side TTFT p50 "
-            f"{ttft.get('p50', 0):.2f}s p99 {ttft.get('p99', 0):.2f}s, TPOT p99 "
-            f"{tpot.get('p99', 0) * 1000:.0f} ms"
-        )
+    load_pid = _state() / "load.pid"
+    _watch(
+        r, bindir, duration + 90, stop=lambda: not procs.running(load_pid) and not summary.exists()
+    )
+    if not summary.exists():
+        _say(f"the load generator wrote no summary; see {_state() / 'load.log'}")
+        return 1
+    s = json.loads(summary.read_text())
+    ttft, tpot = s.get("ttft_s") or {}, s.get("tpot_s") or {}
+    _say(
+        f"load done: {s.get('ok')} ok, {s.get('failed')} failed; client-side TTFT p50 "
+        f"{ttft.get('p50', 0):.2f}s p99 {ttft.get('p99', 0):.2f}s, TPOT p99 "
+        f"{tpot.get('p99', 0) * 1000:.0f} ms"
+    )
     _say(f"demo ran {time.monotonic() - t0:.0f} s. Still running, to look around:")
     print(
         f"    export KUBECONFIG={r.kubeconfig}\n"
@@ -204,6 +237,21 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 12.0) -> int:
     return 0
 
 
+def _router_routes(port: int, timeout: float) -> bool:
+    """True once the router answers and has a Ready endpoint for the demo's Service."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/router/status", timeout=5) as f:
+                routes = json.loads(f.read()).get("routes") or []
+            if any(rt.get("endpoints") for rt in routes):
+                return True
+        except (OSError, ValueError):
+            pass
+        time.sleep(1)
+    return False
+
+
 def _status(r: RegionInfo, bindir: Path) -> dict[str, Any]:
     try:
         out = _kubectl(r, bindir, "get", "dsd", NAME, "-n", NAMESPACE, "-o", "json")
@@ -212,14 +260,17 @@ def _status(r: RegionInfo, bindir: Path) -> dict[str, Any]:
     return dict(json.loads(out).get("status") or {})
 
 
-def _watch(r: RegionInfo, bindir: Path, seconds: float) -> None:
+def _watch(
+    r: RegionInfo, bindir: Path, seconds: float, stop: Callable[[], bool] = lambda: False
+) -> None:
+    """A line every 5 s until `seconds` have passed or `stop()` (the load generator died)."""
     sel = f'namespace="{NAMESPACE}",dsd="{NAME}"'
     print(
         f"{'t':>5} {'req/s':>6} {'desired':>7} {'ready':>5} {'ttft p99':>9} {'queue':>5}  decision",
         flush=True,
     )
     t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
+    while time.monotonic() - t0 < seconds and not stop():
         st = _status(r, bindir)
         rps = _prom(r, f"sum(rate(vllm:request_success_total{{{sel}}}[30s]))")
         ttft = _prom(
