@@ -55,8 +55,8 @@ def namespace_factory(core: client.CoreV1Api) -> Iterator[Any]:
     """More namespaces (without the simulated fleet) for one test; deleted afterwards."""
     made: list[str] = []
 
-    def make() -> str:
-        name = f"e2e-extra-{os.urandom(3).hex()}"
+    def make(name: str | None = None) -> str:
+        name = name or f"e2e-extra-{os.urandom(3).hex()}"
         core.create_namespace(
             {
                 "metadata": {
@@ -560,7 +560,7 @@ def test_two_replicas_leader_election(
 def test_operator_started_before_its_namespace_exists_serves_it_once_made(
     region: RegionInfo,
     crds: None,
-    core: client.CoreV1Api,
+    namespace_factory: Any,
     apps: client.AppsV1Api,
     custom: client.CustomObjectsApi,
 ) -> None:
@@ -571,7 +571,7 @@ def test_operator_started_before_its_namespace_exists_serves_it_once_made(
     op = OperatorProcess(region.kubeconfig, namespaces=[ns], name=f"op-{ns}").start()
     try:
         wait_for(lambda: "peering_not_created" in op.log(), timeout=30, what="the first try")
-        core.create_namespace({"metadata": {"name": ns, "labels": {"e2e": "true"}}})
+        namespace_factory(ns)
         create_dsd(custom, ns, example("deepseek-r1-distill-7b.yaml"))
         wait_for(
             lambda: _get_deployment(apps, ns, "r1-distill-7b-blue"),
@@ -581,4 +581,3 @@ def test_operator_started_before_its_namespace_exists_serves_it_once_made(
         assert "peering_created" in op.log()
     finally:
         op.stop()
-        release_namespace(core.api_client, ns)
