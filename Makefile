@@ -14,7 +14,10 @@ PYTEST ?= $(PY) -m pytest
 CRD := crds/deepseekdeployments.serving.deepseek.dev.yaml
 
 .PHONY: help venv lint typecheck unit check test crd demo contract dashboards
-.PHONY: tools cluster cluster-down cluster-status e2e fleet demo-down
+.PHONY: tools cluster cluster-down cluster-status e2e fleet demo-down clean
+# Which local cluster pair `make cluster*` acts on: demo (.local/cluster, also make demo's) or
+# test (.local/test-cluster, the e2e suites'; keep one running to save their start-up).
+CLUSTER_PROFILE ?= demo
 .DEFAULT_GOAL := help
 
 help: ## list targets
@@ -43,13 +46,13 @@ tools: ## build/reuse the pinned Go binaries + promtool in $(CACHE)/bin (first b
 	scripts/build-tools.sh
 
 cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus, simulated fleet)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster up
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster up --profile $(CLUSTER_PROFILE)
 
 cluster-down: venv ## stop both local clusters (no process left behind; state kept in .local/cluster)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster down
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster down --profile $(CLUSTER_PROFILE)
 
 cluster-status: venv ## what runs where, health, nodes Ready
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster status
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster status --profile $(CLUSTER_PROFILE)
 
 fleet: venv ## simulated fleet in the foreground, for `cluster up --no-fleet` (`make cluster` runs one per region)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_serving.sim fleet $(FLEET_ARGS)
@@ -70,8 +73,11 @@ test: ## every test: lint, types, unit, e2e on the local cluster, contract with 
 demo: venv tools ## local GPU cluster + Prometheus + simulated fleet + operator, then an example scaling under a load step
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo up $(DEMO_ARGS)
 
-demo-down: venv ## stop what `make demo` started (operator, router, load, both clusters)
+demo-down: venv ## stop what `make demo` started (its namespace deleted; cluster state kept)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo down
+
+clean: venv ## stop every local cluster (demo's and tests') and delete their state and the demo's logs (keeps the tool cache)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo clean
 
 .PHONY: bench
 bench: venv ## autoscaling benchmark (virtual clock): ours vs HPA, KEDA, KPA, static, oracle -> bench/results/

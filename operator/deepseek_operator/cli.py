@@ -103,7 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", help="local cluster + fleet + operator; an example scaling under a load step"
     )
-    demo.add_argument("action", nargs="?", choices=["up", "down"], default="up")
+    demo.add_argument(
+        "action",
+        nargs="?",
+        choices=["up", "down", "clean"],
+        default="up",
+        help="up: run the demo; down: stop it (state kept); clean: stop and delete the state of "
+        "every local cluster (the demo's and the tests') and the demo's logs",
+    )
     demo.add_argument("--duration", type=float, default=240.0, help="seconds of load")
     demo.add_argument("--rate", type=float, default=2.0, help="base request rate (req/s)")
     demo.add_argument("--burst", type=float, default=24.0, help="request rate of the burst")
@@ -116,6 +123,8 @@ def _demo(args: argparse.Namespace) -> int:
 
     if args.action == "down":
         return demo.down()
+    if args.action == "clean":
+        return demo.clean()
     return demo.up(duration=args.duration, rate=args.rate, burst=args.burst)
 
 

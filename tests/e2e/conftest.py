@@ -1,10 +1,16 @@
 """Session fixtures of the e2e suites: the local GPU cluster (both regions), kubernetes clients,
 a namespace per test, a Prometheus client per region.
 
-The cluster is brought up if it is not running and reused if it is (`make cluster` beforehand
-saves its start-up time). After the session it is left running if it was running before, or if
-DEEPSEEK_KEEP_CLUSTER=1; otherwise it is taken down. Binaries come from `make tools`
-(scripts/build-tools.sh); without them the fixture fails and says so.
+The suites run on a cluster pair of their own, the `test` profile (.local/test-cluster, its own
+ports and addresses), never on the demo's (.local/cluster): what `make demo` leaves behind is
+not in the tests' cluster. A test cluster that is not running when the session starts is
+started from empty state (an interrupted earlier run's objects are gone); a running one
+(`make cluster CLUSTER_PROFILE=test`, or DEEPSEEK_KEEP_CLUSTER=1 last time) is reused, saving
+its start-up time, after the namespaces an earlier run left behind are released. At the end
+every e2e namespace is released and awaited: none is left Terminating. The cluster is then left
+running if it was running before, or if DEEPSEEK_KEEP_CLUSTER=1; otherwise it is taken down.
+Binaries come from `make tools` (scripts/build-tools.sh); without them the fixture fails and
+says so.
 """
 
 from __future__ import annotations
@@ -20,23 +26,63 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from deepseek_operator.localcluster import LocalCluster, RegionInfo
+from deepseek_operator.localcluster import LocalCluster, RegionInfo, region_configs
 from kubernetes import client, config
 
 from .operator_process import release_namespace
 from .waiting import wait_for
 
 PRIMARY = "us-east"
+E2E_LABEL = "e2e=true"  # every namespace a test makes carries it
+
+
+def e2e_cluster() -> LocalCluster:
+    """The e2e suites' cluster pair (profile `test`), apart from the demo's."""
+    return LocalCluster(region_configs(profile="test"))
+
+
+def release_e2e_namespaces(
+    api: client.ApiClient, timeout: float = 180.0, only: set[str] | None = None
+) -> list[str]:
+    """Release every namespace a test made (or those of them named in `only`): finalizers of
+    DeepSeekDeployments dropped, namespace deleted; then wait until they are gone. Returns their
+    names. Raises if one is still there after `timeout`, naming it: a namespace left
+    Terminating is a bug to see, not to pile up."""
+    core = client.CoreV1Api(api)
+
+    def ours() -> list[str]:
+        items = core.list_namespace(label_selector=E2E_LABEL).items
+        return [n.metadata.name for n in items if only is None or n.metadata.name in only]
+
+    names = ours()
+    for name in names:
+        release_namespace(api, name)
+    wait_for(lambda: not ours(), timeout=timeout, what=f"e2e namespaces gone ({', '.join(names)})")
+    return names
 
 
 @pytest.fixture(scope="session")
 def local_cluster() -> Iterator[LocalCluster]:
-    cluster = LocalCluster()
+    cluster = e2e_cluster()
     was_running = cluster.healthy()
+    if not was_running:
+        cluster.down(purge=True)  # a fresh start: nothing of an interrupted run is left
     cluster.up()
+    apis = _admin_clients(cluster)
+    for api in apis:
+        release_e2e_namespaces(api)
     yield cluster
+    for api in apis:
+        release_e2e_namespaces(api)
     if not (was_running or os.environ.get("DEEPSEEK_KEEP_CLUSTER") == "1"):
         cluster.down()
+
+
+def _admin_clients(cluster: LocalCluster) -> list[client.ApiClient]:
+    return [
+        config.new_client_from_config(config_file=str(r.kubeconfig), context=r.context)
+        for r in cluster.info().values()
+    ]
 
 
 @pytest.fixture(scope="session")

@@ -341,10 +341,10 @@ def test_a_second_up_reuses_the_running_cluster(local_cluster: LocalCluster) -> 
         for c in st.components
     }
     assert all(before.values())
-    LocalCluster().up()
+    LocalCluster(local_cluster.configs).up()
     after = {
         (region, c.name): c.pid
-        for region, st in LocalCluster().status().items()
+        for region, st in LocalCluster(local_cluster.configs).status().items()
         for c in st.components
     }
     assert after == before

@@ -101,6 +101,26 @@ def test_region_configs_put_state_under_dot_local_cluster(tmp_path: Path) -> Non
     assert len(octets) == len(cfgs)
 
 
+def test_the_demo_and_test_profiles_share_no_state_port_or_address(tmp_path: Path) -> None:
+    """`make demo` leaves objects in its clusters; the e2e suites must never see them, and both
+    may run at once: no state directory, port or network octet in common (nor with the
+    restart test's throwaway region: 26000, octet 48)."""
+    demo = region_configs(root=tmp_path, profile="demo")
+    test = region_configs(root=tmp_path, profile="test")
+    assert [c.name for c in demo] == [c.name for c in test] == ["us-east", "eu-west"]
+    assert {c.state_dir.parent for c in demo} == {tmp_path / ".local" / "cluster"}
+    assert {c.state_dir.parent for c in test} == {tmp_path / ".local" / "test-cluster"}
+    ports = [p for c in demo + test for p in c.ports.as_dict().values()]
+    ports += list(Ports.from_base(26000).as_dict().values())
+    assert len(ports) == len(set(ports))
+    assert all(1024 < p < 32768 for p in ports)
+    octets = [c.octet for c in demo + test] + [48]
+    assert len(octets) == len(set(octets))
+    assert region_configs(root=tmp_path) == demo  # the default is the demo's
+    with pytest.raises(KeyError):
+        region_configs(root=tmp_path, profile="prod")
+
+
 def test_config_with_overrides_fields() -> None:
     cfg = ClusterConfig(name="t", region="t", port_base=40000, octet=64)
     assert cfg.with_(fleet=False).fleet is False

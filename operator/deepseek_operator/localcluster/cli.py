@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .config import cache_dir, default_fleet_load_time_scale, region_configs
+from .config import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    cache_dir,
+    default_fleet_load_time_scale,
+    region_configs,
+)
 from .runner import ClusterError, LocalCluster, RegionInfo
 
 
@@ -15,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     csub = p.add_subparsers(dest="cluster_command", required=True)
     up = csub.add_parser("up", help="start both regions, or reuse them if they run")
+    _profile_arg(up)
     up.add_argument(
         "--no-fleet",
         action="store_true",
@@ -36,9 +43,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     down.add_argument(
         "--purge", action="store_true", help="also delete the state (etcd, certificates, TSDB)"
     )
+    _profile_arg(down)
     down.set_defaults(func=_down)
     st = csub.add_parser("status", help="what runs, where, and whether it is healthy")
+    _profile_arg(st)
     st.set_defaults(func=_status)
+
+
+def _profile_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="which pair of clusters: 'demo' (make demo, make cluster; .local/cluster) or "
+        "'test' (the e2e suites'; .local/test-cluster); they share no state, port or address",
+    )
+
+
+def _cluster(args: argparse.Namespace) -> LocalCluster:
+    return LocalCluster(region_configs(profile=args.profile))
 
 
 def _print_info(regions: dict[str, RegionInfo]) -> None:
@@ -68,6 +91,7 @@ def _print_info(regions: dict[str, RegionInfo]) -> None:
 def _up(args: argparse.Namespace) -> int:
     cluster = LocalCluster(
         region_configs(
+            profile=args.profile,
             fleet=not args.no_fleet,
             start_delay_s=args.start_delay,
             fleet_load_time_scale=args.fleet_load_time_scale,
@@ -83,13 +107,22 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
-    stopped = LocalCluster().down(purge=args.purge)
+    cluster = _cluster(args)
+    stopped = cluster.down(purge=args.purge)
     print(f"stopped {len(stopped)} processes" if stopped else "nothing was running")
+    where = sorted({str(c.state_dir.parent) for c in cluster.configs})
+    if args.purge:
+        print(f"deleted the state in {', '.join(where)}")
+    else:
+        print(
+            f"kept the state in {', '.join(where)} (etcd data with every object, certificates, "
+            "Prometheus data): the next `up` starts from it; `make clean` deletes it"
+        )
     return 0
 
 
-def _status(_: argparse.Namespace) -> int:
-    statuses = LocalCluster().status()
+def _status(args: argparse.Namespace) -> int:
+    statuses = _cluster(args).status()
     code = 0
     for name, st in statuses.items():
         state = "healthy" if st.healthy else ("stopped" if st.stopped else "DEGRADED")

@@ -54,7 +54,7 @@ class Ports:
 class ClusterConfig:
     """One local cluster (one region).
 
-    name          directory under <repo>/.local/cluster/ and kubeconfig context suffix
+    name          directory under <repo>/.local/<state_root>/ and kubeconfig context suffix
     region        value of topology.kubernetes.io/region; zones are <region>-a/b/c
     port_base     see Ports
     octet         network octet N: node IPs 10.N.0.k, pod CIDRs 10.N.k.0/24 (layout.py)
@@ -67,6 +67,9 @@ class ClusterConfig:
     rule_files    globs of Prometheus rule files (default: <state>/prometheus/rules/*.yaml; a
                   broken rule file there stops Prometheus from reloading, not from running)
     nodes         the node layout; None: default_node_layout(region)
+    state_root    the directory under <repo>/.local/ that holds this cluster's state: "cluster"
+                  for the demo's and `make cluster`'s, "test-cluster" for the e2e suites' (see
+                  PROFILES), so neither ever sees the other's objects
     """
 
     name: str
@@ -80,6 +83,7 @@ class ClusterConfig:
     rule_files: tuple[str, ...] | None = None
     nodes: tuple[NodeSpec, ...] | None = None
     repo_root: Path = field(default_factory=lambda: repo_root())
+    state_root: str = "cluster"
 
     @property
     def ports(self) -> Ports:
@@ -91,7 +95,7 @@ class ClusterConfig:
 
     @property
     def state_dir(self) -> Path:
-        return self.repo_root / ".local" / "cluster" / self.name
+        return self.repo_root / ".local" / self.state_root / self.name
 
     @property
     def kubeconfig(self) -> Path:
@@ -161,6 +165,28 @@ REGIONS: dict[str, tuple[int, int]] = {
 }
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A pair of local clusters with state, ports and addresses of its own.
+
+    `demo` is what `make demo` and `make cluster` run; `test` is what the e2e suites run. Two
+    profiles never share a state directory, a port or a network octet, so whatever the demo
+    left in its clusters (a DeepSeekDeployment, its pods, a namespace) is not in the tests'
+    cluster, and both can even run at once.
+    """
+
+    name: str
+    state_root: str  # <repo>/.local/<state_root>/<region>
+    regions: dict[str, tuple[int, int]]  # region: (port base, network octet)
+
+
+PROFILES: dict[str, Profile] = {
+    "demo": Profile("demo", "cluster", REGIONS),
+    "test": Profile("test", "test-cluster", {"us-east": (27000, 64), "eu-west": (28000, 80)}),
+}
+DEFAULT_PROFILE = "demo"
+
+
 def default_fleet_load_time_scale() -> float:
     """$DEEPSEEK_SIM_LOAD_TIME_SCALE, else DEFAULT_FLEET_LOAD_TIME_SCALE."""
     raw = os.environ.get("DEEPSEEK_SIM_LOAD_TIME_SCALE")
@@ -173,9 +199,11 @@ def region_configs(
     start_delay_s: float = 3.0,
     root: Path | None = None,
     fleet_load_time_scale: float | None = None,
+    profile: str = DEFAULT_PROFILE,
 ) -> list[ClusterConfig]:
-    """The two clusters of `make cluster`: us-east and eu-west."""
+    """The two clusters of a profile (PROFILES): us-east and eu-west."""
     base = root or repo_root()
+    prof = PROFILES[profile]
     scale = (
         default_fleet_load_time_scale() if fleet_load_time_scale is None else fleet_load_time_scale
     )
@@ -189,6 +217,7 @@ def region_configs(
             fleet_load_time_scale=scale,
             start_delay_s=start_delay_s,
             repo_root=base,
+            state_root=prof.state_root,
         )
-        for region, (ports, octet) in REGIONS.items()
+        for region, (ports, octet) in prof.regions.items()
     ]

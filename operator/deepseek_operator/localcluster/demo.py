@@ -111,11 +111,7 @@ def ensure_namespace(r: RegionInfo, bindir: Path, namespace: str = NAMESPACE) ->
         phase = ""
     if phase == "Terminating":
         _say(f"namespace {namespace} is still being deleted (an earlier run); releasing it")
-        for obj in _kubectl(r, bindir, "get", "dsd", "-n", namespace, "-o", "name").split():
-            _kubectl(
-                r, bindir, "patch", "-n", namespace, obj, "--type=merge",
-                "-p", '{"metadata":{"finalizers":null}}',
-            )  # fmt: skip
+        _drop_finalizers(r, bindir, namespace)
         _kubectl(r, bindir, "wait", "--for=delete", f"namespace/{namespace}", "--timeout=120s")
         phase = ""
     if not phase:
@@ -295,12 +291,84 @@ def _fmt(v: float | None, f: str) -> str:
 
 
 def down() -> int:
-    for name in ("load", "router", "operator"):
-        if procs.stop(_state() / f"{name}.pid"):
-            _say(f"stopped {name}")
+    """Stop what `up` started. The demo's namespace goes first, while the operator still runs to
+    finish its DeepSeekDeployment (a namespace deleted after the operator stopped would wait for
+    it in Terminating); then the load, router and operator, then both clusters. The clusters'
+    state (etcd, certificates, Prometheus data) is kept for a quicker next start and says so."""
     cluster = LocalCluster()
-    for r in cluster.info().values():
-        (r.prometheus_targets_dir / "deepseek-operator.json").unlink(missing_ok=True)
+    r = cluster.info()[REGION]
+    if cluster.healthy():
+        _say(f"deleting namespace {NAMESPACE} (the demo's DeepSeekDeployment and its pods)")
+        try:
+            release_namespace(
+                r, cluster.bindir, operator_running=procs.running(_pid("operator")) is not None
+            )
+        except RuntimeError as e:
+            _say(f"could not delete namespace {NAMESPACE}: {e}")
+    for name in ("load", "router", "operator"):
+        if procs.stop(_pid(name)):
+            _say(f"stopped {name}")
+    for info in cluster.info().values():
+        (info.prometheus_targets_dir / "deepseek-operator.json").unlink(missing_ok=True)
     cluster.down()
-    _say("local cluster stopped")
+    state = sorted({str(c.state_dir.parent) for c in cluster.configs})
+    _say(
+        "local cluster stopped. Kept: its state in "
+        f"{', '.join(state)} (etcd, certificates, Prometheus data; the next `make demo` starts "
+        f"from it) and the demo's logs in {_state()}. `make clean` deletes both."
+    )
+    return 0
+
+
+def _pid(name: str) -> Path:
+    return _state() / f"{name}.pid"
+
+
+def release_namespace(
+    r: RegionInfo,
+    bindir: Path,
+    namespace: str = NAMESPACE,
+    *,
+    operator_running: bool,
+    timeout_s: int = 120,
+) -> None:
+    """Delete the namespace and wait until it is gone. With no operator running, the finalizers
+    of its DeepSeekDeployments are dropped first (nobody else would)."""
+    try:
+        _kubectl(r, bindir, "get", "namespace", namespace, "-o", "name")
+    except RuntimeError as e:
+        if "NotFound" in str(e):
+            return
+        raise
+    if operator_running:
+        _kubectl(r, bindir, "delete", "dsd", "--all", "-n", namespace, f"--timeout={timeout_s}s")
+    else:
+        _drop_finalizers(r, bindir, namespace)
+    _kubectl(r, bindir, "delete", "namespace", namespace, "--wait=false")
+    _kubectl(r, bindir, "wait", "--for=delete", f"namespace/{namespace}", f"--timeout={timeout_s}s")
+
+
+def _drop_finalizers(r: RegionInfo, bindir: Path, namespace: str) -> None:
+    for obj in _kubectl(r, bindir, "get", "dsd", "-n", namespace, "-o", "name").split():
+        _kubectl(
+            r, bindir, "patch", "-n", namespace, obj, "--type=merge",
+            "-p", '{"metadata":{"finalizers":null}}',
+        )  # fmt: skip
+
+
+def clean() -> int:
+    """`make clean`: stop and delete both profiles' clusters and the demo's state."""
+    from .config import PROFILES, region_configs
+
+    for profile in sorted(PROFILES):
+        cluster = LocalCluster(region_configs(profile=profile))
+        stopped = cluster.down(purge=True)
+        where = sorted({str(c.state_dir.parent) for c in cluster.configs})
+        _say(f"{profile} clusters: stopped {len(stopped)} processes, deleted {', '.join(where)}")
+    for name in ("load", "router", "operator"):
+        procs.stop(_pid(name))
+    if _state().exists():
+        shutil.rmtree(_state())
+        _say(f"deleted {_state()}")
+    _say(f"the tool cache ({cluster.bindir.parent}) is kept: it takes ~25 min to build")
     return 0
