@@ -26,11 +26,12 @@ help: ## list targets
 venv: ## create/refresh the Python environment (outside the repo)
 	@scripts/bootstrap-python.sh
 
-lint: venv ## ruff
-	$(PY) -m ruff check operator serving tests dashboards bench
+lint: venv ## ruff; layer contracts (lint-imports: decisions import no I/O, the product no test bed)
+	$(PY) -m ruff check operator serving testbed tests dashboards bench
+	$(VENV)/bin/lint-imports
 
 typecheck: venv ## mypy (strict on the API and the decision modules)
-	$(PY) -m mypy operator/deepseek_operator serving/deepseek_serving
+	$(PY) -m mypy operator/deepseek_operator serving/deepseek_serving testbed
 	$(PY) -m mypy --strict dashboards bench
 
 unit: venv tools ## unit tests (pure logic, no cluster; promtool and helm for rules and chart)
@@ -46,16 +47,16 @@ tools: ## build/reuse the pinned Go binaries + promtool in $(CACHE)/bin (first b
 	scripts/build-tools.sh
 
 cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus, simulated fleet)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster up --profile $(CLUSTER_PROFILE)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed cluster up --profile $(CLUSTER_PROFILE)
 
 cluster-down: venv ## stop both local clusters (no process left behind; state kept in .local/cluster)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster down --profile $(CLUSTER_PROFILE)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed cluster down --profile $(CLUSTER_PROFILE)
 
 cluster-status: venv ## what runs where, health, nodes Ready
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator cluster status --profile $(CLUSTER_PROFILE)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed cluster status --profile $(CLUSTER_PROFILE)
 
 fleet: venv ## simulated fleet in the foreground, for `cluster up --no-fleet` (`make cluster` runs one per region)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_serving.sim fleet $(FLEET_ARGS)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed.sim fleet $(FLEET_ARGS)
 
 e2e: venv tools ## e2e tests on the local cluster (starts it if needed, reuses a running one)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PYTEST) -v -m e2e tests/e2e
@@ -71,13 +72,13 @@ test: ## every test: lint, types, unit, e2e on the local cluster, contract with 
 	scripts/test-all.sh
 
 demo: venv tools ## local GPU cluster + Prometheus + simulated fleet + operator, then an example scaling under a load step
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo up $(DEMO_ARGS)
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo up $(DEMO_ARGS)
 
 demo-down: venv ## stop what `make demo` started (its namespace deleted; cluster state kept)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo down
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo down
 
 clean: venv ## stop every local cluster (demo's and tests') and delete their state and the demo's logs (keeps the tool cache)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m deepseek_operator demo clean
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo clean
 
 .PHONY: bench
 bench: venv ## autoscaling benchmark (virtual clock): ours vs HPA, KEDA, KPA, static, oracle -> bench/results/

@@ -25,9 +25,10 @@ from typing import Any, cast
 
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.signals import Signal
-from deepseek_serving.sim import traces as T
-from deepseek_serving.sim.engine import EngineModel, SimRequest
-from deepseek_serving.sim.presets import EnginePreset, preset
+
+from testbed.sim import traces as T
+from testbed.sim.engine import EngineModel, SimRequest
+from testbed.sim.presets import EnginePreset, preset
 
 from .fleet import Fleet
 from .policies import Hpa, Keda, Kpa, Oracle, Ours, Policy, Static, View, need_series

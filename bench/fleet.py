@@ -27,8 +27,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from deepseek_operator.signals import Signal, Signals
-from deepseek_serving.sim.engine import EngineModel, RequestRecord, SimRequest
-from deepseek_serving.sim.presets import EnginePreset
+
+from testbed.sim.engine import EngineModel, RequestRecord, SimRequest
+from testbed.sim.presets import EnginePreset
 
 # Histogram bucket upper bounds of vllm:time_to_first_token_seconds and
 # vllm:inter_token_latency_seconds in vLLM 0.32 (shared/reference/vllm-0.32-metrics.txt).

@@ -20,7 +20,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 echo "==> installing deepseek-operator and its dev tools into $venv (first run: about a minute)"
 "$venv/bin/python" -m pip install --disable-pip-version-check -q --upgrade pip
-"$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -e "$here[dev]" \
+"$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -e "$here[dev,testbed]" \
   | grep -E '^(Successfully|ERROR)' || true
 "$venv/bin/python" -c "import deepseek_operator, kopf, kubernetes, pydantic" \
   || { echo "install failed" >&2; exit 1; }

@@ -1,4 +1,4 @@
-"""`deepseek-operator` command line: run the operator, print the CRD, and local tooling."""
+"""`deepseek-operator` command line: run the operator, print the CRD, print the version."""
 
 from __future__ import annotations
 
@@ -96,36 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
 
-    from .localcluster.cli import add_parser as add_cluster_parser
-
-    add_cluster_parser(sub)
-
-    demo = sub.add_parser(
-        "demo", help="local cluster + fleet + operator; an example scaling under a load step"
-    )
-    demo.add_argument(
-        "action",
-        nargs="?",
-        choices=["up", "down", "clean"],
-        default="up",
-        help="up: run the demo; down: stop it (state kept); clean: stop and delete the state of "
-        "every local cluster (the demo's and the tests') and the demo's logs",
-    )
-    demo.add_argument("--duration", type=float, default=240.0, help="seconds of load")
-    demo.add_argument("--rate", type=float, default=2.0, help="base request rate (req/s)")
-    demo.add_argument("--burst", type=float, default=24.0, help="request rate of the burst")
-    demo.set_defaults(func=_demo)
     return parser
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .localcluster import demo
-
-    if args.action == "down":
-        return demo.down()
-    if args.action == "clean":
-        return demo.clean()
-    return demo.up(duration=args.duration, rate=args.rate, burst=args.burst)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,12 +34,6 @@ PROM_DSD = "dsd"
 PROM_COLOUR = "colour"
 PROM_GROUP = (PROM_NAMESPACE, PROM_DSD, PROM_COLOUR)
 
-# The simulated fleet plays the container runtime on the local cluster: it sets these on a pod
-# once its simulated engine listens (kwok then marks the pod Ready) and once a terminating
-# pod's in-flight requests have drained (kwok then removes it).
-SIM_ENGINE_READY = "sim.deepseek.dev/engine-ready"
-SIM_DRAINED = "sim.deepseek.dev/drained"
-
 
 def engine_selector(dsd_name: str, colour: str | None = None) -> dict[str, str]:
     """Labels that select a DeepSeekDeployment's engine pods (of one colour, if given)."""

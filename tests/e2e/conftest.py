@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from deepseek_operator.localcluster import LocalCluster, RegionInfo, region_configs
 from kubernetes import client, config
+
+from testbed.cluster import LocalCluster, RegionInfo, region_configs
 
 from .operator_process import release_namespace
 from .waiting import wait_for

@@ -4,12 +4,12 @@ metrics, through the full stack.
 The real `deepseek-operator run` process watches the test's namespace on us-east and reads the
 region's Prometheus (real scrape of the simulated engines, real PromQL). Engine pods are played
 by the simulated fleet (cold start, vLLM metrics, real HTTP); a router subprocess fronts the
-DeepSeekDeployment's stable Service and `python -m deepseek_serving.sim load` sends real
+DeepSeekDeployment's stable Service and `python -m testbed.sim load` sends real
 requests through it. What is asserted is what a user sees with kubectl: spec.replicas (the
 scale subresource), status.lastScalingDecision, conditions, Events and Ready pods; never how
 long anything took.
 
-Load sizing (serving/deepseek_serving/sim/presets.py, DISTILL_7B_1XH100 at the operator's
+Load sizing (testbed/sim/presets.py, DISTILL_7B_1XH100 at the operator's
 default --gpu-memory-utilization 0.9): one H100 replica holds ~1.03M KV-cache tokens. A request
 of 12,000 prompt + 1,000 output tokens holds up to 13,000, so one replica runs ~80 of them at
 once and ~65 at the 80 % KV-cache target. At 3 requests/s each lasting tens of seconds the
@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deepseek_operator.localcluster import RegionInfo
 from kubernetes import client, watch
 from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.cluster import RegionInfo
 
 from .operator_process import LOGS, OperatorProcess, free_port, install_crds
 from .test_operator import (
@@ -145,7 +146,7 @@ def fleet(region: RegionInfo, namespace: str) -> Iterator[None]:
         [
             PY,
             "-m",
-            "deepseek_serving.sim",
+            "testbed.sim",
             "fleet",
             "--region",
             region.name,
@@ -180,7 +181,7 @@ def _terminate(proc: subprocess.Popen[Any]) -> None:
 
 
 class Router:
-    """`python -m deepseek_serving.sim router` in front of one Service."""
+    """`python -m testbed.sim router` in front of one Service."""
 
     def __init__(self, region: RegionInfo, namespace: str, service: str) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
@@ -192,7 +193,7 @@ class Router:
             [
                 PY,
                 "-m",
-                "deepseek_serving.sim",
+                "testbed.sim",
                 "router",
                 "--region",
                 region.name,
@@ -253,7 +254,7 @@ def write_trace(path: Path, *, rate: float, duration: float, prompt: int, output
 
 
 class Load:
-    """`python -m deepseek_serving.sim load` replaying a trace file through a router."""
+    """`python -m testbed.sim load` replaying a trace file through a router."""
 
     def __init__(self, url: str, trace: Path, out: Path) -> None:
         self.summary = out / "summary.json"
@@ -263,7 +264,7 @@ class Load:
             [
                 PY,
                 "-m",
-                "deepseek_serving.sim",
+                "testbed.sim",
                 "load",
                 "--url",
                 url,

@@ -34,9 +34,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deepseek_operator.localcluster import RegionInfo
 from kubernetes import client
 
+from testbed.cluster import RegionInfo
 from tests.e2e.conftest import PRIMARY
 from tests.e2e.operator_process import OperatorProcess, install_crds
 from tests.unit.test_chart import CHART, VALUES_SETS, helm_binary
@@ -103,7 +103,7 @@ class Cluster:
 def cluster(region: RegionInfo, api_clients: dict[str, client.ApiClient]) -> Cluster:
     """The primary region of the local cluster (conftest.py starts or reuses it), with the
     project's CRDs installed as the chart ships them."""
-    from deepseek_operator.localcluster import cache_dir
+    from testbed.cluster import cache_dir
 
     helm_binary()
     install_crds(api_clients[PRIMARY])

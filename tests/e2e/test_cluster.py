@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 from deepseek_operator import labels as L
-from deepseek_operator.localcluster import (
+from kubernetes import client
+
+from testbed.cluster import (
     ClusterConfig,
     LocalCluster,
     NodeSpec,
@@ -20,8 +22,7 @@ from deepseek_operator.localcluster import (
     loopback_address,
     procs,
 )
-from deepseek_operator.localcluster.layout import GPU_PRODUCT_LABEL, ZONE_LABEL
-from kubernetes import client
+from testbed.cluster.layout import GPU_PRODUCT_LABEL, ZONE_LABEL
 
 from .conftest import Prometheus
 from .waiting import wait_for

@@ -11,11 +11,12 @@ import secrets
 
 import pytest
 from deepseek_operator.api.base import GROUP, PLURAL, VERSION
-from deepseek_operator.localcluster import LocalCluster, RegionInfo
-from deepseek_operator.localcluster.config import PROFILES
-from deepseek_operator.localcluster.demo import ensure_namespace
-from deepseek_operator.localcluster.demo import release_namespace as demo_release_namespace
 from kubernetes import client
+
+from testbed.cluster import LocalCluster, RegionInfo
+from testbed.cluster.config import PROFILES
+from testbed.demo import ensure_namespace
+from testbed.demo import release_namespace as demo_release_namespace
 
 from .conftest import release_e2e_namespaces
 from .operator_process import install_crds, release_namespace

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deepseek_operator.localcluster import RegionInfo
 from kubernetes import client
+
+from testbed.cluster import RegionInfo
 
 from .operator_process import OperatorProcess, free_port, install_crds
 from .test_operator import GROUP, PLURAL, VERSION, condition, example

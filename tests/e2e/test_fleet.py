@@ -14,9 +14,11 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from deepseek_operator import labels as L
-from deepseek_serving.sim.loadgen import LoadGenerator, constant_rate
-from deepseek_serving.sim.router import Route, Router, local_cluster_address
 from kubernetes import client
+
+from testbed.labels import SIM_ENGINE_READY
+from testbed.sim.loadgen import LoadGenerator, constant_rate
+from testbed.sim.router import Route, Router, local_cluster_address
 
 pytestmark = pytest.mark.e2e
 
@@ -150,7 +152,7 @@ async def test_fleet_router_and_prometheus(
 
     pods = await until(two_ready, timeout=120, what="2 engine pods Ready through the fleet")
     for p in all_pods(core, namespace):
-        assert p.metadata.annotations[L.SIM_ENGINE_READY] == "true"
+        assert p.metadata.annotations[SIM_ENGINE_READY] == "true"
     status = (await fleet_status(fleet))["regions"][region.name]
     # The fleet plays every engine pod of the cluster: only this test's are compared.
     serving = {

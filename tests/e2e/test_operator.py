@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from deepseek_operator.localcluster import RegionInfo
 from kubernetes import client
+
+from testbed.cluster import RegionInfo
 
 from .operator_process import REPO, OperatorProcess, install_crds, release_namespace
 from .waiting import wait_for

@@ -11,7 +11,7 @@ Set-up, once for the module, in a namespace of its own in us-east:
   dashboards and rules select);
 - a DeepSeekDeployment (the 7B example, 2 replicas) is served by the simulated fleet that
   `cluster up` runs (it plays every namespace and serves the nodes' dcgm-exporters);
-- a router (`python -m deepseek_serving.sim router`) and the load generator (`... load`) keep
+- a router (`python -m testbed.sim router`) and the load generator (`... load`) keep
   requests flowing; a blue-green rollout runs to promotion, and then a fault makes 5% of the
   requests fail with HTTP 500, so the error and rollout series are real, not zero-filled.
 
@@ -46,12 +46,12 @@ from typing import IO, Any, cast
 import pytest
 import yaml
 from deepseek_operator import labels as L
-from deepseek_operator.localcluster import RegionInfo
 from kubernetes import client
 
 import dashboards
 from dashboards import rules as R
 from dashboards.queries import OPERATOR_JOB
+from testbed.cluster import RegionInfo
 
 from .conftest import PRIMARY, Prometheus
 from .operator_process import LOGS, REPO, OperatorProcess, free_port, install_crds
@@ -160,7 +160,7 @@ class Background:
 
 
 def sim(*args: str) -> list[str]:
-    return [sys.executable, "-m", "deepseek_serving.sim", *args]
+    return [sys.executable, "-m", "testbed.sim", *args]
 
 
 def cluster_fleet_running(region: RegionInfo) -> bool:

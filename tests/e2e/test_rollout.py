@@ -24,10 +24,11 @@ from typing import Any
 import aiohttp
 import pytest
 from deepseek_operator import labels as L
-from deepseek_operator.localcluster import RegionInfo
-from deepseek_serving.sim.loadgen import LoadGenerator, constant_rate
-from deepseek_serving.sim.router import Route, Router, local_cluster_address
 from kubernetes import client
+
+from testbed.cluster import RegionInfo
+from testbed.sim.loadgen import LoadGenerator, constant_rate
+from testbed.sim.router import Route, Router, local_cluster_address
 
 from .operator_process import OperatorProcess, install_crds
 from .test_operator import (

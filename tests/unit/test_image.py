@@ -4,7 +4,8 @@ No container engine runs here, so the image is not built in tests; these checks 
 Dockerfile to the code and the chart instead: the entrypoint is a console script of the
 package, the default command and every argument list the chart renders are accepted by the
 real CLI parser, the user is the numeric non-root one the chart's securityContext expects, and
-every Python module of the source tree is inside a package the build picks up.
+every Python module of the source tree is inside a package the build picks up. The wheel the
+image installs is built for real and holds no test bed code.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -96,3 +100,40 @@ def test_every_module_is_in_a_package_the_build_finds() -> None:
             in_package = (f.parent / "__init__.py").exists()
             if in_package and f.is_file() and f.suffix not in (".py", ".pyc"):
                 assert any(f.match(p) for p in patterns), f"{f} is not in package-data"
+
+
+TESTBED_DEPENDENCIES = {"aiohttp", "cryptography"}
+
+
+def test_the_operator_wheel_and_image_carry_no_test_bed(tmp_path: Path) -> None:
+    """The image installs the wheel built from its build context: neither holds test bed code,
+    and installing it pulls none of the test bed's dependencies (they are the `testbed` extra)."""
+    # The build context the Dockerfile sees: an allowlist without the test bed.
+    allowed = [
+        line[1:].strip("/")
+        for line in (REPO / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    assert "testbed" not in allowed and all((REPO / a).exists() for a in allowed), allowed
+    roots = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "testbed" not in roots["packages"]["find"]["where"]
+    # The wheel itself (what `pip install .` and the image install).
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("deepseek_operator-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        metadata = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"deepseek_operator", "deepseek_serving"}, tops
+    assert not [n for n in names if re.search(r"testbed|localcluster|/sim/", n)]
+    required = {
+        re.split(r"[<>=!; \[]", line.removeprefix("Requires-Dist: "))[0].lower()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ") and "extra ==" not in line
+    }
+    assert "kopf" in required
+    assert not required & TESTBED_DEPENDENCIES, required

@@ -9,7 +9,9 @@ import time
 
 import aiohttp
 import pytest
-from deepseek_serving.sim.dcgm import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.sim.dcgm import (
     DcgmExporters,
     GpuSample,
     PodRef,
@@ -19,10 +21,9 @@ from deepseek_serving.sim.dcgm import (
     reading_from_engine,
     render,
 )
-from deepseek_serving.sim.engine import EngineModel, SimRequest
-from deepseek_serving.sim.fleet import allocate_gpus
-from deepseek_serving.sim.presets import preset
-from prometheus_client.parser import text_string_to_metric_families
+from testbed.sim.engine import EngineModel, SimRequest
+from testbed.sim.fleet import allocate_gpus
+from testbed.sim.presets import preset
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 REQUIRED = {

@@ -6,8 +6,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from deepseek_serving.sim.engine import EngineModel, RequestRecord, SimRequest
-from deepseek_serving.sim.presets import (
+
+from testbed.sim.engine import EngineModel, RequestRecord, SimRequest
+from testbed.sim.presets import (
     DISTILL_7B_1XH100,
     R1_FP8_8XH200,
     R1_FP8_KV8_8XH200,
@@ -136,7 +137,7 @@ def test_cold_start_delays_the_first_token_until_the_model_is_loaded() -> None:
 
 
 def test_a_model_that_does_not_fit_rejects_requests() -> None:
-    from deepseek_serving.sim.presets import R1_FP8_8XH100
+    from testbed.sim.presets import R1_FP8_8XH100
 
     e = EngineModel(R1_FP8_8XH100, start_time=0.0)
     assert e.ready_at() is None

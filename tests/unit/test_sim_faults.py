@@ -7,8 +7,10 @@ import time
 
 import aiohttp
 import pytest
-from deepseek_serving.sim.engine import EngineModel
-from deepseek_serving.sim.faults import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.sim.engine import EngineModel
+from testbed.sim.faults import (
     ERROR_RATE_ANNOTATION,
     FAULT_ANNOTATION,
     HEALTHY,
@@ -24,10 +26,9 @@ from deepseek_serving.sim.faults import (
     parse_fault_request,
     zone_down_node_patch,
 )
-from deepseek_serving.sim.fleet import Action, PodView, ReplicaPhase, decide
-from deepseek_serving.sim.presets import preset
-from deepseek_serving.sim.replica import ReplicaServer
-from prometheus_client.parser import text_string_to_metric_families
+from testbed.sim.fleet import Action, PodView, ReplicaPhase, decide
+from testbed.sim.presets import preset
+from testbed.sim.replica import ReplicaServer
 
 
 @pytest.mark.parametrize(

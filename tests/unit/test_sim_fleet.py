@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from deepseek_serving.sim.fleet import (
+
+from testbed.sim.fleet import (
     EngineArgs,
     parse_engine_args,
     plan_replica,
@@ -142,8 +143,8 @@ def test_local_cluster_addresses():
 
 
 def test_prometheus_file_sd(tmp_path):
-    from deepseek_serving.sim.fleet import engine_target_labels
-    from deepseek_serving.sim.router import file_sd_groups, register_file_sd, write_file_sd
+    from testbed.sim.fleet import engine_target_labels
+    from testbed.sim.router import file_sd_groups, register_file_sd, write_file_sd
 
     path = register_file_sd(tmp_path / "targets", "sim-router-a", "127.0.0.1:24080", {"job": "r"})
     assert json.loads(path.read_text()) == [

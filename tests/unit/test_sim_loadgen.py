@@ -10,11 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
-from deepseek_serving.sim import traces
-from deepseek_serving.sim.__main__ import main as cli
-from deepseek_serving.sim.engine import EngineModel
-from deepseek_serving.sim.faults import ReplicaFaults
-from deepseek_serving.sim.loadgen import (
+
+from testbed.sim import traces
+from testbed.sim.__main__ import main as cli
+from testbed.sim.engine import EngineModel
+from testbed.sim.faults import ReplicaFaults
+from testbed.sim.loadgen import (
     LoadGenerator,
     LoadRequest,
     RequestRecord,
@@ -22,8 +23,8 @@ from deepseek_serving.sim.loadgen import (
     percentile,
     summarize,
 )
-from deepseek_serving.sim.presets import preset
-from deepseek_serving.sim.replica import ReplicaServer
+from testbed.sim.presets import preset
+from testbed.sim.replica import ReplicaServer
 
 AZURE_CSV = """TIMESTAMP,ContextTokens,GeneratedTokens
 2023-11-16 18:15:46.6805900,374,44
@@ -164,7 +165,7 @@ def test_cli_replays_an_azure_trace_and_keeps_its_attribution(tmp_path: Path):
 
 
 def test_synthetic_patterns_for_the_cli():
-    from deepseek_serving.sim.__main__ import build_trace, parser
+    from testbed.sim.__main__ import build_trace, parser
 
     args = parser().parse_args(
         ["load", "--url", "x", "--trace", "step", "--rate", "2", "--duration", "100"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from deepseek_serving.sim.presets import (
+
+from testbed.sim.presets import (
     DISTILL_7B_1XH100,
     GIB,
     H100_SXM,

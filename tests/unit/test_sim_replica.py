@@ -12,11 +12,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from deepseek_serving.sim.engine import EngineModel
-from deepseek_serving.sim.faults import ReplicaFaults
-from deepseek_serving.sim.presets import preset
-from deepseek_serving.sim.replica import ReplicaServer
 from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.sim.engine import EngineModel
+from testbed.sim.faults import ReplicaFaults
+from testbed.sim.presets import preset
+from testbed.sim.replica import ReplicaServer
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vllm-0.32" / "vllm-0.32-metrics.txt"
 # The reference server ran a model named "tiny" with --max-model-len 256 (the token-count

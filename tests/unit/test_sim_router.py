@@ -14,11 +14,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from deepseek_serving.sim.engine import EngineModel
-from deepseek_serving.sim.faults import ReplicaFaults
-from deepseek_serving.sim.presets import preset
-from deepseek_serving.sim.replica import ReplicaServer
-from deepseek_serving.sim.router import (
+from prometheus_client.parser import text_string_to_metric_families
+
+from testbed.sim.engine import EngineModel
+from testbed.sim.faults import ReplicaFaults
+from testbed.sim.presets import preset
+from testbed.sim.replica import ReplicaServer
+from testbed.sim.router import (
     Endpoint,
     Route,
     Router,
@@ -28,7 +30,6 @@ from deepseek_serving.sim.router import (
     parse_route,
     ready_endpoints,
 )
-from prometheus_client.parser import text_string_to_metric_families
 
 KEY = "ns/engine"
 

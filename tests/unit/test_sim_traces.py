@@ -6,7 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from deepseek_serving.sim import traces as T
+
+from testbed.sim import traces as T
 
 AZURE_ROWS = """TIMESTAMP,ContextTokens,GeneratedTokens
 2023-11-16 18:15:46.6805900,374,44

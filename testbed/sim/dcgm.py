@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-log = logging.getLogger("deepseek_serving.sim.dcgm")
+log = logging.getLogger("testbed.sim.dcgm")
 
 DCGM_PORT = 9400
 DRIVER_VERSION = "580.159.04"  # the driver of the reference H100 reading

@@ -229,14 +229,14 @@ def prometheus(cfg: ClusterConfig, bindir: Path, paths: Paths) -> Component:
 
 
 def fleet(cfg: ClusterConfig, bindir: Path, paths: Paths) -> Component:
-    """The simulated GPU fleet of this cluster (serving/deepseek_serving/sim): one process per
+    """The simulated GPU fleet of this cluster (testbed/sim): one process per
     region, so that its dcgm-exporters (<node address>:9400) never collide with another's."""
     return Component(
         "fleet",
         (
             sys.executable,
             "-m",
-            "deepseek_serving.sim",
+            "testbed.sim",
             "fleet",
             f"--kubeconfig={paths.kubeconfig}",
             f"--name={cfg.name}",

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from deepseek_operator import labels
-from deepseek_operator.localcluster import stages as S
+
+from testbed.cluster import stages as S
+from testbed.labels import SIM_DRAINED, SIM_ENGINE_READY
 
 ENGINE = {labels.COMPONENT: labels.ENGINE_COMPONENT, labels.DEPLOYMENT: "r1"}
 
@@ -56,7 +58,7 @@ NO_FLEET = S.pod_stages(start_delay_s=3, fleet=False)
         ("engine pod waits for the fleet", pod(lbls=ENGINE), ["pod-steady"]),
         (
             "engine pod the fleet serves becomes Ready",
-            pod(lbls=ENGINE, ann={labels.SIM_ENGINE_READY: "true"}),
+            pod(lbls=ENGINE, ann={SIM_ENGINE_READY: "true"}),
             ["engine-ready"],
         ),
         (
@@ -89,7 +91,7 @@ NO_FLEET = S.pod_stages(start_delay_s=3, fleet=False)
         ),
         (
             "drained engine pod is removed",
-            pod(lbls=ENGINE, deleting=True, ann={labels.SIM_DRAINED: "true"}),
+            pod(lbls=ENGINE, deleting=True, ann={SIM_DRAINED: "true"}),
             ["engine-drained"],
         ),
         (

@@ -1,4 +1,4 @@
-"""Command line of the simulated GPU fleet: `python -m deepseek_serving.sim COMMAND ...`.
+"""Command line of the simulated GPU fleet: `python -m testbed.sim COMMAND ...`.
 
     fleet   play the GPU nodes of local clusters: a simulated vLLM per engine pod, a
             dcgm-exporter per GPU node, fault hooks (see fleet.py)
@@ -27,7 +27,7 @@ from typing import Any
 
 from .faults import FaultRequest, PodSelector, parse_label_selector
 
-log = logging.getLogger("deepseek_serving.sim")
+log = logging.getLogger("testbed.sim")
 
 ROUTER_PORT_OFFSET = 80  # router of a local region: its port base + 80 (us-east 24080)
 
@@ -49,7 +49,7 @@ def _regions(args: argparse.Namespace) -> list[Any]:
         return [RegionConfig(name, Path(args.kubeconfig), targets, state)]
     regions = args.region or []
     if not regions:
-        from deepseek_operator.localcluster.config import REGIONS
+        from testbed.cluster.config import REGIONS
 
         regions = list(REGIONS)
     return [RegionConfig.local(r) for r in regions]
@@ -96,7 +96,7 @@ def _kube(region: Any) -> tuple[Any, Any]:
 
 
 async def _router(args: argparse.Namespace) -> int:
-    from deepseek_operator.localcluster.config import REGIONS
+    from testbed.cluster.config import REGIONS
 
     from .router import Router, local_cluster_address, parse_route, register_file_sd
 
@@ -257,7 +257,7 @@ def _cluster_args(p: argparse.ArgumentParser, many: bool) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
-        prog="python -m deepseek_serving.sim",
+        prog="python -m testbed.sim",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

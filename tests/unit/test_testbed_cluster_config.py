@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
-from deepseek_operator.localcluster import components as C
-from deepseek_operator.localcluster import procs
-from deepseek_operator.localcluster.config import cache_dir, region_configs
-from deepseek_operator.localcluster.pki import ensure_pki
-from deepseek_operator.localcluster.prometheus import prometheus_config, render
+
+from testbed.cluster import components as C
+from testbed.cluster import procs
+from testbed.cluster.config import cache_dir, region_configs
+from testbed.cluster.pki import ensure_pki
+from testbed.cluster.prometheus import prometheus_config, render
 
 
 def _cfg(tmp_path: Path) -> Any:
@@ -251,16 +252,24 @@ def test_a_recycled_pid_is_not_taken_for_the_recorded_process(tmp_path: Path) ->
     [("2048Gi", "2Ti"), ("192", "192"), ("30Ti", "30720Gi"), ("500m", "0.5"), ("1k", "1000")],
 )
 def test_quantities_compare_as_the_api_server_rewrites_them(a: str, b: str) -> None:
-    from deepseek_operator.localcluster.runner import quantity
+    from testbed.cluster.runner import quantity
 
     assert quantity(a) == quantity(b)
 
 
-def test_cluster_subcommands_are_wired_into_the_cli() -> None:
-    from deepseek_operator.cli import build_parser
+def test_cluster_and_demo_subcommands_are_the_test_beds_not_the_operators() -> None:
+    from deepseek_operator.cli import build_parser as operator_parser
 
+    from testbed.__main__ import build_parser
+
+    for product_has_none_of in (["cluster", "up"], ["demo", "up"]):
+        with pytest.raises(SystemExit):
+            operator_parser().parse_args(product_has_none_of)
     args = build_parser().parse_args(["cluster", "up", "--no-fleet", "--start-delay", "1"])
     assert (args.cluster_command, args.no_fleet, args.start_delay) == ("up", True, 1.0)
+    assert args.profile == "demo"
+    assert build_parser().parse_args(["cluster", "status", "--profile", "test"]).profile == "test"
+    assert build_parser().parse_args(["demo", "clean"]).action == "clean"
     args = build_parser().parse_args(["cluster", "up", "--fleet-load-time-scale", "0.1"])
     assert (args.no_fleet, args.fleet_load_time_scale) == (False, 0.1)
     assert build_parser().parse_args(["cluster", "down", "--purge"]).purge is True

@@ -6,8 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from deepseek_operator.localcluster import layout as L
-from deepseek_operator.localcluster.config import REGIONS, ClusterConfig, Ports, region_configs
+
+from testbed.cluster import layout as L
+from testbed.cluster.config import REGIONS, ClusterConfig, Ports, region_configs
 
 
 def test_default_layout_spreads_gpu_nodes_over_three_zones_plus_cpu_nodes() -> None:

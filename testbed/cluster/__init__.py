@@ -1,9 +1,9 @@
 """The local GPU cluster: a real Kubernetes control plane (etcd, kube-apiserver,
 kube-controller-manager, kube-scheduler built from Go modules) with kwok-simulated GPU nodes and a
-Prometheus per region. Used by `deepseek-operator cluster up|down|status`, `make cluster`, the
+Prometheus per region. Used by `python -m testbed cluster up|down|status`, `make cluster`, the
 e2e test fixtures and the demo.
 
-    from deepseek_operator.localcluster import LocalCluster
+    from testbed.cluster import LocalCluster
     regions = LocalCluster().up()          # {"us-east": RegionInfo, "eu-west": RegionInfo}
     regions["us-east"].kubeconfig          # <repo>/.local/cluster/us-east/kubeconfig
     LocalCluster().down()

@@ -58,7 +58,7 @@ class ClusterConfig:
     region        value of topology.kubernetes.io/region; zones are <region>-a/b/c
     port_base     see Ports
     octet         network octet N: node IPs 10.N.0.k, pod CIDRs 10.N.k.0/24 (layout.py)
-    fleet         True: the cluster runs a simulated fleet daemon (serving/deepseek_serving/sim)
+    fleet         True: the cluster runs a simulated fleet daemon (testbed/sim)
                   and engine pods wait for it (sim.deepseek.dev/engine-ready); False: no fleet,
                   engine pods behave like ordinary pods ("no fleet" mode)
     fleet_load_time_scale  the fleet's --load-time-scale (model load time multiplier)
@@ -148,7 +148,7 @@ def repo_root() -> Path:
     env = os.environ.get("DEEPSEEK_REPO_ROOT")
     if env:
         return Path(env).resolve()
-    here = Path(__file__).resolve().parents[3]
+    here = Path(__file__).resolve().parents[2]
     if (here / "scripts" / "build-tools.sh").exists():
         return here
     return Path.cwd().resolve()

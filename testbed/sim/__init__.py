@@ -11,7 +11,7 @@
 - router.py: least-outstanding-requests router over a Service's EndpointSlices.
 - loadgen.py: trace replay with per-request TTFT/TPOT/latency and a JSON summary.
 - faults.py: slow / erroring / crashing replicas, zones going away.
-Command line: `python -m deepseek_serving.sim fleet|router|load|fault|zone --help`.
+Command line: `python -m testbed.sim fleet|router|load|fault|zone --help`.
 
 Only the engine model is imported here; the I/O modules are imported where they are used.
 """

@@ -53,7 +53,7 @@ from .engine import EngineModel, SimRequest, TokenEvent
 from .engine import RequestRecord as EngineRecord
 from .faults import HEALTHY, ReplicaFaults
 
-log = logging.getLogger("deepseek_serving.sim.replica")
+log = logging.getLogger("testbed.sim.replica")
 
 CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 ENGINE_INDEX = "0"

@@ -4,7 +4,7 @@ It watches pods and nodes of one or more clusters (regions). For every engine po
 (`app.kubernetes.io/component=engine` with a `serving.deepseek.dev/deployment` label) that the
 scheduler put on a local-cluster node and that kwok gave a pod IP, it runs a simulated vLLM
 replica (replica.py) on the pod IP's loopback twin (10.a.b.c -> 127.a.b.c, see
-localcluster/layout.py) and the container port, configured from the pod spec the way a
+cluster/layout.py) and the container port, configured from the pod spec the way a
 real vLLM reads its command line: `--model` (or the positional model), `--served-model-name`,
 `--quantization`, `--dtype`, `--kv-cache-dtype`, `--tensor-parallel-size`,
 `--pipeline-parallel-size`, `--max-model-len`, `--gpu-memory-utilization`, `--max-num-seqs`,
@@ -25,7 +25,7 @@ Lifecycle, as the kubelet and a real vLLM would play it:
 - A pod that vanishes stops its replica at once.
 Every node with GPUs gets a dcgm-exporter on `<InternalIP>:9400` (dcgm.py); the region's
 Prometheus finds those through kubernetes_sd (role node) and the engines through role pod
-(operator/deepseek_operator/localcluster/prometheus.py). What it cannot discover, the fleet's
+(testbed/cluster/prometheus.py). What it cannot discover, the fleet's
 own control endpoint, is registered as file_sd `<state>/prometheus/targets/sim-fleet.json`
 (job `sim-fleet`); the router registers itself the same way (job `sim-router`).
 
@@ -56,9 +56,11 @@ from typing import Any
 
 from aiohttp import web
 from deepseek_operator import labels as L
-from deepseek_operator.localcluster.layout import loopback_address
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from testbed.cluster.layout import loopback_address
+
+from ..labels import SIM_DRAINED, SIM_ENGINE_READY
 from .dcgm import (
     DCGM_PORT,
     DcgmExporters,
@@ -82,7 +84,7 @@ from .presets import EnginePreset, make_preset, model_for_checkpoint
 from .replica import ReplicaServer
 from .router import WatchHandle, file_sd_groups, watch_objects, write_file_sd
 
-log = logging.getLogger("deepseek_serving.sim.fleet")
+log = logging.getLogger("testbed.sim.fleet")
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -90,7 +92,7 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
 SIM_ENGINE_ERROR = "sim.deepseek.dev/engine-error"
 SIM_ZONE_DOWN = "sim.deepseek.dev/zone-down"  # faults.ZONE_DOWN_ANNOTATION
-# "false" on a pod: not the fleet's (kwok makes it Ready after the start delay, localcluster
+# "false" on a pod: not the fleet's (kwok makes it Ready after the start delay, cluster
 # stages.FLEET_ANNOTATION); the cluster's fleet leaves it alone.
 SIM_FLEET_OPT_OUT = "sim.deepseek.dev/fleet"
 DEFAULT_PORT = 8000  # vLLM's --port default
@@ -346,7 +348,7 @@ def is_loopback(ip: str | None) -> bool:
 
 
 def sim_address(ip: str | None) -> str | None:
-    """Where this machine serves a cluster address (localcluster/layout.py): 10.a.b.c ->
+    """Where this machine serves a cluster address (cluster/layout.py): 10.a.b.c ->
     127.a.b.c; a loopback address is served as it is; anything else is not ours (None)."""
     if not ip:
         return None
@@ -618,7 +620,7 @@ def pod_view(
         and sim_address(node_internal_ip(node)) is not None,
         has_ip=sim_address(status.get("podIP")) is not None,
         terminating=meta.get("deletionTimestamp") is not None,
-        drained_marked=ann.get(L.SIM_DRAINED) == "true",
+        drained_marked=ann.get(SIM_DRAINED) == "true",
         node_down=node_marked_down or (bool(zone) and zone in zones_down),
         identity=(meta.get("uid", ""), status.get("podIP", ""), spec.get("nodeName", "")),
     )
@@ -664,7 +666,7 @@ def decide(
 
 
 def engine_target_labels(pod: Mapping[str, Any], node: str, container: str) -> dict[str, str]:
-    """The target labels the region's Prometheus gives an engine (localcluster/prometheus.py,
+    """The target labels the region's Prometheus gives an engine (cluster/prometheus.py,
     job deepseek-engines; the operator's PodMonitor gives the same)."""
     meta = pod.get("metadata") or {}
     labels = meta.get("labels") or {}
@@ -732,8 +734,8 @@ class RegionConfig:
 
     @classmethod
     def local(cls, region: str) -> RegionConfig:
-        """A region of `make cluster` (operator/deepseek_operator/localcluster)."""
-        from deepseek_operator.localcluster.config import region_configs
+        """A region of `make cluster` (testbed/cluster)."""
+        from testbed.cluster.config import region_configs
 
         for c in region_configs():
             if c.name == region:
@@ -1059,11 +1061,11 @@ class Fleet:
             if pod is not None:
                 self._mark(region, [key])  # a terminating pod is then marked drained
         elif action == Action.MARK_DRAINED and pod is not None:
-            await self._patch_pod(region, pod, {L.SIM_DRAINED: "true"})
+            await self._patch_pod(region, pod, {SIM_DRAINED: "true"})
         elif action == Action.CRASH and slot is not None:
             await self._crash(region, slot, crash_xid(ann))
             if pod is not None and not view.terminating:
-                await self._patch_pod(region, pod, {L.SIM_ENGINE_READY: None})
+                await self._patch_pod(region, pod, {SIM_ENGINE_READY: None})
         if pod is None and slot is not None and slot.phase == ReplicaPhase.STOPPED:
             region.slots.pop(key, None)
         if slot is not None and slot.server is not None and slot.phase == ReplicaPhase.SERVING:
@@ -1110,7 +1112,7 @@ class Fleet:
     async def _report_error(
         self, region: _Region, pod: Mapping[str, Any], plan: ReplicaPlan
     ) -> None:
-        await self._patch_pod(region, pod, {SIM_ENGINE_ERROR: plan.error, L.SIM_ENGINE_READY: None})
+        await self._patch_pod(region, pod, {SIM_ENGINE_ERROR: plan.error, SIM_ENGINE_READY: None})
         from kubernetes import client
 
         meta = pod.get("metadata") or {}
@@ -1198,9 +1200,7 @@ class Fleet:
         )
         live = region.pods.get(slot.key)
         if live is not None and (live.get("metadata") or {}).get("deletionTimestamp") is None:
-            await self._patch_pod(
-                region, live, {L.SIM_ENGINE_READY: "true", SIM_ENGINE_ERROR: None}
-            )
+            await self._patch_pod(region, live, {SIM_ENGINE_READY: "true", SIM_ENGINE_ERROR: None})
         self._mark(region, [slot.key])
 
     async def _drain(self, region: _Region, slot: _Slot) -> None:
@@ -1226,7 +1226,7 @@ class Fleet:
         )
         pod = region.pods.get(slot.key)
         if pod is not None:
-            await self._patch_pod(region, pod, {L.SIM_DRAINED: "true"})
+            await self._patch_pod(region, pod, {SIM_DRAINED: "true"})
         self._mark(region, [slot.key])
 
     async def _crash(self, region: _Region, slot: _Slot, xid: int) -> None:

@@ -36,7 +36,9 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from .. import labels
+from deepseek_operator import labels
+
+from ..labels import SIM_DRAINED, SIM_ENGINE_READY
 
 FLEET_ANNOTATION = "sim.deepseek.dev/fleet"  # "false": no simulated fleet for this pod
 START_DELAY_ANNOTATION = "sim.deepseek.dev/start-delay-seconds"
@@ -99,10 +101,10 @@ NO_IP = _c(".status.podIP", "DoesNotExist")
 RUNNING = _c(".status.phase", "In", "Running")
 READY = _c(_READY, "In", "True")
 NOT_READY = _c(_READY, "NotIn", "True")
-ENGINE_READY = _c(_annotation(labels.SIM_ENGINE_READY), "In", "true")
-ENGINE_NOT_READY = _c(_annotation(labels.SIM_ENGINE_READY), "NotIn", "true")
-DRAINED = _c(_annotation(labels.SIM_DRAINED), "In", "true")
-NOT_DRAINED = _c(_annotation(labels.SIM_DRAINED), "NotIn", "true")
+ENGINE_READY = _c(_annotation(SIM_ENGINE_READY), "In", "true")
+ENGINE_NOT_READY = _c(_annotation(SIM_ENGINE_READY), "NotIn", "true")
+DRAINED = _c(_annotation(SIM_DRAINED), "In", "true")
+NOT_DRAINED = _c(_annotation(SIM_DRAINED), "NotIn", "true")
 
 _COMPONENT_ENGINE = _c(_label(labels.COMPONENT), "In", labels.ENGINE_COMPONENT)
 _COMPONENT_OTHER = _c(_label(labels.COMPONENT), "NotIn", labels.ENGINE_COMPONENT)

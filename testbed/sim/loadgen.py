@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-log = logging.getLogger("deepseek_serving.sim.loadgen")
+log = logging.getLogger("testbed.sim.loadgen")
 
 
 class TraceRequest(Protocol):

@@ -44,7 +44,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-log = logging.getLogger("deepseek_serving.sim.router")
+log = logging.getLogger("testbed.sim.router")
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DEFAULT_PORT_NAME = "http"
@@ -138,9 +138,9 @@ def ready_endpoints(
 
 
 def local_cluster_address(ip: str) -> str:
-    """10.a.b.c -> 127.a.b.c (operator/deepseek_operator/localcluster/layout.py); other
+    """10.a.b.c -> 127.a.b.c (testbed/cluster/layout.py); other
     addresses unchanged."""
-    from deepseek_operator.localcluster.layout import loopback_address
+    from testbed.cluster.layout import loopback_address
 
     try:
         return loopback_address(ip)

@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from . import procs
-from .components import Component
-from .runner import LocalCluster, RegionInfo
+from .cluster import procs
+from .cluster.components import Component
+from .cluster.runner import LocalCluster, RegionInfo
 
 NAMESPACE = "demo"
 NAME = "r1-distill-7b"
@@ -38,7 +38,7 @@ OPERATOR_HEALTH_PORT = 24181
 
 
 def _repo() -> Path:
-    return Path(__file__).resolve().parents[3]
+    return Path(__file__).resolve().parents[1]
 
 
 def _state() -> Path:
@@ -171,7 +171,7 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 24.0) -> int:
     _start(
         "router",
         [
-            py, "-m", "deepseek_serving.sim", "router", "--region", REGION,
+            py, "-m", "testbed.sim", "router", "--region", REGION,
             "--route", f"{NAMESPACE}/{NAME}", "--port", str(router_port),
         ],
     )  # fmt: skip
@@ -201,7 +201,7 @@ def up(duration: float = 240.0, rate: float = 2.0, burst: float = 24.0) -> int:
     _start(
         "load",
         [
-            py, "-m", "deepseek_serving.sim", "load",
+            py, "-m", "testbed.sim", "load",
             "--url", f"http://127.0.0.1:{router_port}", "--trace", "step",
             "--rate", str(rate), "--burst-factor", str(burst / rate), "--duration", str(duration),
             "--summary", str(_state() / "load-summary.json"),
@@ -358,7 +358,7 @@ def _drop_finalizers(r: RegionInfo, bindir: Path, namespace: str) -> None:
 
 def clean() -> int:
     """`make clean`: stop and delete both profiles' clusters and the demo's state."""
-    from .config import PROFILES, region_configs
+    from .cluster.config import PROFILES, region_configs
 
     for profile in sorted(PROFILES):
         cluster = LocalCluster(region_configs(profile=profile))

@@ -1,4 +1,4 @@
-"""`deepseek-operator cluster up|down|status` (wired into the main parser by cli.py)."""
+"""`python -m testbed cluster up|down|status` (wired into the parser by testbed/__main__.py)."""
 
 from __future__ import annotations
 

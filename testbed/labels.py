@@ -1,0 +1,8 @@
+"""Annotations of the test bed's own: the simulated fleet's, which the operator never reads (the
+product's labels are in deepseek_operator.labels)."""
+
+# The simulated fleet plays the container runtime on the local cluster: it sets these on a pod
+# once its simulated engine listens (kwok then marks the pod Ready) and once a terminating
+# pod's in-flight requests have drained (kwok then removes it).
+SIM_ENGINE_READY = "sim.deepseek.dev/engine-ready"
+SIM_DRAINED = "sim.deepseek.dev/drained"
