@@ -28,6 +28,7 @@ import yaml
 
 from .cluster import procs
 from .cluster.components import Component
+from .cluster.config import PROFILE_ENV, region_configs
 from .cluster.runner import LocalCluster, RegionInfo
 
 NAMESPACE = "demo"
@@ -35,6 +36,13 @@ NAME = "r1-distill-7b"
 REGION = "us-east"
 OPERATOR_METRICS_PORT = 24180
 OPERATOR_HEALTH_PORT = 24181
+
+
+PROFILE = "demo"  # the demo's clusters, whatever $DEEPSEEK_CLUSTER_PROFILE says
+
+
+def _cluster() -> LocalCluster:
+    return LocalCluster(region_configs(profile=PROFILE))
 
 
 def _repo() -> Path:
@@ -67,7 +75,7 @@ def _start(name: str, argv: list[str]) -> None:
     if procs.running(pidfile):
         procs.stop(pidfile)
     procs.start(
-        Component(name, tuple(argv)),
+        Component(name, tuple(argv), {PROFILE_ENV: PROFILE}),
         pidfile=pidfile,
         logfile=_state() / f"{name}.log",
         cwd=_repo(),
@@ -120,7 +128,7 @@ def ensure_namespace(r: RegionInfo, bindir: Path, namespace: str = NAMESPACE) ->
 
 def up(duration: float = 240.0, rate: float = 2.0, burst: float = 24.0) -> int:
     t0 = time.monotonic()
-    cluster = LocalCluster()
+    cluster = _cluster()
     _say("local GPU cluster (first run builds the tools; see README)")
     regions = cluster.up()
     r = regions[REGION]
@@ -295,7 +303,7 @@ def down() -> int:
     finish its DeepSeekDeployment (a namespace deleted after the operator stopped would wait for
     it in Terminating); then the load, router and operator, then both clusters. The clusters'
     state (etcd, certificates, Prometheus data) is kept for a quicker next start and says so."""
-    cluster = LocalCluster()
+    cluster = _cluster()
     r = cluster.info()[REGION]
     if cluster.healthy():
         _say(f"deleting namespace {NAMESPACE} (the demo's DeepSeekDeployment and its pods)")
@@ -358,7 +366,7 @@ def _drop_finalizers(r: RegionInfo, bindir: Path, namespace: str) -> None:
 
 def clean() -> int:
     """`make clean`: stop and delete both profiles' clusters and the demo's state."""
-    from .cluster.config import PROFILES, region_configs
+    from .cluster.config import PROFILES
 
     for profile in sorted(PROFILES):
         cluster = LocalCluster(region_configs(profile=profile))

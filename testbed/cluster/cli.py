@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from .config import (
-    DEFAULT_PROFILE,
     PROFILES,
     cache_dir,
     default_fleet_load_time_scale,
@@ -54,9 +53,10 @@ def _profile_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
         choices=sorted(PROFILES),
-        default=DEFAULT_PROFILE,
+        default=None,
         help="which pair of clusters: 'demo' (make demo, make cluster; .local/cluster) or "
-        "'test' (the e2e suites'; .local/test-cluster); they share no state, port or address",
+        "'test' (the e2e suites'; .local/test-cluster); they share no state, port or address. "
+        "Default: $DEEPSEEK_CLUSTER_PROFILE, else demo",
     )
 
 

@@ -185,6 +185,22 @@ PROFILES: dict[str, Profile] = {
     "test": Profile("test", "test-cluster", {"us-east": (27000, 64), "eu-west": (28000, 80)}),
 }
 DEFAULT_PROFILE = "demo"
+PROFILE_ENV = "DEEPSEEK_CLUSTER_PROFILE"
+
+
+def default_profile() -> str:
+    """$DEEPSEEK_CLUSTER_PROFILE, else the demo's. The e2e session sets it to `test`, so every
+    process it starts that finds a region by name (`python -m testbed.sim ... --region us-east`)
+    finds the tests' cluster, not the demo's."""
+    name = os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    if name not in PROFILES:
+        raise ValueError(f"${PROFILE_ENV}={name!r}: not one of {', '.join(sorted(PROFILES))}")
+    return name
+
+
+def profile_regions(profile: str | None = None) -> dict[str, tuple[int, int]]:
+    """Region -> (port base, network octet) of a profile (default: default_profile())."""
+    return PROFILES[profile or default_profile()].regions
 
 
 def default_fleet_load_time_scale() -> float:
@@ -199,11 +215,12 @@ def region_configs(
     start_delay_s: float = 3.0,
     root: Path | None = None,
     fleet_load_time_scale: float | None = None,
-    profile: str = DEFAULT_PROFILE,
+    profile: str | None = None,
 ) -> list[ClusterConfig]:
-    """The two clusters of a profile (PROFILES): us-east and eu-west."""
+    """The two clusters of a profile (PROFILES; default: default_profile()): us-east and
+    eu-west."""
     base = root or repo_root()
-    prof = PROFILES[profile]
+    prof = PROFILES[profile or default_profile()]
     scale = (
         default_fleet_load_time_scale() if fleet_load_time_scale is None else fleet_load_time_scale
     )

@@ -49,9 +49,9 @@ def _regions(args: argparse.Namespace) -> list[Any]:
         return [RegionConfig(name, Path(args.kubeconfig), targets, state)]
     regions = args.region or []
     if not regions:
-        from testbed.cluster.config import REGIONS
+        from testbed.cluster.config import profile_regions
 
-        regions = list(REGIONS)
+        regions = list(profile_regions())
     return [RegionConfig.local(r) for r in regions]
 
 
@@ -96,14 +96,15 @@ def _kube(region: Any) -> tuple[Any, Any]:
 
 
 async def _router(args: argparse.Namespace) -> int:
-    from testbed.cluster.config import REGIONS
+    from testbed.cluster.config import profile_regions
 
     from .router import Router, local_cluster_address, parse_route, register_file_sd
 
     region = _one_region(args)
     port = args.port
     if port is None:
-        port = REGIONS[region.name][0] + ROUTER_PORT_OFFSET if region.name in REGIONS else 0
+        bases = profile_regions()
+        port = bases[region.name][0] + ROUTER_PORT_OFFSET if region.name in bases else 0
     router = Router(
         [parse_route(r) for r in args.route],
         host=args.host,

@@ -29,11 +29,15 @@ import pytest
 from kubernetes import client, config
 
 from testbed.cluster import LocalCluster, RegionInfo, region_configs
+from testbed.cluster.config import PROFILE_ENV
 
 from .operator_process import release_namespace
 from .waiting import wait_for
 
 PRIMARY = "us-east"
+# Every process the suites start that finds a local region by name (the fleet's CLI, routers,
+# load generators) finds the tests' cluster.
+os.environ[PROFILE_ENV] = "test"
 E2E_LABEL = "e2e=true"  # every namespace a test makes carries it
 
 

@@ -267,7 +267,7 @@ def test_cluster_and_demo_subcommands_are_the_test_beds_not_the_operators() -> N
             operator_parser().parse_args(product_has_none_of)
     args = build_parser().parse_args(["cluster", "up", "--no-fleet", "--start-delay", "1"])
     assert (args.cluster_command, args.no_fleet, args.start_delay) == ("up", True, 1.0)
-    assert args.profile == "demo"
+    assert args.profile is None  # $DEEPSEEK_CLUSTER_PROFILE, else demo
     assert build_parser().parse_args(["cluster", "status", "--profile", "test"]).profile == "test"
     assert build_parser().parse_args(["demo", "clean"]).action == "clean"
     args = build_parser().parse_args(["cluster", "up", "--fleet-load-time-scale", "0.1"])

@@ -126,3 +126,19 @@ def test_config_with_overrides_fields() -> None:
     cfg = ClusterConfig(name="t", region="t", port_base=40000, octet=64)
     assert cfg.with_(fleet=False).fleet is False
     assert cfg.fleet is True
+
+
+def test_the_profile_env_picks_the_default_pair(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The e2e session sets $DEEPSEEK_CLUSTER_PROFILE=test, so the processes it starts that find
+    a region by name find the tests' cluster; an explicit profile wins; a wrong name is an
+    error, not a silent fallback to the demo's cluster."""
+    monkeypatch.setenv("DEEPSEEK_CLUSTER_PROFILE", "test")
+    assert region_configs(root=tmp_path) == region_configs(root=tmp_path, profile="test")
+    assert region_configs(root=tmp_path, profile="demo")[0].port_base == 24000
+    monkeypatch.setenv("DEEPSEEK_CLUSTER_PROFILE", "tset")
+    with pytest.raises(ValueError, match="DEEPSEEK_CLUSTER_PROFILE"):
+        region_configs(root=tmp_path)
+    monkeypatch.delenv("DEEPSEEK_CLUSTER_PROFILE")
+    assert region_configs(root=tmp_path)[0].state_dir.parent.name == "cluster"
