@@ -163,6 +163,75 @@ def condition(status: DeepSeekDeploymentStatus, type_: str) -> Condition | None:
     return None
 
 
+@dataclass(frozen=True)
+class ReconcileContext:
+    """What every step of one reconcile looks at: the resource, the cluster as the handler read
+    it, the time, and the facts derived from them once (see `observe`)."""
+
+    dsd: DeepSeekDeployment  # spec as the user wrote it, status as the last reconcile left it
+    observed: Observed  # the cluster as the handler read it
+    now: float  # seconds since the epoch; the only clock a step reads
+    preview_signals: Signals | None  # the preview colour's signals, for the rollout's analysis
+    generation: int | None  # metadata.generation, stamped on every condition
+    desired_replicas: int  # spec.replicas, or scaling.minReplicas when unset
+    desired_hash: str  # template hash of the spec's engine pods
+    remembered: RolloutState  # the rollout as status remembers it, or a fresh one
+    problems: tuple[SpecProblem, ...]  # why the spec cannot be served here; () when it can
+
+    @classmethod
+    def observe(
+        cls,
+        dsd: DeepSeekDeployment,
+        observed: Observed,
+        now: float,
+        preview_signals: Signals | None = None,
+    ) -> ReconcileContext:
+        """The context of one reconcile, its derived facts computed here and nowhere else."""
+        desired_hash = template_hash(dsd.name, dsd.spec)
+        return cls(
+            dsd=dsd,
+            observed=observed,
+            now=now,
+            preview_signals=preview_signals,
+            generation=dsd.metadata.generation,
+            desired_replicas=dsd.spec.desired_replicas(),
+            desired_hash=desired_hash,
+            remembered=rollout_state_from_status(dsd.status) or initial_state(desired_hash),
+            problems=tuple(spec_problems(dsd, observed.facts)),
+        )
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What serves once this reconcile's rollout step is taken (a promotion switches colour)."""
+
+    state: RolloutState  # the rollout after the step (as remembered when the spec is invalid)
+    obs: ColourObservation  # the active colour's Deployment
+    ready: int  # its Ready replicas (0 when it does not exist)
+
+    @property
+    def active(self) -> Colour:
+        return self.state.active_colour
+
+    @property
+    def in_flight(self) -> bool:
+        return self.state.phase in IN_FLIGHT
+
+    @property
+    def rolled_back(self) -> bool:
+        return self.state.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED)
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    """One condition to set; set_condition keeps its transition time unless status flips."""
+
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+
 def reconcile(
     dsd: DeepSeekDeployment,
     observed: Observed,
@@ -170,192 +239,258 @@ def reconcile(
     preview_signals: Signals | None = None,
 ) -> Outcome:
     """Decide what the DeepSeekDeployment's objects and status should be."""
-    old = dsd.status
-    gen = dsd.metadata.generation
-    desired_replicas = dsd.spec.desired_replicas()
-    desired_hash = template_hash(dsd.name, dsd.spec)
-    state = rollout_state_from_status(old) or initial_state(desired_hash)
-    conditions = list(old.conditions)
-    events: list[Event] = []
-
-    problems = tuple(spec_problems(dsd, observed.facts))
-    was_invalid = (
-        c := condition(old, ConditionType.INVALID_SPEC)
-    ) is not None and c.status == "True"
-    problem_text = "; ".join(f"{p.field}: {p.message}" for p in problems)
-    if problems:
-        conditions = set_condition(
-            conditions, ConditionType.INVALID_SPEC, True, problems[0].reason, problem_text, gen, now
-        )
-        if not was_invalid or (c is not None and c.message != problem_text):
-            events.append(
-                Event("Warning", problems[0].reason, problem_text + "; nothing was changed")
-            )
-    else:
-        conditions = set_condition(
-            conditions,
-            ConditionType.INVALID_SPEC,
-            False,
-            "SpecValid",
-            "the spec can be served",
-            gen,
-            now,
-        )
-
-    active_obs = observed.colour(state.active_colour)
-    other_obs = observed.colour(state.active_colour.other())
-
-    rstep: RolloutStep | None = None
-    plan: Plan | None = None
-    targets: tuple[ColourTarget, ...] = ()
-    requeue: float | None = None
-    if not problems:
-        rstep = step(
-            state,
-            RolloutInputs(
-                desired_hash=desired_hash,
-                desired_replicas=desired_replicas,
-                settings=dsd.spec.rollout,
-                default_max_ttft=dsd.spec.scaling.slo.ttft_p99_seconds,
-                active=active_obs,
-                other=other_obs,
-                preview_signals=preview_signals,
-                promote_requested=observed.promote_requested,
-                abort_requested=observed.abort_requested,
-            ),
-            now,
-        )
-        state = rstep.state
-        events += rstep.events
-        requeue = rstep.recheck_after
-        targets = (rstep.active,) + ((rstep.other,) if rstep.other is not None else ())
-        plan = Plan(
-            active_colour=rstep.active.colour,
-            deployments=tuple(
-                RenderPlan(t.colour, dsd.spec, t.replicas) for t in targets if t.render_spec
-            ),
-            monitoring_crds=observed.facts.monitoring_crds,
-        )
-
-    # What serves now (after this step's switch, if any).
-    active = state.active_colour
-    a_obs = observed.colour(active)
-    ready = a_obs.ready if a_obs.exists else 0
-    in_flight = state.phase in IN_FLIGHT
-
-    ready_ok = a_obs.exists and ready >= desired_replicas
-    conditions = set_condition(
-        conditions,
-        ConditionType.READY,
-        ready_ok,
-        ("AllReplicasReady" if desired_replicas else "ScaledToZero")
-        if ready_ok
-        else "ReplicasNotReady",
-        f"{ready}/{desired_replicas} replicas of {active} Ready",
-        gen,
-        now,
+    ctx = ReconcileContext.observe(dsd, observed, now, preview_signals)
+    rstep = _step_rollout(ctx)
+    serving = _serving_after(ctx, rstep)
+    degraded = _degraded_reasons(ctx, serving)
+    updates = (
+        _invalid_spec_condition(ctx),
+        _ready_condition(ctx, serving),
+        _progressing_condition(ctx, serving),
+        _gpu_capacity_condition(ctx),
+        _rollout_condition(serving),
+        _degraded_condition(degraded),
     )
-    if in_flight:
-        prog = (True, f"Rollout{state.phase.value}", state.message)
-    elif a_obs.exists and (a_obs.replicas != desired_replicas or ready < desired_replicas):
-        prog = (True, "ScalingReplicas", f"{ready}/{desired_replicas} replicas of {active} Ready")
-    else:
-        prog = (False, "Stable", f"{active} serves {ready} Ready replicas")
-    conditions = set_condition(conditions, ConditionType.PROGRESSING, *prog, gen, now)
+    conditions = _apply_conditions(dsd.status.conditions, updates, ctx.generation, now)
+    return Outcome(
+        plan=_plan_objects(ctx, rstep),
+        targets=_rollout_targets(rstep),
+        status=_status_after(ctx, serving, conditions, _overall_phase(ctx, serving, degraded)),
+        events=_invalid_spec_events(ctx) + (rstep.events if rstep is not None else ()),
+        problems=ctx.problems,
+        rollout=rstep,
+        requeue_after=rstep.recheck_after if rstep is not None else None,
+    )
 
-    if observed.unschedulable_pods:
-        conditions = set_condition(
-            conditions,
+
+def _apply_conditions(
+    conditions: list[Condition],
+    updates: tuple[ConditionUpdate | None, ...],
+    generation: int | None,
+    now: float,
+) -> list[Condition]:
+    """`conditions` with each update set in turn; None leaves a condition to its other owner."""
+    out = list(conditions)
+    for u in updates:
+        if u is not None:
+            out = set_condition(out, u.type, u.status, u.reason, u.message, generation, now)
+    return out
+
+
+def _problem_text(problems: tuple[SpecProblem, ...]) -> str:
+    return "; ".join(f"{p.field}: {p.message}" for p in problems)
+
+
+def _invalid_spec_condition(ctx: ReconcileContext) -> ConditionUpdate:
+    """InvalidSpec: every problem, by field; the first one's reason."""
+    if ctx.problems:
+        return ConditionUpdate(
+            ConditionType.INVALID_SPEC,
+            True,
+            ctx.problems[0].reason,
+            _problem_text(ctx.problems),
+        )
+    return ConditionUpdate(ConditionType.INVALID_SPEC, False, "SpecValid", "the spec can be served")
+
+
+def _invalid_spec_events(ctx: ReconcileContext) -> tuple[Event, ...]:
+    """A warning when the spec becomes invalid or its problems change; not on every reconcile."""
+    if not ctx.problems:
+        return ()
+    text = _problem_text(ctx.problems)
+    c = condition(ctx.dsd.status, ConditionType.INVALID_SPEC)
+    if c is not None and c.status == "True" and c.message == text:
+        return ()
+    return (Event("Warning", ctx.problems[0].reason, text + "; nothing was changed"),)
+
+
+def _rollout_inputs(ctx: ReconcileContext) -> RolloutInputs:
+    """The rollout's view of this reconcile, seen from the remembered active colour."""
+    active = ctx.remembered.active_colour
+    spec = ctx.dsd.spec
+    return RolloutInputs(
+        desired_hash=ctx.desired_hash,
+        desired_replicas=ctx.desired_replicas,
+        settings=spec.rollout,
+        default_max_ttft=spec.scaling.slo.ttft_p99_seconds,
+        active=ctx.observed.colour(active),
+        other=ctx.observed.colour(active.other()),
+        preview_signals=ctx.preview_signals,
+        promote_requested=ctx.observed.promote_requested,
+        abort_requested=ctx.observed.abort_requested,
+    )
+
+
+def _step_rollout(ctx: ReconcileContext) -> RolloutStep | None:
+    """The rollout's step, or None for an invalid spec: nothing is written, the rollout waits."""
+    if ctx.problems:
+        return None
+    return step(ctx.remembered, _rollout_inputs(ctx), ctx.now)
+
+
+def _rollout_targets(rstep: RolloutStep | None) -> tuple[ColourTarget, ...]:
+    """Per colour: replicas, and whether its template is rendered from the spec."""
+    if rstep is None:
+        return ()
+    return (rstep.active,) + ((rstep.other,) if rstep.other is not None else ())
+
+
+def _plan_objects(ctx: ReconcileContext, rstep: RolloutStep | None) -> Plan | None:
+    """The objects to write: a Deployment for each colour rendered from the spec (a colour that
+    keeps an older template is only scaled), and the rest around the active colour."""
+    if rstep is None:
+        return None
+    return Plan(
+        active_colour=rstep.active.colour,
+        deployments=tuple(
+            RenderPlan(t.colour, ctx.dsd.spec, t.replicas)
+            for t in _rollout_targets(rstep)
+            if t.render_spec
+        ),
+        monitoring_crds=ctx.observed.facts.monitoring_crds,
+    )
+
+
+def _serving_after(ctx: ReconcileContext, rstep: RolloutStep | None) -> Serving:
+    """What serves after the rollout step: the status reports on that colour."""
+    state = rstep.state if rstep is not None else ctx.remembered
+    obs = ctx.observed.colour(state.active_colour)
+    return Serving(state=state, obs=obs, ready=obs.ready if obs.exists else 0)
+
+
+def _all_ready(ctx: ReconcileContext, serving: Serving) -> bool:
+    return serving.obs.exists and serving.ready >= ctx.desired_replicas
+
+
+def _ready_condition(ctx: ReconcileContext, serving: Serving) -> ConditionUpdate:
+    """Ready: the active colour has every desired replica Ready (0 of 0 counts)."""
+    n = ctx.desired_replicas
+    ok = _all_ready(ctx, serving)
+    reason = ("AllReplicasReady" if n else "ScaledToZero") if ok else "ReplicasNotReady"
+    message = f"{serving.ready}/{n} replicas of {serving.active} Ready"
+    return ConditionUpdate(ConditionType.READY, ok, reason, message)
+
+
+def _progressing_condition(ctx: ReconcileContext, serving: Serving) -> ConditionUpdate:
+    """Progressing: a rollout in flight, or the active colour still reaching its replicas."""
+    n, ready, active = ctx.desired_replicas, serving.ready, serving.active
+    if serving.in_flight:
+        return ConditionUpdate(
+            ConditionType.PROGRESSING,
+            True,
+            f"Rollout{serving.state.phase.value}",
+            serving.state.message,
+        )
+    if serving.obs.exists and (serving.obs.replicas != n or ready < n):
+        return ConditionUpdate(
+            ConditionType.PROGRESSING,
+            True,
+            "ScalingReplicas",
+            f"{ready}/{n} replicas of {active} Ready",
+        )
+    return ConditionUpdate(
+        ConditionType.PROGRESSING, False, "Stable", f"{active} serves {ready} Ready replicas"
+    )
+
+
+def _gpu_capacity_condition(ctx: ReconcileContext) -> ConditionUpdate | None:
+    """ScalingLimited from GPU capacity: True while engine pods cannot be scheduled. Cleared
+    only where GPU capacity set it (or nobody did): the autoscaler owns its other reasons."""
+    o = ctx.observed
+    if o.unschedulable_pods:
+        return ConditionUpdate(
             ConditionType.SCALING_LIMITED,
             True,
             "InsufficientGPUCapacity",
-            f"{observed.unschedulable_pods} engine pod(s) cannot be scheduled: "
-            f"{observed.unschedulable_message}",
-            gen,
-            now,
+            f"{o.unschedulable_pods} engine pod(s) cannot be scheduled: {o.unschedulable_message}",
         )
-    elif (
-        c := condition(old, ConditionType.SCALING_LIMITED)
-    ) is None or c.reason == "InsufficientGPUCapacity":
-        conditions = set_condition(
-            conditions,
+    c = condition(ctx.dsd.status, ConditionType.SCALING_LIMITED)
+    if c is None or c.reason == "InsufficientGPUCapacity":
+        return ConditionUpdate(
             ConditionType.SCALING_LIMITED,
             False,
             "GPUCapacityAvailable",
             "every engine pod is scheduled",
-            gen,
-            now,
         )
+    return None
 
-    rolled_back = state.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED)
-    conditions = set_condition(
-        conditions,
+
+def _rollout_condition(serving: Serving) -> ConditionUpdate:
+    """RolloutHealthy: False after a rollback or abort; the rollout's phase and message."""
+    st = serving.state
+    return ConditionUpdate(
         ConditionType.ROLLOUT,
-        not rolled_back,
-        state.phase.value,
-        state.message or f"{active} serves template {state.active_hash}",
-        gen,
-        now,
+        not serving.rolled_back,
+        st.phase.value,
+        st.message or f"{serving.active} serves template {st.active_hash}",
     )
 
-    degraded_reasons = []
-    if problems and a_obs.exists:
-        degraded_reasons.append(
+
+def _degraded_reasons(ctx: ReconcileContext, serving: Serving) -> tuple[tuple[str, str], ...]:
+    """(reason, message) for each way the latest spec is not what serves, most important
+    first: an invalid spec over a serving version, a rolled back or aborted spec, replicas
+    short for want of GPUs."""
+    n, ready, exists = ctx.desired_replicas, serving.ready, serving.obs.exists
+    reasons: list[tuple[str, str]] = []
+    if ctx.problems and exists:
+        reasons.append(
             ("InvalidSpec", "the latest spec cannot be served; the previous one still serves")
         )
-    if rolled_back and state.failed_hash == desired_hash:
-        degraded_reasons.append((state.phase.value, state.message))
-    if a_obs.exists and 0 < ready < desired_replicas and observed.unschedulable_pods:
-        degraded_reasons.append(
-            ("ReplicasUnschedulable", f"{ready}/{desired_replicas} replicas Ready")
-        )
-    conditions = set_condition(
-        conditions,
+    if serving.rolled_back and serving.state.failed_hash == ctx.desired_hash:
+        reasons.append((serving.state.phase.value, serving.state.message))
+    if exists and 0 < ready < n and ctx.observed.unschedulable_pods:
+        reasons.append(("ReplicasUnschedulable", f"{ready}/{n} replicas Ready"))
+    return tuple(reasons)
+
+
+def _degraded_condition(reasons: tuple[tuple[str, str], ...]) -> ConditionUpdate:
+    """Degraded: any degraded reason; the first one's reason, all their messages."""
+    return ConditionUpdate(
         ConditionType.DEGRADED,
-        bool(degraded_reasons),
-        degraded_reasons[0][0] if degraded_reasons else "AsDesired",
-        "; ".join(m for _, m in degraded_reasons) or "serving the latest spec",
-        gen,
-        now,
+        bool(reasons),
+        reasons[0][0] if reasons else "AsDesired",
+        "; ".join(m for _, m in reasons) or "serving the latest spec",
     )
 
-    if problems and not a_obs.exists:
-        phase = Phase.FAILED
-    elif in_flight:
-        phase = Phase.PROGRESSING
-    elif degraded_reasons:
-        phase = Phase.DEGRADED
-    elif ready_ok:
-        phase = Phase.READY
-    elif ready == 0:
-        phase = Phase.PENDING
-    else:
-        phase = Phase.PROGRESSING
 
-    status = old.model_copy(
+def _overall_phase(
+    ctx: ReconcileContext, serving: Serving, degraded: tuple[tuple[str, str], ...]
+) -> Phase:
+    """status.phase, the first that holds: Failed (invalid and nothing serves), Progressing
+    (rollout), Degraded, Ready, Pending (nothing Ready), else Progressing."""
+    if ctx.problems and not serving.obs.exists:
+        return Phase.FAILED
+    if serving.in_flight:
+        return Phase.PROGRESSING
+    if degraded:
+        return Phase.DEGRADED
+    if _all_ready(ctx, serving):
+        return Phase.READY
+    if serving.ready == 0:
+        return Phase.PENDING
+    return Phase.PROGRESSING
+
+
+def _status_after(
+    ctx: ReconcileContext, serving: Serving, conditions: list[Condition], phase: Phase
+) -> DeepSeekDeploymentStatus:
+    """The status to write: the last one with what this reconcile observed and decided."""
+    dsd, active = ctx.dsd, serving.active
+    return dsd.status.model_copy(
         update={
-            "observed_generation": gen,
+            "observed_generation": ctx.generation,
             "phase": phase,
             "conditions": conditions,
-            "replicas": a_obs.replicas if a_obs.exists else 0,
-            "ready_replicas": ready,
-            "desired_replicas": desired_replicas,
+            "replicas": serving.obs.replicas if serving.obs.exists else 0,
+            "ready_replicas": serving.ready,
+            "desired_replicas": ctx.desired_replicas,
             "selector": L.selector_string(L.engine_selector(dsd.name, active.value)),
             "active_colour": active,
-            "preview_colour": state.preview_colour,
-            "template_hash": state.active_hash,
-            "mode": observed.modes.get(active) or dsd.spec.quantization.current().name,
-            "rollout": rollout_status(state),
+            "preview_colour": serving.state.preview_colour,
+            "template_hash": serving.state.active_hash,
+            "mode": ctx.observed.modes.get(active) or dsd.spec.quantization.current().name,
+            "rollout": rollout_status(serving.state),
         }
-    )
-    return Outcome(
-        plan=plan,
-        targets=targets,
-        status=status,
-        events=tuple(events),
-        problems=problems,
-        rollout=rstep,
-        requeue_after=requeue,
     )
 
 
@@ -368,42 +503,62 @@ def with_scaling(
 ) -> DeepSeekDeploymentStatus:
     """Status after an autoscaling decision: its memory, the last decision when it changed
     replicas or its reason, and the MetricsAvailable / ScalingLimited conditions."""
-    conditions = set_condition(
-        list(status.conditions),
-        ConditionType.METRICS_AVAILABLE,
-        decision.metrics_ok,
-        "SignalsFresh" if decision.metrics_ok else decision.reason,
-        "engine metrics are fresh" if decision.metrics_ok else decision.message,
-        generation,
-        now,
+    updates = (
+        _metrics_available_condition(decision),
+        _autoscaler_limit_condition(status, decision),
     )
-    gpu_limited = (c := condition(status, ConditionType.SCALING_LIMITED)) is not None and (
-        c.status == "True" and c.reason == "InsufficientGPUCapacity"
-    )
-    if decision.limited is not None:
-        conditions = set_condition(
-            conditions, ConditionType.SCALING_LIMITED, True, *decision.limited, generation, now
-        )
-    elif not gpu_limited:
-        conditions = set_condition(
-            conditions,
-            ConditionType.SCALING_LIMITED,
-            False,
-            "WithinLimits",
-            "the autoscaler's recommendation fits minReplicas, maxReplicas and GPU capacity",
-            generation,
-            now,
-        )
-    last = status.last_scaling_decision
-    record = decision.replicas != current or last is None or last.reason != decision.reason
-    update: dict[str, object] = {"scaling": decision.state, "conditions": conditions}
-    if record:
-        update["last_scaling_decision"] = ScalingDecisionStatus(
-            time=rfc3339(now),
-            from_replicas=current,
-            to_replicas=decision.replicas,
-            reason=decision.reason,
-            message=decision.message[:4096],
-            signals=decision.signals,
-        )
+    update: dict[str, object] = {
+        "scaling": decision.state,
+        "conditions": _apply_conditions(status.conditions, updates, generation, now),
+    }
+    record = _decision_record(status, decision, current, now)
+    if record is not None:
+        update["last_scaling_decision"] = record
     return status.model_copy(update=update)
+
+
+def _metrics_available_condition(decision: ScalingDecision) -> ConditionUpdate:
+    """MetricsAvailable: whether the autoscaler had fresh engine metrics to decide on."""
+    if decision.metrics_ok:
+        return ConditionUpdate(
+            ConditionType.METRICS_AVAILABLE, True, "SignalsFresh", "engine metrics are fresh"
+        )
+    return ConditionUpdate(
+        ConditionType.METRICS_AVAILABLE, False, decision.reason, decision.message
+    )
+
+
+def _autoscaler_limit_condition(
+    status: DeepSeekDeploymentStatus, decision: ScalingDecision
+) -> ConditionUpdate | None:
+    """ScalingLimited from the autoscaler: its limit, or cleared, except that a GPU-capacity
+    limit (set by the reconcile from unschedulable pods) is left to the reconcile."""
+    if decision.limited is not None:
+        return ConditionUpdate(ConditionType.SCALING_LIMITED, True, *decision.limited)
+    c = condition(status, ConditionType.SCALING_LIMITED)
+    if c is not None and c.status == "True" and c.reason == "InsufficientGPUCapacity":
+        return None
+    return ConditionUpdate(
+        ConditionType.SCALING_LIMITED,
+        False,
+        "WithinLimits",
+        "the autoscaler's recommendation fits minReplicas, maxReplicas and GPU capacity",
+    )
+
+
+def _decision_record(
+    status: DeepSeekDeploymentStatus, decision: ScalingDecision, current: int, now: float
+) -> ScalingDecisionStatus | None:
+    """status.lastScalingDecision when the decision changes replicas or its reason; None keeps
+    the last one (a hold for the same reason is not news)."""
+    last = status.last_scaling_decision
+    if decision.replicas == current and last is not None and last.reason == decision.reason:
+        return None
+    return ScalingDecisionStatus(
+        time=rfc3339(now),
+        from_replicas=current,
+        to_replicas=decision.replicas,
+        reason=decision.reason,
+        message=decision.message[:4096],
+        signals=decision.signals,
+    )
