@@ -53,6 +53,9 @@ class Plan:
     # already runs (the serving colour during a rollout) is absent: it is only scaled.
     deployments: tuple[ColourPlan, ...] = ()
     monitoring_crds: bool = False  # monitoring.coreos.com PodMonitor/PrometheusRule exist
+    # A stepped transition: the stable Service selects both colours' Ready pods, so capacity
+    # moves from one to the other without a switch.
+    mixed: bool = False
 
 
 @dataclass(frozen=True)
@@ -357,7 +360,8 @@ def engine_deployment(dsd: DeepSeekDeployment, plan: ColourPlan) -> Obj:
     }
 
 
-def _service(dsd: DeepSeekDeployment, name: str, colour: Colour, role: str) -> Obj:
+def _service(dsd: DeepSeekDeployment, name: str, colour: Colour | None, role: str) -> Obj:
+    """A ClusterIP Service over the engine pods of one colour (None: of both)."""
     port = dsd.spec.engine.port
     return {
         "apiVersion": "v1",
@@ -365,7 +369,7 @@ def _service(dsd: DeepSeekDeployment, name: str, colour: Colour, role: str) -> O
         "metadata": _meta(dsd, name, {L.COMPONENT: f"{role}-service"}),
         "spec": {
             "type": "ClusterIP",
-            "selector": L.engine_selector(dsd.name, colour.value),
+            "selector": L.engine_selector(dsd.name, colour.value if colour else None),
             "ports": [
                 {
                     "name": L.ENGINE_PORT_NAME,
@@ -483,7 +487,8 @@ def render(dsd: DeepSeekDeployment, plan: Plan) -> DesiredState:
     """Every object the DeepSeekDeployment owns, for this plan."""
     objs: list[Obj] = [engine_deployment(dsd, d) for d in plan.deployments]
     active = plan.active_colour
-    objs.append(_service(dsd, stable_service_name(dsd.name), active, "stable"))
+    stable = None if plan.mixed else active
+    objs.append(_service(dsd, stable_service_name(dsd.name), stable, "stable"))
     objs.append(_service(dsd, preview_service_name(dsd.name), active.other(), "preview"))
     objs.append(pod_disruption_budget(dsd))
     if plan.monitoring_crds:

@@ -40,7 +40,7 @@ from .api.status import (
 from .desired import deployment_name, render
 from .patches import merge_patch
 from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
-from .rollout import IN_FLIGHT, RolloutPhase
+from .rollout import TRANSITIONING, RolloutPhase
 from .scaling import ScalingDecision, ScalingInputs, decide, replicas_to_write, scale_event
 from .signals import Signal
 from .warmup import warm_up_pods
@@ -238,11 +238,8 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     next_scale = _next_autoscale_in(dsd, now)
     if next_check is not None:
         next_scale = next_check if next_scale is None else min(next_scale, next_check)
-    in_flight = step is not None and step.state.phase in (
-        RolloutPhase.PROGRESSING,
-        RolloutPhase.ANALYZING,
-        RolloutPhase.PAUSED,
-        RolloutPhase.SCALING_DOWN,
+    in_flight = step is not None and (
+        step.state.phase in TRANSITIONING or step.state.phase is RolloutPhase.SCALING_DOWN
     )
     if in_flight:
         due = outcome.requeue_after if outcome.requeue_after is not None else ROLLOUT_TICK_SECONDS
@@ -283,7 +280,7 @@ def _autoscale(
         signals=signals,
         unschedulable=observed.unschedulable_pods,
         signal_age=signals.get(Signal.SAMPLE_AGE) if signals is not None else None,
-        rollout_in_flight=rollout is not None and rollout.phase in {p.value for p in IN_FLIGHT},
+        rollout_in_flight=rollout is not None and rollout.phase in {p.value for p in TRANSITIONING},
         colour=active.value,
     )
     decision = decide(

@@ -25,7 +25,7 @@ from .checks import ClusterFacts, SpecProblem, spec_problems
 from .desired import ColourPlan as RenderPlan
 from .desired import Plan, template_hash
 from .rollout import (
-    IN_FLIGHT,
+    TRANSITIONING,
     ColourObservation,
     ColourTarget,
     Event,
@@ -94,6 +94,14 @@ def rollout_state_from_status(status: DeepSeekDeploymentStatus) -> RolloutState 
         failed_hash=r.failed_template_hash,
         message=r.message,
         analysis=tuple(r.analysis),
+        stepped=r.stepped,
+        stable_replicas=r.stable_replicas,
+        first_pods_passed=r.first_pods_passed,
+        short_since=parse_time(r.short_of_gpus_since),
+        step_since=parse_time(r.step_since),
+        preview_ready=r.preview_ready,
+        rollback_unmixed=r.rollback_unmixed,
+        end_phase=RolloutPhase(r.end_phase) if r.end_phase else None,
     )
 
 
@@ -110,6 +118,14 @@ def rollout_status(s: RolloutState) -> RolloutStatus:
         phase_since=rfc3339(s.phase_since) if s.phase_since is not None else None,
         message=s.message,
         analysis=list(s.analysis),
+        stepped=s.stepped,
+        stable_replicas=s.stable_replicas,
+        first_pods_passed=s.first_pods_passed,
+        short_of_gpus_since=rfc3339(s.short_since) if s.short_since is not None else None,
+        step_since=rfc3339(s.step_since) if s.step_since is not None else None,
+        preview_ready=s.preview_ready,
+        rollback_unmixed=s.rollback_unmixed,
+        end_phase=s.end_phase.value if s.end_phase is not None else None,
     )
 
 
@@ -207,7 +223,7 @@ class Serving:
 
     state: RolloutState  # the rollout after the step (as remembered when the spec is invalid)
     obs: ColourObservation  # the active colour's Deployment
-    ready: int  # its Ready replicas (0 when it does not exist)
+    ready: int  # Ready replicas serving (the active colour's, and a stepped preview's)
 
     @property
     def active(self) -> Colour:
@@ -215,10 +231,12 @@ class Serving:
 
     @property
     def in_flight(self) -> bool:
-        return self.state.phase in IN_FLIGHT
+        return self.state.phase in TRANSITIONING
 
     @property
     def rolled_back(self) -> bool:
+        if self.state.phase is RolloutPhase.ROLLING_BACK:
+            return self.state.end_phase is not RolloutPhase.IDLE
         return self.state.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED)
 
 
@@ -342,6 +360,7 @@ def _plan_objects(ctx: ReconcileContext, rstep: RolloutStep | None) -> Plan | No
         return None
     return Plan(
         active_colour=rstep.active.colour,
+        mixed=rstep.mixed,
         deployments=tuple(
             RenderPlan(t.colour, ctx.dsd.spec, t.replicas)
             for t in _rollout_targets(rstep)
@@ -355,7 +374,11 @@ def _serving_after(ctx: ReconcileContext, rstep: RolloutStep | None) -> Serving:
     """What serves after the rollout step: the status reports on that colour."""
     state = rstep.state if rstep is not None else ctx.remembered
     obs = ctx.observed.colour(state.active_colour)
-    return Serving(state=state, obs=obs, ready=obs.ready if obs.exists else 0)
+    ready = obs.ready if obs.exists else 0
+    if rstep is not None and rstep.mixed:  # a stepped transition: both colours serve
+        other = ctx.observed.colour(state.active_colour.other())
+        ready = min(ctx.desired_replicas, ready + (other.ready if other.exists else 0))
+    return Serving(state=state, obs=obs, ready=ready)
 
 
 def _all_ready(ctx: ReconcileContext, serving: Serving) -> bool:

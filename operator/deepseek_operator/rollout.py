@@ -10,6 +10,19 @@ cluster says. Only a change of the engine pod template (its hash) starts a rollo
     Progressing --not Ready in time--> RolledBack      Analyzing --check fails--> RolledBack
     Progressing/Analyzing/Paused --abort annotation--> Aborted
     a new spec hash during Progressing/Analyzing/Paused supersedes the preview
+
+Stepped transitions, where free GPUs cannot hold a whole preview (its pods stay Unschedulable
+for rollout.unschedulableSeconds) or rollout.maxSurge asks for it from the start: the old colour
+gives up maxUnavailable pods' GPUs per step and the preview's pods take them. The first new pods
+are analysed (on the preview Service, as in a classic rollout) before the rest follow; from then
+on Ready new pods serve through the stable Service beside the old ones ("mixed"), so capacity
+drops by at most maxUnavailable, and the analysis keeps watching. A failure (or an abort, or the
+spec reverting) rolls back the same way, RollingBack: the preview shrinks step by step as the old
+colour's pods come back Ready.
+
+    Progressing --short of GPUs / maxSurge--> Progressing(stepped) --first pods Ready-->
+    Analyzing --pass--> Progressing(stepped, first pods passed) --all moved--> Completed
+    Analyzing/Progressing(stepped) --check fails--> RollingBack --old colour back--> RolledBack
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from .api.spec import RolloutSpec
 from .api.status import AnalysisResult, Colour
@@ -32,9 +46,12 @@ class RolloutPhase(StrEnum):
     COMPLETED = "Completed"
     ROLLED_BACK = "RolledBack"
     ABORTED = "Aborted"
+    ROLLING_BACK = "RollingBack"  # a stepped transition going back, step by step
 
 
 IN_FLIGHT = {RolloutPhase.PROGRESSING, RolloutPhase.ANALYZING, RolloutPhase.PAUSED}
+# Pods of both colours are moving: the autoscaler holds, the reconcile ticks quickly.
+TRANSITIONING = IN_FLIGHT | {RolloutPhase.ROLLING_BACK}
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,15 @@ class RolloutState:
     failed_hash: str | None = None  # a version that was rolled back or aborted
     message: str = ""
     analysis: tuple[AnalysisResult, ...] = ()
+    # Stepped transitions (module docstring).
+    stepped: bool = False
+    stable_replicas: int | None = None  # what the old colour keeps in this step
+    first_pods_passed: bool = False  # the first new pods passed analysis; the rest follow
+    short_since: float | None = None  # preview pods Unschedulable (no GPUs) since
+    step_since: float | None = None  # when the preview's Ready count last changed
+    preview_ready: int = 0  # the preview's Ready count then
+    rollback_unmixed: bool = False  # rolling back after errors: the old colour serves alone
+    end_phase: RolloutPhase | None = None  # RollingBack ends in this phase
 
 
 @dataclass(frozen=True)
@@ -65,6 +91,7 @@ class ColourObservation:
     updated: int = 0
     template_hash: str | None = None
     up_to_date: bool = True  # the Deployment controller has seen its latest generation
+    unschedulable: int = 0  # its pods the scheduler cannot place (no GPUs free for them)
 
 
 @dataclass(frozen=True)
@@ -108,6 +135,7 @@ class RolloutStep:
     consume_abort: bool = False
     recheck_after: float | None = None  # seconds until a time-based transition is due
     result: str | None = None  # promoted | rolled_back | aborted | superseded (for metrics)
+    mixed: bool = False  # the stable Service selects both colours (a stepped transition)
 
 
 def initial_state(desired_hash: str) -> RolloutState:
@@ -236,6 +264,7 @@ class RolloutContext:
     in_flight_for: float  # seconds since the rollout started (0 when none is in flight)
     stray: StrayAnnotations  # annotations to consume outside a rollout in flight
     judgement: Judgement | None  # Analyzing only
+    preview_ready_count: int = 0  # preview pods Ready on the preview template (at most replicas)
 
     @classmethod
     def observe(cls, state: RolloutState, inp: RolloutInputs, now: float) -> RolloutContext:
@@ -257,6 +286,7 @@ class RolloutContext:
             else 0.0,
             stray=_stray_annotations(state.phase, inp),
             judgement=_judge(state, inp) if state.phase is RolloutPhase.ANALYZING else None,
+            preview_ready_count=_ready_on(inp.other, state.preview_hash, inp.desired_replicas),
         )
 
     @property
@@ -270,6 +300,13 @@ class RolloutContext:
     @property
     def replicas(self) -> int:
         return self.inp.desired_replicas
+
+
+def _ready_on(obs: ColourObservation, template: str | None, cap: int) -> int:
+    """Ready pods of a Deployment that runs `template`, at most `cap`."""
+    if not obs.exists or template is None or obs.template_hash != template:
+        return 0
+    return min(obs.ready, cap)
 
 
 def _stray_annotations(phase: RolloutPhase, inp: RolloutInputs) -> StrayAnnotations:
@@ -327,13 +364,82 @@ def _steady(ctx: RolloutContext, st: RolloutState, *events: Event) -> RolloutSte
 
 
 def _in_flight(ctx: RolloutContext, st: RolloutState, *events: Event) -> RolloutStep:
-    """A rollout in flight: the active colour serves, the preview runs the spec's template."""
+    """A rollout in flight: the active colour serves, the preview runs the spec's template.
+    Stepped, the colours share the GPUs (_stepped_targets) and Ready preview pods serve."""
     assert st.preview_colour is not None
+    keep = ctx.inp.desired_hash == st.active_hash
+    if st.stepped:
+        return _stepped(ctx, st, *events)
     return RolloutStep(
         state=st,
-        active=ColourTarget(st.active_colour, ctx.replicas, ctx.inp.desired_hash == st.active_hash),
+        active=ColourTarget(st.active_colour, ctx.replicas, keep),
         other=ColourTarget(st.preview_colour, ctx.replicas, True),
         events=events,
+    )
+
+
+def _surge(ctx: RolloutContext) -> int:
+    """Preview pods allowed beyond the desired count: maxSurge, unset = a whole copy."""
+    k = ctx.inp.settings.max_surge
+    return ctx.replicas if k is None else min(k, ctx.replicas)
+
+
+def _first_batch(ctx: RolloutContext) -> int:
+    """How many new pods are analysed before the rest follow: one step's worth."""
+    u = ctx.inp.settings.max_unavailable
+    return min(ctx.replicas, max(1, u if u > 0 else _surge(ctx)))
+
+
+def _stepped_targets(ctx: RolloutContext, st: RolloutState) -> tuple[int, int]:
+    """(old colour, new colour) replicas in this step of a stepped transition.
+
+    The old colour keeps n - u until the first new pods passed analysis, then n - ready - u:
+    each new pod that becomes Ready lets one more old pod go, and at most u replicas are ever
+    out of service (n = replicas, u = maxUnavailable). The new colour may run up to n + k pods
+    in all (k = maxSurge); with no GPUs free, those beyond the freed GPUs wait in Pending and
+    take them as the old pods go. E.g. n=4, u=1: old 4 -> 3, new 1 Ready, analysed; old 2,
+    new 2; old 1, new 3; old 0, new 4 -> the new colour serves alone.
+    """
+    n, u = ctx.replicas, ctx.inp.settings.max_unavailable
+    if st.first_pods_passed:
+        old = max(0, n - ctx.preview_ready_count - u)
+    else:  # one step, and never back up while a superseding template is being analysed
+        old = max(0, n - u)
+        if st.stable_replicas is not None:
+            old = min(old, st.stable_replicas)
+    return old, min(n, n + _surge(ctx) - old)
+
+
+def _stepped(ctx: RolloutContext, st: RolloutState, *events: Event) -> RolloutStep:
+    """A stepped transition's targets; the preview's Ready count is remembered with the time
+    it last changed (the ready timeout counts per step). New pods serve through the stable
+    Service ("mixed") once the first of them passed analysis, judged like a classic preview
+    on the preview Service's traffic: no user request meets an unjudged version."""
+    preview = st.preview_colour
+    assert preview is not None
+    old, new = _stepped_targets(ctx, st)
+    ready = ctx.preview_ready_count
+    if ready != st.preview_ready or st.step_since is None:
+        st = replace(st, preview_ready=ready, step_since=ctx.now)
+    out: tuple[Event, ...] = events
+    if st.stable_replicas is not None and old != st.stable_replicas:
+        out += (
+            Event(
+                "Normal",
+                "TransitionStep",
+                f"{st.active_colour} {st.stable_replicas} -> {old} replicas, {st.preview_colour} "
+                f"{ready} of {ctx.replicas} Ready (steps of "
+                f"{ctx.inp.settings.max_unavailable})",
+            ),
+        )
+    st = replace(st, stable_replicas=old)
+    return RolloutStep(
+        state=st,
+        active=ColourTarget(st.active_colour, old, ctx.inp.desired_hash == st.active_hash),
+        other=ColourTarget(preview, new, True),
+        events=out,
+        mixed=ready > 0 and st.first_pods_passed,
+        recheck_after=5.0,
     )
 
 
@@ -348,6 +454,9 @@ def _with_stray(ctx: RolloutContext, out: RolloutStep) -> RolloutStep:
 
 
 def _rollback(ctx: RolloutContext, s: RolloutState, why: str, reason: str) -> RolloutStep:
+    if s.stepped:
+        errors = any(r.metric == "errorRate" and r.passed is False for r in s.analysis)
+        return _start_rolling_back(ctx, s, why, reason, RolloutPhase.ROLLED_BACK, errors)
     active = s.active_colour
     st = replace(
         s,
@@ -398,15 +507,134 @@ def _promote(ctx: RolloutContext, s: RolloutState, consume: bool) -> RolloutStep
 
 
 def _not_ready_in_time(ctx: RolloutContext, s: RolloutState) -> RolloutStep | None:
+    """readyTimeoutSeconds since the start, or (stepped) since the last new pod became Ready."""
     timeout = ctx.inp.settings.ready_timeout_seconds
-    if ctx.in_flight_for < timeout:
+    waited = ctx.in_flight_for
+    if s.stepped and s.step_since is not None:
+        waited = ctx.now - s.step_since
+    if waited < timeout:
         return None
     return _rollback(
         ctx, s, f"{s.preview_colour} was not Ready within {timeout}s", "PreviewNotReady"
     )
 
 
+def _start_rolling_back(
+    ctx: RolloutContext,
+    s: RolloutState,
+    why: str,
+    reason: str,
+    end: RolloutPhase,
+    unmixed: bool,
+) -> RolloutStep:
+    """A stepped transition goes back the way it came: the preview shrinks as the old colour's
+    pods come back Ready. After failed error-rate checks the old colour serves alone at once."""
+    failed = s.preview_hash if end is not RolloutPhase.IDLE else s.failed_hash
+    st = replace(
+        s,
+        phase=RolloutPhase.ROLLING_BACK,
+        phase_since=ctx.now,
+        failed_hash=failed,
+        end_phase=end,
+        rollback_unmixed=unmixed,
+        message=f"rolling back in steps: {why}",
+    )
+    result = {
+        RolloutPhase.ROLLED_BACK: "rolled_back",
+        RolloutPhase.ABORTED: "aborted",
+        RolloutPhase.IDLE: "superseded",
+    }[end]
+    kind = "Normal" if end is RolloutPhase.IDLE else "Warning"
+    out = _rolling_back(ctx, st, Event(kind, reason, st.message))
+    return replace(out, result=result, consume_abort=ctx.inp.abort_requested)
+
+
+def _rolling_back(ctx: RolloutContext, st: RolloutState, *events: Event) -> RolloutStep:
+    """RollingBack's targets: the old colour asks for every replica (its new pods take GPUs as
+    they free up); the preview keeps n - (old Ready) - u, never more than it has."""
+    assert st.preview_colour is not None
+    n = ctx.replicas
+    u = max(1, ctx.inp.settings.max_unavailable)
+    back = min(ctx.inp.active.ready, n) if ctx.inp.active.exists else 0
+    have = ctx.inp.other.replicas if ctx.inp.other.exists else 0
+    preview = max(0, min(have, n - back - u))
+    return RolloutStep(
+        state=replace(st, stable_replicas=n),
+        active=ColourTarget(st.active_colour, n, ctx.inp.desired_hash == st.active_hash),
+        other=ColourTarget(st.preview_colour, preview, False),
+        events=events,
+        mixed=not st.rollback_unmixed and ctx.inp.other.ready > 0 and preview > 0,
+        recheck_after=5.0,
+    )
+
+
+def _promote_stepped(ctx: RolloutContext, s: RolloutState) -> RolloutStep:
+    """Every replica moved: the new colour serves alone; the old one is already at zero."""
+    assert s.preview_colour is not None and s.preview_hash is not None
+    old, new = s.active_colour, s.preview_colour
+    st = replace(
+        s,
+        phase=RolloutPhase.COMPLETED,
+        active_colour=new,
+        active_hash=s.preview_hash,
+        preview_colour=None,
+        preview_hash=None,
+        phase_since=ctx.now,
+        stepped=False,
+        stable_replicas=None,
+        first_pods_passed=False,
+        short_since=None,
+        step_since=None,
+        preview_ready=0,
+        message=f"{new} serves; moved from {old} in steps of {ctx.inp.settings.max_unavailable}",
+    )
+    promoted = Event(
+        "Normal",
+        "RolloutPromoted",
+        f"switched traffic from {old} to {new} (template {st.active_hash}) after moving "
+        f"{ctx.replicas} replicas in steps; {_describe(s.analysis)}",
+    )
+    return RolloutStep(
+        state=st,
+        active=ColourTarget(new, ctx.replicas, True),
+        other=ColourTarget(old, 0, False),
+        events=(promoted,),
+        result="promoted",
+    )
+
+
 # The steps, in checklist order.
+
+
+def _roll_back_in_steps(ctx: RolloutContext) -> RolloutStep | None:
+    """RollingBack: shrink the preview as the old colour's pods come back; once the preview is
+    gone the rollback ends in the phase it was started for (RolledBack, Aborted or Idle)."""
+    s = ctx.state
+    if s.phase is not RolloutPhase.ROLLING_BACK:
+        return None
+    gone = not ctx.inp.other.exists or (ctx.inp.other.replicas == 0 and ctx.inp.other.ready == 0)
+    if not gone:
+        return _with_stray(ctx, _rolling_back(ctx, s))
+    end = s.end_phase or RolloutPhase.ROLLED_BACK
+    why = s.message.removeprefix("rolling back in steps: ")
+    st = replace(
+        s,
+        phase=end,
+        phase_since=ctx.now,
+        stepped=False,
+        stable_replicas=None,
+        first_pods_passed=False,
+        short_since=None,
+        step_since=None,
+        preview_ready=0,
+        rollback_unmixed=False,
+        end_phase=None,
+        message=f"rolled back in steps: {why}; {s.active_colour} serves, {s.preview_colour} "
+        "scaled to zero",
+    )
+    if end is RolloutPhase.IDLE:
+        st = replace(st, preview_colour=None, preview_hash=None)
+    return _with_stray(ctx, _steady(ctx, st, Event("Normal", "RolledBackInSteps", st.message)))
 
 
 def _recreate_missing_active(ctx: RolloutContext) -> RolloutStep | None:
@@ -501,6 +729,7 @@ def _start_preview_on_template_change(ctx: RolloutContext) -> RolloutStep | None
     s, inp = ctx.state, ctx.inp
     if not ctx.between_rollouts:
         return None
+    stepped = _surge(ctx) < ctx.replicas
     st = replace(
         s,
         phase=RolloutPhase.PROGRESSING,
@@ -513,17 +742,37 @@ def _start_preview_on_template_change(ctx: RolloutContext) -> RolloutStep | None
         errors_baseline=None,
         analysis=(),
         message=f"starting the {ctx.other} colour with template {inp.desired_hash}",
+        **_fresh_steps(stepped, ctx.replicas),
+    )
+    how = (
+        f"moving {ctx.replicas} replicas from {ctx.active} to {ctx.other} in steps "
+        f"(maxSurge {inp.settings.max_surge}, maxUnavailable {inp.settings.max_unavailable})"
+        if stepped
+        else f"starting {ctx.other} with {ctx.replicas} replicas while {ctx.active} keeps serving"
     )
     started = Event(
         "Normal",
         "RolloutStarted",
-        f"pod template changed ({s.active_hash} -> {inp.desired_hash}); starting {ctx.other} "
-        f"with {ctx.replicas} replicas while {ctx.active} keeps serving",
+        f"pod template changed ({s.active_hash} -> {inp.desired_hash}); {how}",
     )
-    out = replace(
-        _in_flight(ctx, st, started), recheck_after=float(inp.settings.ready_timeout_seconds)
-    )
+    out = _in_flight(ctx, st, started)
+    if not stepped:
+        out = replace(out, recheck_after=float(inp.settings.ready_timeout_seconds))
     return _with_stray(ctx, out)
+
+
+def _fresh_steps(stepped: bool, replicas: int) -> dict[str, Any]:
+    """The stepped-transition fields of a rollout (re)starting."""
+    return {
+        "stepped": stepped,
+        "stable_replicas": replicas if stepped else None,
+        "first_pods_passed": False,
+        "short_since": None,
+        "step_since": None,
+        "preview_ready": 0,
+        "rollback_unmixed": False,
+        "end_phase": None,
+    }
 
 
 def _abort_on_request(ctx: RolloutContext) -> RolloutStep | None:
@@ -532,6 +781,9 @@ def _abort_on_request(ctx: RolloutContext) -> RolloutStep | None:
     s = ctx.state
     if not ctx.in_flight or not ctx.inp.abort_requested:
         return None
+    if s.stepped:
+        why = f"aborted by request; {ctx.active} comes back as {s.preview_colour} goes"
+        return _start_rolling_back(ctx, s, why, "RolloutAborted", RolloutPhase.ABORTED, False)
     st = replace(
         s,
         phase=RolloutPhase.ABORTED,
@@ -548,6 +800,9 @@ def _cancel_when_spec_reverted(ctx: RolloutContext) -> RolloutStep | None:
     s = ctx.state
     if not ctx.in_flight or ctx.inp.desired_hash != s.active_hash:
         return None
+    if s.stepped:
+        why = "spec returned to the serving version"
+        return _start_rolling_back(ctx, s, why, "RolloutCancelled", RolloutPhase.IDLE, False)
     st = replace(
         s,
         phase=RolloutPhase.IDLE,
@@ -575,6 +830,8 @@ def _restart_preview_when_superseded(ctx: RolloutContext) -> RolloutStep | None:
         errors_baseline=None,
         analysis=(),
         message=f"superseded: restarting {s.preview_colour} with template {inp.desired_hash}",
+        first_pods_passed=False,
+        step_since=None,
     )
     superseded = Event(
         "Normal",
@@ -582,6 +839,82 @@ def _restart_preview_when_superseded(ctx: RolloutContext) -> RolloutStep | None:
         f"spec changed again during the rollout; {s.preview_colour} now gets {inp.desired_hash}",
     )
     return replace(_in_flight(ctx, st, superseded), result="superseded")
+
+
+def _go_stepped_when_short_of_gpus(ctx: RolloutContext) -> RolloutStep | None:
+    """Preview pods Unschedulable for unschedulableSeconds (no free GPUs for a whole second
+    copy): the transition turns stepped rather than wait. With maxUnavailable 0 nothing may
+    give up GPUs: the preview waits, said in the message and a warning, until
+    readyTimeoutSeconds rolls it back."""
+    s, inp = ctx.state, ctx.inp
+    short = inp.other.unschedulable
+    if s.phase is not RolloutPhase.PROGRESSING or s.stepped or short == 0 or ctx.preview_ready:
+        return None
+    if s.short_since is None:
+        st = replace(s, short_since=ctx.now)
+        return replace(_in_flight(ctx, st), recheck_after=float(inp.settings.unschedulable_seconds))
+    grace = inp.settings.unschedulable_seconds
+    waited = ctx.now - s.short_since
+    if waited < grace:
+        return replace(_in_flight(ctx, s), recheck_after=grace - waited)
+    preview, u = s.preview_colour, inp.settings.max_unavailable
+    if u == 0:
+        msg = (
+            f"{short} {preview} pods cannot get GPUs and rollout.maxUnavailable is 0: waiting "
+            f"for free GPUs (rolled back after readyTimeoutSeconds)"
+        )
+        late = _not_ready_in_time(ctx, s)
+        if late is not None:
+            return late
+        events = () if s.message == msg else (Event("Warning", "PreviewShortOfGPUs", msg),)
+        return replace(_in_flight(ctx, replace(s, message=msg), *events), recheck_after=15.0)
+    st = replace(
+        s,
+        stepped=True,
+        stable_replicas=ctx.replicas,
+        step_since=ctx.now,
+        message=f"{short} {preview} pods could not get GPUs for {waited:.0f}s: moving capacity "
+        f"from {ctx.active} in steps of {u}",
+    )
+    return _in_flight(ctx, st, Event("Normal", "SteppedTransition", st.message))
+
+
+def _analyse_first_pods_once_ready(ctx: RolloutContext) -> RolloutStep | None:
+    """Stepped: once the first step's new pods are Ready they are analysed (on the preview
+    Service's traffic) before the rest follow."""
+    s, inp = ctx.state, ctx.inp
+    if s.phase is not RolloutPhase.PROGRESSING or not s.stepped or s.first_pods_passed:
+        return None
+    if ctx.preview_ready_count < _first_batch(ctx):
+        return None
+    vals = inp.preview_signals.values if inp.preview_signals is not None else {}
+    st = replace(
+        s,
+        phase=RolloutPhase.ANALYZING,
+        phase_since=ctx.now,
+        requests_baseline=vals.get(Signal.REQUESTS_TOTAL, 0.0),
+        errors_baseline=vals.get(Signal.ERRORS_TOTAL, 0.0),
+        message=f"the first {ctx.preview_ready_count} {s.preview_colour} pods are Ready; "
+        f"analysing them for {inp.settings.analysis.duration_seconds}s while {ctx.active} "
+        f"serves with {ctx.replicas - inp.settings.max_unavailable} replicas",
+    )
+    out = _in_flight(ctx, st, Event("Normal", "PreviewReady", st.message))
+    return replace(out, warmup_preview=inp.settings.warmup_requests, recheck_after=0.0)
+
+
+def _move_the_rest_in_steps(ctx: RolloutContext) -> RolloutStep | None:
+    """Stepped, after the first pods passed: one old pod goes for each new pod Ready, the
+    analysis keeps watching (a failed check rolls back in steps), and once every replica is
+    new the new colour serves alone."""
+    s = ctx.state
+    if s.phase is not RolloutPhase.PROGRESSING or not s.stepped or not s.first_pods_passed:
+        return None
+    j = _judge(s, ctx.inp)
+    if j.verdict is False:
+        return _rollback(ctx, j.state, f"analysis failed: {_describe(j.results)}", "AnalysisFailed")
+    if ctx.preview_ready_count >= ctx.replicas:
+        return _promote_stepped(ctx, j.state)
+    return _not_ready_in_time(ctx, j.state) or _in_flight(ctx, j.state)
 
 
 def _analyse_preview_once_ready(ctx: RolloutContext) -> RolloutStep | None:
@@ -609,10 +942,14 @@ def _wait_for_preview_ready(ctx: RolloutContext) -> RolloutStep | None:
     s = ctx.state
     if s.phase is not RolloutPhase.PROGRESSING:
         return None
+    if s.short_since is not None and ctx.inp.other.unschedulable == 0:
+        s = replace(s, short_since=None)  # the preview got its GPUs after all
     timeout = ctx.inp.settings.ready_timeout_seconds
-    return _not_ready_in_time(ctx, s) or replace(
-        _in_flight(ctx, s), recheck_after=timeout - ctx.in_flight_for
-    )
+    late = _not_ready_in_time(ctx, s)
+    if late is not None:
+        return late
+    out = _in_flight(ctx, s)
+    return out if s.stepped else replace(out, recheck_after=timeout - ctx.in_flight_for)
 
 
 def _roll_back_on_failed_check(ctx: RolloutContext) -> RolloutStep | None:
@@ -652,7 +989,7 @@ def _wait_for_preview_replicas_after_analysis(ctx: RolloutContext) -> RolloutSte
     """Analysis passed but the preview is short of Ready replicas (e.g. scaled up meanwhile):
     wait for them within readyTimeoutSeconds of the start, else roll back."""
     j = ctx.judgement
-    if j is None or ctx.preview_ready:
+    if j is None or ctx.preview_ready or ctx.state.stepped:
         return None
     return _not_ready_in_time(ctx, j.state) or _in_flight(
         ctx,
@@ -668,6 +1005,8 @@ def _promote_or_pause_after_analysis(ctx: RolloutContext) -> RolloutStep | None:
     j = ctx.judgement
     if j is None:
         return None
+    if ctx.state.stepped:
+        return _continue_or_pause_after_first_pods(ctx, j)
     if ctx.inp.settings.auto_promote or ctx.inp.promote_requested:
         return _promote(ctx, j.state, consume=ctx.inp.promote_requested)
     st = replace(
@@ -680,10 +1019,43 @@ def _promote_or_pause_after_analysis(ctx: RolloutContext) -> RolloutStep | None:
     return _in_flight(ctx, st, Event("Normal", "RolloutPaused", st.message))
 
 
+def _continue_or_pause_after_first_pods(ctx: RolloutContext, j: Judgement) -> RolloutStep:
+    """Stepped: the first new pods passed analysis. The rest follow in steps (autoPromote, or
+    the promote annotation is there), or the transition pauses for the annotation with the
+    first step's pods serving."""
+    go = ctx.inp.settings.auto_promote or ctx.inp.promote_requested
+    st = replace(
+        j.state,
+        phase=RolloutPhase.PROGRESSING if go else RolloutPhase.PAUSED,
+        phase_since=ctx.now,
+        first_pods_passed=go,
+        message=f"the first {ctx.preview_ready_count} {ctx.state.preview_colour} pods passed "
+        f"analysis ({_describe(j.results)}); "
+        + (
+            f"moving the rest in steps of {ctx.inp.settings.max_unavailable}"
+            if go
+            else "waiting for the serving.deepseek.dev/promote annotation to move the rest"
+        ),
+    )
+    reason = "FirstPodsPassed" if go else "RolloutPaused"
+    out = _in_flight(ctx, st, Event("Normal", reason, st.message))
+    return replace(out, consume_promote=ctx.inp.promote_requested)
+
+
 def _promote_on_request_when_paused(ctx: RolloutContext) -> RolloutStep | None:
-    """Paused waits, with no deadline, for the promote annotation and a Ready preview."""
+    """Paused waits, with no deadline, for the promote annotation and a Ready preview (stepped:
+    the annotation moves the rest of the replicas)."""
     if ctx.state.phase is not RolloutPhase.PAUSED:
         return None
+    if ctx.state.stepped and ctx.inp.promote_requested:
+        st = replace(ctx.state, phase=RolloutPhase.PROGRESSING, first_pods_passed=True)
+        moving = (
+            f"promoted by request: moving the rest in steps of {ctx.inp.settings.max_unavailable}"
+        )
+        out = _in_flight(
+            ctx, replace(st, message=moving), Event("Normal", "RolloutResumed", moving)
+        )
+        return replace(out, consume_promote=True)
     if ctx.inp.promote_requested and ctx.preview_ready:
         return _promote(ctx, ctx.state, consume=True)
     return _in_flight(ctx, ctx.state)
@@ -691,6 +1063,8 @@ def _promote_on_request_when_paused(ctx: RolloutContext) -> RolloutStep | None:
 
 CHECKLIST: tuple[Callable[[RolloutContext], RolloutStep | None], ...] = (
     _recreate_missing_active,
+    # a stepped transition going back
+    _roll_back_in_steps,
     # after a promotion
     _roll_newer_version_onto_old_colour,
     _scale_down_old_colour_after_delay,
@@ -703,6 +1077,9 @@ CHECKLIST: tuple[Callable[[RolloutContext], RolloutStep | None], ...] = (
     _cancel_when_spec_reverted,
     _restart_preview_when_superseded,
     # Progressing
+    _go_stepped_when_short_of_gpus,
+    _analyse_first_pods_once_ready,
+    _move_the_rest_in_steps,
     _analyse_preview_once_ready,
     _wait_for_preview_ready,
     # Analyzing

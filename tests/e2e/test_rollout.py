@@ -276,9 +276,10 @@ def _serve(
     custom: client.CustomObjectsApi,
     api: client.ApiClient,
     auto_promote: bool,
+    body: dict[str, Any] | None = None,
 ) -> Iterator[Traffic]:
     """blue serving 2 Ready replicas through the fleet, and load running through the router."""
-    body = dsd_body(auto_promote=auto_promote)
+    body = body or dsd_body(auto_promote=auto_promote)
     create_dsd(custom, namespace, body)
     wait_for(
         lambda: len(ready_pods(core, namespace, "blue")) == REPLICAS,
@@ -581,3 +582,121 @@ def test_replica_change_alone_starts_no_rollout(
     assert "RolloutStarted" not in reasons(core, ns)
     counts = finish(serving, "replica change")
     assert_no_client_errors(counts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stepped transitions: a cluster with no GPUs to spare
+
+
+FULL_ZONES = ("us-east-a", "us-east-b")  # one H200 node each: 8 GPUs, one replica each
+
+
+def h200_nodes_free(core: client.CoreV1Api) -> bool:
+    """The H200 nodes of FULL_ZONES hold no GPU pod (other tests' pods are gone)."""
+    nodes = {
+        n.metadata.name
+        for n in core.list_node(label_selector="nvidia.com/gpu.product=NVIDIA-H200").items
+        if n.metadata.labels.get("topology.kubernetes.io/zone") in FULL_ZONES
+    }
+    for p in core.list_pod_for_all_namespaces().items:
+        limits = [((c.resources and c.resources.limits) or {}) for c in p.spec.containers]
+        if p.spec.node_name in nodes and any(lim.get("nvidia.com/gpu") for lim in limits):
+            return False
+    return len(nodes) == len(FULL_ZONES)
+
+
+def full_cluster_body(*, auto_promote: bool = True) -> dict[str, Any]:
+    """2 replicas of 8 H200 GPUs in two zones of one H200 node each: every GPU is taken, so a
+    whole preview copy can never be scheduled."""
+    body = dsd_body(auto_promote=auto_promote)
+    spec = body["spec"]
+    spec["resources"].update({"gpusPerReplica": 8, "gpuProduct": "NVIDIA-H200"})
+    spec["placement"] = {"zones": list(FULL_ZONES), "maxSkew": 1}
+    spec["rollout"].update({"unschedulableSeconds": 5, "maxUnavailable": 1})
+    return body
+
+
+@pytest.fixture
+def serving_full(
+    namespace: str,
+    operator: OperatorProcess,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    api_clients: dict[str, client.ApiClient],
+) -> Iterator[Traffic]:
+    wait_for(lambda: h200_nodes_free(core), timeout=120, what="the H200 nodes free")
+    yield from _serve(namespace, core, custom, api_clients["us-east"], True, full_cluster_body())
+
+
+def test_a_rollout_on_a_full_cluster_moves_capacity_in_steps_with_zero_failed_requests(
+    namespace: str,
+    serving_full: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    ns = namespace
+    patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    seen: dict[str, Any] = {"phases": set(), "selectors": set(), "stepped": False}
+
+    def completed() -> dict[str, Any] | None:
+        r = rollout(custom, ns)
+        seen["phases"].add(r.get("phase"))
+        seen["stepped"] |= bool(r.get("stepped"))
+        seen["selectors"].add(service_colour(core, ns))
+        return r if r.get("phase") == "Completed" and r.get("activeColour") == "green" else None
+
+    done = wait_for(completed, timeout=ROLLOUT_TIMEOUT, every=1.0, what="stepped rollout Completed")
+    assert seen["stepped"], seen  # the whole copy could not start: it went stepped
+    assert {"Progressing", "Analyzing"} <= seen["phases"], seen
+    # blue alone, then both colours (the first green pod passed), then green alone
+    assert {"blue", None, "green"} <= seen["selectors"], seen
+    assert "in steps" in done["message"], done
+    wait_for(lambda: len(ready_pods(core, ns, "green")) == REPLICAS, what="2 Ready green pods")
+    assert deployment_replicas(apps, ns, "blue") == 0
+    assert service_colour(core, ns) == "green"
+    want = {"RolloutStarted", "SteppedTransition", "PreviewReady", "FirstPodsPassed"}
+    want |= {"TransitionStep", "RolloutPromoted"}
+    wait_for(lambda: want <= set(reasons(core, ns)), what=f"Events {want}")
+    counts = finish(serving_full, "stepped rollout on a full cluster")
+    assert_no_client_errors(counts)
+
+
+def test_a_failed_analysis_on_a_full_cluster_rolls_back_in_steps(
+    namespace: str,
+    serving_full: Traffic,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    ns = namespace
+    patch_spec(
+        custom,
+        ns,
+        {
+            "model": {"revision": "bad"},
+            "engine": {"podAnnotations": {"sim.deepseek.dev/fault": "error"}},
+        },
+    )
+    seen: set[str] = set()
+
+    def rolled_back() -> dict[str, Any] | None:
+        r = rollout(custom, ns)
+        seen.add(r.get("phase", ""))
+        return r if r.get("phase") in ("RolledBack", "Completed") else None
+
+    done = wait_for(rolled_back, timeout=ROLLOUT_TIMEOUT, every=1.0, what="rolled back")
+    assert done["phase"] == "RolledBack" and done["activeColour"] == "blue", done
+    assert "RollingBack" in seen, seen  # back the way it came, not all at once
+    assert "rolled back in steps" in done["message"] and "errorRate" in done["message"], done
+    wait_for(lambda: len(ready_pods(core, ns, "blue")) == REPLICAS, what="2 Ready blue pods")
+    wait_for(lambda: deployment_replicas(apps, ns, "green") == 0, what="preview at 0")
+    assert service_colour(core, ns) == "blue"
+    want = {"SteppedTransition", "AnalysisFailed", "RolledBackInSteps"}
+    wait_for(lambda: want <= set(reasons(core, ns)), what=f"Events {want}")
+    status = get_dsd(custom, ns, NAME)["status"]
+    cond = {c["type"]: c for c in status["conditions"]}
+    assert cond["Degraded"]["status"] == "True", cond["Degraded"]
+    counts = finish(serving_full, "failed stepped rollout rolled back")
+    assert_no_client_errors(counts)  # the failing pod never served the stable Service
+    assert counts["preview"].get(500, 0) > 0, counts

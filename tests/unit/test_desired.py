@@ -225,6 +225,14 @@ def test_services_select_active_and_other_colour() -> None:
     assert pdb["spec"]["selector"]["matchLabels"] == {L.DEPLOYMENT: "r1", L.COMPONENT: "engine"}
 
 
+def test_a_stepped_transition_lets_the_stable_service_select_both_colours() -> None:
+    d = dsd()
+    state = render(d, plan_for(d, mixed=True))
+    stable = state.get("Service", "r1")
+    assert stable["spec"]["selector"] == {L.DEPLOYMENT: "r1", L.COMPONENT: "engine"}
+    assert state.get("Service", "r1-preview")["spec"]["selector"][L.COLOUR] == "green"
+
+
 def test_monitoring_objects_only_where_crds_exist_and_wanted() -> None:
     d = dsd()
     kinds = lambda s: sorted(o["kind"] for o in s.objects)  # noqa: E731

@@ -270,6 +270,7 @@ def test_stray_annotations(
 def test_checklist_order_is_the_precedence() -> None:
     assert [f.__name__ for f in R.CHECKLIST] == [
         "_recreate_missing_active",
+        "_roll_back_in_steps",
         "_roll_newer_version_onto_old_colour",
         "_scale_down_old_colour_after_delay",
         "_keep_serving_unchanged_template",
@@ -278,6 +279,9 @@ def test_checklist_order_is_the_precedence() -> None:
         "_abort_on_request",
         "_cancel_when_spec_reverted",
         "_restart_preview_when_superseded",
+        "_go_stepped_when_short_of_gpus",
+        "_analyse_first_pods_once_ready",
+        "_move_the_rest_in_steps",
         "_analyse_preview_once_ready",
         "_wait_for_preview_ready",
         "_roll_back_on_failed_check",

@@ -8,7 +8,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from kubernetes import client
@@ -209,6 +209,7 @@ class Kube:
                 owned.objects[(kind, o["metadata"]["name"])] = o
 
         unschedulable, message = 0, ""
+        by_colour: dict[str, int] = {}
         if any(d.ready < d.replicas for d in deployments.values()):
             self.calls += 1
             pods = self.core.list_namespaced_pod(
@@ -223,6 +224,13 @@ class Kube:
                     ):
                         unschedulable += 1
                         message = c.message or message
+                        labels = (p.metadata.labels if p.metadata else None) or {}
+                        colour = labels.get(L.COLOUR, "")
+                        by_colour[colour] = by_colour.get(colour, 0) + 1
+        for colour, count in by_colour.items():
+            if colour in ("blue", "green") and Colour(colour) in deployments:
+                key = Colour(colour)
+                deployments[key] = replace(deployments[key], unschedulable=count)
         cache = dsd.spec.model.cache
         pvcs: frozenset[str] = frozenset()
         pvc = cache.persistent_volume_claim if cache is not None else None

@@ -532,7 +532,12 @@ class AnalysisSpec(ApiModel):
 
 
 class RolloutSpec(ApiModel):
-    """Blue-green updates: any change to the engine pod starts one; replica changes do not."""
+    """Blue-green updates: any change to the engine pod starts one; replica changes do not.
+    Where free GPUs cannot hold a whole preview colour, the transition moves capacity in
+    steps instead of waiting: stop maxUnavailable old pods, start new pods in their GPUs,
+    analyse the first new pods (on the preview Service), continue; a failed analysis rolls back
+    the same way. Once the first new pods passed, Ready new pods serve through the stable
+    Service beside the old ones."""
 
     strategy: Literal["BlueGreen"] = Field("BlueGreen", description="Update strategy.")
     auto_promote: bool = Field(
@@ -559,6 +564,31 @@ class RolloutSpec(ApiModel):
         le=86400,
         description="How long the old colour keeps running after the switch, for a fast "
         "manual rollback, before it is scaled to zero.",
+    )
+    max_surge: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Preview replicas that may run beyond the desired count at once. Unset: a "
+        "whole second copy (classic blue-green; needs free GPUs for every replica). Lower than "
+        "the replicas: a stepped transition from the start (GPUs move from the old colour to "
+        "the new in steps).",
+    )
+    max_unavailable: int = Field(
+        1,
+        ge=0,
+        le=1000,
+        description="In a stepped transition, how many replicas may be out of service at once: "
+        "each step the old colour gives up this many pods' GPUs to the new one. 0: the old "
+        "colour only shrinks as new pods become Ready, so a preview that cannot get GPUs waits "
+        "(reported in status and Events) until readyTimeoutSeconds rolls it back.",
+    )
+    unschedulable_seconds: int = Field(
+        60,
+        ge=0,
+        le=86400,
+        description="How long preview pods may wait for GPUs (Pending, Unschedulable) before a "
+        "classic blue-green rollout turns into a stepped transition.",
     )
 
 

@@ -142,8 +142,8 @@ class RolloutStatus(ApiModel):
 
     phase: str = Field(
         max_length=32,
-        description="Idle, Progressing, Analyzing, Paused, ScalingDown, Completed, RolledBack "
-        "or Aborted.",
+        description="Idle, Progressing, Analyzing, Paused, ScalingDown, Completed, RollingBack, "
+        "RolledBack or Aborted.",
     )
     active_colour: Colour = Field(description="Colour serving traffic.")
     preview_colour: Colour | None = Field(None, description="Colour being rolled out.")
@@ -169,6 +169,34 @@ class RolloutStatus(ApiModel):
     )
     analysis: list[AnalysisResult] = Field(
         default_factory=list, max_length=16, description="Last analysis checks."
+    )
+    stepped: bool = Field(
+        False,
+        description="The transition moves GPUs from the old colour to the new in steps (free "
+        "GPUs cannot hold a whole preview, or maxSurge asks for it).",
+    )
+    stable_replicas: int | None = Field(
+        None, ge=0, description="Stepped: replicas the old colour keeps in this step."
+    )
+    first_pods_passed: bool = Field(
+        False, description="Stepped: the first new pods passed analysis; the rest follow."
+    )
+    short_of_gpus_since: str | None = Field(
+        None, description="Since when preview pods wait for GPUs (RFC 3339)."
+    )
+    step_since: str | None = Field(
+        None, description="Stepped: when the new colour's Ready count last changed (RFC 3339)."
+    )
+    preview_ready: int = Field(0, ge=0, description="Stepped: new pods Ready at the last step.")
+    rollback_unmixed: bool = Field(
+        False,
+        description="Rolling back in steps after an error-rate failure: the stable Service "
+        "selects the old colour only.",
+    )
+    end_phase: str | None = Field(
+        None,
+        max_length=32,
+        description="Rolling back in steps: the phase it ends in (RolledBack, Aborted, Idle).",
     )
 
 
