@@ -159,6 +159,21 @@ OPERATOR = Dashboard(
             dashed="^max .*",
         ),
         Panel(
+            "Quantization rung served",
+            "Position on spec.quantization.ladder of the mode each DeepSeekDeployment serves: 0 "
+            "is full precision, higher is more compressed (a lighter rung under GPU pressure). "
+            "DeepSeekServingBelowFullPrecision fires after 6 hours above 0.",
+            (
+                Target(
+                    operator_gauge("deepseek_operator_quantization_rung", FILT),
+                    BY_DSD,
+                ),
+            ),
+            width=12,
+            decimals=0,
+            thresholds=(Threshold(None, "green"), Threshold(1, "orange")),
+        ),
+        Panel(
             "Finished rollouts (24h)",
             "Blue-green rollouts that ended in the last 24 hours, by result.",
             (

@@ -587,6 +587,20 @@ OPERATOR_ALERTS = Group(
             probes=("deepseek_operator_rollout_phase",),
         ),
         Alert(
+            name="DeepSeekServingBelowFullPrecision",
+            expr=f"max by ({NS_DSD}) (deepseek_operator_quantization_rung) > 0",
+            for_="6h",
+            severity="warning",
+            summary=f"{WHO} has served a compressed quantization rung for 6 hours.",
+            description=(
+                "It serves rung {{ $value }} of its quantization ladder (0 is full precision) "
+                "since at least 6 hours: answers may be of lower quality. Under GPU pressure "
+                "this is the ladder doing its job; for this long, add GPUs or replicas, or "
+                "check why the policy does not step back up."
+            ),
+            probes=("deepseek_operator_quantization_rung",),
+        ),
+        Alert(
             name="DeepSeekRegionUnhealthy",
             expr=f"{REGION_DOWN}\nand on ({REGION})\n{REGION_WEIGHTED}",
             for_="5m",

@@ -406,8 +406,11 @@ def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
     metrics.SLO_TARGET.labels(ns, name, "error_rate").set(slo.max_error_rate)
     for c in Colour:
         metrics.ACTIVE_COLOUR.labels(ns, name, c.value).set(1 if s.active_colour is c else 0)
-    for rung in dsd.spec.quantization.ladder:
-        metrics.QUANTIZATION_MODE.labels(ns, name, rung.name).set(1 if s.mode == rung.name else 0)
+    ladder = [rung.name for rung in dsd.spec.quantization.ladder]
+    for rung_name in ladder:
+        metrics.QUANTIZATION_MODE.labels(ns, name, rung_name).set(1 if s.mode == rung_name else 0)
+    if s.mode in ladder:
+        metrics.QUANTIZATION_RUNG.labels(ns, name).set(ladder.index(s.mode))
     phase = s.rollout.phase if s.rollout else RolloutPhase.IDLE.value
     for p in RolloutPhase:
         metrics.ROLLOUT_PHASE.labels(ns, name, p.value).set(1 if p.value == phase else 0)

@@ -96,6 +96,13 @@ QUANTIZATION_MODE = Gauge(
     [*_DSD, "mode"],
     registry=REGISTRY,
 )
+QUANTIZATION_RUNG = Gauge(
+    "deepseek_operator_quantization_rung",
+    "Position on spec.quantization.ladder of the mode the active colour serves: 0 is the "
+    "highest precision, higher is more compressed.",
+    _DSD,
+    registry=REGISTRY,
+)
 ROLLOUT_PHASE = Gauge(
     "deepseek_operator_rollout_phase",
     "1 for the current rollout phase (Idle, Progressing, Analyzing, Paused, Promoted, "
