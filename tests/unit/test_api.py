@@ -163,6 +163,12 @@ INVALID = [
     ),
     ("unknown mode", {"quantization.mode": "fp4"}, "spec.quantization.mode", "must name a rung"),
     (
+        "unknown lowest rung",
+        {"quantization.policy": {"automatic": True, "lowestRung": "fp4"}},
+        "spec.quantization.policy.lowestRung",
+        "must name a rung",
+    ),
+    (
         "unknown weights",
         {"quantization.ladder": [{"name": "x", "weights": "fp4"}]},
         "spec.quantization.ladder.0.weights",

@@ -283,6 +283,16 @@ class QuantizationRung(ApiModel):
         le=64,
         description="GPUs per replica on this rung. Unset: resources.gpusPerReplica.",
     )
+    capacity_factor: float | None = Field(
+        None,
+        gt=0,
+        le=100,
+        description="Requests/s one replica of this rung serves within the SLO, relative to "
+        "one replica of the first rung (e.g. 1.3: 30% more per replica). The automatic policy "
+        "uses it until it has learned the rung's capacity. Unset: derived from the weights "
+        "(bf16 1.0, fp8 1.6, int4 2.0 per GPU), x1.25 for an fp8 KV cache, scaled by GPUs "
+        "per replica.",
+    )
 
     @model_validator(mode="after")
     def _int4_needs_checkpoint(self) -> Self:
@@ -303,8 +313,60 @@ def default_ladder() -> list[QuantizationRung]:
     ]
 
 
+class QuantizationPolicy(ApiModel):
+    """Whether and when the operator moves along the ladder by itself under GPU pressure."""
+
+    # Down one rung when the SLO is breached and more replicas cannot come (maxReplicas, no
+    # free GPUs, or not before the lighter rung would); back up one rung when the
+    # higher-precision rung would carry the load with headroom. See quantization.py.
+
+    automatic: bool = Field(
+        False,
+        description="Switch rungs under GPU pressure. While false the operator serves "
+        "quantization.mode (the user's pin); while true it chooses the rung and "
+        "quantization.mode is ignored. The rung served and why are in status.quantization.",
+    )
+    lowest_rung: DnsLabel | None = Field(
+        None,
+        description="The most compressed rung the policy may serve (its name): it never steps "
+        "below it. Unset: the last rung of the ladder.",
+    )
+    step_down_after_seconds: int = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="How long the SLO must be breached (or the arriving load exceed what the "
+        "Ready replicas carry) before stepping down a rung.",
+    )
+    step_up_after_seconds: int = Field(
+        600,
+        ge=0,
+        le=86400,
+        description="How long the higher-precision rung must have had headroom "
+        "(stepUpHeadroom) before stepping back up.",
+    )
+    min_dwell_seconds: int = Field(
+        900,
+        ge=0,
+        le=86400,
+        description="Least time on a rung between two switches (each switch is a rollout that "
+        "replaces every replica).",
+    )
+    max_switches_per_hour: int = Field(
+        4, ge=1, le=60, description="Most rung switches in any hour."
+    )
+    step_up_headroom: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Step up only when the higher-precision rung, on the GPUs the deployment "
+        "holds plus the free ones (at most maxReplicas replicas), would carry the arriving "
+        "load at no more than this fraction of its capacity.",
+    )
+
+
 class QuantizationSpec(ApiModel):
-    """The quantization ladder, highest precision first, and the mode to serve."""
+    """The quantization ladder (highest precision first), the mode to serve, and the policy."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": k8s_extra(
@@ -318,19 +380,29 @@ class QuantizationSpec(ApiModel):
                 "quantization.ladder rung names must be unique",
                 ".ladder",
             ),
+            cel(
+                "!has(self.policy) || !has(self.policy.lowestRung) || "
+                "self.ladder.exists(r, r.name == self.policy.lowestRung)",
+                "quantization.policy.lowestRung must name a rung of quantization.ladder",
+                ".policy.lowestRung",
+            ),
         )
     }
 
     mode: DnsLabel | None = Field(
         None,
-        description="The rung to serve (its name). Unset: the first rung. Changing it starts a "
-        "blue-green rollout.",
+        description="The rung to serve (its name) while policy.automatic is false. Unset: the "
+        "first rung. Changing it starts a rollout. Ignored while policy.automatic is true: the "
+        "policy chooses the rung (see status.quantization).",
     )
     ladder: list[QuantizationRung] = Field(
         default_factory=default_ladder,
         min_length=1,
         max_length=8,
         description="Modes ordered from highest precision to most compressed.",
+    )
+    policy: QuantizationPolicy = Field(
+        default_factory=QuantizationPolicy, description=QuantizationPolicy.__doc__
     )
 
     @model_validator(mode="after")
@@ -343,6 +415,12 @@ class QuantizationSpec(ApiModel):
                 f"quantization.mode {self.mode!r} must name a rung of quantization.ladder "
                 f"({', '.join(names)})"
             )
+        floor = self.policy.lowest_rung
+        if floor is not None and floor not in names:
+            raise ValueError(
+                f"quantization.policy.lowestRung {floor!r} must name a rung of "
+                f"quantization.ladder ({', '.join(names)})"
+            )
         return self
 
     def current(self) -> QuantizationRung:
@@ -351,6 +429,16 @@ class QuantizationSpec(ApiModel):
             if rung.name == self.mode:
                 return rung
         return self.ladder[0]
+
+    def rung(self, name: str) -> QuantizationRung | None:
+        """The rung called `name`, or None."""
+        return next((r for r in self.ladder if r.name == name), None)
+
+    def floor_index(self) -> int:
+        """Index of the most compressed rung the policy may serve (policy.lowestRung)."""
+        names = [r.name for r in self.ladder]
+        floor = self.policy.lowest_rung
+        return names.index(floor) if floor in names else len(names) - 1
 
 
 class SloSpec(ApiModel):

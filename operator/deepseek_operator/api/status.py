@@ -222,6 +222,59 @@ class RegionStatus(ApiModel):
     message: str = Field("", max_length=1024, description="Last health check result.")
 
 
+class QuantizationSwitch(ApiModel):
+    """One switch of the served quantization rung, decided by the automatic policy."""
+
+    at: str = Field(
+        description="When it was decided (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    from_: str = Field(alias="from", max_length=63, description="Rung before.")
+    to: str = Field(max_length=63, description="Rung after.")
+    reason: str = Field(max_length=64, description="CamelCase reason, e.g. StepDown.")
+
+
+class QuantizationStatus(ApiModel):
+    """What the quantization policy decided and remembers (so a restart keeps its timers)."""
+
+    automatic: bool = Field(False, description="Whether quantization.policy.automatic was on.")
+    served: str | None = Field(None, max_length=63, description="Rung the active colour serves.")
+    target: str | None = Field(
+        None,
+        max_length=63,
+        description="Rung the policy wants served; differs from served while a switch rolls out.",
+    )
+    reason: str = Field("", max_length=64, description="CamelCase reason of the last decision.")
+    message: str = Field(
+        "", max_length=4096, description="The last decision's reasoning, with its numbers."
+    )
+    since: str | None = Field(
+        None,
+        description="When the target last changed (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    pressure_since: str | None = Field(
+        None,
+        description="Since when the SLO has been breached or the arriving load above what the "
+        "Ready replicas carry (RFC 3339); absent while it is not.",
+        json_schema_extra={"format": "date-time"},
+    )
+    relief_since: str | None = Field(
+        None,
+        description="Since when the higher-precision rung would have carried the load with "
+        "headroom (RFC 3339); absent while it would not.",
+        json_schema_extra={"format": "date-time"},
+    )
+    switches: list[QuantizationSwitch] = Field(
+        default_factory=list, max_length=20, description="The last switches, oldest first."
+    )
+    capacity: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Learned requests/s one replica of each rung serves within the SLO, by "
+        "rung name.",
+    )
+
+
 class DeepSeekDeploymentStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -255,6 +308,9 @@ class DeepSeekDeploymentStatus(ApiModel):
         None, description="Last autoscaling decision."
     )
     rollout: RolloutStatus | None = Field(None, description="Current or last rollout.")
+    quantization: QuantizationStatus | None = Field(
+        None, description="The quantization policy's decision and memory."
+    )
     regions: list[RegionStatus] = Field(
         default_factory=list, max_length=8, description="Member regions."
     )

@@ -1,0 +1,537 @@
+"""The quantization-ladder policy: (spec, SLO, observations, memory, now) -> the rung to serve.
+Pure: no clock, no I/O; everything it remembers is in the QuantizationStatus it returns.
+
+The ladder is ordered from highest precision to most compressed (e.g. fp8 -> fp8-kv8 -> int4).
+A lighter rung is lever 3 of the design's "acting under GPU pressure": it is used when more
+replicas cannot come, never instead of them, and the policy climbs back with hysteresis.
+
+`decide_mode` runs these steps; the first that decides returns:
+
+| step                  | when                                             | reason              |
+|-----------------------|--------------------------------------------------|---------------------|
+| `_pinned`             | policy.automatic is false                        | Pinned              |
+| `_hold`               | no trustworthy metrics / a transition running    | MetricsMissing,     |
+|                       |                                                  | TransitionInFlight  |
+| (`_track` updates the pressure and relief clocks for the steps below)                   |
+| `_leave_slower_rung`  | the served rung was learned to carry no more     | LighterRungNoGain   |
+|                       | than the rung above on our GPUs                  |                     |
+| `_step_down`          | pressure for stepDownAfterSeconds, replicas      | StepDown (or why    |
+|                       | cannot help, the lighter rung carries more       | not: ScalingCanHelp,|
+|                       |                                                  | StepDownNoGain, ...)|
+| `_step_up`            | relief for stepUpAfterSeconds                    | StepUp (or          |
+|                       |                                                  | ReliefBuilding)     |
+| `_steady`             | otherwise                                        | Steady              |
+
+Both switches pass `_switch_allowed` (minDwellSeconds since the last switch, at most
+maxSwitchesPerHour in the last hour): a switch is a rollout that replaces every replica, and
+under a GPU cap it is a stepped one (each step gives one replica's GPUs to the new rung and waits
+a cold start), so flapping costs capacity.
+
+Pressure: the SLO is breached (TTFT p99 > slo.ttft or TPOT p99 > slo.tpot), or about to be: the
+arriving rate is above what the Ready replicas carry on the served rung. Relief: the rung above,
+on the GPUs held plus the free ones (at most maxReplicas replicas), would carry the arriving rate
+at <= stepUpHeadroom of its capacity.
+
+Capacity is requests/s per replica within the SLO, learned per rung (`learn_rung_capacity`, fed
+by the caller from steady periods). A rung not yet learned gets a prior: the capacity of a
+learned rung times the ratio of their capacity factors, which is the rung's declared
+`capacityFactor` or a factor derived from its weights and KV cache, per GPU, times its GPUs per
+replica. Worked example (R1 on 32 H200s, fp8 learned at 4.7 req/s per 8-GPU replica):
+fp8-kv8 (8 GPUs) ~4.7 x 1.25 = 5.9 req/s per replica, 4 replicas ~23.5 req/s; int4 AWQ (4 GPUs)
+~4.7 x 2.0/1.6 x 4/8 = 2.9 req/s per replica, 8 replicas ~23.5 req/s. Priors are guesses;
+learned values replace them, and a lighter rung that turns out no faster is left (step up).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from .api.spec import KVCacheDtype, QuantizationRung, QuantizationSpec, SloSpec, WeightPrecision
+from .api.status import QuantizationStatus, QuantizationSwitch
+
+# Prior throughput per GPU by weight precision, relative to bf16. fp8: vLLM's FP8 announcement
+# (Neural Magic / vLLM blog, 2024-07: "up to 1.6x" throughput); int4: 2.0, an estimate between
+# Marlin's W4A16 decode speed-ups at small batch (IST-DASLab/marlin: near 4x over fp16 up to
+# batch 16-32) and parity at large batch (gpustack's vLLM measurements: W4A16 13,605 vs BF16
+# 13,305 tok/s on H100; AWQ 9,756). These are optimistic "up to" numbers: they only decide a
+# first step down, and learned capacity replaces them (testbed/sim/presets.py models slower int4).
+WEIGHT_FACTOR: dict[WeightPrecision, float] = {
+    WeightPrecision.BF16: 1.0,
+    WeightPrecision.FP8: 1.6,
+    WeightPrecision.INT4: 2.0,
+}
+# An fp8 KV cache holds twice the tokens: more concurrent requests where the cache is the limit
+# (estimate; gpustack measured +1.6% where it was not).
+FP8_KV_FACTOR = 1.25
+MIN_GAIN = 1.1  # a lighter rung must carry 10% more on our GPUs to be worth a rollout
+LEARN_WEIGHT = 0.3  # weight of the newest capacity sample in the learned mean
+HOUR = 3600.0
+SWITCH_HISTORY = 20
+
+PINNED = "Pinned"
+METRICS_MISSING = "MetricsMissing"
+TRANSITION_IN_FLIGHT = "TransitionInFlight"
+STEP_DOWN = "StepDown"
+STEP_UP = "StepUp"
+LIGHTER_RUNG_NO_GAIN = "LighterRungNoGain"
+PRESSURE_BUILDING = "PressureBuilding"
+SCALING_CAN_HELP = "ScalingCanHelp"
+AT_LOWEST_RUNG = "AtLowestRung"
+STEP_DOWN_NO_GAIN = "StepDownNoGain"
+RELIEF_BUILDING = "ReliefBuilding"
+DWELL_TIME = "DwellTime"
+SWITCH_LIMIT = "SwitchLimit"
+STEADY = "Steady"
+
+
+@dataclass(frozen=True)
+class ModeInputs:
+    """What the policy observes for one DeepSeekDeployment."""
+
+    served: str  # rung the active colour serves now
+    replicas: int  # replicas asked for now
+    ready: int
+    max_replicas: int
+    wanted_replicas: int  # what the autoscaler wanted before limits
+    scaling_limited: bool  # autoscaler capped by maxReplicas or lack of GPUs
+    free_gpus: int  # free allocatable GPUs of the right product, not ours
+    held_gpus: int  # GPUs our serving pods hold now
+    arrival_rate: float | None  # req/s arriving (None: unknown)
+    ttft_p99: float | None
+    tpot_p99: float | None
+    cold_start_s: float | None  # learned seconds for a new replica to be Ready
+    metrics_ok: bool
+    transition_in_flight: bool  # a rollout/transition is running: hold
+    default_gpus_per_replica: int = 1  # resources.gpusPerReplica (rungs without their own)
+
+
+@dataclass(frozen=True)
+class QuantizationDecision:
+    target: str  # rung to serve
+    reason: str  # CamelCase
+    message: str
+    state: QuantizationStatus
+    switched: bool  # target differs from the previous target
+
+
+@dataclass(frozen=True)
+class _Clocks:
+    """What `_track` derived for this tick."""
+
+    pressure_for: float | None  # seconds of pressure so far (None: none now)
+    relief_for: float | None  # seconds the rung above has had headroom (None: not now)
+    why_pressure: str  # the numbers behind the pressure, for messages
+    why_relief: str
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse(s: str | None) -> float | None:
+    return None if not s else datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
+
+
+def _names(spec: QuantizationSpec) -> list[str]:
+    return [r.name for r in spec.ladder]
+
+
+def _gpus(rung: QuantizationRung, default_gpus_per_replica: int) -> int:
+    return rung.gpus_per_replica or default_gpus_per_replica
+
+
+def derived_factor(rung: QuantizationRung, default_gpus_per_replica: int = 1) -> float:
+    """Prior capacity of one replica in arbitrary units: per-GPU factor of its weights, x1.25
+    for an fp8 KV cache, times its GPUs."""
+    kv = 1.0 if rung.kv_cache_dtype is KVCacheDtype.AUTO else FP8_KV_FACTOR
+    return WEIGHT_FACTOR[rung.weights] * kv * _gpus(rung, default_gpus_per_replica)
+
+
+def capacity_factor(
+    spec: QuantizationSpec, rung: QuantizationRung, default_gpus_per_replica: int = 1
+) -> float:
+    """Capacity of one replica of `rung` relative to one replica of the first rung: the declared
+    capacityFactor, else the ratio of derived factors (the first rung is 1 unless declared)."""
+    if rung.capacity_factor is not None:
+        return rung.capacity_factor
+    first = spec.ladder[0]
+    unit = first.capacity_factor or 1.0
+    if rung is first:
+        return unit
+    g = default_gpus_per_replica
+    return unit * derived_factor(rung, g) / derived_factor(first, g)
+
+
+def rung_capacity(
+    spec: QuantizationSpec,
+    rung: str,
+    learned: Mapping[str, float],
+    default_gpus_per_replica: int = 1,
+) -> float | None:
+    """Requests/s one replica of `rung` serves within the SLO: learned when it has been, else a
+    prior from the first learned rung (ladder order) times the ratio of capacity factors; None
+    when no rung has been learned or `rung` is not on the ladder."""
+    r = spec.rung(rung)
+    if r is None:
+        return None
+    if rung in learned:
+        return learned[rung]
+    ref = next((x for x in spec.ladder if x.name in learned), None)
+    if ref is None:
+        return None
+    g = default_gpus_per_replica
+    return learned[ref.name] * capacity_factor(spec, r, g) / capacity_factor(spec, ref, g)
+
+
+def replicas_on(spec: QuantizationSpec, rung: str, gpus: int, default_gpus_per_replica: int) -> int:
+    """How many replicas of `rung` fit in `gpus` GPUs (R1: 32 H200s hold 4 fp8 replicas of 8
+    GPUs or 8 int4 replicas of 4)."""
+    r = spec.rung(rung)
+    if r is None or gpus <= 0:
+        return 0
+    return gpus // _gpus(r, default_gpus_per_replica)
+
+
+def learn_rung_capacity(
+    state: QuantizationStatus | None, rung: str, req_per_s_per_replica: float
+) -> QuantizationStatus:
+    """Add one sample of what a replica of `rung` serves within the SLO (from a steady period)
+    to the learned capacity: an exponentially weighted mean, the newest weighing LEARN_WEIGHT."""
+    state = state or QuantizationStatus()
+    old = state.capacity.get(rung)
+    x = max(0.0, req_per_s_per_replica)
+    new = x if old is None else old + LEARN_WEIGHT * (x - old)
+    return state.model_copy(update={"capacity": {**state.capacity, rung: round(new, 4)}})
+
+
+def _carried(
+    spec: QuantizationSpec, rung: str, inp: ModeInputs, learned: Mapping[str, float]
+) -> tuple[int, float | None]:
+    """(replicas, requests/s) `rung` would serve on the GPUs held plus the free ones, at most
+    maxReplicas replicas; the rate is None while no capacity is known."""
+    n = min(
+        replicas_on(spec, rung, inp.held_gpus + inp.free_gpus, inp.default_gpus_per_replica),
+        inp.max_replicas,
+    )
+    cap = rung_capacity(spec, rung, learned, inp.default_gpus_per_replica)
+    return n, None if cap is None else n * cap
+
+
+def _relative(
+    spec: QuantizationSpec, rung: str, inp: ModeInputs, learned: Mapping[str, float]
+) -> float:
+    """What `rung` carries on the GPUs we can have, in req/s when any rung was learned, else in
+    replicas of the first rung (both rungs of a comparison use the same unit)."""
+    n, rate = _carried(spec, rung, inp, learned)
+    if rate is not None:
+        return rate
+    r = spec.rung(rung)
+    assert r is not None
+    return n * capacity_factor(spec, r, inp.default_gpus_per_replica)
+
+
+def _state(
+    prev: QuantizationStatus | None, spec: QuantizationSpec, inp: ModeInputs, **changes: object
+) -> QuantizationStatus:
+    base = prev or QuantizationStatus()
+    fields: dict[str, object] = {
+        "automatic": spec.policy.automatic,
+        "served": inp.served,
+        "target": base.target or inp.served,
+    }
+    fields.update(changes)
+    return base.model_copy(update=fields)
+
+
+def _pinned(
+    spec: QuantizationSpec, inp: ModeInputs, state: QuantizationStatus | None, now: float
+) -> QuantizationDecision | None:
+    """Automatic off: serve quantization.mode (the user's pin) or the first rung."""
+    if spec.policy.automatic:
+        return None
+    target = spec.current().name
+    prev = state.target if state else None
+    changed = prev is not None and prev != target
+    msg = f"quantization.policy.automatic is false; serving quantization.mode {target}"
+    since = rfc3339(now) if changed else (state.since if state else None)
+    new = _state(
+        state,
+        spec,
+        inp,
+        target=target,
+        reason=PINNED,
+        message=msg,
+        since=since,
+        pressure_since=None,
+        relief_since=None,
+    )
+    return QuantizationDecision(target, PINNED, msg, new, changed)
+
+
+def _hold(
+    spec: QuantizationSpec, inp: ModeInputs, state: QuantizationStatus | None
+) -> QuantizationDecision | None:
+    """Keep the target while the metrics cannot be trusted or a transition runs. A transition
+    also restarts the pressure and relief clocks: what they measured was the fleet before."""
+    if not inp.metrics_ok:
+        reason, msg = METRICS_MISSING, "no trustworthy engine metrics; keeping the rung"
+        clocks: dict[str, object] = {}
+    elif inp.transition_in_flight:
+        reason, msg = TRANSITION_IN_FLIGHT, "a rollout is in flight; keeping the rung"
+        clocks = {"pressure_since": None, "relief_since": None}
+    else:
+        return None
+    target = (state.target if state else None) or inp.served
+    new = _state(state, spec, inp, target=target, reason=reason, message=msg, **clocks)
+    return QuantizationDecision(target, reason, f"{msg} {target}", new, False)
+
+
+def _track(
+    spec: QuantizationSpec,
+    slo: SloSpec,
+    inp: ModeInputs,
+    state: QuantizationStatus | None,
+    now: float,
+) -> tuple[_Clocks, QuantizationStatus]:
+    """Pressure: SLO breached, or the arrival rate above what the Ready replicas carry on the
+    served rung. Relief: no pressure and the rung above would carry the arrival rate at
+    <= stepUpHeadroom of what it carries on our GPUs. Returns the clocks and the state with
+    pressureSince/reliefSince updated."""
+    learned = state.capacity if state else {}
+    why: list[str] = []
+    if inp.ttft_p99 is not None and inp.ttft_p99 > slo.ttft_p99_seconds:
+        why.append(f"TTFT p99 {inp.ttft_p99:.3g}s > SLO {slo.ttft_p99_seconds:g}s")
+    if inp.tpot_p99 is not None and inp.tpot_p99 > slo.tpot_p99_seconds:
+        why.append(f"TPOT p99 {inp.tpot_p99:.3g}s > SLO {slo.tpot_p99_seconds:g}s")
+    cap = rung_capacity(spec, inp.served, learned, inp.default_gpus_per_replica)
+    if inp.arrival_rate is not None and cap is not None and inp.arrival_rate > inp.ready * cap:
+        why.append(
+            f"{inp.arrival_rate:.1f} req/s arriving > {inp.ready} Ready x ~{cap:.2f} req/s "
+            f"on {inp.served}"
+        )
+    pressure = bool(why)
+    prev_p = _parse(state.pressure_since) if state else None
+    p_since = (prev_p if prev_p is not None else now) if pressure else None
+
+    idx = _names(spec).index(inp.served) if inp.served in _names(spec) else 0
+    why_relief, r_since = "", None
+    if idx > 0 and not pressure and inp.arrival_rate is not None:
+        up = spec.ladder[idx - 1].name
+        n_up, carried = _carried(spec, up, inp, learned)
+        if carried is not None and inp.arrival_rate <= spec.policy.step_up_headroom * carried:
+            prev_r = _parse(state.relief_since) if state else None
+            r_since = prev_r if prev_r is not None else now
+            why_relief = (
+                f"{up} on {inp.held_gpus + inp.free_gpus} GPUs ({n_up} replicas) carries "
+                f"~{carried:.1f} req/s; {inp.arrival_rate:.1f} arriving is "
+                f"{inp.arrival_rate / carried:.0%} of it (<= {spec.policy.step_up_headroom:.0%})"
+            )
+    clocks = _Clocks(
+        pressure_for=None if p_since is None else now - p_since,
+        relief_for=None if r_since is None else now - r_since,
+        why_pressure="; ".join(why),
+        why_relief=why_relief,
+    )
+    new = _state(
+        state,
+        spec,
+        inp,
+        pressure_since=None if p_since is None else rfc3339(p_since),
+        relief_since=None if r_since is None else rfc3339(r_since),
+    )
+    return clocks, new
+
+
+def _switch_allowed(
+    spec: QuantizationSpec, state: QuantizationStatus, now: float
+) -> tuple[str, str] | None:
+    """(reason, why) a switch must wait, or None: minDwellSeconds since the last switch, at most
+    maxSwitchesPerHour switches in the last hour."""
+    p = spec.policy
+    times = [t for t in (_parse(s.at) for s in state.switches) if t is not None]
+    if times and now - times[-1] < p.min_dwell_seconds:
+        return DWELL_TIME, (
+            f"last switch {now - times[-1]:.0f}s ago, minDwellSeconds {p.min_dwell_seconds}"
+        )
+    recent = [t for t in times if now - t < HOUR]
+    if len(recent) >= p.max_switches_per_hour:
+        return SWITCH_LIMIT, (
+            f"{len(recent)} switches in the last hour, maxSwitchesPerHour {p.max_switches_per_hour}"
+        )
+    return None
+
+
+def _switch(
+    spec: QuantizationSpec,
+    state: QuantizationStatus,
+    target: str,
+    reason: str,
+    message: str,
+    now: float,
+) -> QuantizationDecision:
+    at = rfc3339(now)
+    hop = QuantizationSwitch(at=at, from_=state.served or target, to=target, reason=reason)
+    new = state.model_copy(
+        update={
+            "target": target,
+            "reason": reason,
+            "message": message,
+            "since": at,
+            "pressure_since": None,
+            "relief_since": None,
+            "switches": [*state.switches, hop][-SWITCH_HISTORY:],
+        }
+    )
+    return QuantizationDecision(target, reason, message, new, True)
+
+
+def _wait(state: QuantizationStatus, reason: str, message: str) -> QuantizationDecision:
+    target = state.target or state.served or ""
+    new = state.model_copy(update={"target": target, "reason": reason, "message": message})
+    return QuantizationDecision(target, reason, message, new, False)
+
+
+def _scaling_cannot_help(spec: QuantizationSpec, inp: ModeInputs) -> str | None:
+    """Why more replicas of the served rung cannot relieve the pressure (None: they can)."""
+    fit = replicas_on(spec, inp.served, inp.held_gpus + inp.free_gpus, inp.default_gpus_per_replica)
+    if inp.replicas >= inp.max_replicas:
+        return f"at maxReplicas {inp.max_replicas}"
+    if inp.wanted_replicas > fit:
+        return (
+            f"{inp.wanted_replicas} {inp.served} replicas wanted, {inp.held_gpus} held + "
+            f"{inp.free_gpus} free GPUs fit {fit}"
+        )
+    if inp.scaling_limited:
+        return f"scaling limited at {inp.replicas} replicas"
+    return None
+
+
+def _step_down(
+    spec: QuantizationSpec,
+    inp: ModeInputs,
+    state: QuantizationStatus,
+    clocks: _Clocks,
+    now: float,
+) -> QuantizationDecision | None:
+    """One rung down when the pressure has lasted stepDownAfterSeconds, more replicas cannot
+    come, the floor allows it and the lighter rung carries at least MIN_GAIN x more on the GPUs
+    we can have."""
+    if clocks.pressure_for is None:
+        return None
+    p = spec.policy
+    names = _names(spec)
+    idx = names.index(inp.served) if inp.served in names else 0
+    head = f"{clocks.why_pressure} for {clocks.pressure_for:.0f}s"
+    if clocks.pressure_for < p.step_down_after_seconds:
+        return _wait(
+            state, PRESSURE_BUILDING, f"{head} (stepDownAfterSeconds {p.step_down_after_seconds})"
+        )
+    blocked = _scaling_cannot_help(spec, inp)
+    if blocked is None:
+        return _wait(state, SCALING_CAN_HELP, f"{head}; more {inp.served} replicas can come")
+    if idx >= spec.floor_index():
+        return _wait(state, AT_LOWEST_RUNG, f"{head}; {blocked}; {inp.served} is the lowest rung")
+    lower = names[idx + 1]
+    learned = state.capacity
+    gain = _relative(spec, lower, inp, learned) / max(
+        _relative(spec, inp.served, inp, learned), 1e-9
+    )
+    n_low, carried = _carried(spec, lower, inp, learned)
+    gpus = inp.held_gpus + inp.free_gpus
+    carries = (
+        f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{carried:.1f} req/s"
+        if carried is not None
+        else f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{gain:.2f}x"
+    )
+    if inp.arrival_rate is not None and carried is not None:
+        carries += f" vs {inp.arrival_rate:.1f} arriving"
+    if gain < MIN_GAIN:
+        return _wait(
+            state,
+            STEP_DOWN_NO_GAIN,
+            f"{head}; {blocked}; {carries}, {gain:.2f}x {inp.served}: not worth a rollout",
+        )
+    gate = _switch_allowed(spec, state, now)
+    if gate is not None:
+        return _wait(state, gate[0], f"{head}; {blocked}; {carries}; waiting: {gate[1]}")
+    msg = f"{head}; {blocked}; {carries} -> stepping down {inp.served} -> {lower}"
+    return _switch(spec, state, lower, STEP_DOWN, msg, now)
+
+
+def _leave_slower_rung(
+    spec: QuantizationSpec, inp: ModeInputs, state: QuantizationStatus, now: float
+) -> QuantizationDecision | None:
+    """One rung up, pressure or not, once the served rung has been learned to carry no more
+    than the rung above would on our GPUs: a prior that promised more was wrong, and the
+    learned value keeps `_step_down` from coming back."""
+    names = _names(spec)
+    idx = names.index(inp.served) if inp.served in names else 0
+    learned = state.capacity
+    if idx == 0 or inp.served not in learned:
+        return None
+    up = names[idx - 1]
+    gain = _relative(spec, inp.served, inp, learned) / max(_relative(spec, up, inp, learned), 1e-9)
+    if gain > 1.0:
+        return None
+    why = (
+        f"{inp.served} learned at ~{learned[inp.served]:.2f} req/s per replica carries "
+        f"{gain:.2f}x what {up} would on {inp.held_gpus + inp.free_gpus} GPUs"
+    )
+    gate = _switch_allowed(spec, state, now)
+    if gate is not None:
+        return _wait(state, gate[0], f"{why}; waiting: {gate[1]}")
+    msg = f"{why} -> stepping up {inp.served} -> {up}"
+    return _switch(spec, state, up, LIGHTER_RUNG_NO_GAIN, msg, now)
+
+
+def _step_up(
+    spec: QuantizationSpec,
+    inp: ModeInputs,
+    state: QuantizationStatus,
+    clocks: _Clocks,
+    now: float,
+) -> QuantizationDecision | None:
+    """One rung up after relief (the rung above would carry the load with stepUpHeadroom to
+    spare) has lasted stepUpAfterSeconds."""
+    if clocks.relief_for is None:
+        return None
+    names = _names(spec)
+    idx = names.index(inp.served) if inp.served in names else 0
+    up = names[idx - 1]
+    p = spec.policy
+    head = f"{clocks.why_relief} for {clocks.relief_for:.0f}s"
+    if clocks.relief_for < p.step_up_after_seconds:
+        return _wait(
+            state, RELIEF_BUILDING, f"{head} (stepUpAfterSeconds {p.step_up_after_seconds})"
+        )
+    gate = _switch_allowed(spec, state, now)
+    if gate is not None:
+        return _wait(state, gate[0], f"{head}; waiting: {gate[1]}")
+    return _switch(spec, state, up, STEP_UP, f"{head} -> stepping up {inp.served} -> {up}", now)
+
+
+def _steady(inp: ModeInputs, state: QuantizationStatus) -> QuantizationDecision:
+    """Nothing to do: no pressure and no headroom for a higher rung (or already at the top)."""
+    return _wait(state, STEADY, f"serving {inp.served}; no pressure, no room to step up")
+
+
+def decide_mode(
+    spec: QuantizationSpec,
+    slo: SloSpec,
+    inp: ModeInputs,
+    state: QuantizationStatus | None,
+    now: float,
+) -> QuantizationDecision:
+    """The rung to serve now, why, and the memory to keep (see the module docstring)."""
+    decided = _pinned(spec, inp, state, now) or _hold(spec, inp, state)
+    if decided is not None:
+        return decided
+    clocks, tracked = _track(spec, slo, inp, state, now)
+    return (
+        _leave_slower_rung(spec, inp, tracked, now)
+        or _step_down(spec, inp, tracked, clocks, now)
+        or _step_up(spec, inp, tracked, clocks, now)
+        or _steady(inp, tracked)
+    )

@@ -1,0 +1,375 @@
+"""The quantization-ladder policy (deepseek_operator.quantization): one table per step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from deepseek_operator.api.spec import QuantizationSpec, SloSpec
+from deepseek_operator.api.status import QuantizationStatus, QuantizationSwitch
+from deepseek_operator.quantization import (
+    AT_LOWEST_RUNG,
+    DWELL_TIME,
+    LIGHTER_RUNG_NO_GAIN,
+    METRICS_MISSING,
+    PINNED,
+    PRESSURE_BUILDING,
+    RELIEF_BUILDING,
+    SCALING_CAN_HELP,
+    STEADY,
+    STEP_DOWN,
+    STEP_DOWN_NO_GAIN,
+    STEP_UP,
+    SWITCH_LIMIT,
+    TRANSITION_IN_FLIGHT,
+    ModeInputs,
+    decide_mode,
+    learn_rung_capacity,
+    replicas_on,
+    rfc3339,
+    rung_capacity,
+)
+
+NOW = 1_800_000_000.0
+SLO = SloSpec()  # TTFT p99 2 s, TPOT p99 0.1 s
+# R1 on H200: fp8 and fp8-kv8 on 8 GPUs (resources.gpusPerReplica), AWQ int4 on 4.
+LADDER: list[dict[str, Any]] = [
+    {"name": "fp8", "weights": "fp8"},
+    {"name": "fp8-kv8", "weights": "fp8", "kvCacheDtype": "fp8"},
+    {"name": "int4", "weights": "int4", "checkpoint": "r1-awq", "gpusPerReplica": 4},
+]
+
+
+def qspec(**policy: Any) -> QuantizationSpec:
+    return QuantizationSpec.model_validate(
+        {"ladder": LADDER, "policy": {"automatic": True, **policy}}
+    )
+
+
+def inputs(**kw: Any) -> ModeInputs:
+    base = ModeInputs(
+        served="fp8",
+        replicas=4,
+        ready=4,
+        max_replicas=8,
+        wanted_replicas=4,
+        scaling_limited=False,
+        free_gpus=0,
+        held_gpus=32,
+        arrival_rate=10.0,
+        ttft_p99=0.5,
+        tpot_p99=0.05,
+        cold_start_s=344.0,
+        metrics_ok=True,
+        transition_in_flight=False,
+        default_gpus_per_replica=8,
+    )
+    return replace(base, **kw)
+
+
+def memory(
+    target: str = "fp8",
+    pressure_ago: float | None = None,
+    relief_ago: float | None = None,
+    switches_ago: tuple[float, ...] = (),
+    capacity: dict[str, float] | None = None,
+) -> QuantizationStatus:
+    return QuantizationStatus(
+        automatic=True,
+        served=target,
+        target=target,
+        pressure_since=None if pressure_ago is None else rfc3339(NOW - pressure_ago),
+        relief_since=None if relief_ago is None else rfc3339(NOW - relief_ago),
+        switches=[
+            QuantizationSwitch(at=rfc3339(NOW - a), from_="x", to="y", reason=STEP_DOWN)
+            for a in sorted(switches_ago, reverse=True)
+        ],
+        capacity={"fp8": 4.7} if capacity is None else capacity,
+    )
+
+
+# Overloaded at maxReplicas worth of GPUs: TPOT breached for 75 s, 8 fp8 replicas wanted where
+# 32 GPUs fit 4.
+BREACHED = {"tpot_p99": 0.14, "arrival_rate": 30.0, "wanted_replicas": 8, "scaling_limited": True}
+
+
+# -- pinned ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mode", "served", "target", "switched"),
+    [
+        (None, "fp8", "fp8", False),  # unset: the first rung
+        ("fp8-kv8", "fp8", "fp8-kv8", True),  # the user's pin, even without pressure
+        ("int4", "int4", "int4", True),
+    ],
+)
+def test_pinned_serves_the_users_mode(
+    mode: str | None, served: str, target: str, switched: bool
+) -> None:
+    spec = QuantizationSpec.model_validate({"ladder": LADDER, "mode": mode})
+    d = decide_mode(spec, SLO, inputs(served=served, **BREACHED), memory(), NOW)
+    assert (d.target, d.reason, d.switched) == (target, PINNED, switched)
+    assert d.state.automatic is False
+    assert d.state.pressure_since is None
+
+
+# -- hold --------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("change", "reason", "clocks_cleared"),
+    [
+        ({"metrics_ok": False}, METRICS_MISSING, False),
+        ({"transition_in_flight": True}, TRANSITION_IN_FLIGHT, True),
+    ],
+)
+def test_hold_keeps_the_target(change: dict[str, Any], reason: str, clocks_cleared: bool) -> None:
+    state = memory(target="fp8-kv8", pressure_ago=300)
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED, **change), state, NOW)
+    assert (d.target, d.reason, d.switched) == ("fp8-kv8", reason, False)
+    assert (d.state.pressure_since is None) is clocks_cleared
+
+
+# -- pressure tracking -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("obs", "pressure"),
+    [
+        ({}, False),
+        ({"ttft_p99": 2.5}, True),
+        ({"tpot_p99": 0.11}, True),
+        ({"arrival_rate": 19.5}, True),  # 4 Ready x 4.7 = 18.8 req/s: about to breach
+        ({"arrival_rate": 18.0}, False),
+        ({"arrival_rate": 18.0, "ready": 3}, True),  # 3 x 4.7 = 14.1
+        ({"arrival_rate": None}, False),  # unknown rate: latency alone decides
+    ],
+)
+def test_pressure_is_a_breach_or_more_arriving_than_ready_replicas_carry(
+    obs: dict[str, Any], pressure: bool
+) -> None:
+    d = decide_mode(qspec(), SLO, inputs(**obs), memory(), NOW)
+    assert (d.state.pressure_since is not None) is pressure
+    assert (d.reason == PRESSURE_BUILDING) is pressure
+
+
+def test_pressure_clock_keeps_its_start_and_resets_when_it_ends() -> None:
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED), memory(pressure_ago=30), NOW)
+    assert d.state.pressure_since == rfc3339(NOW - 30)
+    d = decide_mode(qspec(), SLO, inputs(), memory(pressure_ago=30), NOW)
+    assert d.state.pressure_since is None
+
+
+# -- step down ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("obs", "reason"),
+    [
+        # room for more fp8 replicas: scaling helps, no step down
+        ({"wanted_replicas": 6, "scaling_limited": False, "free_gpus": 16}, SCALING_CAN_HELP),
+        # wanted 6 but 32 GPUs fit 4 (nothing free)
+        ({"wanted_replicas": 6, "scaling_limited": False}, STEP_DOWN),
+        # the autoscaler says it is capped (maxReplicas or unschedulable pods)
+        ({"wanted_replicas": 4, "scaling_limited": True}, STEP_DOWN),
+        # at maxReplicas
+        ({"wanted_replicas": 4, "scaling_limited": False, "max_replicas": 4}, STEP_DOWN),
+    ],
+)
+def test_step_down_only_when_scaling_cannot_help(obs: dict[str, Any], reason: str) -> None:
+    state = memory(pressure_ago=75)
+    d = decide_mode(qspec(), SLO, inputs(**{**BREACHED, **obs}), state, NOW)
+    assert d.reason == reason
+    assert d.target == ("fp8-kv8" if reason == STEP_DOWN else "fp8")
+
+
+@pytest.mark.parametrize(
+    ("pressure_ago", "reason"),
+    [(None, PRESSURE_BUILDING), (30, PRESSURE_BUILDING), (60, STEP_DOWN)],
+)
+def test_step_down_after_sustained_pressure(pressure_ago: float | None, reason: str) -> None:
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED), memory(pressure_ago=pressure_ago), NOW)
+    assert d.reason == reason
+
+
+def test_step_down_message_names_the_numbers_and_records_the_switch() -> None:
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED), memory(pressure_ago=75), NOW)
+    assert d.switched and d.target == "fp8-kv8"
+    assert d.message == (
+        "TPOT p99 0.14s > SLO 0.1s; 30.0 req/s arriving > 4 Ready x ~4.70 req/s on fp8 for 75s; "
+        "8 fp8 replicas wanted, 32 held + 0 free GPUs fit 4; fp8-kv8 on 32 GPUs (4 replicas) "
+        "carries ~23.5 req/s vs 30.0 arriving -> stepping down fp8 -> fp8-kv8"
+    )
+    hop = d.state.switches[-1]
+    assert (hop.from_, hop.to, hop.reason, hop.at) == ("fp8", "fp8-kv8", STEP_DOWN, rfc3339(NOW))
+    assert d.state.since == rfc3339(NOW)
+    assert d.state.pressure_since is None  # the next rung is judged on its own
+    assert hop.to_k8s()["from"] == "fp8"
+
+
+@pytest.mark.parametrize(
+    ("served", "lowest", "reason", "target"),
+    [
+        ("fp8", "fp8", AT_LOWEST_RUNG, "fp8"),
+        ("fp8-kv8", "fp8-kv8", AT_LOWEST_RUNG, "fp8-kv8"),
+        ("fp8-kv8", None, STEP_DOWN, "int4"),  # unset floor: the last rung
+        ("int4", None, AT_LOWEST_RUNG, "int4"),
+    ],
+)
+def test_never_below_the_floor(served: str, lowest: str | None, reason: str, target: str) -> None:
+    # int4 declared as carrying as much per 4-GPU replica as fp8 per 8: 8 replicas, twice fp8
+    ladder = [*LADDER[:2], {**LADDER[2], "capacityFactor": 1.0}]
+    spec = QuantizationSpec.model_validate(
+        {"ladder": ladder, "policy": {"automatic": True, "lowestRung": lowest}}
+    )
+    state = memory(target=served, pressure_ago=75, capacity={"fp8": 4.7})
+    d = decide_mode(spec, SLO, inputs(served=served, **BREACHED), state, NOW)
+    assert (d.reason, d.target) == (reason, target)
+
+
+@pytest.mark.parametrize(
+    ("learned", "reason"),
+    [
+        ({"fp8": 4.7}, STEP_DOWN),  # prior: fp8-kv8 carries 1.25x
+        ({"fp8": 4.7, "fp8-kv8": 4.75}, STEP_DOWN_NO_GAIN),  # learned: 1.01x, not worth it
+        ({}, STEP_DOWN),  # nothing learned: the factors alone (1.25x)
+    ],
+)
+def test_step_down_only_to_a_rung_that_carries_more(learned: dict[str, float], reason: str) -> None:
+    state = memory(pressure_ago=75, capacity=learned)
+    obs = {**BREACHED, "arrival_rate": None} if not learned else BREACHED
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert d.reason == reason
+
+
+# -- leave a slower rung -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("learned_int4", "reason", "target"),
+    [
+        (1.0, LIGHTER_RUNG_NO_GAIN, "fp8-kv8"),  # 8 x 1.0 < 4 x 5.9: the prior was wrong
+        (3.5, PRESSURE_BUILDING, "int4"),  # 8 x 3.5 = 28 > 23.5: it does carry more
+    ],
+)
+def test_a_rung_learned_slower_than_the_one_above_is_left(
+    learned_int4: float, reason: str, target: str
+) -> None:
+    state = memory(target="int4", capacity={"fp8": 4.7, "int4": learned_int4})
+    obs = {**BREACHED, "served": "int4", "replicas": 8, "ready": 8}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert (d.reason, d.target) == (reason, target)
+
+
+# -- step up with hysteresis ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("arrival", "relief_ago", "reason", "target"),
+    [
+        (10.0, None, RELIEF_BUILDING, "fp8-kv8"),  # fp8 x4 carries 18.8: 53% <= 80%, clock starts
+        (10.0, 599, RELIEF_BUILDING, "fp8-kv8"),
+        (10.0, 600, STEP_UP, "fp8"),
+        (16.0, 900, STEADY, "fp8-kv8"),  # 85% of fp8's 18.8 req/s: no headroom, no step up
+    ],
+)
+def test_step_up_with_hysteresis(
+    arrival: float, relief_ago: float | None, reason: str, target: str
+) -> None:
+    state = memory(target="fp8-kv8", relief_ago=relief_ago, capacity={"fp8": 4.7, "fp8-kv8": 5.5})
+    obs = {"served": "fp8-kv8", "arrival_rate": arrival}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert (d.reason, d.target) == (reason, target)
+    assert (d.state.relief_since is None) is (reason in (STEADY, STEP_UP))
+
+
+def test_step_up_counts_the_replicas_the_higher_rung_fits() -> None:
+    """From int4 (8 replicas of 4 GPUs) the rung above fits 4 replicas of 8 on the same GPUs."""
+    state = memory(target="fp8-kv8", relief_ago=700, capacity={"fp8": 4.7})
+    state = state.model_copy(update={"target": "int4"})
+    obs = {"served": "int4", "replicas": 8, "ready": 8, "arrival_rate": 15.0}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    # fp8-kv8 prior 5.875 x 4 = 23.5 req/s; 15 is 64% of it
+    assert (d.reason, d.target) == (STEP_UP, "fp8-kv8")
+    assert "fp8-kv8 on 32 GPUs (4 replicas) carries ~23.5 req/s" in d.message
+
+
+# -- dwell time and switch cap -----------------------------------------------------------
+@pytest.mark.parametrize(
+    ("switches_ago", "reason"),
+    [
+        ((300.0,), DWELL_TIME),  # minDwellSeconds 900
+        ((899.0,), DWELL_TIME),
+        ((900.0,), STEP_DOWN),
+        ((3500.0, 2600.0, 1800.0, 950.0), SWITCH_LIMIT),  # 4 in the last hour
+        ((3700.0, 2600.0, 1800.0, 950.0), STEP_DOWN),  # the oldest left the hour
+    ],
+)
+def test_dwell_time_and_switch_cap(switches_ago: tuple[float, ...], reason: str) -> None:
+    state = memory(pressure_ago=75, switches_ago=switches_ago)
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED), state, NOW)
+    assert d.reason == reason
+    assert d.switched is (reason == STEP_DOWN)
+
+
+def test_switch_history_is_bounded() -> None:
+    state = memory(pressure_ago=75, switches_ago=tuple(4000.0 + i * 1000 for i in range(20)))
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED), state, NOW)
+    assert d.switched and len(d.state.switches) == 20
+    assert d.state.switches[-1].at == rfc3339(NOW)
+
+
+# -- capacity per rung -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("rung", "learned", "declared", "capacity"),
+    [
+        ("fp8", {"fp8": 4.0}, None, 4.0),  # learned
+        ("fp8-kv8", {"fp8": 4.0}, None, 5.0),  # prior: x1.25 for the fp8 KV cache
+        ("int4", {"fp8": 4.0}, None, 2.5),  # prior: 2.0/1.6 per GPU x 4/8 GPUs
+        ("int4", {"fp8": 4.0}, 1.5, 6.0),  # declared capacityFactor (relative to fp8)
+        ("int4", {"fp8": 4.0, "int4": 3.0}, 1.5, 3.0),  # learned wins
+        ("fp8", {"fp8-kv8": 5.0}, None, 4.0),  # prior from another learned rung
+        ("fp8", {}, None, None),  # nothing learned yet
+        ("fp4", {"fp8": 4.0}, None, None),  # not on the ladder
+    ],
+)
+def test_rung_capacity_learned_prior_declared(
+    rung: str, learned: dict[str, float], declared: float | None, capacity: float | None
+) -> None:
+    ladder = [dict(r) for r in LADDER]
+    if declared is not None:
+        ladder[2]["capacityFactor"] = declared
+    spec = QuantizationSpec.model_validate({"ladder": ladder})
+    got = rung_capacity(spec, rung, learned, 8)
+    assert got == (None if capacity is None else pytest.approx(capacity))
+
+
+@pytest.mark.parametrize(
+    ("rung", "gpus", "replicas"),
+    [("fp8", 32, 4), ("int4", 32, 8), ("int4", 30, 7), ("fp8-kv8", 7, 0), ("fp8", 0, 0)],
+)
+def test_replicas_on_counts_whole_replicas_of_each_rung(
+    rung: str, gpus: int, replicas: int
+) -> None:
+    assert replicas_on(qspec(), rung, gpus, 8) == replicas
+
+
+def test_derived_priors_are_per_gpu() -> None:
+    """int4 (2.0 per GPU) on 4 GPUs carries as much per GPU as fp8-kv8 (1.6 x 1.25): the
+    priors alone never step from fp8-kv8 to int4; a declared factor or a learned value does."""
+    state = memory(target="fp8-kv8", pressure_ago=75, capacity={"fp8": 4.7})
+    obs = {**BREACHED, "served": "fp8-kv8"}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert d.reason == STEP_DOWN_NO_GAIN
+    assert "1.00x fp8-kv8: not worth a rollout" in d.message
+
+
+def test_gpu_arithmetic_when_rungs_differ_in_gpus_per_replica() -> None:
+    """32 H200s: 4 fp8 replicas or 8 int4; int4 is capped by maxReplicas."""
+    state = memory(target="fp8-kv8", pressure_ago=75, capacity={"fp8": 4.0})
+    obs = {**BREACHED, "served": "fp8-kv8", "max_replicas": 6}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    # int4 prior 2.5 req/s x min(8, maxReplicas 6) = 15 < fp8-kv8 5.0 x 4 = 20: no gain
+    assert d.reason == STEP_DOWN_NO_GAIN
+    assert "int4 on 32 GPUs (6 replicas) carries ~15.0 req/s" in d.message
+
+
+@pytest.mark.parametrize(
+    ("samples", "learned"), [((4.0,), 4.0), ((4.0, 5.0), 4.3), ((4.0, 5.0, 5.0), 4.51)]
+)
+def test_learn_rung_capacity_is_a_weighted_mean(samples: tuple[float, ...], learned: float) -> None:
+    state: QuantizationStatus | None = None
+    for x in samples:
+        state = learn_rung_capacity(state, "fp8", x)
+    assert state is not None
+    assert state.capacity["fp8"] == pytest.approx(learned)
