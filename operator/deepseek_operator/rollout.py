@@ -73,6 +73,7 @@ class RolloutState:
     # Stepped transitions (module docstring).
     stepped: bool = False
     stable_replicas: int | None = None  # what the old colour keeps in this step
+    stable_base: int | None = None  # the old colour's Ready pods (GPUs it held) when it began
     first_pods_passed: bool = False  # the first new pods passed analysis; the rest follow
     short_since: float | None = None  # preview pods Unschedulable (no GPUs) since
     step_since: float | None = None  # when the preview's Ready count last changed
@@ -401,13 +402,21 @@ def _stepped_targets(ctx: RolloutContext, st: RolloutState) -> tuple[int, int]:
     new 2; old 1, new 3; old 0, new 4 -> the new colour serves alone.
     """
     n, u = ctx.replicas, ctx.inp.settings.max_unavailable
+    base = _base(ctx, st)
     if st.first_pods_passed:
-        old = max(0, n - ctx.preview_ready_count - u)
+        old = max(0, base - ctx.preview_ready_count - u)
     else:  # one step, and never back up while a superseding template is being analysed
-        old = max(0, n - u)
+        old = max(0, base - u)
         if st.stable_replicas is not None:
             old = min(old, st.stable_replicas)
     return old, min(n, n + _surge(ctx) - old)
+
+
+def _base(ctx: RolloutContext, st: RolloutState) -> int:
+    """How many replicas actually move: the old colour's Ready pods when the transition went
+    stepped (pods it could not schedule hold no GPUs to hand over), at most the replicas."""
+    base = st.stable_base if st.stable_base is not None else ctx.replicas
+    return min(base, ctx.replicas)
 
 
 def _stepped(ctx: RolloutContext, st: RolloutState, *events: Event) -> RolloutStep:
@@ -582,6 +591,7 @@ def _promote_stepped(ctx: RolloutContext, s: RolloutState) -> RolloutStep:
         phase_since=ctx.now,
         stepped=False,
         stable_replicas=None,
+        stable_base=None,
         first_pods_passed=False,
         short_since=None,
         step_since=None,
@@ -623,6 +633,7 @@ def _roll_back_in_steps(ctx: RolloutContext) -> RolloutStep | None:
         phase_since=ctx.now,
         stepped=False,
         stable_replicas=None,
+        stable_base=None,
         first_pods_passed=False,
         short_since=None,
         step_since=None,
@@ -742,7 +753,7 @@ def _start_preview_on_template_change(ctx: RolloutContext) -> RolloutStep | None
         errors_baseline=None,
         analysis=(),
         message=f"starting the {ctx.other} colour with template {inp.desired_hash}",
-        **_fresh_steps(stepped, ctx.replicas),
+        **_fresh_steps(stepped, ctx.replicas, inp.active.ready),
     )
     how = (
         f"moving {ctx.replicas} replicas from {ctx.active} to {ctx.other} in steps "
@@ -761,11 +772,12 @@ def _start_preview_on_template_change(ctx: RolloutContext) -> RolloutStep | None
     return _with_stray(ctx, out)
 
 
-def _fresh_steps(stepped: bool, replicas: int) -> dict[str, Any]:
+def _fresh_steps(stepped: bool, replicas: int, ready: int) -> dict[str, Any]:
     """The stepped-transition fields of a rollout (re)starting."""
     return {
         "stepped": stepped,
         "stable_replicas": replicas if stepped else None,
+        "stable_base": min(replicas, ready) if stepped else None,
         "first_pods_passed": False,
         "short_since": None,
         "step_since": None,
@@ -872,6 +884,7 @@ def _go_stepped_when_short_of_gpus(ctx: RolloutContext) -> RolloutStep | None:
         s,
         stepped=True,
         stable_replicas=ctx.replicas,
+        stable_base=min(ctx.replicas, inp.active.ready),
         step_since=ctx.now,
         message=f"{short} {preview} pods could not get GPUs for {waited:.0f}s: moving capacity "
         f"from {ctx.active} in steps of {u}",
@@ -904,15 +917,16 @@ def _analyse_first_pods_once_ready(ctx: RolloutContext) -> RolloutStep | None:
 
 def _move_the_rest_in_steps(ctx: RolloutContext) -> RolloutStep | None:
     """Stepped, after the first pods passed: one old pod goes for each new pod Ready, the
-    analysis keeps watching (a failed check rolls back in steps), and once every replica is
-    new the new colour serves alone."""
+    analysis keeps watching (a failed check rolls back in steps), and once as many new pods
+    are Ready as the old colour had when it began, the new colour serves alone (replicas it
+    could never schedule stay Pending, as they were)."""
     s = ctx.state
     if s.phase is not RolloutPhase.PROGRESSING or not s.stepped or not s.first_pods_passed:
         return None
     j = _judge(s, ctx.inp)
     if j.verdict is False:
         return _rollback(ctx, j.state, f"analysis failed: {_describe(j.results)}", "AnalysisFailed")
-    if ctx.preview_ready_count >= ctx.replicas:
+    if ctx.preview_ready_count >= _base(ctx, j.state):
         return _promote_stepped(ctx, j.state)
     return _not_ready_in_time(ctx, j.state) or _in_flight(ctx, j.state)
 

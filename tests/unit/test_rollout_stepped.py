@@ -124,11 +124,13 @@ def run(
     fail_after: float | None = None,
     limit: int = 400,
     slow: bool = False,
+    placed: int | None = None,
 ) -> tuple[RolloutState, list[RolloutStep], list[int], World]:
     """Drive a rollout OLD -> NEW from a Completed blue running n replicas; 5 s per reconcile.
     `fail_after` seconds: from then on the preview's error counter climbs (or, `slow`, its TTFT
     p99 is over the limit), so the analysis fails."""
-    world = World(slots, {B: Colourway(OLD, n, n, n)})
+    up = n if placed is None else placed  # old pods holding GPUs (the rest Pending)
+    world = World(slots, {B: Colourway(OLD, n, up, up)})
     st = RolloutState(RolloutPhase.COMPLETED, B, OLD)
     steps: list[RolloutStep] = []
     served: list[int] = []
@@ -188,6 +190,19 @@ def test_a_transition_moves_every_replica_without_spare_gpus(
     assert got.count("TransitionStep") >= 1 or n == 1
     if surge is None:
         assert "SteppedTransition" in got  # it waited unschedulableSeconds, then stepped
+
+
+def test_replicas_the_old_colour_never_placed_do_not_block_the_transition() -> None:
+    """Under GPU pressure the autoscaler asked for 3 replicas where 2 fit: the third is
+    Pending. The GPUs of the 2 that run move; the new colour then serves with 2 Ready and the
+    third stays Pending, as it was (no step waits for GPUs that never existed)."""
+    s = settings(maxUnavailable=1)
+    st, _steps, served, world = run(3, 2, s, placed=2)
+
+    assert st.phase is RolloutPhase.COMPLETED and st.active_colour is G
+    assert world.colours[G].ready == 2 and world.colours[G].want == 3
+    assert world.colours[B].want == 0
+    assert min(served[1:]) >= 1  # 2 served before, never fewer than 2 - maxUnavailable
 
 
 def test_the_first_pods_are_analysed_before_the_rest_follow() -> None:
@@ -359,6 +374,7 @@ def test_a_stepped_transition_round_trips_through_status() -> None:
         phase_since=1100.0,
         stepped=True,
         stable_replicas=4,
+        stable_base=3,
         first_pods_passed=True,
         short_since=1010.0,
         step_since=1050.0,

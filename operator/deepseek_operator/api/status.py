@@ -178,6 +178,11 @@ class RolloutStatus(ApiModel):
     stable_replicas: int | None = Field(
         None, ge=0, description="Stepped: replicas the old colour keeps in this step."
     )
+    stable_base: int | None = Field(
+        None,
+        ge=0,
+        description="Stepped: the old colour's Ready pods when stepping began (what moves).",
+    )
     first_pods_passed: bool = Field(
         False, description="Stepped: the first new pods passed analysis; the rest follow."
     )
