@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from . import failover
 from . import labels as L
+from . import quantization as Q
 from .adapters import metrics
 from .adapters.events import EventRecorder, ObjectRef
 from .adapters.kube import Kube
@@ -41,7 +42,14 @@ from .desired import deployment_name, render
 from .patches import merge_patch
 from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
 from .rollout import TRANSITIONING, RolloutPhase
-from .scaling import ScalingDecision, ScalingInputs, decide, replicas_to_write, scale_event
+from .scaling import (
+    ScalingDecision,
+    ScalingInputs,
+    decide,
+    replica_capacity,
+    replicas_to_write,
+    scale_event,
+)
 from .signals import Signal
 from .warmup import warm_up_pods
 
@@ -171,11 +179,34 @@ def reconcile_once(namespace: str, name: str) -> float | None:
             decision.message,
         )
 
+    quant = _quantize(dsd, observed, snap, decision, now)
+    if quant is not None and quant.switched:
+        before = dsd.status.quantization.target if dsd.status.quantization else None
+        way = Q.direction(dsd.spec.quantization, before or quant.state.served or "", quant.target)
+        rt.events.record(
+            ref, "Warning" if way == "down" else "Normal", "QuantizationSwitched", quant.message
+        )
+        metrics.QUANTIZATION_SWITCHES.labels(namespace, name, way).inc()
+        log.info(
+            "quantization_switch namespace=%s name=%s to=%s reason=%s message=%r",
+            namespace,
+            name,
+            quant.target,
+            quant.reason,
+            quant.message,
+        )
+    q_state = quant.state if quant is not None else dsd.status.quantization
+    dsd = _with_mode(dsd, Q.effective_mode(dsd.spec.quantization, q_state))
+
     outcome = reconcile(dsd, observed, now, preview_signals)
     if decision is not None:
         outcome = replace(
             outcome,
             status=with_scaling(outcome.status, decision, current, now, dsd.metadata.generation),
+        )
+    if quant is not None:
+        outcome = replace(
+            outcome, status=outcome.status.model_copy(update={"quantization": q_state})
         )
 
     next_check = failover.check_due(
@@ -300,6 +331,66 @@ def _autoscale(
     return decision
 
 
+def _with_mode(dsd: DeepSeekDeployment, mode: str) -> DeepSeekDeployment:
+    """The resource as rendered: quantization.mode set to the rung to serve."""
+    q = dsd.spec.quantization
+    if q.mode == mode:
+        return dsd
+    spec = dsd.spec.model_copy(update={"quantization": q.model_copy(update={"mode": mode})})
+    return dsd.model_copy(update={"spec": spec})
+
+
+def _quantize(
+    dsd: DeepSeekDeployment,
+    observed: Observed,
+    snap: Snapshot | None,
+    decision: ScalingDecision | None,
+    now: float,
+) -> Q.QuantizationDecision | None:
+    """The quantization policy's decision, at the autoscaler's cadence (every reconcile when
+    autoscaling is off), from the active colour's signals and the autoscaler's view. Free GPUs
+    outside this resource are not observed (0): the policy counts only the GPUs its own pods
+    hold, so it never steps up into a rung that does not fit."""
+    spec = dsd.spec
+    q = spec.quantization
+    if decision is None and spec.scaling.enabled:
+        return None
+    active = dsd.status.active_colour or Colour.BLUE
+    a_obs = observed.colour(active)
+    served = observed.modes.get(active) or dsd.status.mode or q.current().name
+    signals = snap.signals(dsd.namespace, dsd.name, active.value) if snap is not None else None
+    vals = signals.values if signals is not None else {}
+    state = dsd.status.quantization
+    aim = spec.scaling.targets.tpot_slo_fraction * spec.scaling.slo.tpot_p99_seconds
+    model = dsd.status.scaling.capacity if dsd.status.scaling else None
+    learned = replica_capacity(model, active.value, aim)
+    if learned is not None:  # the autoscaler's learned capacity is the served rung's
+        state = Q.learn_rung_capacity(state, served, learned)
+    rung = q.rung(served) or q.current()
+    gpus = rung.gpus_per_replica or spec.resources.gpus_per_replica
+    ready = a_obs.ready if a_obs.exists else 0
+    rollout = dsd.status.rollout
+    moving = rollout is not None and rollout.phase in {p.value for p in TRANSITIONING}
+    inputs = Q.ModeInputs(
+        served=served,
+        replicas=spec.desired_replicas(),
+        ready=ready,
+        max_replicas=spec.scaling.max_replicas,
+        wanted_replicas=decision.replicas if decision is not None else spec.desired_replicas(),
+        scaling_limited=decision is not None and decision.limited is not None,
+        free_gpus=0,
+        held_gpus=ready * gpus,
+        arrival_rate=vals.get(Signal.REQUEST_RATE),
+        ttft_p99=vals.get(Signal.TTFT_P99),
+        tpot_p99=vals.get(Signal.TPOT_P99),
+        cold_start_s=dsd.status.scaling.start_seconds if dsd.status.scaling else None,
+        metrics_ok=signals is not None and (decision is None or decision.metrics_ok),
+        transition_in_flight=moving or served != Q.effective_mode(q, state),
+        default_gpus_per_replica=spec.resources.gpus_per_replica,
+    )
+    return Q.decide_mode(q, spec.scaling.slo, inputs, state, now)
+
+
 def _check_regions(
     rt: Runtime,
     dsd: DeepSeekDeployment,
@@ -416,6 +507,8 @@ def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
         metrics.ROLLOUT_PHASE.labels(ns, name, p.value).set(1 if p.value == phase else 0)
     for result in metrics.ROLLOUT_RESULTS:
         metrics.ROLLOUTS.labels(ns, name, result)  # 0 until the first one
+    for way in ("down", "up"):
+        metrics.QUANTIZATION_SWITCHES.labels(ns, name, way)  # 0 until the first one
     for cond in s.conditions:
         _export_condition(ns, name, cond)
 

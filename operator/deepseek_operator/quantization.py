@@ -517,6 +517,24 @@ def _steady(inp: ModeInputs, state: QuantizationStatus) -> QuantizationDecision:
     return _wait(state, STEADY, f"serving {inp.served}; no pressure, no room to step up")
 
 
+def effective_mode(spec: QuantizationSpec, state: QuantizationStatus | None) -> str:
+    """The rung the engine pods are rendered with: while policy.automatic, the policy's target
+    (the first rung before it decided anything); otherwise quantization.mode, the user's pin."""
+    names = _names(spec)
+    if spec.policy.automatic:
+        target = state.target if state is not None else None
+        return target if target in names else names[0]
+    return spec.current().name
+
+
+def direction(spec: QuantizationSpec, frm: str, to: str) -> str:
+    """down (to a more compressed rung), up, or none."""
+    names = _names(spec)
+    if frm not in names or to not in names or frm == to:
+        return "none"
+    return "down" if names.index(to) > names.index(frm) else "up"
+
+
 def decide_mode(
     spec: QuantizationSpec,
     slo: SloSpec,

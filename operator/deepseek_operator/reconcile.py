@@ -454,7 +454,7 @@ def _rollout_condition(serving: Serving) -> ConditionUpdate:
 def _degraded_reasons(ctx: ReconcileContext, serving: Serving) -> tuple[tuple[str, str], ...]:
     """(reason, message) for each way the latest spec is not what serves, most important
     first: an invalid spec over a serving version, a rolled back or aborted spec, replicas
-    short for want of GPUs."""
+    short for want of GPUs, a compressed rung the quantization policy chose."""
     n, ready, exists = ctx.desired_replicas, serving.ready, serving.obs.exists
     reasons: list[tuple[str, str]] = []
     if ctx.problems and exists:
@@ -465,6 +465,17 @@ def _degraded_reasons(ctx: ReconcileContext, serving: Serving) -> tuple[tuple[st
         reasons.append((serving.state.phase.value, serving.state.message))
     if exists and 0 < ready < n and ctx.observed.unschedulable_pods:
         reasons.append(("ReplicasUnschedulable", f"{ready}/{n} replicas Ready"))
+    q = ctx.dsd.spec.quantization
+    served = ctx.observed.modes.get(serving.active)
+    top = q.ladder[0].name
+    if q.policy.automatic and exists and served is not None and served != top:
+        reasons.append(
+            (
+                "ReducedPrecision",
+                f"serving quantization rung {served} instead of {top} under GPU pressure "
+                "(quantization.policy.automatic); it steps back up once the load fits",
+            )
+        )
     return tuple(reasons)
 
 

@@ -373,3 +373,32 @@ def test_learn_rung_capacity_is_a_weighted_mean(samples: tuple[float, ...], lear
         state = learn_rung_capacity(state, "fp8", x)
     assert state is not None
     assert state.capacity["fp8"] == pytest.approx(learned)
+
+
+@pytest.mark.parametrize(
+    ("automatic", "mode", "target", "want"),
+    [
+        (False, "fp8-kv8", "int4", "fp8-kv8"),  # the pin wins while automatic is off
+        (False, None, "int4", "fp8"),  # no pin: the first rung
+        (True, "fp8-kv8", "int4", "int4"),  # automatic: the policy's target, the pin ignored
+        (True, "fp8-kv8", None, "fp8"),  # automatic before any decision: the first rung
+        (True, None, "gone", "fp8"),  # a target no longer on the ladder: the first rung
+    ],
+)
+def test_effective_mode(automatic: bool, mode: str | None, target: str | None, want: str) -> None:
+    from deepseek_operator.quantization import effective_mode
+
+    spec = QuantizationSpec.model_validate(
+        {"ladder": LADDER, "mode": mode, "policy": {"automatic": automatic}}
+    )
+    state = QuantizationStatus(target=target) if target is not None else None
+    assert effective_mode(spec, state) == want
+
+
+def test_direction() -> None:
+    from deepseek_operator.quantization import direction
+
+    spec = qspec()
+    assert direction(spec, "fp8", "int4") == "down"
+    assert direction(spec, "int4", "fp8-kv8") == "up"
+    assert direction(spec, "fp8", "fp8") == direction(spec, "fp8", "nope") == "none"

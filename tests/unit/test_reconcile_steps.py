@@ -498,3 +498,21 @@ def test_decision_record(
             reason,
         )
         assert len(got.message) == 4096
+
+
+@pytest.mark.parametrize(
+    ("automatic", "served", "want"),
+    [
+        (True, "fp8", ("ReducedPrecision",)),  # the policy chose a compressed rung
+        (True, "bf16", ()),  # back at the top
+        (False, "fp8", ()),  # a rung the user pinned is not degraded
+        (True, None, ()),  # nothing observed yet
+    ],
+)
+def test_a_compressed_rung_the_policy_chose_is_degraded(
+    automatic: bool, served: str | None, want: tuple[str, ...]
+) -> None:
+    d = dsd(quantization={"mode": "fp8", "policy": {"automatic": automatic}})
+    modes = {Colour.BLUE: served} if served else {}
+    got = R._degraded_reasons(ctx(d, modes=modes), serving())
+    assert tuple(r for r, _ in got) == want

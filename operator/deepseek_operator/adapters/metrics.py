@@ -103,6 +103,12 @@ QUANTIZATION_RUNG = Gauge(
     _DSD,
     registry=REGISTRY,
 )
+QUANTIZATION_SWITCHES = Counter(
+    "deepseek_operator_quantization_switches_total",
+    "Quantization rung switches decided by the policy, by direction (down: more compressed).",
+    [*_DSD, "direction"],
+    registry=REGISTRY,
+)
 ROLLOUT_PHASE = Gauge(
     "deepseek_operator_rollout_phase",
     "1 for the current rollout phase (Idle, Progressing, Analyzing, Paused, Promoted, "
