@@ -17,7 +17,8 @@ replicas cannot come, never instead of them, and the policy climbs back with hys
 |                       | than the rung above on our GPUs                  |                     |
 | `_step_down`          | pressure for stepDownAfterSeconds, replicas      | StepDown (or why    |
 |                       | cannot help, the lighter rung carries more       | not: ScalingCanHelp,|
-|                       |                                                  | StepDownNoGain, ...)|
+|                       | and the switch has paid for itself (see          | StepDownNoGain,     |
+|                       | `_payback_seconds`)                              | AwaitingPayback ...)|
 | `_step_up`            | relief for stepUpAfterSeconds                    | StepUp (or          |
 |                       |                                                  | ReliefBuilding)     |
 | `_steady`             | otherwise                                        | Steady              |
@@ -80,6 +81,7 @@ PRESSURE_BUILDING = "PressureBuilding"
 SCALING_CAN_HELP = "ScalingCanHelp"
 AT_LOWEST_RUNG = "AtLowestRung"
 STEP_DOWN_NO_GAIN = "StepDownNoGain"
+AWAITING_PAYBACK = "AwaitingPayback"
 RELIEF_BUILDING = "ReliefBuilding"
 DWELL_TIME = "DwellTime"
 SWITCH_LIMIT = "SwitchLimit"
@@ -408,6 +410,31 @@ def _scaling_cannot_help(spec: QuantizationSpec, inp: ModeInputs) -> str | None:
     return None
 
 
+def _payback_seconds(spec: QuantizationSpec, inp: ModeInputs, gain: float) -> tuple[float, str]:
+    """(seconds of pressure after which a step down pays for itself, the cost in words).
+
+    Under a GPU cap the switch is stepped: each old replica that free GPUs cannot cover is
+    removed and its GPUs serve again only after the new rung's cold start, so every step costs
+    one old replica for a cold start. Once switched, the fleet carries (gain - 1) x more. Like
+    renting skis until the rent paid equals the price (the 2-competitive rule for not knowing how
+    long the need lasts), the policy switches once the capacity the pressure has cost so far,
+    (gain - 1) x n replicas x seconds, equals what the switch costs, removals x cold start: at
+    gain 1.25 with 4 replicas to replace, 4 x 344 s / (4 x 0.25) = 1376 s; at gain 2, 344 s.
+    Unknown cold start or enough free GPUs: nothing to pay back."""
+    r = spec.rung(inp.served)
+    g = _gpus(r, inp.default_gpus_per_replica) if r is not None else inp.default_gpus_per_replica
+    n = max(1, inp.held_gpus // g)
+    removals = max(0, n - inp.free_gpus // g)
+    if not inp.cold_start_s or removals == 0 or gain <= 1.0:
+        return 0.0, ""
+    seconds = removals * inp.cold_start_s / (n * (gain - 1.0))
+    cost = (
+        f"a stepped switch idles {removals} of {n} replicas for a ~{inp.cold_start_s:.0f}s "
+        "cold start each"
+    )
+    return seconds, cost
+
+
 def _step_down(
     spec: QuantizationSpec,
     inp: ModeInputs,
@@ -416,8 +443,8 @@ def _step_down(
     now: float,
 ) -> QuantizationDecision | None:
     """One rung down when the pressure has lasted stepDownAfterSeconds, more replicas cannot
-    come, the floor allows it and the lighter rung carries at least MIN_GAIN x more on the GPUs
-    we can have."""
+    come, the floor allows it, the lighter rung carries at least MIN_GAIN x more on the GPUs
+    we can have, and the pressure has lasted long enough to pay for a stepped switch."""
     if clocks.pressure_for is None:
         return None
     p = spec.policy
@@ -452,6 +479,13 @@ def _step_down(
             state,
             STEP_DOWN_NO_GAIN,
             f"{head}; {blocked}; {carries}, {gain:.2f}x {inp.served}: not worth a rollout",
+        )
+    payback, cost = _payback_seconds(spec, inp, gain)
+    if clocks.pressure_for < payback:
+        return _wait(
+            state,
+            AWAITING_PAYBACK,
+            f"{head}; {blocked}; {carries}; {cost}: it pays back after {payback:.0f}s of pressure",
         )
     gate = _switch_allowed(spec, state, now)
     if gate is not None:

@@ -10,6 +10,7 @@ from deepseek_operator.api.spec import QuantizationSpec, SloSpec
 from deepseek_operator.api.status import QuantizationStatus, QuantizationSwitch
 from deepseek_operator.quantization import (
     AT_LOWEST_RUNG,
+    AWAITING_PAYBACK,
     DWELL_TIME,
     LIGHTER_RUNG_NO_GAIN,
     METRICS_MISSING,
@@ -60,7 +61,7 @@ def inputs(**kw: Any) -> ModeInputs:
         arrival_rate=10.0,
         ttft_p99=0.5,
         tpot_p99=0.05,
-        cold_start_s=344.0,
+        cold_start_s=None,  # unknown: a switch has nothing to pay back (see test_payback)
         metrics_ok=True,
         transition_in_flight=False,
         default_gpus_per_replica=8,
@@ -234,6 +235,31 @@ def test_step_down_only_to_a_rung_that_carries_more(learned: dict[str, float], r
     obs = {**BREACHED, "arrival_rate": None} if not learned else BREACHED
     d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
     assert d.reason == reason
+
+
+@pytest.mark.parametrize(
+    ("cold_start", "free", "pressure_ago", "reason"),
+    [
+        # fp8-kv8 prior gain 1.25, 4 replicas to replace: 4 x 344 / (4 x 0.25) = 1376 s
+        (344.0, 0, 75, AWAITING_PAYBACK),
+        (344.0, 0, 1375, AWAITING_PAYBACK),
+        (344.0, 0, 1376, STEP_DOWN),
+        # 16 free GPUs cover 2 of the 4 replicas: 2 x 344 / (4 x 0.25) = 688 s
+        (344.0, 16, 687, AWAITING_PAYBACK),
+        (344.0, 16, 689, STEP_DOWN),
+        (90.0, 0, 359, AWAITING_PAYBACK),  # a fast loader: 360 s
+        (90.0, 0, 360, STEP_DOWN),
+        (None, 0, 75, STEP_DOWN),  # cold start not learned yet: no estimate of the cost
+    ],
+)
+def test_payback(cold_start: float | None, free: int, pressure_ago: float, reason: str) -> None:
+    """A stepped switch costs one replica per step for a cold start; it is made once the
+    pressure has cost as much capacity as the switch would."""
+    obs = {**BREACHED, "cold_start_s": cold_start, "free_gpus": free, "wanted_replicas": 9}
+    d = decide_mode(qspec(), SLO, inputs(**obs), memory(pressure_ago=pressure_ago), NOW)
+    assert d.reason == reason
+    if reason == AWAITING_PAYBACK:
+        assert "a stepped switch idles" in d.message
 
 
 # -- leave a slower rung -----------------------------------------------------------------
