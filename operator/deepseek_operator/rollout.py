@@ -16,9 +16,9 @@ for rollout.unschedulableSeconds) or rollout.maxSurge asks for it from the start
 gives up maxUnavailable pods' GPUs per step and the preview's pods take them. The first new pods
 are analysed (on the preview Service, as in a classic rollout) before the rest follow; from then
 on Ready new pods serve through the stable Service beside the old ones ("mixed"), so capacity
-drops by at most maxUnavailable, and the analysis keeps watching. A failure (or an abort, or the
-spec reverting) rolls back the same way, RollingBack: the preview shrinks step by step as the old
-colour's pods come back Ready.
+drops by at most maxUnavailable, and the analysis keeps watching the error rate. A failure (or
+an abort, or the spec reverting) rolls back the same way, RollingBack: the preview shrinks step
+by step as the old colour's pods come back Ready.
 
     Progressing --short of GPUs / maxSurge--> Progressing(stepped) --first pods Ready-->
     Analyzing --pass--> Progressing(stepped, first pods passed) --all moved--> Completed
@@ -909,7 +909,7 @@ def _analyse_first_pods_once_ready(ctx: RolloutContext) -> RolloutStep | None:
         errors_baseline=vals.get(Signal.ERRORS_TOTAL, 0.0),
         message=f"the first {ctx.preview_ready_count} {s.preview_colour} pods are Ready; "
         f"analysing them for {inp.settings.analysis.duration_seconds}s while {ctx.active} "
-        f"serves with {ctx.replicas - inp.settings.max_unavailable} replicas",
+        f"serves with {_stepped_targets(ctx, s)[0]} replicas",
     )
     out = _in_flight(ctx, st, Event("Normal", "PreviewReady", st.message))
     return replace(out, warmup_preview=inp.settings.warmup_requests, recheck_after=0.0)
@@ -917,14 +917,16 @@ def _analyse_first_pods_once_ready(ctx: RolloutContext) -> RolloutStep | None:
 
 def _move_the_rest_in_steps(ctx: RolloutContext) -> RolloutStep | None:
     """Stepped, after the first pods passed: one old pod goes for each new pod Ready, the
-    analysis keeps watching (a failed check rolls back in steps), and once as many new pods
+    analysis keeps watching the error rate (errors roll back in steps; latency is not judged
+    any more: with maxUnavailable replicas out of service under the load that made the switch
+    necessary, it measures the squeeze, not the version), and once as many new pods
     are Ready as the old colour had when it began, the new colour serves alone (replicas it
     could never schedule stay Pending, as they were)."""
     s = ctx.state
     if s.phase is not RolloutPhase.PROGRESSING or not s.stepped or not s.first_pods_passed:
         return None
     j = _judge(s, ctx.inp)
-    if j.verdict is False:
+    if any(r.metric == "errorRate" and r.passed is False for r in j.results):
         return _rollback(ctx, j.state, f"analysis failed: {_describe(j.results)}", "AnalysisFailed")
     if ctx.preview_ready_count >= _base(ctx, j.state):
         return _promote_stepped(ctx, j.state)
