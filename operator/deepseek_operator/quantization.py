@@ -66,6 +66,11 @@ WEIGHT_FACTOR: dict[WeightPrecision, float] = {
 # An fp8 KV cache holds twice the tokens: more concurrent requests where the cache is the limit
 # (estimate; gpustack measured +1.6% where it was not).
 FP8_KV_FACTOR = 1.25
+# A larger (fp8) KV cache adds concurrency, which carries more only where the cache is what
+# limits a replica: vLLM admits requests until its blocks run out, so a KV-bound replica reads
+# ~95-100% usage (R1 on 8xH200 with reasoning-length outputs: 99%), a decode-bound one far less
+# (the same with chat lengths at 1.5x overload: ~50%, TPOT over the SLO; bench/README.md).
+KV_BOUND = 0.9
 MIN_GAIN = 1.1  # a lighter rung must carry 10% more on our GPUs to be worth a rollout
 LEARN_WEIGHT = 0.3  # weight of the newest capacity sample in the learned mean
 HOUR = 3600.0
@@ -107,6 +112,7 @@ class ModeInputs:
     metrics_ok: bool
     transition_in_flight: bool  # a rollout/transition is running: hold
     default_gpus_per_replica: int = 1  # resources.gpusPerReplica (rungs without their own)
+    kv_cache_usage: float | None = None  # mean KV-cache usage of the Ready replicas (0..1)
 
 
 @dataclass(frozen=True)
@@ -321,6 +327,10 @@ def _track(
     why_relief, r_since = "", None
     if idx > 0 and not pressure and inp.arrival_rate is not None:
         up = spec.ladder[idx - 1].name
+        if cap is None and inp.ready > 0:
+            # nothing learned yet: the Ready replicas carry what arrives, at least (a lower
+            # bound, so the step up stays conservative)
+            learned = {inp.served: inp.arrival_rate / inp.ready}
         n_up, carried = _carried(spec, up, inp, learned)
         if carried is not None and inp.arrival_rate <= spec.policy.step_up_headroom * carried:
             prev_r = _parse(state.relief_since) if state else None
@@ -410,6 +420,23 @@ def _scaling_cannot_help(spec: QuantizationSpec, inp: ModeInputs) -> str | None:
     return None
 
 
+def _kv_discount(
+    spec: QuantizationSpec, inp: ModeInputs, lower: str, learned: Mapping[str, float]
+) -> float:
+    """FP8_KV_FACTOR when the lighter rung's prior counts an fp8 KV cache the served rung lacks
+    but the served rung's KV cache is not what binds (usage < KV_BOUND): that part of the prior
+    would not materialise. 1.0 otherwise (learned or declared capacity, unknown usage)."""
+    low, cur = spec.rung(lower), spec.rung(inp.served)
+    if low is None or cur is None or lower in learned or low.capacity_factor is not None:
+        return 1.0
+    adds_kv = (
+        low.kv_cache_dtype is not KVCacheDtype.AUTO and cur.kv_cache_dtype is KVCacheDtype.AUTO
+    )
+    if adds_kv and inp.kv_cache_usage is not None and inp.kv_cache_usage < KV_BOUND:
+        return FP8_KV_FACTOR
+    return 1.0
+
+
 def _payback_seconds(spec: QuantizationSpec, inp: ModeInputs, gain: float) -> tuple[float, str]:
     """(seconds of pressure after which a step down pays for itself, the cost in words).
 
@@ -462,18 +489,23 @@ def _step_down(
         return _wait(state, AT_LOWEST_RUNG, f"{head}; {blocked}; {inp.served} is the lowest rung")
     lower = names[idx + 1]
     learned = state.capacity
-    gain = _relative(spec, lower, inp, learned) / max(
-        _relative(spec, inp.served, inp, learned), 1e-9
-    )
+    discount = _kv_discount(spec, inp, lower, learned)
+    gain = _relative(spec, lower, inp, learned) / discount
+    gain /= max(_relative(spec, inp.served, inp, learned), 1e-9)
     n_low, carried = _carried(spec, lower, inp, learned)
     gpus = inp.held_gpus + inp.free_gpus
     carries = (
-        f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{carried:.1f} req/s"
+        f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{carried / discount:.1f} req/s"
         if carried is not None
         else f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{gain:.2f}x"
     )
     if inp.arrival_rate is not None and carried is not None:
         carries += f" vs {inp.arrival_rate:.1f} arriving"
+    if discount > 1.0 and inp.kv_cache_usage is not None:
+        carries += (
+            f" (KV cache at {inp.kv_cache_usage:.0%} < {KV_BOUND:.0%}: not what binds, so no "
+            "credit for its fp8 KV cache)"
+        )
     if gain < MIN_GAIN:
         return _wait(
             state,

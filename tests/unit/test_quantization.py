@@ -262,6 +262,27 @@ def test_payback(cold_start: float | None, free: int, pressure_ago: float, reaso
         assert "a stepped switch idles" in d.message
 
 
+@pytest.mark.parametrize(
+    ("kv_usage", "learned", "reason"),
+    [
+        (0.5, {"fp8": 4.7}, STEP_DOWN_NO_GAIN),  # decode-bound: a bigger KV cache adds nothing
+        (0.89, {"fp8": 4.7}, STEP_DOWN_NO_GAIN),
+        (0.9, {"fp8": 4.7}, STEP_DOWN),  # the KV cache binds: the prior's 1.25x counts
+        (None, {"fp8": 4.7}, STEP_DOWN),  # unknown usage: the prior as it is
+        (0.5, {"fp8": 4.7, "fp8-kv8": 6.0}, STEP_DOWN),  # learned beats any prior
+    ],
+)
+def test_an_fp8_kv_cache_counts_only_where_the_kv_cache_binds(
+    kv_usage: float | None, learned: dict[str, float], reason: str
+) -> None:
+    state = memory(pressure_ago=75, capacity=learned)
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED, kv_cache_usage=kv_usage), state, NOW)
+    assert d.reason == reason
+    if reason == STEP_DOWN_NO_GAIN:
+        assert f"KV cache at {kv_usage:.0%} < 90%: not what binds" in d.message
+        assert "fp8-kv8 on 32 GPUs (4 replicas) carries ~18.8 req/s" in d.message
+
+
 # -- leave a slower rung -----------------------------------------------------------------
 @pytest.mark.parametrize(
     ("learned_int4", "reason", "target"),
@@ -297,6 +318,23 @@ def test_step_up_with_hysteresis(
     d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
     assert (d.reason, d.target) == (reason, target)
     assert (d.state.relief_since is None) is (reason in (STEADY, STEP_UP))
+
+
+@pytest.mark.parametrize(
+    ("ready", "arrival", "reason"),
+    [
+        # nothing learned: the Ready replicas carry at least what arrives; fp8 on 32 GPUs is
+        # then >= 4 x (2/1) / 1.25 = 6.4 req/s, and 2 is <= 80% of it
+        (1, 2.0, RELIEF_BUILDING),
+        # 4 x (10/4) / 1.25 = 8 req/s: 10 arriving is more than 80% of that lower bound
+        (4, 10.0, STEADY),
+    ],
+)
+def test_relief_without_learned_capacity(ready: int, arrival: float, reason: str) -> None:
+    state = memory(target="fp8-kv8", capacity={})
+    obs = {"served": "fp8-kv8", "replicas": ready, "ready": ready, "arrival_rate": arrival}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert d.reason == reason
 
 
 def test_step_up_counts_the_replicas_the_higher_rung_fits() -> None:
