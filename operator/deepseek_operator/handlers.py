@@ -383,6 +383,7 @@ def _quantize(
         arrival_rate=vals.get(Signal.REQUEST_RATE),
         ttft_p99=vals.get(Signal.TTFT_P99),
         tpot_p99=vals.get(Signal.TPOT_P99),
+        kv_cache_usage=vals.get(Signal.KV_CACHE_USAGE),
         cold_start_s=dsd.status.scaling.start_seconds if dsd.status.scaling else None,
         metrics_ok=signals is not None and (decision is None or decision.metrics_ok),
         transition_in_flight=moving or served != Q.effective_mode(q, state),
