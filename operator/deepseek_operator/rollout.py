@@ -602,7 +602,7 @@ def _promote_stepped(ctx: RolloutContext, s: RolloutState) -> RolloutStep:
         "Normal",
         "RolloutPromoted",
         f"switched traffic from {old} to {new} (template {st.active_hash}) after moving "
-        f"{ctx.replicas} replicas in steps; {_describe(s.analysis)}",
+        f"{_base(ctx, s)} replicas in steps; {_describe(s.analysis)}",
     )
     return RolloutStep(
         state=st,

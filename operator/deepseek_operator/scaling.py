@@ -206,7 +206,15 @@ def decide(
     elif state.last_decision_time is None:  # first decision: no change known of
         ready_since = now - STEADY_SECONDS
     settled = inp.ready > 0 and now - ready_since >= STEADY_SECONDS
-    steady = settled and inp.ready == n and reporting >= inp.ready and not inp.rollout_in_flight
+    # Every replica that can run is Ready: pods the scheduler cannot place (no GPUs) never will.
+    placeable = max(0, n - inp.unschedulable)
+    steady = (
+        settled
+        and inp.ready > 0
+        and inp.ready >= placeable
+        and reporting >= inp.ready
+        and not inp.rollout_in_flight
+    )
     cap_model = state.capacity
 
     def next_state(history: list[Recommendation], panic: float | None, up: bool) -> ScalingState:
@@ -394,7 +402,9 @@ def decide(
         (ttft / slo.ttft_p99_seconds) if ttft is not None else 0.0,
         (tpot / slo.tpot_p99_seconds) if tpot is not None else 0.0,
     )
-    starting = n - inp.ready
+    # Pods the scheduler cannot place are not starting: they would wait for GPUs forever, and a
+    # scale-down removes them first (a ReplicaSet deletes unscheduled pods before running ones).
+    starting = max(0, n - inp.ready - inp.unschedulable)
     if breach > 1.0 and settled and not inp.rollout_in_flight:
         # Sized on the Ready replicas that breach: pods still starting count towards it, so
         # the guard acts during a cold start without piling up more pods each tick. It waits

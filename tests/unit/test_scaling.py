@@ -154,6 +154,14 @@ CASES = [
         "WaitingForStartingPods",
     ),
     (
+        "pods the scheduler cannot place do not hold a scale-down",
+        {},
+        inp(replicas=4, ready=2, signals=sig(2, 0, 0.02, tpotP99=0.03), unschedulable=2),
+        LOW_FOR_LONG,
+        3,
+        "LowLoad",
+    ),
+    (
         "no scale-down while latency is near the slo",
         {},
         inp(signals=sig(2, 0, 0.02, ttftP99=1.8)),
@@ -580,6 +588,12 @@ SAMPLE_TABLE = [
         False,
     ),
     ("pods still starting", inp(5, 4, STEADY), backlog_state(40.0), False),
+    (
+        "a pod the GPUs cannot hold is not starting: the placed ones are steady",
+        inp(5, 4, STEADY, unschedulable=1),
+        backlog_state(40.0),
+        True,
+    ),
     (
         "a queue beyond the tolerated one",
         inp(4, 4, sig(40, 20, 0.3, pods=4, requestRate=10.0, tpotP99=0.06)),
