@@ -21,7 +21,7 @@ CLUSTER_PROFILE ?= demo
 .DEFAULT_GOAL := help
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 venv: ## create/refresh the Python environment (outside the repo)
 	@scripts/bootstrap-python.sh
@@ -46,7 +46,7 @@ check: lint typecheck unit ## fast inner loop: lint, types, unit tests (< 2 minu
 tools: ## build/reuse the pinned Go binaries + promtool in $(CACHE)/bin (first build ~26 min)
 	scripts/build-tools.sh
 
-cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus, simulated fleet)
+cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus, simulated fleet); CLUSTER_PROFILE=test for the e2e suites' pair
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed cluster up --profile $(CLUSTER_PROFILE)
 
 cluster-down: venv ## stop both local clusters (no process left behind; state kept in .local/cluster)
@@ -58,7 +58,7 @@ cluster-status: venv ## what runs where, health, nodes Ready
 fleet: venv ## simulated fleet in the foreground, for `cluster up --no-fleet` (`make cluster` runs one per region)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed.sim fleet $(FLEET_ARGS)
 
-e2e: venv tools ## e2e tests on the local cluster (starts it if needed, reuses a running one)
+e2e: venv tools ## e2e tests on their own local cluster pair (fresh state unless one runs; see README)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PYTEST) -v -m e2e tests/e2e
 
 crd: venv ## regenerate the CRD from the pydantic models
