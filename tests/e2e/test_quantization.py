@@ -51,7 +51,7 @@ FREE_GPUS = 2
 # up to ~10.5 req/s, one fp8 replica up to ~13 (the engine model of testbed/sim/engine.py).
 PROMPT, OUTPUT = 2048, 128
 LOW, SURGE = 2.0, 24.0  # req/s: too much for 2 bf16 replicas, within what 2 fp8 carry
-SURGE_S, AFTER_S = 270.0, 300.0
+SURGE_S, AFTER_S = 270.0, 210.0
 
 
 def write_phases(path: Path, phases: list[tuple[float, float]]) -> Path:
