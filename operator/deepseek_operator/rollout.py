@@ -589,13 +589,7 @@ def _promote_stepped(ctx: RolloutContext, s: RolloutState) -> RolloutStep:
         preview_colour=None,
         preview_hash=None,
         phase_since=ctx.now,
-        stepped=False,
-        stable_replicas=None,
-        stable_base=None,
-        first_pods_passed=False,
-        short_since=None,
-        step_since=None,
-        preview_ready=0,
+        **_fresh_steps(False, 0, 0),
         message=f"{new} serves; moved from {old} in steps of {ctx.inp.settings.max_unavailable}",
     )
     promoted = Event(
@@ -631,15 +625,7 @@ def _roll_back_in_steps(ctx: RolloutContext) -> RolloutStep | None:
         s,
         phase=end,
         phase_since=ctx.now,
-        stepped=False,
-        stable_replicas=None,
-        stable_base=None,
-        first_pods_passed=False,
-        short_since=None,
-        step_since=None,
-        preview_ready=0,
-        rollback_unmixed=False,
-        end_phase=None,
+        **_fresh_steps(False, 0, 0),
         message=f"rolled back in steps: {why}; {s.active_colour} serves, {s.preview_colour} "
         "scaled to zero",
     )
@@ -773,7 +759,8 @@ def _start_preview_on_template_change(ctx: RolloutContext) -> RolloutStep | None
 
 
 def _fresh_steps(stepped: bool, replicas: int, ready: int) -> dict[str, Any]:
-    """The stepped-transition fields of a rollout (re)starting."""
+    """The stepped-transition fields of a rollout (re)starting, or (stepped=False) of one that
+    ended: nothing of a stepped transition is remembered."""
     return {
         "stepped": stepped,
         "stable_replicas": replicas if stepped else None,
