@@ -335,6 +335,17 @@ def env(
             )
         )
 
+        # Prometheus must have scraped the promotion counter at 0 before the rollout starts: a
+        # target found late (file_sd, then a scrape offset) would first see it at 1, and
+        # increase() of a series that first appears at 1 is 0
+        zero = f'deepseek_operator_rollouts_total{{namespace="{ns}",dsd="{DSD}",result="promoted"}}'
+        wait_for(
+            lambda: [r for r in has_data(prom, zero) if float(r["value"][1]) == 0],
+            timeout=120,
+            what=f"{zero} scraped at 0",
+            every=1,
+        )
+
         # a blue-green rollout (an engine env change), run to promotion
         custom.patch_namespaced_custom_object(
             "serving.deepseek.dev",
