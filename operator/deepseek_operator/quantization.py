@@ -333,12 +333,13 @@ def _track(
             learned = {inp.served: inp.arrival_rate / inp.ready}
         n_up, carried = _carried(spec, up, inp, learned)
         if carried is not None and inp.arrival_rate <= spec.policy.step_up_headroom * carried:
+            share = inp.arrival_rate / carried if carried > 0 else 0.0
             prev_r = _parse(state.relief_since) if state else None
             r_since = prev_r if prev_r is not None else now
             why_relief = (
                 f"{up} on {inp.held_gpus + inp.free_gpus} GPUs ({n_up} replicas) carries "
                 f"~{carried:.1f} req/s; {inp.arrival_rate:.1f} arriving is "
-                f"{inp.arrival_rate / carried:.0%} of it (<= {spec.policy.step_up_headroom:.0%})"
+                f"{share:.0%} of it (<= {spec.policy.step_up_headroom:.0%})"
             )
     clocks = _Clocks(
         pressure_for=None if p_since is None else now - p_since,

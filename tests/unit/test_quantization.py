@@ -328,6 +328,7 @@ def test_step_up_with_hysteresis(
         (1, 2.0, RELIEF_BUILDING),
         # 4 x (10/4) / 1.25 = 8 req/s: 10 arriving is more than 80% of that lower bound
         (4, 10.0, STEADY),
+        (1, 0.0, RELIEF_BUILDING),  # nothing arriving
     ],
 )
 def test_relief_without_learned_capacity(ready: int, arrival: float, reason: str) -> None:
