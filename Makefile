@@ -21,7 +21,7 @@ CLUSTER_PROFILE ?= demo
 .DEFAULT_GOAL := help
 
 help: ## list targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-19s %s\n", $$1, $$2}'
 
 venv: ## create/refresh the Python environment (outside the repo)
 	@scripts/bootstrap-python.sh
@@ -80,6 +80,11 @@ demo-down: venv ## stop what `make demo` started (its namespace deleted; cluster
 clean: venv ## stop every local cluster (demo's and tests') and delete their state and the demo's logs (keeps the tool cache)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo clean
 
-.PHONY: bench
-bench: venv ## autoscaling benchmark (virtual clock): ours vs HPA, KEDA, KPA, static, oracle -> bench/results/
+.PHONY: bench bench-autoscale bench-quantization
+bench: bench-autoscale bench-quantization ## every benchmark (virtual clock) -> bench/results/
+
+bench-autoscale: venv ## autoscaling benchmark: ours vs HPA, KEDA, KPA, static, oracle
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale $(BENCH_ARGS)
+
+bench-quantization: venv ## quantization ladder under a GPU cap: ours with/without the ladder, HPA, static
+	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.quantization $(BENCH_QUANT_ARGS)

@@ -121,15 +121,17 @@ def _single_replica_attainment(
     return good / len(recs)
 
 
-def calibrate(cfg: Config, trace: T.Trace) -> float:
-    """Highest Poisson request rate one replica sustains with >= 99 % of requests within both
-    SLOs, for this trace's token lengths (bisection). The oracle and static_peak size from it."""
+def calibrate(cfg: Config, trace: T.Trace, engine: EnginePreset | None = None) -> float:
+    """Highest Poisson request rate one replica (of `engine`, default the config's preset)
+    sustains with >= 99 % of requests within both SLOs, for this trace's token lengths
+    (bisection). The oracle and static_peak size from it."""
     spec = cfg.scaling_spec()
+    p = engine or cfg.preset
     lengths = [(r.prompt_tokens, r.max_tokens) for r in trace.requests]
     lo, hi = 0.25, 32.0
     for _ in range(9):
         mid = math.sqrt(lo * hi)
-        if _single_replica_attainment(cfg.preset, lengths, mid, spec, cfg.seed) >= 0.99:
+        if _single_replica_attainment(p, lengths, mid, spec, cfg.seed) >= 0.99:
             lo = mid
         else:
             hi = mid
