@@ -37,9 +37,11 @@ Capacity is requests/s per replica within the SLO, learned per rung (`learn_rung
 by the caller from steady periods). A rung not yet learned gets a prior: the capacity of a
 learned rung times the ratio of their capacity factors, which is the rung's declared
 `capacityFactor` or a factor derived from its weights and KV cache, per GPU, times its GPUs per
-replica. Worked example (R1 on 32 H200s, fp8 learned at 4.7 req/s per 8-GPU replica):
-fp8-kv8 (8 GPUs) ~4.7 x 1.25 = 5.9 req/s per replica, 4 replicas ~23.5 req/s; int4 AWQ (4 GPUs)
-~4.7 x 2.0/1.6 x 4/8 = 2.9 req/s per replica, 8 replicas ~23.5 req/s. Priors are guesses;
+replica; the fp8 KV cache's share of a prior counts only while the served rung's KV cache binds
+and its decode steps are within the TPOT SLO (`_kv_why_not`). Worked example (R1 on 32 H200s,
+fp8 learned at 4.7 req/s per 8-GPU replica): fp8-kv8 (8 GPUs) ~4.7 x 1.25 = 5.9 req/s per
+replica, 4 replicas ~23.5 req/s; int4 AWQ (4 GPUs) ~4.7 x 2.0/1.6 x 4/8 = 2.9 req/s per
+replica, 8 replicas ~23.5 req/s. Priors are guesses;
 learned values replace them, and a lighter rung that turns out no faster is left (step up).
 """
 
@@ -70,6 +72,10 @@ FP8_KV_FACTOR = 1.25
 # limits a replica: vLLM admits requests until its blocks run out, so a KV-bound replica reads
 # ~95-100% usage (R1 on 8xH200 with reasoning-length outputs: 99%), a decode-bound one far less
 # (the same with chat lengths at 1.5x overload: ~50%, TPOT over the SLO; bench/README.md).
+# Usage alone is not enough: under a deep overload any fleet's cache fills (chat at 2x: 99%)
+# while its steps already take longer than the TPOT SLO allows; more concurrency there only
+# lengthens every step, so the credit also needs TPOT p99 within slo.tpot (reasoning at 2x:
+# 0.1 s at a 0.1 s SLO, chat at 2x: 0.39 s; bench/README.md).
 KV_BOUND = 0.9
 MIN_GAIN = 1.1  # a lighter rung must carry 10% more on our GPUs to be worth a rollout
 LEARN_WEIGHT = 0.3  # weight of the newest capacity sample in the learned mean
@@ -421,21 +427,39 @@ def _scaling_cannot_help(spec: QuantizationSpec, inp: ModeInputs) -> str | None:
     return None
 
 
+def _kv_why_not(slo: SloSpec, inp: ModeInputs) -> str | None:
+    """Why a bigger KV cache would not carry more on the served rung (None: it would, or the
+    signals to tell are missing): the cache is not what binds, or the decode steps are already
+    slower than the TPOT SLO, so more concurrent requests would only slow every step."""
+    if inp.kv_cache_usage is not None and inp.kv_cache_usage < KV_BOUND:
+        return f"KV cache at {inp.kv_cache_usage:.0%} < {KV_BOUND:.0%}: not what binds"
+    if inp.tpot_p99 is not None and inp.tpot_p99 > slo.tpot_p99_seconds:
+        return (
+            f"TPOT p99 {inp.tpot_p99:.3f}s > SLO {slo.tpot_p99_seconds:g}s: the decode step, "
+            "not the KV cache, binds"
+        )
+    return None
+
+
 def _kv_discount(
-    spec: QuantizationSpec, inp: ModeInputs, lower: str, learned: Mapping[str, float]
-) -> float:
-    """FP8_KV_FACTOR when the lighter rung's prior counts an fp8 KV cache the served rung lacks
-    but the served rung's KV cache is not what binds (usage < KV_BOUND): that part of the prior
-    would not materialise. 1.0 otherwise (learned or declared capacity, unknown usage)."""
+    spec: QuantizationSpec,
+    slo: SloSpec,
+    inp: ModeInputs,
+    lower: str,
+    learned: Mapping[str, float],
+) -> tuple[float, str | None]:
+    """(FP8_KV_FACTOR, why) when the lighter rung's prior counts an fp8 KV cache the served
+    rung lacks but a bigger cache would not carry more here (`_kv_why_not`): that part of the
+    prior would not materialise. (1.0, None) otherwise (learned or declared capacity, a cache
+    that binds with steps within the SLO, unknown signals)."""
     low, cur = spec.rung(lower), spec.rung(inp.served)
     if low is None or cur is None or lower in learned or low.capacity_factor is not None:
-        return 1.0
+        return 1.0, None
     adds_kv = (
         low.kv_cache_dtype is not KVCacheDtype.AUTO and cur.kv_cache_dtype is KVCacheDtype.AUTO
     )
-    if adds_kv and inp.kv_cache_usage is not None and inp.kv_cache_usage < KV_BOUND:
-        return FP8_KV_FACTOR
-    return 1.0
+    why = _kv_why_not(slo, inp) if adds_kv else None
+    return (FP8_KV_FACTOR, why) if why is not None else (1.0, None)
 
 
 def _payback_seconds(spec: QuantizationSpec, inp: ModeInputs, gain: float) -> tuple[float, str]:
@@ -465,6 +489,7 @@ def _payback_seconds(spec: QuantizationSpec, inp: ModeInputs, gain: float) -> tu
 
 def _step_down(
     spec: QuantizationSpec,
+    slo: SloSpec,
     inp: ModeInputs,
     state: QuantizationStatus,
     clocks: _Clocks,
@@ -490,7 +515,7 @@ def _step_down(
         return _wait(state, AT_LOWEST_RUNG, f"{head}; {blocked}; {inp.served} is the lowest rung")
     lower = names[idx + 1]
     learned = state.capacity
-    discount = _kv_discount(spec, inp, lower, learned)
+    discount, kv_why = _kv_discount(spec, slo, inp, lower, learned)
     gain = _relative(spec, lower, inp, learned) / discount
     gain /= max(_relative(spec, inp.served, inp, learned), 1e-9)
     n_low, carried = _carried(spec, lower, inp, learned)
@@ -502,11 +527,8 @@ def _step_down(
     )
     if inp.arrival_rate is not None and carried is not None:
         carries += f" vs {inp.arrival_rate:.1f} arriving"
-    if discount > 1.0 and inp.kv_cache_usage is not None:
-        carries += (
-            f" (KV cache at {inp.kv_cache_usage:.0%} < {KV_BOUND:.0%}: not what binds, so no "
-            "credit for its fp8 KV cache)"
-        )
+    if kv_why is not None:
+        carries += f" ({kv_why}, so no credit for its fp8 KV cache)"
     if gain < MIN_GAIN:
         return _wait(
             state,
@@ -616,7 +638,7 @@ def decide_mode(
     clocks, tracked = _track(spec, slo, inp, state, now)
     return (
         _leave_slower_rung(spec, inp, tracked, now)
-        or _step_down(spec, inp, tracked, clocks, now)
+        or _step_down(spec, slo, inp, tracked, clocks, now)
         or _step_up(spec, inp, tracked, clocks, now)
         or _steady(inp, tracked)
     )

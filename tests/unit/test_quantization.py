@@ -90,9 +90,15 @@ def memory(
     )
 
 
-# Overloaded at maxReplicas worth of GPUs: TPOT breached for 75 s, 8 fp8 replicas wanted where
-# 32 GPUs fit 4.
-BREACHED = {"tpot_p99": 0.14, "arrival_rate": 30.0, "wanted_replicas": 8, "scaling_limited": True}
+# Overloaded at maxReplicas worth of GPUs: TTFT breached (requests queue) for 75 s with the
+# decode steps within the TPOT SLO (a KV-bound fleet), 8 fp8 replicas wanted where 32 GPUs fit 4.
+BREACHED = {
+    "ttft_p99": 4.0,
+    "tpot_p99": 0.09,
+    "arrival_rate": 30.0,
+    "wanted_replicas": 8,
+    "scaling_limited": True,
+}
 
 
 # -- pinned ------------------------------------------------------------------------------
@@ -191,7 +197,7 @@ def test_step_down_message_names_the_numbers_and_records_the_switch() -> None:
     d = decide_mode(qspec(), SLO, inputs(**BREACHED), memory(pressure_ago=75), NOW)
     assert d.switched and d.target == "fp8-kv8"
     assert d.message == (
-        "TPOT p99 0.14s > SLO 0.1s; 30.0 req/s arriving > 4 Ready x ~4.70 req/s on fp8 for 75s; "
+        "TTFT p99 4s > SLO 2s; 30.0 req/s arriving > 4 Ready x ~4.70 req/s on fp8 for 75s; "
         "8 fp8 replicas wanted, 32 held + 0 free GPUs fit 4; fp8-kv8 on 32 GPUs (4 replicas) "
         "carries ~23.5 req/s vs 30.0 arriving -> stepping down fp8 -> fp8-kv8"
     )
@@ -263,23 +269,41 @@ def test_payback(cold_start: float | None, free: int, pressure_ago: float, reaso
 
 
 @pytest.mark.parametrize(
-    ("kv_usage", "learned", "reason"),
+    ("kv_usage", "tpot", "learned", "reason", "why"),
     [
-        (0.5, {"fp8": 4.7}, STEP_DOWN_NO_GAIN),  # decode-bound: a bigger KV cache adds nothing
-        (0.89, {"fp8": 4.7}, STEP_DOWN_NO_GAIN),
-        (0.9, {"fp8": 4.7}, STEP_DOWN),  # the KV cache binds: the prior's 1.25x counts
-        (None, {"fp8": 4.7}, STEP_DOWN),  # unknown usage: the prior as it is
-        (0.5, {"fp8": 4.7, "fp8-kv8": 6.0}, STEP_DOWN),  # learned beats any prior
+        # decode-bound: a bigger KV cache adds nothing
+        (0.5, 0.09, {"fp8": 4.7}, STEP_DOWN_NO_GAIN, "KV cache at 50% < 90%: not what binds"),
+        (0.89, 0.09, {"fp8": 4.7}, STEP_DOWN_NO_GAIN, "KV cache at 89% < 90%: not what binds"),
+        # the KV cache binds and the steps are within the TPOT SLO: the prior's 1.25x counts
+        (0.9, 0.09, {"fp8": 4.7}, STEP_DOWN, None),
+        (0.99, 0.1, {"fp8": 4.7}, STEP_DOWN, None),
+        # full only because of a deep overload: the steps are already too slow (chat at 2x)
+        (
+            0.99,
+            0.39,
+            {"fp8": 4.7},
+            STEP_DOWN_NO_GAIN,
+            "TPOT p99 0.390s > SLO 0.1s: the decode step, not the KV cache, binds",
+        ),
+        (None, 0.09, {"fp8": 4.7}, STEP_DOWN, None),  # unknown usage: the prior as it is
+        (0.99, None, {"fp8": 4.7}, STEP_DOWN, None),  # unknown TPOT: the prior as it is
+        (0.5, 0.39, {"fp8": 4.7, "fp8-kv8": 6.0}, STEP_DOWN, None),  # learned beats any prior
     ],
 )
 def test_an_fp8_kv_cache_counts_only_where_the_kv_cache_binds(
-    kv_usage: float | None, learned: dict[str, float], reason: str
+    kv_usage: float | None,
+    tpot: float | None,
+    learned: dict[str, float],
+    reason: str,
+    why: str | None,
 ) -> None:
     state = memory(pressure_ago=75, capacity=learned)
-    d = decide_mode(qspec(), SLO, inputs(**BREACHED, kv_cache_usage=kv_usage), state, NOW)
+    # breached by TTFT and the arriving rate, so TPOT is free to vary
+    obs = {**BREACHED, "tpot_p99": tpot, "ttft_p99": 4.0, "kv_cache_usage": kv_usage}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
     assert d.reason == reason
-    if reason == STEP_DOWN_NO_GAIN:
-        assert f"KV cache at {kv_usage:.0%} < 90%: not what binds" in d.message
+    if why is not None:
+        assert f"({why}, so no credit for its fp8 KV cache)" in d.message
         assert "fp8-kv8 on 32 GPUs (4 replicas) carries ~18.8 req/s" in d.message
 
 

@@ -290,8 +290,9 @@ class QuantizationRung(ApiModel):
         description="Requests/s one replica of this rung serves within the SLO, relative to "
         "one replica of the first rung (e.g. 1.3: 30% more per replica). The automatic policy "
         "uses it until it has learned the rung's capacity. Unset: derived from the weights "
-        "(bf16 1.0, fp8 1.6, int4 2.0 per GPU), x1.25 for an fp8 KV cache, scaled by GPUs "
-        "per replica.",
+        "(bf16 1.0, fp8 1.6, int4 2.0 per GPU), x1.25 for an fp8 KV cache (counted only while "
+        "the served rung's KV cache binds, usage >= 90%, with TPOT p99 within the SLO), scaled "
+        "by GPUs per replica.",
     )
 
     @model_validator(mode="after")
