@@ -38,7 +38,7 @@ from .api.status import (
     Phase,
     ScalingState,
 )
-from .desired import deployment_name, render
+from .desired import deployment_name, render, template_hash
 from .patches import merge_patch
 from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
 from .rollout import TRANSITIONING, RolloutPhase
@@ -180,7 +180,15 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         )
 
     quant = _quantize(dsd, observed, snap, decision, now)
-    if quant is not None and quant.switched:
+    if quant is not None and quant.switched and quant.reason == Q.SWITCH_ROLLED_BACK:
+        rt.events.record(ref, "Warning", "QuantizationSwitchRolledBack", quant.message)
+        log.info(
+            "quantization_switch_rolled_back namespace=%s name=%s serving=%s",
+            namespace,
+            name,
+            quant.target,
+        )
+    elif quant is not None and quant.switched:
         before = dsd.status.quantization.target if dsd.status.quantization else None
         way = Q.direction(dsd.spec.quantization, before or quant.state.served or "", quant.target)
         rt.events.record(
@@ -371,6 +379,14 @@ def _quantize(
     ready = a_obs.ready if a_obs.exists else 0
     rollout = dsd.status.rollout
     moving = rollout is not None and rollout.phase in {p.value for p in TRANSITIONING}
+    target = Q.effective_mode(q, state)
+    rolled_back = (
+        not moving
+        and rollout is not None
+        and rollout.phase in (RolloutPhase.ROLLED_BACK.value, RolloutPhase.ABORTED.value)
+        and rollout.failed_template_hash is not None
+        and rollout.failed_template_hash == template_hash(dsd.name, _with_mode(dsd, target).spec)
+    )
     inputs = Q.ModeInputs(
         served=served,
         replicas=spec.desired_replicas(),
@@ -386,8 +402,9 @@ def _quantize(
         kv_cache_usage=vals.get(Signal.KV_CACHE_USAGE),
         cold_start_s=dsd.status.scaling.start_seconds if dsd.status.scaling else None,
         metrics_ok=signals is not None and (decision is None or decision.metrics_ok),
-        transition_in_flight=moving or served != Q.effective_mode(q, state),
+        transition_in_flight=moving or served != target,
         default_gpus_per_replica=spec.resources.gpus_per_replica,
+        switch_rolled_back=rolled_back,
     )
     return Q.decide_mode(q, spec.scaling.slo, inputs, state, now)
 

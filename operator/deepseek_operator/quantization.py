@@ -10,7 +10,8 @@ replicas cannot come, never instead of them, and the policy climbs back with hys
 | step                  | when                                             | reason              |
 |-----------------------|--------------------------------------------------|---------------------|
 | `_pinned`             | policy.automatic is false                        | Pinned              |
-| `_hold`               | no trustworthy metrics / a transition running    | MetricsMissing,     |
+| `_hold`               | the switch's rollout was rolled back / no        | SwitchRolledBack,   |
+|                       | trustworthy metrics / a transition running       | MetricsMissing,     |
 |                       |                                                  | TransitionInFlight  |
 | (`_track` updates the pressure and relief clocks for the steps below)                   |
 | `_leave_slower_rung`  | the served rung was learned to carry no more     | LighterRungNoGain   |
@@ -85,6 +86,7 @@ SWITCH_HISTORY = 20
 PINNED = "Pinned"
 METRICS_MISSING = "MetricsMissing"
 TRANSITION_IN_FLIGHT = "TransitionInFlight"
+SWITCH_ROLLED_BACK = "SwitchRolledBack"
 STEP_DOWN = "StepDown"
 STEP_UP = "StepUp"
 LIGHTER_RUNG_NO_GAIN = "LighterRungNoGain"
@@ -119,6 +121,8 @@ class ModeInputs:
     transition_in_flight: bool  # a rollout/transition is running: hold
     default_gpus_per_replica: int = 1  # resources.gpusPerReplica (rungs without their own)
     kv_cache_usage: float | None = None  # mean KV-cache usage of the Ready replicas (0..1)
+    # the rollout to the target rung was rolled back or aborted (its version is kept out)
+    switch_rolled_back: bool = False
 
 
 @dataclass(frozen=True)
@@ -288,7 +292,28 @@ def _hold(
     spec: QuantizationSpec, inp: ModeInputs, state: QuantizationStatus | None
 ) -> QuantizationDecision | None:
     """Keep the target while the metrics cannot be trusted or a transition runs. A transition
-    also restarts the pressure and relief clocks: what they measured was the fleet before."""
+    also restarts the pressure and relief clocks: what they measured was the fleet before. A
+    switch whose rollout was rolled back (or aborted) gives its target up for the rung still
+    served: holding it would wait for a rollout that will not come (a rolled-back version is
+    not retried); the switch it recorded keeps the next one minDwellSeconds away."""
+    target = (state.target if state else None) or inp.served
+    if inp.switch_rolled_back and target != inp.served:
+        msg = (
+            f"the switch {inp.served} -> {target} was rolled back or aborted; serving "
+            f"{inp.served}, the next switch waits minDwellSeconds "
+            f"({spec.policy.min_dwell_seconds}s) from the last one"
+        )
+        new = _state(
+            state,
+            spec,
+            inp,
+            target=inp.served,
+            reason=SWITCH_ROLLED_BACK,
+            message=msg,
+            pressure_since=None,
+            relief_since=None,
+        )
+        return QuantizationDecision(inp.served, SWITCH_ROLLED_BACK, msg, new, True)
     if not inp.metrics_ok:
         reason, msg = METRICS_MISSING, "no trustworthy engine metrics; keeping the rung"
         clocks: dict[str, object] = {}
@@ -297,7 +322,6 @@ def _hold(
         clocks = {"pressure_since": None, "relief_since": None}
     else:
         return None
-    target = (state.target if state else None) or inp.served
     new = _state(state, spec, inp, target=target, reason=reason, message=msg, **clocks)
     return QuantizationDecision(target, reason, f"{msg} {target}", new, False)
 

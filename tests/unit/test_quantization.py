@@ -23,6 +23,7 @@ from deepseek_operator.quantization import (
     STEP_DOWN_NO_GAIN,
     STEP_UP,
     SWITCH_LIMIT,
+    SWITCH_ROLLED_BACK,
     TRANSITION_IN_FLIGHT,
     ModeInputs,
     decide_mode,
@@ -133,6 +134,29 @@ def test_hold_keeps_the_target(change: dict[str, Any], reason: str, clocks_clear
     d = decide_mode(qspec(), SLO, inputs(**BREACHED, **change), state, NOW)
     assert (d.target, d.reason, d.switched) == ("fp8-kv8", reason, False)
     assert (d.state.pressure_since is None) is clocks_cleared
+
+
+def test_a_switch_whose_rollout_was_rolled_back_gives_its_target_up() -> None:
+    """The rollout to fp8-kv8 failed its analysis: fp8 still serves, and a rolled-back version
+    is not retried, so holding fp8-kv8 would wait forever. The target returns to fp8; the
+    recorded switch keeps the next one minDwellSeconds away."""
+    state = memory(target="fp8-kv8", pressure_ago=900, switches_ago=(600,))
+    obs = {**BREACHED, "transition_in_flight": True, "switch_rolled_back": True}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert (d.target, d.reason, d.switched) == ("fp8", SWITCH_ROLLED_BACK, True)
+    assert d.message.startswith("the switch fp8 -> fp8-kv8 was rolled back or aborted")
+    assert d.state.target == "fp8" and d.state.pressure_since is None
+    assert len(d.state.switches) == 1  # giving the target up is not a switch of its own
+    # the pressure goes on: the next step down waits for the dwell time from the failed switch
+    later = decide_mode(qspec(), SLO, inputs(**BREACHED), d.state, NOW + 120)
+    later = decide_mode(qspec(), SLO, inputs(**BREACHED), later.state, NOW + 240)
+    assert (later.target, later.reason) == ("fp8", DWELL_TIME), later.message
+
+
+def test_a_rolled_back_rollout_of_the_served_rung_changes_nothing() -> None:
+    state = memory(target="fp8", pressure_ago=300)
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED, switch_rolled_back=True), state, NOW)
+    assert d.reason != SWITCH_ROLLED_BACK and d.target in ("fp8", "fp8-kv8")
 
 
 # -- pressure tracking -------------------------------------------------------------------
