@@ -178,6 +178,50 @@ def test_rendered_chart_passes_server_side_validation(
     assert res.stdout.count("(server dry run)") == len(checked), res.stdout
 
 
+def test_operator_pod_is_admitted_under_the_restricted_pod_security_standard(
+    cluster: Cluster, namespaces: list[str]
+) -> None:
+    """The API server's PodSecurity admission, enforcing "restricted" on the namespace, admits
+    the chart's operator pod as rendered, and rejects it without the container's security
+    context (so the namespace label is enforced, and the check can fail)."""
+    suffix = _suffix()
+    ns = f"dso-pss-{suffix}"
+    cluster.kubectl("create", "namespace", ns)
+    namespaces.append(ns)
+    cluster.kubectl(
+        "label",
+        "namespace",
+        ns,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    out = cluster.helm("template", f"pss-{suffix}", str(CHART), "--namespace", ns)
+    dep = next(o for o in yaml.safe_load_all(out) if o and o["kind"] == "Deployment")
+    template = dep["spec"]["template"]
+    cluster.kubectl("create", "serviceaccount", template["spec"]["serviceAccountName"], "-n", ns)
+
+    def admit(spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"operator-{suffix}", "namespace": ns, **template["metadata"]},
+            "spec": spec,
+        }
+        return cluster.kubectl(
+            "create", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(pod), check=False
+        )
+
+    res = admit(template["spec"])
+    assert res.returncode == 0, res.stderr
+    assert "would violate" not in res.stderr, res.stderr
+    loose = json.loads(json.dumps(template["spec"]))
+    for c in loose["containers"]:
+        c.pop("securityContext", None)
+    res = admit(loose)
+    assert res.returncode != 0
+    assert 'violates PodSecurity "restricted:latest"' in res.stderr, res.stderr
+
+
 # ---- 2. install, then run the operator under the chart's RBAC --------------------------------
 
 
@@ -336,6 +380,25 @@ def _wait_for(what: str, check: Any, timeout: float, log: Path) -> Any:
     raise AssertionError(f"timed out waiting for {what}; operator log:\n{log.read_text()[-6000:]}")
 
 
+def _secret_values(*kubeconfigs: Path) -> dict[str, str]:
+    """Pieces of every credential in these kubeconfigs that must never be printed: the client
+    key (base64 as in the Secret, and a line of its PEM body) and the bearer token's signature."""
+    found: dict[str, str] = {}
+    for path in kubeconfigs:
+        for u in yaml.safe_load(path.read_text())["users"]:
+            user = u["user"]
+            if "client-key-data" in user:
+                b64 = user["client-key-data"]
+                found[f"{u['name']} client key (base64)"] = b64[16:80]
+                pem = base64.b64decode(b64).decode()
+                body = max(pem.splitlines(), key=len)
+                found[f"{u['name']} client key (PEM)"] = body[:48]
+            if "token" in user:
+                found[f"{u['name']} token"] = user["token"].rsplit(".", 1)[-1][:48]
+    assert found, f"no credential found in {kubeconfigs}"
+    return found
+
+
 def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator_run: Path) -> None:
     c, ns = installed.cluster, installed.app_ns
     c.kubectl(
@@ -386,6 +449,18 @@ def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator
     # the resources found at start when it may not list namespaces/CRDs, and says so in a
     # warning; nothing else may be refused.
     assert denied <= KOPF_SCANNING, f"operator refused {denied - KOPF_SCANNING}:\n{log[-6000:]}"
+    # No credential, neither the member region's kubeconfig Secret nor the operator's own
+    # token, is printed in its (verbose) log, the Events or the status.
+    every_event = c.get("events", "-n", ns) or {}
+    now = c.get("dsd", DSD_NAME, "-n", ns) or {}
+    surfaces = {
+        "operator log": log,
+        "events": json.dumps(every_event),
+        "status": json.dumps(now.get("status", {})),
+    }
+    for what, value in _secret_values(c.kubeconfig, installed.kubeconfig).items():
+        for where, text in surfaces.items():
+            assert value not in text, f"the {what} appears in the {where}"
     if installed.mode == "namespaced":
         peering = c.get("kopfpeering", installed.peering, "-n", ns)
         assert peering and peering.get("status"), "the operator did not join the Kopf peering"

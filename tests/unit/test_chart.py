@@ -52,6 +52,14 @@ VALUES_SETS: dict[str, dict[str, Any]] = {
         "operator": {"watchNamespaces": ["team-a"]},
         "rbac": {"kubeconfigSecrets": ["eu-west-kubeconfig", "ap-south-kubeconfig"]},
     },
+    "network-policy": {
+        "operator": {"metricsPort": 9100},
+        "networkPolicy": {
+            "enabled": True,
+            "apiServerTo": [{"ipBlock": {"cidr": "10.96.0.1/32"}}],
+            "extraEgress": [{"ports": [{"port": 4317, "protocol": "TCP"}]}],
+        },
+    },
     "nvml-exporter": {
         "nvmlExporter": {
             "enabled": True,
@@ -231,6 +239,54 @@ def test_operator_pod_is_locked_down(name: str, tmp_path: Path) -> None:
     assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
     assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]  # writable scratch only
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_network_policy_lets_in_scrapes_and_out_only_what_the_operator_calls(
+    tmp_path: Path,
+) -> None:
+    """The operator's traffic: /metrics in from Prometheus; DNS, the API servers, Prometheus
+    and the engine pods it warms up (labels the operator sets on them) out; nothing else."""
+    from deepseek_operator import labels as L
+
+    assert not by_kind(render({}, tmp_path), "NetworkPolicy")  # opt-in
+    objs = render(VALUES_SETS["network-policy"], tmp_path)
+    np = one(objs, "NetworkPolicy")["spec"]
+    dep = one(objs, "Deployment")
+    assert np["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert np["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = np["ingress"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    metrics = next(p["containerPort"] for p in c["ports"] if p["name"] == "metrics")
+    assert ingress["ports"] == [{"port": metrics, "protocol": "TCP"}] and metrics == 9100
+    assert ingress["from"] == [
+        {
+            "namespaceSelector": {},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }
+    ]
+
+    def ports(rule: dict[str, Any]) -> set[tuple[int, str]]:
+        return {(p["port"], p["protocol"]) for p in rule["ports"]}
+
+    dns, api, prom, engines, extra = np["egress"]
+    assert ports(dns) == {(53, "UDP"), (53, "TCP")} and "to" not in dns
+    assert ports(api) == {(443, "TCP"), (6443, "TCP")}
+    assert api["to"] == [{"ipBlock": {"cidr": "10.96.0.1/32"}}]
+    assert ports(prom) == {(9090, "TCP")} and "to" not in prom
+    assert ports(engines) == {(8000, "TCP")}
+    assert engines["to"] == [
+        {
+            "namespaceSelector": {},
+            "podSelector": {
+                "matchLabels": {
+                    L.MANAGED_BY: L.MANAGED_BY_VALUE,
+                    L.COMPONENT: L.ENGINE_COMPONENT,
+                }
+            },
+        }
+    ]
+    assert ports(extra) == {(4317, "TCP")}
+    assert "enginePorts" in render_error({"networkPolicy": {"enginePorts": []}}, tmp_path)
 
 
 def test_values_schema_rejects_unsafe_or_misspelt_values(tmp_path: Path) -> None:
