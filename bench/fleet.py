@@ -236,11 +236,17 @@ class Fleet:
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.client_timeout_s
-        late = [rid for rid, (arr, _) in self._awaiting_first.items() if arr < cutoff]
+        late: list[str] = []
+        # requests enter in arrival order (a dict keeps it), so the late ones come first
+        for rid, (arr, _) in self._awaiting_first.items():
+            if arr >= cutoff:
+                break
+            late.append(rid)
+        queued: set[str] = set()
         for rid in late:
             arr, pod = self._awaiting_first.pop(rid)
             if pod is None:  # still in the router queue
-                self._router_queue = deque(r for r in self._router_queue if r.id != rid)
+                queued.add(rid)
                 self.outcomes.append(Outcome(arr, None, None, False))
                 self._finished_window.append((now, False))
             else:
@@ -248,6 +254,8 @@ class Fleet:
                 for rec in pod.engine.finished_requests():
                     self._record(rec)
                 # the abort's "finished" event decrements outstanding on the next advance
+        if queued:
+            self._router_queue = deque(r for r in self._router_queue if r.id not in queued)
 
     def _record(self, rec: RequestRecord) -> None:
         # vllm:inter_token_latency_seconds, observed here when the request finishes (the real
@@ -327,9 +335,10 @@ class Fleet:
         return Signals(vals, observed_at=now)
 
     # -- accounting -------------------------------------------------------------------------
-    def gpu_seconds(self, until: float) -> float:
+    def gpu_seconds(self, until: float, since: float = 0.0) -> float:
+        """GPU-seconds the pods held within [since, until]."""
         total = 0.0
         for p in self.pods:
             end = p.gone if p.gone is not None else until
-            total += max(0.0, min(end, until) - p.created) * self.preset.gpus
+            total += max(0.0, min(end, until) - max(p.created, since)) * self.preset.gpus
         return total

@@ -20,7 +20,8 @@ Baselines follow their documentation:
   scales down; max scale-up rate 1000x, max scale-down rate 2x (at most halve) per decision;
   ticks every 2 s. Target per pod: Knative's defaults, container-concurrency-target-default
   100 x target utilization 70 % = 70.
-- static_peak: a fixed count sized for the trace's peak, Ready from the start.
+- static_peak: a fixed count sized for the trace's peak, Ready from the start; static_history
+  the same sized for the peak of the warm-up stretch before the trace.
 - oracle: knows the future arrival rate and the replica capacity measured for this preset and
   trace (`calibrate` in autoscale.py); it asks for what will be needed one cold start ahead.
 """
@@ -279,10 +280,15 @@ class Kpa(Policy):
 
 # ---------------------------------------------------------------------- static/oracle --
 class Static(Policy):
+    """A fixed count, Ready from the start: `static_peak` is sized for the measured part's
+    (future) peak, `static_history` for the warm-up's peak (what provisioning from yesterday's
+    load would have bought)."""
+
     name = "static_peak"
 
-    def __init__(self, replicas: int) -> None:
+    def __init__(self, replicas: int, name: str = "static_peak") -> None:
         self.replicas = replicas
+        self.name = name
 
     def decide(self, v: View) -> int:
         return self.replicas

@@ -180,9 +180,9 @@ class RungFleet(Fleet):
     def free_gpus(self) -> int:
         return self.gpus_total - self.held_gpus()
 
-    def gpu_seconds(self, until: float) -> float:
+    def gpu_seconds(self, until: float, since: float = 0.0) -> float:
         return sum(
-            max(0.0, min(p.gone if p.gone is not None else until, until) - p.created)
+            max(0.0, min(p.gone if p.gone is not None else until, until) - max(p.created, since))
             * p.engine.preset.gpus
             for p in self.pods
         )

@@ -18,8 +18,8 @@ Public traces (users pass a file path; the project does not ship them):
   Attribution: Yuxin Wang et al., "BurstGPT: A Real-world Workload Dataset to Optimize LLM
   Serving Systems" (`BURSTGPT_ATTRIBUTION`).
 
-Synthetic generators (no file needed): `bursty`, `diurnal`, `step`, `constant`. Arrivals are a
-(non-homogeneous) Poisson process drawn by thinning; prompt and output lengths come from a
+Synthetic generators (no file needed): `bursty`, `diurnal`, `daily`, `step`, `constant`. Arrivals
+are a (non-homogeneous) Poisson process drawn by thinning; prompt and output lengths come from a
 `LengthModel`: by default lognormals fitted to the Azure conversation trace (log-mean/log-sd of
 prompt tokens 6.633/0.985, of output tokens 5.019/0.859, clipped to the trace's ranges 2..14,050
 and 7..1,000), or an empirical resampling of any loaded trace. Everything is deterministic for a
@@ -398,6 +398,63 @@ def step(
         "high_rate": high_rate,
         "step_at": up,
         "step_back_at": down,
+        "seed": seed,
+    }
+    return _build(name, arr, lengths, rng, meta)
+
+
+def daily(
+    mean_rate: float,
+    duration: float,
+    *,
+    amplitude: float = 0.6,
+    period_s: float = 86400.0,
+    phase: float = -math.pi / 2,
+    noise: float = 0.1,
+    noise_s: float = 900.0,
+    burst_gap_s: float = 7200.0,
+    burst_s: tuple[float, float] = (120.0, 900.0),
+    burst_factor: tuple[float, float] = (1.5, 2.5),
+    seed: int = 0,
+    lengths: LengthModel = AZURE_CONV_LENGTHS,
+    name: str = "daily",
+) -> Trace:
+    """A day of load: the `diurnal` sinusoid, times slow noise (a relative deviation of sd
+    `noise`, interpolated between independent knots every `noise_s` seconds), times bursts
+    (starting as a Poisson process with mean gap `burst_gap_s`, lasting uniformly within
+    `burst_s`, multiplying the rate by a factor drawn uniformly within `burst_factor`)."""
+    rng = random.Random(seed)
+    a = min(max(amplitude, 0.0), 1.0)
+    knots = [rng.gauss(0.0, 1.0) for _ in range(int(duration // noise_s) + 2)]
+    bursts: list[tuple[float, float, float]] = []
+    t = rng.expovariate(1.0 / burst_gap_s)
+    while t < duration:
+        length = rng.uniform(*burst_s)
+        bursts.append((t, t + length, rng.uniform(*burst_factor)))
+        t += length + rng.expovariate(1.0 / burst_gap_s)
+
+    def rate(x: float) -> float:
+        i, frac = divmod(x / noise_s, 1.0)
+        k = int(i)
+        z = knots[k] * (1.0 - frac) + knots[k + 1] * frac
+        r = mean_rate * (1.0 + a * math.sin(2 * math.pi * x / period_s + phase))
+        r *= max(0.0, 1.0 + min(max(noise * z, -3 * noise), 3 * noise))
+        for b0, b1, f in bursts:
+            if b0 <= x < b1:
+                return r * f
+            if b0 > x:
+                break
+        return r
+
+    top = mean_rate * (1 + a) * (1 + 3 * noise) * max(burst_factor)
+    arr = poisson_arrivals(rate, duration, top, rng)
+    meta: dict[str, object] = {
+        "kind": "daily",
+        "mean_rate": mean_rate,
+        "amplitude": a,
+        "period_s": period_s,
+        "noise": noise,
+        "bursts": [(round(b0, 1), round(b1, 1), round(f, 2)) for b0, b1, f in bursts],
         "seed": seed,
     }
     return _build(name, arr, lengths, rng, meta)
