@@ -38,7 +38,6 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_AZURE = REPO.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
 POLICIES = (
     "ours",
-    "ours_projected",
     "hpa",
     "keda",
     "kpa",
@@ -240,14 +239,20 @@ class Series:
     ttft_p99: list[float] = field(default_factory=list)
 
 
-def make_policy(name: str, cfg: Config, need: list[int], static_n: int, history_n: int) -> Policy:
+def make_policy(
+    name: str,
+    cfg: Config,
+    need: list[int],
+    static_n: int,
+    history_n: int,
+    period_s: float | None = None,
+) -> Policy:
     lo, hi = cfg.min_replicas, cfg.max_replicas
     spec = cfg.scaling_spec()
     if name == "ours":
+        if period_s:  # the load's period, as its owner would set it (a day, compressed)
+            spec = spec.model_copy(update={"seasonal_period_seconds": round(period_s)})
         return Ours(spec)
-    if name == "ours_projected":
-        up = spec.scale_up.model_copy(update={"project_rising_load": True})
-        return Ours(spec.model_copy(update={"scale_up": up}), name="ours_projected")
     if name == "hpa":
         return Hpa(lo, hi, cfg.hpa_gpu_target)
     if name == "keda":
@@ -280,7 +285,9 @@ def simulate(
     split = int(warmup // PLOT_STEP_S)
     static_n = max(need[split:])  # the future peak: a reference nobody can know
     history_n = max(need[:split]) if split > 0 else static_n  # the warm-up's peak
-    policy = make_policy(policy_name, cfg, need, static_n, history_n)
+    period = trace.meta.get("period_s")
+    period_s = float(cast("float", period)) if period is not None else None
+    policy = make_policy(policy_name, cfg, need, static_n, history_n, period_s)
     first = sum(1 for a in arrivals if a < 300.0) / 300.0
     if isinstance(policy, Static):
         initial = policy.replicas
@@ -667,7 +674,6 @@ def report(
 # ------------------------------------------------------------------------------ output --
 _COLOURS = {
     "ours": "tab:red",
-    "ours_projected": "tab:pink",
     "hpa": "tab:blue",
     "keda": "tab:orange",
     "kpa": "tab:green",

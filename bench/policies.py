@@ -75,6 +75,8 @@ class Ours(Policy):
         # (it has been running before the trace starts, as the HPA's seeded history says)
         self.state = ScalingState(start_seconds=start_seconds)
         self.reasons: dict[str, int] = {}
+        # (time, replicas, decided, reason, message) of every decision, for reading a run
+        self.log: list[tuple[float, int, int, str, str]] = []
 
     def decide(self, v: View) -> int:
         inputs = ScalingInputs(
@@ -86,6 +88,7 @@ class Ours(Policy):
         )
         d = decide(self.spec, inputs, self.state, v.now, self.interval_s)
         self.state = d.state
+        self.log.append((v.now, v.replicas, d.replicas, d.reason, d.message))
         if d.replicas != v.replicas:
             self.reasons[d.reason] = self.reasons.get(d.reason, 0) + 1
         return d.replicas

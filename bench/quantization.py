@@ -391,9 +391,9 @@ class Ours(Policy):
             return
         self.samples = model.samples
         aim = self.spec.targets.tpot_slo_fraction * self.spec.slo.tpot_p99_seconds
-        cap = replica_capacity(model, ctl.served, aim)
+        cap = replica_capacity(model, ctl.served, None, aim)
         if cap is not None:
-            self.mode = learn_rung_capacity(self.mode, ctl.served, cap)
+            self.mode = learn_rung_capacity(self.mode, ctl.served, cap.per_replica)
 
 
 def make_policy(name: str) -> Policy:

@@ -321,6 +321,7 @@ def _autoscale(
         signal_age=signals.get(Signal.SAMPLE_AGE) if signals is not None else None,
         rollout_in_flight=rollout is not None and rollout.phase in {p.value for p in TRANSITIONING},
         colour=active.value,
+        mode=dsd.status.mode,
     )
     decision = decide(
         dsd.spec.scaling,
@@ -371,9 +372,9 @@ def _quantize(
     state = dsd.status.quantization
     aim = spec.scaling.targets.tpot_slo_fraction * spec.scaling.slo.tpot_p99_seconds
     model = dsd.status.scaling.capacity if dsd.status.scaling else None
-    learned = replica_capacity(model, active.value, aim)
+    learned = replica_capacity(model, active.value, dsd.status.mode, aim)
     if learned is not None:  # the autoscaler's learned capacity is the served rung's
-        state = Q.learn_rung_capacity(state, served, learned)
+        state = Q.learn_rung_capacity(state, served, learned.per_replica)
     rung = q.rung(served) or q.current()
     gpus = rung.gpus_per_replica or spec.resources.gpus_per_replica
     ready = a_obs.ready if a_obs.exists else 0

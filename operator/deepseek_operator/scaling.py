@@ -1,36 +1,45 @@
-"""The autoscaling policy: (signals, current state, settings, now) -> decision with reasons. Pure.
+"""The autoscaling planner: (spec, observations, memory, now) -> ScalingDecision. Pure.
 
-Demand is counted in concurrent requests (running + waiting beyond a tolerated queue), and a
-replica's capacity is the concurrency it would hold at the target KV-cache usage, calibrated
-from what the replicas report now: an LLM replica fills its KV cache long before its GPU
-"utilization" says anything (NVML reports ~100% for any batch size). On top of that target
-tracking:
+A replica of a large model takes minutes to become Ready (R1 on 8xH200: ~6 minutes of model
+load), so the question each decision answers is not "is the fleet busy now?" but "what will the
+load be when a pod ordered now serves, and how far above that may it go before the next pod
+could come?". One model, in five named steps, each a small pure function with its own table
+(tests/unit/test_scaling_steps.py):
 
-- target tracking on TPOT p99 at `targets.tpotSloFraction` (70%) of its SLO (decode time
-  grows with the batch, so a replica whose KV cache is large reaches the TPOT SLO before it
-  fills), sized on throughput:
-  the request rate arriving (finished + backlog growth) over what one replica serves at that
-  TPOT. That per-replica rate is learned from steady periods (every replica Ready for a whole
-  rate window, no queue) as weighted means of TPOT p99 and the rate per replica. Until a
-  steady period has been seen, the fleet is sized in proportion to TPOT p99 / aim. Sizing on
-  the arrival rate matters under overload: TPOT saturates and running requests pile up
-  (Little's law), so sizing on TPOT now asks for several times what the load needs;
-- an SLO guard adds replicas when TTFT or TPOT p99 breach the spec's SLO (once the latency
-  window describes the Ready replicas: not in the minute after their count changed), and no
-  replica is removed while latency is above 80% of its SLO or pods are still starting;
-- lead-time compensation (opt-in, scaleUp.projectRisingLoad): a pod ordered now serves only
-  once it has loaded its model (minutes for R1), so while the request rate rises steadily (a
-  least-squares trend over 3 minutes, t-statistic >= 4) the fleet is sized for the rate
-  projected to when a new pod would be Ready. That start time is learned from the operator's
-  own scale-ups (scale-up -> all pods Ready); until one has been seen nothing is projected;
-- panic mode (as Knative's KPA) scales up at once when demand jumps past `panicThreshold` x
-  capacity, and forbids scale-down until the burst has been gone a whole down-window;
-- stabilization windows (as the HPA's): up uses the lowest recommendation of the up-window
-  (0 s: the newest), down the highest of the down-window (300 s), so one quiet minute does not
-  remove a replica that takes ten minutes to bring back;
-- step limits, min/max, scale to zero only when asked;
-- it never asks for pods the cluster cannot place (unschedulable pods -> CapacityLimited), and
-  it holds on missing or stale metrics: it never scales down on missing data.
+1. Demand (`arrival_rate`, `forecast`): the request rate arriving now (the finished rate plus
+   the growth of what runs or waits: under overload the finished rate says what the replicas
+   manage, not what arrives), and its forecast one horizon ahead. The horizon is the learned
+   time from a scale-up to its pods being Ready (`learn_start`; START_PRIOR_SECONDS until one
+   was seen). The forecast is a least-squares trend over the last horizon of rate points, used
+   only where the slope is significant (noise on a flat load projects nothing) and at most a
+   doubling or a halving.
+2. Capacity (`learn_capacity`, `replica_capacity`, `prior_capacity`): the requests/s one Ready
+   replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO. Learned per serving
+   colour and quantization mode from steady periods as the line TPOT = a + b x rate (decode
+   steps have a fixed cost, so TPOT is not proportional to the rate); until CAPACITY_MIN_SAMPLES
+   were taken, a prior from what the replicas report now: their served rate per replica
+   stretched to the KV-cache target and to the TPOT aim.
+3. Headroom (`remember_load`, `headroom`): how far the load rose above its forecast within one
+   horizon, as a HEADROOM_QUANTILE quantile of the completed windows so far (relative: 0.5 is
+   50% above the forecast). A flat load keeps little; a bursty one enough to ride out the bursts
+   no scale-up can catch. Never planned beyond the highest rate seen (a burst is not stacked on
+   a burst).
+4. Plan (`plan`): replicas = ceil((forecast + headroom) / capacity). Scale up only for load
+   that will still be there when the new pods are Ready (the forecast at the horizon); keep
+   what the load until then needs (the higher of now and the forecast, with headroom: a
+   replica removed now takes a horizon to come back). Then the stabilization windows (as the
+   HPA's), step limits (lifted to a doubling when the plan is `panicThreshold` x the fleet),
+   min/max and the GPUs the cluster has (unschedulable pods -> CapacityLimited).
+5. Guards (`guard`, the holds in `decide`): safety nets over the plan. The SLO guard adds
+   replicas when TTFT or TPOT p99 breach the SLO (once the latency window describes the Ready
+   replicas); the queue/KV-cache guard when requests queue or the KV cache runs past its
+   target; no scale-down while pods start or latency is near its SLO; missing, stale or
+   incomplete metrics hold (never read as "no load").
+
+Worked numbers (R1 fp8 on 8xH200, horizon 344 s): 16 req/s arriving, rising 0.6 req/s per
+minute -> 19.4 req/s forecast in 344 s; a replica learned at 30 ms + 12 ms per req/s with a 90 ms
+aim serves 5.0 req/s; the load rose at most 25% above its forecast in 90% of its windows ->
+headroom 4.9 req/s; plan ceil((19.4 + 4.9) / 5.0) = 5 replicas.
 """
 
 from __future__ import annotations
@@ -39,28 +48,42 @@ import math
 from dataclasses import dataclass, field
 
 from .api.spec import ScalingSpec
-from .api.status import CapacityModel, Recommendation, ScalingState
+from .api.status import (
+    CapacityModel,
+    LoadMemory,
+    RatePoint,
+    Recommendation,
+    ScalingState,
+    SeasonProfile,
+)
 from .signals import Signal, Signals
 
-MIN_KV_FOR_CALIBRATION = 0.05  # below this, KV usage says too little about capacity
-MAX_CAPACITY_STRETCH = 20.0  # at low usage, extrapolate capacity at most this far
-TOLERANCE = 0.1  # like the HPA: ratios within 10% of 1.0 do not move replicas
-# No scale-down while TTFT or TPOT p99 is above this fraction of its SLO: KV-cache usage can be
-# low while latency is already near the limit (a large KV cache, e.g. R1 on H200, is bound by
-# decode speed long before it fills), and removing a replica then breaches the SLO.
-LATENCY_HEADROOM = 0.8
 HISTORY_LIMIT = 256
-TREND_WINDOW = 180.0  # seconds of request-rate history the trend is fitted on
-TREND_MIN_POINTS = 6
-TREND_MIN_TSTAT = 4.0  # slope / its standard error: noise on a flat load projects nothing
-TREND_MAX_GROWTH = 1.0  # project at most a doubling of the load
+TOLERANCE = 0.1  # hysteresis: a replica is removed only when the plan has 10% to spare
+# Step 1: demand
+START_PRIOR_SECONDS = 300.0  # horizon before a scale-up was seen: model servers load in minutes
 START_SECONDS_WEIGHT = 0.5  # weight of the newest observed start time in the learned one
-# Capacity learning (see CapacityModel): a sample is taken on a tick where every replica has been
-# Ready and reporting for a whole rate window and nothing queues beyond the tolerated queue.
-STEADY_SECONDS = 60.0  # the PromQL rate window: the rates then describe this replica count
-CAPACITY_DECAY = 0.98  # weight of older samples per new one (~50 samples, ~12 min at 15 s)
-CAPACITY_MIN_SAMPLES = 4  # fewer: size in proportion to TPOT p99 instead
 BACKLOG_LOOKBACK = (30.0, 120.0)  # age range of the history entry backlog growth is taken from
+STEADY_SECONDS = 60.0  # the PromQL rate window: the rates then describe this replica count
+TREND_MIN_POINTS = 4
+TREND_MIN_TSTAT = 3.0  # slope / its standard error
+TREND_MAX_FACTOR = 2.0  # the forecast stays within [rate / 2, rate x 2]
+POINTS_PER_HORIZON = 16  # rate points kept per horizon (at most one per decision)
+SEASON_BINS = 48  # bins of the period's profile (half an hour each for a day)
+# Step 2: capacity
+MIN_KV_FOR_CALIBRATION = 0.05  # below this, KV usage says too little about capacity
+MAX_CAPACITY_STRETCH = 20.0  # the prior extrapolates a lightly loaded replica at most this far
+MIN_CAPACITY_STRETCH = 0.5  # an overloaded replica still serves half of what it finishes
+CAPACITY_DECAY = 0.98  # weight of older samples per new one (~50 samples, ~12 min at 15 s)
+CAPACITY_MIN_SAMPLES = 4
+LINE_MIN_SPREAD = 0.1  # a line needs rates spread by 10% (coefficient of variation)
+LINE_MAX_GAIN = 2.0  # the line may at most double the through-the-origin estimate
+# Step 3: headroom
+HEADROOM_QUANTILE = 0.9
+RISE_MAX = 10.0  # a window from (almost) no load counts as at most an elevenfold rise
+MEMORY_WINDOWS = 128
+# Step 5: guards
+LATENCY_HEADROOM = 0.8  # no scale-down while TTFT or TPOT p99 is above 80% of its SLO
 
 
 @dataclass(frozen=True)
@@ -74,6 +97,7 @@ class ScalingInputs:
     signal_age: float | None = None  # seconds since the newest engine sample
     rollout_in_flight: bool = False
     colour: str = "blue"  # the serving colour (what the learned capacity describes)
+    mode: str | None = None  # the quantization mode it serves (idem)
 
 
 @dataclass(frozen=True)
@@ -88,14 +112,31 @@ class ScalingDecision:
     state: ScalingState = field(default_factory=ScalingState)
 
 
-def _history(state: ScalingState, now: float, keep: float, current: int) -> list[Recommendation]:
-    """Recommendations still inside the longest window. A fresh history starts with the current
-    replica count (as the HPA seeds it), so a restart or a new resource never scales down
-    before a whole down-window has been observed."""
-    if not state.recommendations:
-        # just before now, so a 0 s up-window (react to the newest) does not see it
-        return [Recommendation(time=now - 0.001, replicas=current)]
-    return [r for r in state.recommendations if now - r.time <= keep][-HISTORY_LIMIT:]
+# ---------------------------------------------------------------------------- 1. demand --
+@dataclass(frozen=True)
+class Demand:
+    """Requests/s arriving now and forecast one horizon ahead."""
+
+    now: float
+    finished: float
+    growth: float  # of the backlog (running + waiting), requests/s
+    slope: float  # req/s per second used for the forecast (0: no significant trend)
+    ahead: float  # forecast at now + horizon
+    horizon: float
+    until_ready: float  # the highest rate forecast until a pod ordered now is Ready
+    seasonal: bool = False  # the forecast follows the period's profile
+
+    def words(self) -> str:
+        if self.seasonal:
+            trend = f"seasonal profile, peak {self.until_ready:.2f} until then"
+        elif self.slope:
+            trend = f"trend {self.slope * 60:+.2f} req/s per min"
+        else:
+            trend = "no sustained trend"
+        return (
+            f"demand {self.now:.2f} req/s ({self.finished:.2f} finished, backlog "
+            f"{self.growth:+.2f}/s), {self.ahead:.2f} forecast in {self.horizon:.0f}s ({trend})"
+        )
 
 
 def learn_start(
@@ -112,67 +153,11 @@ def learn_start(
     return since, (None if learned is None else round(learned, 1))
 
 
-def rate_trend(points: list[tuple[float, float]], now: float) -> tuple[float, float, float] | None:
-    """(slope in req/s per second, fitted rate now, t-statistic of the slope) of a least-squares
-    line through (time, request rate) points; None when there are too few or they span too
-    little time."""
-    k = len(points)
-    if k < TREND_MIN_POINTS or points[-1][0] - points[0][0] < TREND_WINDOW / 2:
-        return None
-    mt = sum(p[0] for p in points) / k
-    mr = sum(p[1] for p in points) / k
-    var = sum((p[0] - mt) ** 2 for p in points)
-    if var <= 0:
-        return None
-    slope = sum((p[0] - mt) * (p[1] - mr) for p in points) / var
-    resid = sum((p[1] - mr - slope * (p[0] - mt)) ** 2 for p in points) / (k - 2)
-    se = math.sqrt(resid / var)
-    tstat = slope / se if se > 0 else (math.inf if slope > 0 else 0.0)
-    return slope, mr + slope * (now - mt), tstat
-
-
-def learn_capacity(
-    model: CapacityModel | None, colour: str, rate: float, tpot: float
-) -> CapacityModel:
-    """Add one steady sample (requests/s per Ready replica, TPOT p99) to the weighted means
-    (older samples decay by CAPACITY_DECAY). A new serving colour starts a new model: after a
-    rollout the replicas are a different build."""
-    if model is None or model.colour != colour:
-        model = CapacityModel(colour=colour)
-    w = CAPACITY_DECAY * model.weight + 1.0
-    return CapacityModel(
-        colour=colour,
-        samples=model.samples + 1,
-        weight=round(w, 6),
-        mean_rate=round(model.mean_rate + (rate - model.mean_rate) / w, 6),
-        mean_tpot=round(model.mean_tpot + (tpot - model.mean_tpot) / w, 8),
-    )
-
-
-def replica_capacity(model: CapacityModel | None, colour: str, aim: float) -> float | None:
-    """Requests/s one replica of `colour` serves with TPOT p99 at `aim`, or None while fewer
-    than CAPACITY_MIN_SAMPLES steady samples were taken. TPOT is taken as proportional to the
-    rate per replica (a line through the origin and the weighted means). The real line has a
-    positive intercept (the fixed cost of a decode step): below the rates seen this model
-    underestimates what a replica takes, which keeps some headroom at low load, where a
-    burst of a few times the load would otherwise meet a fleet sized to the last request."""
-    if (
-        model is None
-        or model.colour != colour
-        or model.samples < CAPACITY_MIN_SAMPLES
-        or model.mean_rate <= 0
-        or model.mean_tpot <= 0
-    ):
-        return None
-    return aim * model.mean_rate / model.mean_tpot
-
-
 def arrival_rate(
     history: list[Recommendation], finished: float, backlog: float, now: float
 ) -> tuple[float, float]:
     """(requests/s arriving, of which backlog growth): the finished rate plus how fast the
-    requests running or waiting grew since the history entry nearest a rate window ago. Under
-    overload the finished rate says what the replicas manage, not what arrives."""
+    requests running or waiting grew since the history entry nearest a rate window ago."""
     lo, hi = BACKLOG_LOOKBACK
     past = [r for r in history if r.backlog is not None and lo <= now - r.time <= hi]
     if not past:
@@ -183,20 +168,448 @@ def arrival_rate(
     return max(0.0, finished + growth), growth
 
 
+def rate_trend(points: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """(slope in req/s per second, its t-statistic) of a least-squares line through (time,
+    rate) points; None with too few points."""
+    k = len(points)
+    if k < TREND_MIN_POINTS:
+        return None
+    mt = sum(p[0] for p in points) / k
+    mr = sum(p[1] for p in points) / k
+    var = sum((p[0] - mt) ** 2 for p in points)
+    if var <= 0:
+        return None
+    slope = sum((p[0] - mt) * (p[1] - mr) for p in points) / var
+    resid = sum((p[1] - mr - slope * (p[0] - mt)) ** 2 for p in points) / (k - 2)
+    se = math.sqrt(resid / var)
+    tstat = slope / se if se > 0 else (math.inf if slope != 0 else 0.0)
+    return slope, tstat
+
+
+def sustained_slope(points: list[tuple[float, float]]) -> float:
+    """The slope of a least-squares line through the points when it is significant (t-statistic
+    >= TREND_MIN_TSTAT) and sustained: each half of the span rises (or falls) at a third of it
+    or more. A step or a burst start is a jump, not a trend: one half of it is flat."""
+    fit = rate_trend(points)
+    if fit is None or abs(fit[1]) < TREND_MIN_TSTAT:
+        return 0.0
+    mid = (points[0][0] + points[-1][0]) / 2
+    for half in ([p for p in points if p[0] <= mid], [p for p in points if p[0] >= mid]):
+        part = rate_trend(half) if len(half) >= 3 else None
+        if part is None or part[0] / fit[0] < 1 / 3:
+            return 0.0
+    return fit[0]
+
+
+def season_ratios(
+    season: SeasonProfile | None, now: float, horizon: float
+) -> tuple[float, float] | None:
+    """(profile at now + horizon, highest profile until then), each over the profile now;
+    None until a whole period has been seen or where a bin is unseen."""
+    if season is None or now - season.since < season.period or not season.bins:
+        return None
+    width = season.period / len(season.bins)
+
+    def level(t: float) -> float | None:
+        b = int((t % season.period) // width)
+        near = [season.bins[(b + d) % len(season.bins)] for d in (-1, 0, 1)]
+        seen = [x for x in near if x is not None]
+        return sum(seen) / len(seen) if seen else None
+
+    base = level(now)
+    if base is None or base <= 0:
+        return None
+    steps = [now + k * width for k in range(1, int(horizon // width) + 1)] + [now + horizon]
+    levels = [level(t) for t in steps]
+    if any(x is None for x in levels):
+        return None
+    ratios = [min(max(x / base, 1 / TREND_MAX_FACTOR), TREND_MAX_FACTOR) for x in levels if x]
+    return ratios[-1], max([1.0, *ratios])
+
+
+def remember_season(
+    season: SeasonProfile | None, now: float, rate: float, period: float
+) -> SeasonProfile | None:
+    """Fold the rate now into its bin of the period's profile (the mean of the old value and
+    the new); a changed period starts over. None without a period."""
+    if period <= 0:
+        return None
+    if season is None or season.period != period:
+        season = SeasonProfile(period=period, since=now, bins=[None] * SEASON_BINS)
+    bins = list(season.bins)
+    b = int((now % period) // (period / len(bins)))
+    old = bins[b]
+    bins[b] = round(rate if old is None else (old + rate) / 2, 4)
+    return SeasonProfile(period=period, since=season.since, bins=bins)
+
+
+def forecast(
+    rate: float,
+    finished: float,
+    growth: float,
+    points: list[RatePoint],
+    now: float,
+    horizon: float,
+    season: SeasonProfile | None = None,
+) -> Demand:
+    """Step 1: the rate now and one horizon ahead. Once a whole period has been seen, the
+    period's profile scales the rate now; otherwise a sustained trend over the last horizon's
+    rate points (spanning half a horizon at least) extends it. Either moves the forecast at
+    most by TREND_MAX_FACTOR."""
+    ratios = season_ratios(season, now, horizon)
+    if ratios is not None:
+        ahead, peak = ratios
+        return Demand(rate, finished, growth, 0.0, rate * ahead, horizon, rate * peak, True)
+    recent = [(p.time, p.rate) for p in points if 0 < now - p.time <= horizon]
+    slope = 0.0
+    if recent and now - recent[0][0] >= horizon / 2:
+        slope = sustained_slope([*recent, (now, rate)])
+    ahead = max(rate / TREND_MAX_FACTOR, min(rate * TREND_MAX_FACTOR, rate + slope * horizon))
+    ahead = max(0.0, ahead)
+    return Demand(rate, finished, growth, slope, ahead, horizon, max(rate, ahead))
+
+
+# -------------------------------------------------------------------------- 2. capacity --
+@dataclass(frozen=True)
+class Capacity:
+    """Requests/s one Ready replica serves within the SLO, and where the number comes from."""
+
+    per_replica: float
+    source: str
+
+
+def learn_capacity(
+    model: CapacityModel | None, colour: str, mode: str | None, rate: float, tpot: float
+) -> CapacityModel:
+    """Add one steady sample (requests/s per Ready replica, TPOT p99) to the weighted moments
+    (older samples decay by CAPACITY_DECAY). A new colour or mode starts a new model: the
+    replicas are a different build or precision."""
+    if model is None or model.colour != colour or model.mode != mode:
+        model = CapacityModel(colour=colour, mode=mode)
+    w = CAPACITY_DECAY * model.weight + 1.0
+
+    def upd(mean: float, x: float) -> float:
+        return mean + (x - mean) / w
+
+    return CapacityModel(
+        colour=colour,
+        mode=mode,
+        samples=model.samples + 1,
+        weight=round(w, 6),
+        mean_rate=round(upd(model.mean_rate, rate), 6),
+        mean_tpot=round(upd(model.mean_tpot, tpot), 8),
+        mean_rate_sq=round(upd(model.mean_rate_sq, rate * rate), 6),
+        mean_rate_tpot=round(upd(model.mean_rate_tpot, rate * tpot), 8),
+    )
+
+
+def replica_capacity(
+    model: CapacityModel | None, colour: str, mode: str | None, aim: float
+) -> Capacity | None:
+    """Requests/s one replica of (colour, mode) serves with TPOT p99 at `aim`, from the learned
+    line TPOT = a + b x rate; None while fewer than CAPACITY_MIN_SAMPLES were taken. With rates
+    too little spread for a line (or a line that does not rise) the line through the origin
+    and the means stands in: it underestimates a replica below the rates seen, never over."""
+    if (
+        model is None
+        or model.colour != colour
+        or model.mode != mode
+        or model.samples < CAPACITY_MIN_SAMPLES
+        or model.mean_rate <= 0
+        or model.mean_tpot <= 0
+    ):
+        return None
+    origin = aim * model.mean_rate / model.mean_tpot
+    var = model.mean_rate_sq - model.mean_rate**2
+    if var > (LINE_MIN_SPREAD * model.mean_rate) ** 2:
+        b = (model.mean_rate_tpot - model.mean_rate * model.mean_tpot) / var
+        a = model.mean_tpot - b * model.mean_rate
+        if b > 0 and 0 <= a < aim:
+            per = min(max((aim - a) / b, origin), LINE_MAX_GAIN * origin)
+            return Capacity(
+                per,
+                f"TPOT {a * 1000:.0f}ms + {b * 1000:.1f}ms per req/s, learned from "
+                f"{model.samples} steady samples",
+            )
+    return Capacity(origin, f"proportional to TPOT, learned from {model.samples} samples")
+
+
+def prior_capacity(
+    served: float | None,
+    ready: int,
+    kv: float,
+    kv_target: float,
+    tpot: float | None,
+    aim: float,
+    queued: bool = False,
+) -> Capacity | None:
+    """Before samples: the rate each Ready replica finishes now, stretched to the KV-cache
+    target and to the TPOT aim (the lower of the two), within [MIN, MAX]_CAPACITY_STRETCH. A
+    replica with a queue is at a limit (its batch, its memory): it is not stretched up."""
+    if served is None or served <= 0 or ready <= 0:
+        return None
+    stretches: list[tuple[float, str]] = []
+    if kv >= MIN_KV_FOR_CALIBRATION:
+        stretches.append((kv_target / kv, f"KV cache {kv:.0%} -> {kv_target:.0%}"))
+    if tpot is not None and tpot > 0:
+        stretches.append((aim / tpot, f"TPOT p99 {tpot:.3g}s -> {aim:.3g}s"))
+    if not stretches:
+        return None
+    stretch, why = min(stretches)
+    stretch = min(max(stretch, MIN_CAPACITY_STRETCH), 1.0 if queued else MAX_CAPACITY_STRETCH)
+    return Capacity(served / ready * stretch, f"prior: {served / ready:.2f} req/s now at {why}")
+
+
+# -------------------------------------------------------------------------- 3. headroom --
+@dataclass(frozen=True)
+class Headroom:
+    """Requests/s kept above the forecast, and the numbers it came from."""
+
+    fraction: float  # the quantile of the relative rises
+    windows: int  # completed windows it was taken from
+    top: float | None  # highest rate seen in them
+
+    def over(self, base: float) -> float:
+        """Headroom above `base`: the quantile's share, never planning past the highest rate
+        seen (when base is below it)."""
+        extra = self.fraction * base
+        if self.top is not None:
+            extra = min(extra, max(0.0, self.top - base))
+        return extra
+
+    def words(self) -> str:
+        if not self.windows:
+            return "headroom none (no whole horizon seen yet)"
+        top = f", capped at the {self.top:.2f} req/s peak seen" if self.top is not None else ""
+        return (
+            f"headroom +{self.fraction:.0%} (q{HEADROOM_QUANTILE * 100:.0f} of rises over "
+            f"{self.windows} horizon windows{top})"
+        )
+
+
+def remember_load(
+    memory: LoadMemory | None, now: float, rate: float, base: float, horizon: float, every: float
+) -> LoadMemory:
+    """Add the rate now (at most one point per `every` seconds) and close the windows a
+    horizon old: each closed window adds how far the rate rose above the forecast made at its
+    start (relative) and the highest rate in it."""
+    m = memory or LoadMemory()
+    points, rises, tops = list(m.points), list(m.rises), list(m.tops)
+    if not points or now - points[-1].time >= every:
+        points.append(RatePoint(time=now, rate=round(rate, 4), base=round(base, 4)))
+    while points and now - points[0].time >= horizon:
+        start = points.pop(0)
+        top = max([p.rate for p in points if p.time - start.time <= horizon] + [start.rate])
+        rise = top / start.base - 1.0 if start.base > 0 else (RISE_MAX if top > 0 else 0.0)
+        rises.append(round(min(max(rise, 0.0), RISE_MAX), 4))
+        tops.append(round(top, 4))
+    return LoadMemory(
+        points=points[-40:],
+        rises=rises[-MEMORY_WINDOWS:],
+        tops=tops[-MEMORY_WINDOWS:],
+        season=m.season,
+        seasonal=m.seasonal,
+    )
+
+
+def headroom(memory: LoadMemory | None) -> Headroom:
+    """Step 3: the HEADROOM_QUANTILE quantile of the relative rises (nearest rank)."""
+    if memory is None or not memory.rises:
+        return Headroom(0.0, 0, None)
+    xs = sorted(memory.rises)
+    q = xs[min(len(xs) - 1, math.ceil(HEADROOM_QUANTILE * len(xs)) - 1)]
+    return Headroom(q, len(xs), max(memory.tops) if memory.tops else None)
+
+
+# ------------------------------------------------------------------------------ 4. plan --
+@dataclass(frozen=True)
+class Plan:
+    """Replicas for the load when a new pod would be Ready (`up`), and the fewest the load
+    until then leaves room for (`keep`)."""
+
+    up: int
+    keep: int
+    up_rate: float  # req/s sized for a scale-up (forecast + headroom)
+    keep_rate: float  # req/s sized for a scale-down
+
+    def recommend(self, current: int) -> tuple[int, str]:
+        if self.up > current:
+            return self.up, "DemandForecast"
+        if self.keep < current:
+            return self.keep, "LowLoad"
+        return current, "WithinTarget"
+
+    def words(self, capacity: float) -> str:
+        return (
+            f"plan ceil({self.up_rate:.2f} / {capacity:.2f}) = {self.up} for when a new pod is "
+            f"Ready, keep {self.keep} for {self.keep_rate:.2f} req/s until then"
+        )
+
+
+def plan(demand: Demand, capacity: float, room: Headroom) -> Plan:
+    """Step 4: replicas = ceil((forecast + headroom) / capacity). A scale-down keeps TOLERANCE
+    spare so the fleet does not flap at a boundary."""
+    up_rate = demand.ahead + room.over(demand.ahead)
+    base = demand.until_ready
+    keep_rate = base + room.over(base)
+    up = math.ceil(up_rate / capacity - 1e-9)
+    keep = math.ceil(keep_rate * (1 + TOLERANCE) / capacity - 1e-9)
+    return Plan(up, max(keep, up), up_rate, keep_rate)
+
+
+# ---------------------------------------------------------------------------- 5. guards --
+def guard(
+    spec: ScalingSpec,
+    vals: dict[Signal, float],
+    ready: int,
+    latency_settled: bool,
+    planned: bool = False,
+) -> tuple[int, str, str] | None:
+    """Step 5: the most replicas a safety net asks for now, with its reason; None when none
+    asks. The SLO guard (once the latency window describes the Ready replicas): TTFT or TPOT
+    p99 above the SLO -> ready x breach (at most doubled, at least one more). The queue /
+    KV-cache guard, when there is no plan (`planned` false: no rate or capacity yet): requests
+    waiting beyond the tolerated queue or KV usage past its target -> the concurrency the
+    replicas would hold at the KV target. User targets when set."""
+    per_pod = max(vals.get(Signal.PODS_REPORTING, float(ready)), 1.0)
+    running = vals.get(Signal.RUNNING, 0.0)
+    waiting = vals.get(Signal.QUEUE_DEPTH, 0.0)
+    kv = vals.get(Signal.KV_CACHE_USAGE, 0.0)
+    t, slo = spec.targets, spec.slo
+    asks: list[tuple[float, str, str]] = []
+    ttft, tpot = vals.get(Signal.TTFT_P99), vals.get(Signal.TPOT_P99)
+    breaches = [
+        (v / limit, name, v, limit)
+        for name, v, limit in (
+            ("TTFT", ttft, slo.ttft_p99_seconds),
+            ("TPOT", tpot, slo.tpot_p99_seconds),
+        )
+        if v is not None
+    ]
+    worst = max(breaches, default=None)
+    if worst is not None and worst[0] > 1.0 and latency_settled:
+        doubled = max(math.ceil(ready * min(2.0, worst[0])), ready + 1)
+        asks.append(
+            (doubled, f"{worst[1]}AboveSLO", f"{worst[1]} p99 {worst[2]:.3g}s > SLO {worst[3]:g}s")
+        )
+    tolerated = t.queue_depth_per_replica * per_pod
+    excess = max(0.0, waiting - tolerated)
+    if planned:
+        pass
+    elif running > 0 and kv >= MIN_KV_FOR_CALIBRATION and (excess > 0 or kv > t.kv_cache_usage):
+        want_c = per_pod * max(kv / t.kv_cache_usage, 1.0) * (1 + excess / running)
+        asks.append(
+            (
+                want_c,
+                "QueueBuildup" if excess > 0 else "HighKVCacheUsage",
+                f"{running:.0f} running + {waiting:.0f} waiting at KV cache {kv:.0%} "
+                f"(target {t.kv_cache_usage:.0%})",
+            )
+        )
+    elif excess > 0:
+        want_q = per_pod * (1 + excess / max(running, per_pod))
+        asks.append((want_q, "QueueBuildup", f"{waiting:.0f} requests waiting"))
+    if t.running_per_replica is not None:
+        asks.append(
+            (
+                running / t.running_per_replica,
+                "HighConcurrency",
+                f"{running / per_pod:.1f} running per replica, target {t.running_per_replica:g}",
+            )
+        )
+    gpu = vals.get(Signal.GPU_UTILIZATION)
+    if t.gpu_utilization is not None and gpu is not None:
+        asks.append(
+            (
+                per_pod * gpu / t.gpu_utilization,
+                "HighGPUUtilization",
+                f"GPU utilization {gpu:.0%}, target {t.gpu_utilization:.0%}",
+            )
+        )
+    if not asks:
+        return None
+    want, reason, why = max(asks, key=lambda a: a[0])
+    return math.ceil(want - 1e-9), reason, why
+
+
+def latency_breach(spec: ScalingSpec, vals: dict[Signal, float]) -> float:
+    """The larger of TTFT p99 / its SLO and TPOT p99 / its SLO (0 without data)."""
+    ttft, tpot = vals.get(Signal.TTFT_P99), vals.get(Signal.TPOT_P99)
+    return max(
+        (ttft / spec.slo.ttft_p99_seconds) if ttft is not None else 0.0,
+        (tpot / spec.slo.tpot_p99_seconds) if tpot is not None else 0.0,
+    )
+
+
+# ---------------------------------------------------------------------------- decide --
+def _history(state: ScalingState, now: float, keep: float, current: int) -> list[Recommendation]:
+    """Recommendations still inside the longest window. A fresh history starts with the current
+    replica count (as the HPA seeds it), so a restart or a new resource never scales down
+    before a whole down-window has been observed."""
+    if not state.recommendations:
+        # just before now, so a 0 s up-window (react to the newest) does not see it
+        return [Recommendation(time=now - 0.001, replicas=current)]
+    return [r for r in state.recommendations if now - r.time <= keep][-HISTORY_LIMIT:]
+
+
+def _stabilize(
+    spec: ScalingSpec,
+    history: list[Recommendation],
+    n: int,
+    raw: int,
+    now: float,
+    breach: float,
+) -> tuple[int, str | None, str]:
+    """Stabilization windows and step limits: (target, reason if a hold replaced the plan's,
+    why). Up: the lowest recommendation of the up-window, at most maxStepReplicas (a doubling
+    when the plan is panicThreshold x the fleet). Down: not while latency is near its SLO; the
+    highest recommendation of the down-window; at most maxStepReplicas. Pods still starting
+    are no reason to hold: what the plan no longer needs is cheapest removed before it loads
+    (a ReplicaSet deletes not-Ready pods first)."""
+    if raw > n:
+        window = [
+            r.replicas for r in history if now - r.time <= spec.scale_up.stabilization_seconds
+        ]
+        target = max(n, min(window or [raw]))
+        step = spec.scale_up.max_step_replicas
+        if n > 0 and raw >= spec.panic_threshold * n:
+            step = max(step, n)
+        return min(target, n + step), None, ""
+    if raw < n:
+        if breach > LATENCY_HEADROOM:
+            return (
+                n,
+                "LatencyNearSLO",
+                (
+                    f"latency at {breach:.0%} of its SLO (> {LATENCY_HEADROOM:.0%}); "
+                    "not scaling down"
+                ),
+            )
+        down = spec.scale_down.stabilization_seconds
+        window = [r.replicas for r in history if now - r.time <= down]
+        target = max(min(n, max(window or [raw])), n - spec.scale_down.max_step_replicas)
+        if target == n:
+            return (
+                n,
+                "Stabilizing",
+                (f"lower load ({raw} replicas would do) must last {down}s before scaling down"),
+            )
+        return target, None, ""
+    return n, None, ""
+
+
 def decide(
     spec: ScalingSpec, inp: ScalingInputs, state: ScalingState, now: float, interval: float
 ) -> ScalingDecision:
-    """One autoscaling decision."""
-    n = inp.replicas
-    lo = spec.min_replicas  # 0 only with scaleToZero (the CRD enforces it)
-    hi = spec.max_replicas
+    """One autoscaling decision: the five steps of the module docstring, in order."""
+    n, lo, hi = inp.replicas, spec.min_replicas, spec.max_replicas
     vals = inp.signals.values if inp.signals is not None else {}
     seen = {k.value: round(v, 6) for k, v in sorted(vals.items())}
     keep = (
         max(spec.scale_down.stabilization_seconds, spec.scale_up.stabilization_seconds) + interval
     )
-
     since, learned = learn_start(state, inp, now)
+    horizon = learned if learned else START_PRIOR_SECONDS
     reporting = vals.get(Signal.PODS_REPORTING, 0.0)
     # Since when the Ready count is what it is now: the rate and latency windows describe these
     # replicas once a whole window has passed.
@@ -206,27 +619,19 @@ def decide(
     elif state.last_decision_time is None:  # first decision: no change known of
         ready_since = now - STEADY_SECONDS
     settled = inp.ready > 0 and now - ready_since >= STEADY_SECONDS
-    # Every replica that can run is Ready: pods the scheduler cannot place (no GPUs) never will.
-    placeable = max(0, n - inp.unschedulable)
-    steady = (
-        settled
-        and inp.ready > 0
-        and inp.ready >= placeable
-        and reporting >= inp.ready
-        and not inp.rollout_in_flight
-    )
-    cap_model = state.capacity
+    cap_model, memory = state.capacity, state.load
 
-    def next_state(history: list[Recommendation], panic: float | None, up: bool) -> ScalingState:
+    def next_state(history: list[Recommendation], up: bool, down: bool = False) -> ScalingState:
         return ScalingState(
             recommendations=history[-HISTORY_LIMIT:],
-            panic_until=panic,
             last_decision_time=now,
-            scale_up_since=now if up else since,
+            # a scale-down during a scale-up cancels its observation of the start time
+            scale_up_since=now if up else (None if down else since),
             start_seconds=learned,
             ready_since=ready_since,
             ready_count=inp.ready,
             capacity=cap_model,
+            load=memory,
         )
 
     def hold(reason: str, message: str, metrics_ok: bool = True) -> ScalingDecision:
@@ -236,7 +641,7 @@ def decide(
             reason, message = "AboveMaxReplicas", f"clamped {n} to maxReplicas {hi}"
         elif n < lo:
             reason, message = "BelowMinReplicas", f"raised {n} to minReplicas {lo}"
-        new_state = next_state(_history(state, now, keep, n), state.panic_until, target > n)
+        new_state = next_state(_history(state, now, keep, n), target > n)
         return ScalingDecision(
             target, direction, reason, message, seen, metrics_ok=metrics_ok, state=new_state
         )
@@ -246,18 +651,17 @@ def decide(
             "AutoscalingDisabled", "scaling.enabled is false; replicas follow spec.replicas"
         )
 
-    # -- missing or stale data: hold, never scale down ------------------------------------
+    # Step 5 first where data is missing: hold, never scale down on no data.
     running = vals.get(Signal.RUNNING)
     waiting = vals.get(Signal.QUEUE_DEPTH)
     kv = vals.get(Signal.KV_CACHE_USAGE)
-    stale_after = max(3 * interval, 60.0)
     if inp.ready > 0 and (running is None or waiting is None or kv is None):
         return hold(
             "MetricsMissing",
             "no engine metrics for the serving colour; holding replicas",
             metrics_ok=False,
         )
-    if inp.ready > 0 and inp.signal_age is not None and inp.signal_age > stale_after:
+    if inp.ready > 0 and inp.signal_age is not None and inp.signal_age > max(3 * interval, 60.0):
         return hold(
             "MetricsStale",
             f"newest engine sample is {inp.signal_age:.0f}s old; holding replicas",
@@ -271,214 +675,91 @@ def decide(
         )
     if inp.ready == 0:
         return hold("NoReadyReplicas", "no Ready replica reports load yet; holding replicas")
-
     assert running is not None and waiting is not None and kv is not None
-    t = spec.targets
-    per_pod = max(reporting, 1.0)
 
-    tolerated_queue = t.queue_depth_per_replica * per_pod
-    rate_now = vals.get(Signal.REQUEST_RATE)
+    # 1. demand
+    finished = vals.get(Signal.REQUEST_RATE)
     tpot_now = vals.get(Signal.TPOT_P99)
     backlog = running + waiting
     past = _history(state, now, keep, n)
-    arriving, growth = arrival_rate(past, rate_now or 0.0, backlog, now)
+    arriving, growth = arrival_rate(past, finished or 0.0, backlog, now)
+    prior_points = memory.points if memory is not None else []
+    season = memory.season if memory is not None else None
+    demand = forecast(arriving, finished or 0.0, growth, prior_points, now, horizon, season)
+    if memory is not None and memory.seasonal != demand.seasonal:
+        # the rises measured one forecast's errors; the other starts over
+        memory = LoadMemory(season=memory.season, seasonal=demand.seasonal)
+    if finished is not None:
+        every = max(interval, horizon / POINTS_PER_HORIZON)
+        memory = remember_load(memory, now, arriving, demand.until_ready, horizon, every)
+        season = remember_season(season, now, arriving, float(spec.seasonal_period_seconds))
+        memory = memory.model_copy(update={"season": season})
 
-    # -- capacity learning: a steady tick adds a sample ------------------------------------
+    # 2. capacity: a steady tick adds a sample
+    aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
+    # Every replica that can run is Ready: pods the scheduler cannot place (no GPUs) never will.
+    placeable = max(0, n - inp.unschedulable)
+    steady = (
+        settled
+        and inp.ready > 0
+        and inp.ready >= placeable
+        and reporting >= inp.ready
+        and not inp.rollout_in_flight
+    )
+    tolerated = spec.targets.queue_depth_per_replica * max(reporting, 1.0)
     if (
         steady
-        and waiting <= tolerated_queue
-        and rate_now is not None
-        and rate_now > 0
-        and abs(growth) <= 0.1 * rate_now
+        and waiting <= tolerated
+        and finished is not None
+        and finished > 0
+        and abs(growth) <= 0.1 * finished
         and tpot_now is not None
     ):
-        cap_model = learn_capacity(cap_model, inp.colour, rate_now / inp.ready, tpot_now)
-
-    # -- target tracking -----------------------------------------------------------------
-    demand = running + max(0.0, waiting - tolerated_queue)
-    reasons: list[tuple[float, str, str]] = []  # (replicas wanted, reason, why)
-    if kv >= MIN_KV_FOR_CALIBRATION and running > 0:
-        stretch = min(t.kv_cache_usage / kv, MAX_CAPACITY_STRETCH)
-        capacity = (running / per_pod) * stretch
-        want = demand / capacity
-        why = (
-            f"{running:.0f} running + {waiting:.0f} waiting; a replica holds ~{capacity:.1f} "
-            f"requests at {t.kv_cache_usage:.0%} KV cache (now {kv:.0%})"
-        )
-        reasons.append(
-            (
-                want,
-                "QueueBuildup"
-                if waiting > tolerated_queue
-                else ("HighKVCacheUsage" if kv > t.kv_cache_usage else "LowLoad"),
-                why,
-            )
-        )
-    elif waiting > tolerated_queue:
-        want = per_pod * (1 + (waiting - tolerated_queue) / max(running, per_pod))
-        reasons.append((want, "QueueBuildup", f"{waiting:.0f} requests waiting"))
-    else:
-        reasons.append(
-            (
-                per_pod * kv / t.kv_cache_usage,
-                "LowLoad",
-                f"KV cache {kv:.0%} of target {t.kv_cache_usage:.0%}",
-            )
-        )
-    if t.running_per_replica is not None:
-        reasons.append(
-            (
-                running / t.running_per_replica,
-                "HighConcurrency",
-                f"{running / per_pod:.1f} running per replica, target {t.running_per_replica:g}",
-            )
-        )
-    fraction = t.tpot_slo_fraction
-    aim = fraction * spec.slo.tpot_p99_seconds
-    per_replica = replica_capacity(cap_model, inp.colour, aim)
-    if per_replica is not None and rate_now is not None and cap_model is not None:
-        want_tp = arriving / per_replica
-        reasons.append(
-            (
-                want_tp,
-                "HighTPOT" if want_tp > per_pod else "LowLoad",
-                f"{arriving:.2f} req/s arriving ({rate_now:.2f} finished, backlog "
-                f"{growth:+.2f}/s); a replica serves ~{per_replica:.2f} req/s at TPOT p99 "
-                f"{aim:.3g}s ({fraction:.0%} of the SLO; learned from "
-                f"{cap_model.samples} steady samples)",
-            )
-        )
-    elif tpot_now is not None and running > 0:
-        reasons.append(
-            (
-                per_pod * tpot_now / aim,
-                "HighTPOT" if tpot_now > aim else "LowLoad",
-                f"TPOT p99 {tpot_now:.3g}s, aiming at {aim:.3g}s ({fraction:.0%} of the SLO)",
-            )
-        )
-    gpu = vals.get(Signal.GPU_UTILIZATION)
-    if t.gpu_utilization is not None and gpu is not None:
-        reasons.append(
-            (
-                per_pod * gpu / t.gpu_utilization,
-                "HighGPUUtilization",
-                f"GPU utilization {gpu:.0%}, target {t.gpu_utilization:.0%}",
-            )
-        )
-
-    want, reason, why = max(reasons, key=lambda r: r[0])
-
-    # -- lead-time compensation ----------------------------------------------------------
-    if spec.scale_up.project_rising_load and learned and rate_now is not None:
-        points = [
-            (r.time, r.request_rate)
-            for r in state.recommendations
-            if r.request_rate is not None and 0 < now - r.time <= TREND_WINDOW
-        ]
-        trend = rate_trend([*points, (now, rate_now)], now)
-        if trend is not None:
-            slope, fitted, tstat = trend
-            if slope > 0 and fitted > 0 and tstat >= TREND_MIN_TSTAT:
-                growth = min(slope * learned / fitted, TREND_MAX_GROWTH)
-                want, reason = want * (1 + growth), "RisingLoad"
-                why = (
-                    f"request rate rising {slope * 60:.2f} req/s per minute, +{growth:.0%} by "
-                    f"the time a new pod is Ready (~{learned:.0f}s); now {why}"
-                )
-
-    ratio = want / per_pod
-    if abs(ratio - 1.0) <= TOLERANCE:
-        raw = n
-        reason, why = "WithinTarget", f"load within {TOLERANCE:.0%} of target ({why})"
-    else:
-        # An absolute count: pods still starting are part of it, so a scale-up is not
-        # repeated while they load.
-        raw = math.ceil(want - 1e-9)
-
-    # -- SLO guard ----------------------------------------------------------------------
-    slo = spec.slo
-    ttft, tpot = vals.get(Signal.TTFT_P99), vals.get(Signal.TPOT_P99)
-    breach = max(
-        (ttft / slo.ttft_p99_seconds) if ttft is not None else 0.0,
-        (tpot / slo.tpot_p99_seconds) if tpot is not None else 0.0,
+        cap_model = learn_capacity(cap_model, inp.colour, inp.mode, finished / inp.ready, tpot_now)
+    queued = waiting > tolerated
+    capacity = replica_capacity(cap_model, inp.colour, inp.mode, aim) or prior_capacity(
+        finished, inp.ready, kv, spec.targets.kv_cache_usage, tpot_now, aim, queued
     )
-    # Pods the scheduler cannot place are not starting: they would wait for GPUs forever, and a
-    # scale-down removes them first (a ReplicaSet deletes unscheduled pods before running ones).
-    starting = max(0, n - inp.ready - inp.unschedulable)
-    if breach > 1.0 and settled and not inp.rollout_in_flight:
-        # Sized on the Ready replicas that breach: pods still starting count towards it, so
-        # the guard acts during a cold start without piling up more pods each tick. It waits
-        # a rate window after the Ready count changed: until then the latency window shows the
-        # fleet before (and pods just Ready take a burst of prefills as the router fills them).
-        guard = math.ceil(inp.ready * min(2.0, breach))
-        guard = max(guard, inp.ready + 1)
-        if guard > raw and guard > n:
-            which = "TTFT" if ttft is not None and ttft / slo.ttft_p99_seconds >= breach else "TPOT"
-            value = ttft if which == "TTFT" else tpot
-            limit = slo.ttft_p99_seconds if which == "TTFT" else slo.tpot_p99_seconds
-            raw = guard
-            reason = f"{which}AboveSLO"
-            why = f"{which} p99 {value:.3g}s > SLO {limit:g}s"
 
-    # -- panic mode ----------------------------------------------------------------------
-    panic_until = state.panic_until if state.panic_until and state.panic_until > now else None
-    if n > 0 and raw >= spec.panic_threshold * n:
-        panic_until = now + spec.scale_down.stabilization_seconds
-        reason, why = "Panic", f"demand {raw} replicas >= {spec.panic_threshold:g} x {n}: {why}"
+    # 3. headroom and 4. the plan
+    room = headroom(memory)
+    if capacity is not None and finished is not None:
+        p = plan(demand, capacity.per_replica, room)
+        raw, reason = p.recommend(n)
+        why = (
+            f"{demand.words()}; capacity {capacity.per_replica:.2f} req/s per replica "
+            f"({capacity.source}); {room.words()}; {p.words(capacity.per_replica)}"
+        )
+    else:
+        raw, reason = n, "WithinTarget"
+        why = "no request rate to plan on yet; holding unless a guard asks"
+
+    # 5. guards over the plan (the queue / KV-cache one only where there is no plan: under
+    # overload requests pile up by Little's law, and concurrency asks for several times what
+    # the arriving rate needs)
+    breach = latency_breach(spec, vals)
+    asked = guard(
+        spec, vals, inp.ready, settled and not inp.rollout_in_flight, planned=capacity is not None
+    )
+    if asked is not None and asked[0] > raw:
+        raw, reason, why = asked[0], asked[1], f"{asked[2]} (guard over the plan: {why})"
+    if raw < n and queued:
+        raw, reason = n, "QueueBuildup"
+        why = f"{waiting:.0f} requests waiting; not scaling down ({why})"
 
     history = [
         *past,
         Recommendation(
             time=now,
             replicas=raw,
-            request_rate=None if rate_now is None else round(rate_now, 4),
+            request_rate=None if finished is None else round(finished, 4),
             backlog=backlog,
         ),
     ]
+    target, held, held_why = _stabilize(spec, history, n, raw, now, breach)
+    if held is not None:
+        reason, why = held, f"{held_why} ({why})"
 
-    # -- stabilization -------------------------------------------------------------------
-    target = raw
-    if raw > n:
-        window = [
-            r.replicas for r in history if now - r.time <= spec.scale_up.stabilization_seconds
-        ]
-        target = max(n, min(window or [raw]))
-        step = spec.scale_up.max_step_replicas
-        if panic_until is not None:
-            step = max(step, n)  # panic: at least double
-        target = min(target, n + step)
-    elif raw < n:
-        if panic_until is not None:
-            target = n
-            reason, why = (
-                "PanicHold",
-                f"panic mode until {panic_until - now:.0f}s from now; not scaling down",
-            )
-        elif starting > 0:
-            target = n
-            reason, why = "WaitingForStartingPods", f"{starting} pod(s) still starting"
-        elif breach > LATENCY_HEADROOM:
-            target = n
-            reason, why = (
-                "LatencyNearSLO",
-                f"latency at {breach:.0%} of its SLO (> {LATENCY_HEADROOM:.0%}); not scaling down",
-            )
-        else:
-            window = [
-                r.replicas for r in history if now - r.time <= spec.scale_down.stabilization_seconds
-            ]
-            target = min(n, max(window or [raw]))
-            target = max(target, n - spec.scale_down.max_step_replicas)
-            if target == n:
-                reason, why = (
-                    "Stabilizing",
-                    (
-                        f"lower load ({raw} replicas would do) must last "
-                        f"{spec.scale_down.stabilization_seconds}s before scaling down"
-                    ),
-                )
-
-    # -- capacity and bounds ---------------------------------------------------------------
     limited: tuple[str, str] | None = None
     if target > n and inp.unschedulable > 0:
         limited = (
@@ -490,14 +771,11 @@ def decide(
     if target > hi:
         limited = ("AtMaxReplicas", f"wanted {target} replicas; maxReplicas is {hi}")
         target, why = hi, f"{why}; capped at maxReplicas {hi}"
-    floor = lo
-    if target < floor:
-        target = floor
+    target = max(target, lo)
     if spec.scale_to_zero and target == 0 and (running > 0 or waiting > 0):
         target = max(1, min(n, hi))
 
     direction = "up" if target > n else "down" if target < n else "hold"
-    new_state = next_state(history, panic_until, target > n)
     return ScalingDecision(
         replicas=target,
         direction=direction,
@@ -505,7 +783,7 @@ def decide(
         message=f"{n} -> {target}: {why}",
         signals=seen,
         limited=limited,
-        state=new_state,
+        state=next_state(history, target > n, target < n),
     )
 
 

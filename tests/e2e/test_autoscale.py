@@ -66,6 +66,7 @@ SCALE_UP_REASONS = {
     "TTFTAboveSLO",
     "TPOTAboveSLO",
     "HighTPOT",
+    "DemandForecast",  # the planner: forecast + headroom over the learned capacity
 }
 INTERVAL = 5  # spec.scaling.intervalSeconds: the smallest the CRD allows
 DOWN_WINDOW = 30  # spec.scaling.scaleDown.stabilizationSeconds

@@ -480,13 +480,12 @@ class ScalingTargets(ApiModel):
         description="Running requests per replica (vllm:num_requests_running). Unset: not used.",
     )
     tpot_slo_fraction: float = Field(
-        0.7,
+        0.9,
         ge=0.1,
         le=1,
-        description="TPOT p99 the fleet is sized for, as a fraction of slo.tpotP99Seconds. Lower "
-        "keeps more headroom for a burst that arrives while new replicas load (minutes for a "
-        "large model), at more GPU-hours; higher uses fewer GPUs and leaves bursts to the SLO "
-        "guard.",
+        description="TPOT p99 at which a replica's capacity is measured, as a fraction of "
+        "slo.tpotP99Seconds (the margin a one-minute p99 wanders by). Headroom for bursts is "
+        "not taken from here: the planner sizes it from the load's own volatility.",
     )
     gpu_utilization: float | None = Field(
         None,
@@ -512,9 +511,8 @@ class ScaleUpBehavior(ApiModel):
     )
     project_rising_load: bool = Field(
         False,
-        description="While the request rate rises steadily, size for the rate projected to "
-        "when a new pod would be Ready (the start time is learned from earlier scale-ups). "
-        "Meets the SLO better on ramps at the cost of more GPU-hours (see the benchmark).",
+        description="Deprecated and ignored: the planner always forecasts the request rate "
+        "to when a new pod would be Ready (the start time is learned from earlier scale-ups).",
     )
 
 
@@ -576,13 +574,20 @@ class ScalingSpec(ApiModel):
     scale_down: ScaleDownBehavior = Field(
         default_factory=ScaleDownBehavior, description=ScaleDownBehavior.__doc__
     )
+    seasonal_period_seconds: int = Field(
+        86400,
+        ge=0,
+        le=604800,
+        description="Period the load repeats with (a day by default). Once a whole period has "
+        "been seen, the planner forecasts with the load's profile over it instead of a trend. "
+        "0: no seasonality.",
+    )
     panic_threshold: float = Field(
         2.0,
         ge=1.1,
         le=100,
-        description="When demand exceeds this multiple of current capacity, the autoscaler "
-        "enters panic mode: it scales up at once and does not scale down until the burst has "
-        "been gone for the scale-down stabilization window.",
+        description="When the plan asks for this multiple of the current replicas or more, "
+        "one decision may at least double them (scaleUp.maxStepReplicas notwithstanding).",
     )
 
     @model_validator(mode="after")

@@ -84,19 +84,77 @@ class Recommendation(ApiModel):
 
 
 class CapacityModel(ApiModel):
-    """What one Ready replica of the serving colour can take, learned from steady periods (all
-    replicas Ready for a whole rate window, no queue): exponentially weighted means of the
-    request rate per replica and of TPOT p99."""
+    """What one Ready replica of the serving colour and quantization mode can take, learned
+    from steady periods (all replicas Ready for a whole rate window, no queue): exponentially
+    weighted moments of the request rate per replica (x) and of TPOT p99 (y), enough for the
+    least-squares line y = a + b x."""
 
     colour: str | None = Field(
         None,
         max_length=16,
         description="Serving colour the samples came from; a new one starts over.",
     )
+    mode: str | None = Field(
+        None,
+        max_length=63,
+        description="Quantization mode the samples came from; a new one starts over.",
+    )
     samples: int = Field(0, ge=0, description="Steady observations taken.")
     weight: float = Field(0.0, ge=0, description="Sum of the decayed sample weights.")
     mean_rate: float = Field(0.0, ge=0, description="Weighted mean requests/s per Ready replica.")
     mean_tpot: float = Field(0.0, ge=0, description="Weighted mean TPOT p99 in seconds.")
+    mean_rate_sq: float = Field(0.0, ge=0, description="Weighted mean of the squared rate.")
+    mean_rate_tpot: float = Field(
+        0.0, ge=0, description="Weighted mean of rate x TPOT p99 (for the line's slope)."
+    )
+
+
+class RatePoint(ApiModel):
+    """The arriving request rate at one time, with the rate the planner sized for then."""
+
+    time: float = Field(description="Unix time.")
+    rate: float = Field(ge=0, description="Requests per second arriving.")
+    base: float = Field(ge=0, description="Requests per second forecast for the horizon then.")
+
+
+class SeasonProfile(ApiModel):
+    """The arriving request rate over one period, in equal bins (a moving average per bin)."""
+
+    period: float = Field(gt=0, description="Seconds of one period.")
+    since: float = Field(
+        description="Unix time the profile began (a whole period after it, the profile is used)."
+    )
+    bins: list[float | None] = Field(
+        default_factory=list, max_length=48, description="Requests/s per bin; null: unseen."
+    )
+
+
+class LoadMemory(ApiModel):
+    """What the planner remembers of the load (bounded): recent rate points over one horizon,
+    and how far the rate rose above its forecast within each completed horizon window."""
+
+    points: list[RatePoint] = Field(
+        default_factory=list, max_length=40, description="Recent rate points, oldest first."
+    )
+    rises: list[float] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Completed windows: the highest rate within one horizon over the rate "
+        "forecast at its start, minus 1 (0.5: it rose 50% above the forecast).",
+    )
+    tops: list[float] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Completed windows: the highest rate within each (requests/s).",
+    )
+    season: SeasonProfile | None = Field(
+        None, description="The rate's profile over its period (spec.scaling.seasonalPeriodSeconds)."
+    )
+    seasonal: bool = Field(
+        False,
+        description="The rises describe the seasonal forecast (else the trend's); a change of "
+        "forecast starts them over.",
+    )
 
 
 class ScalingState(ApiModel):
@@ -125,6 +183,9 @@ class ScalingState(ApiModel):
     ready_count: int | None = Field(None, ge=0, description="Ready replicas at the last decision.")
     capacity: CapacityModel | None = Field(
         None, description="Learned capacity of one replica of the serving colour."
+    )
+    load: LoadMemory | None = Field(
+        None, description="The planner's memory of the load: its volatility over the horizon."
     )
 
 

@@ -1,0 +1,349 @@
+"""The planner's steps, one table each: demand and its forecast, capacity (prior and learned
+line), headroom from the load's volatility, the plan, the guards and the stabilization."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from deepseek_operator.api.spec import ScalingSpec
+from deepseek_operator.api.status import CapacityModel, LoadMemory, RatePoint, Recommendation
+from deepseek_operator.scaling import (
+    Demand,
+    Headroom,
+    _stabilize,
+    forecast,
+    guard,
+    headroom,
+    learn_capacity,
+    plan,
+    prior_capacity,
+    remember_load,
+    remember_season,
+    replica_capacity,
+    season_ratios,
+    sustained_slope,
+)
+from deepseek_operator.signals import Signal
+
+NOW = 1000.0
+H = 300.0  # horizon: a pod ordered now is Ready in 300 s
+
+
+def points(rates: list[float], every: float = 30.0) -> list[RatePoint]:
+    """Rate points `every` seconds apart ending one interval before NOW."""
+    k = len(rates)
+    return [RatePoint(time=NOW - (k - i) * every, rate=r, base=r) for i, r in enumerate(rates)]
+
+
+# --- 1. demand: the forecast over the horizon ---------------------------------------------
+RAMP = [6.0 + 0.3 * i for i in range(10)]  # +0.6 req/s per minute, steadily: 9.0 now
+FORECAST_TABLE = [
+    # (case, points, rate now, expected forecast at NOW + H, expected slope per minute)
+    ("flat load: the rate now", points([6.0] * 10), 6.0, 6.0, 0.0),
+    (
+        "noise on a flat load projects nothing",
+        points([6, 6.4, 5.7, 6.2, 5.8, 6.3, 5.9, 6.1, 6.2, 5.8]),
+        6.0,
+        6.0,
+        0.0,
+    ),
+    ("a sustained ramp is extended", points(RAMP), 9.0, 12.0, 0.6),
+    ("a falling ramp, at most halved", points(RAMP[::-1]), 5.7, 2.85, -0.6),
+    ("a step is a jump, not a trend", points([6.0] * 5 + [24.0] * 5), 24.0, 24.0, 0.0),
+    ("too little history: the rate now", points(RAMP[-3:]), 9.0, 9.0, 0.0),
+    ("at most a doubling", points([1.0 + 2 * i for i in range(10)], 15.0), 21.0, 42.0, None),
+]
+
+
+@pytest.mark.parametrize(
+    "case,pts,rate,ahead,slope", FORECAST_TABLE, ids=[c[0] for c in FORECAST_TABLE]
+)
+def test_forecast(
+    case: str, pts: list[RatePoint], rate: float, ahead: float, slope: float | None
+) -> None:
+    d = forecast(rate, rate, 0.0, pts, NOW, H)
+    assert d.ahead == pytest.approx(ahead, rel=0.02), d
+    assert d.until_ready == pytest.approx(max(rate, ahead), rel=0.02)
+    if slope is not None:
+        assert d.slope * 60 == pytest.approx(slope, abs=0.02)
+
+
+def test_sustained_slope_needs_both_halves() -> None:
+    ramp = [(float(i * 30), 6.0 + 0.3 * i) for i in range(10)]
+    assert sustained_slope(ramp) == pytest.approx(0.01)
+    late_jump = [(float(i * 30), 6.0 if i < 7 else 12.0) for i in range(10)]
+    assert sustained_slope(late_jump) == 0.0
+
+
+def test_season_waits_for_a_whole_period_then_scales_the_rate_now() -> None:
+    period = 4800.0  # 48 bins of 100 s
+    season = None
+    # one period of a rate that doubles from the first half to the second
+    for t in range(0, 4800, 15):
+        season = remember_season(season, float(t), 4.0 if t % 4800 < 2400 else 8.0, period)
+    assert season is not None and all(b is not None for b in season.bins)
+    assert season_ratios(season, 4000.0, H) is None  # not a whole period yet
+    # at 2000 s into the next period: the rate doubles within the next 600 s
+    ahead, peak = season_ratios(season, 4800.0 + 2000.0, 600.0) or (0.0, 0.0)
+    assert (ahead, peak) == (pytest.approx(2.0), pytest.approx(2.0))
+    d = forecast(5.0, 5.0, 0.0, [], 4800.0 + 2000.0, 600.0, season)
+    assert d.seasonal and d.ahead == pytest.approx(10.0)
+    # no period: no profile
+    assert remember_season(None, 0.0, 5.0, 0.0) is None
+
+
+# --- 2. capacity --------------------------------------------------------------------------
+LINE = CapacityModel(colour="blue", mode="fp8")
+for rate in (2.0, 3.0, 4.0, 5.0):  # TPOT = 30 ms + 10 ms per req/s
+    LINE = learn_capacity(LINE, "blue", "fp8", rate, 0.03 + 0.01 * rate)
+FLAT = CapacityModel(colour="blue", mode="fp8")
+for rate in (2.0, 3.0, 4.0, 5.0):  # TPOT = 80 ms + 1 ms per req/s: the line says 10 at 90 ms
+    FLAT = learn_capacity(FLAT, "blue", "fp8", rate, 0.08 + 0.001 * rate)
+ORIGIN = CapacityModel(colour="blue", samples=20, weight=15.0, mean_rate=3.0, mean_tpot=0.07)
+
+CAPACITY_TABLE = [
+    # (case, model, colour, mode, aim, expected req/s per replica)
+    ("the learned line: (90 - 30) / 10", LINE, "blue", "fp8", 0.09, 6.0),
+    ("without spread: the line through the origin", ORIGIN, "blue", None, 0.07, 3.0),
+    ("nothing learned", None, "blue", None, 0.09, None),
+    ("too few samples", ORIGIN.model_copy(update={"samples": 3}), "blue", None, 0.09, None),
+    ("learned for the other colour", LINE, "green", "fp8", 0.09, None),
+    ("learned for another mode", LINE, "blue", "int4", 0.09, None),
+    # a line that would more than double the origin's estimate is held at twice it
+    ("the line at most doubles", FLAT, "blue", "fp8", 0.09, 0.18 * FLAT.mean_rate / FLAT.mean_tpot),
+]
+
+
+@pytest.mark.parametrize(
+    "case,model,colour,mode,aim,expected", CAPACITY_TABLE, ids=[c[0] for c in CAPACITY_TABLE]
+)
+def test_replica_capacity(
+    case: str,
+    model: CapacityModel | None,
+    colour: str,
+    mode: str | None,
+    aim: float,
+    expected: float | None,
+) -> None:
+    got = replica_capacity(model, colour, mode, aim)
+    assert (None if got is None else got.per_replica) == (
+        None if expected is None else pytest.approx(expected, rel=1e-3)
+    )
+
+
+def test_learn_capacity_decays_and_starts_over() -> None:
+    m = learn_capacity(None, "blue", None, 2.0, 0.05)
+    assert (m.samples, m.mean_rate, m.mean_tpot, m.mean_rate_sq) == (1, 2.0, 0.05, 4.0)
+    m2 = learn_capacity(m, "blue", None, 4.0, 0.09)
+    assert m2.mean_rate == pytest.approx(2.0 + 2.0 / 1.98, rel=1e-5)
+    assert learn_capacity(m2, "green", None, 1.0, 0.03).samples == 1
+    assert learn_capacity(m2, "blue", "int4", 1.0, 0.03).samples == 1
+
+
+PRIOR_TABLE = [
+    # (case, served, ready, kv, tpot, queued, expected)
+    ("stretched to the KV target", 4.0, 2, 0.4, None, False, 4.0),
+    ("stretched to the TPOT aim", 4.0, 2, 0.01, 0.045, False, 4.0),
+    ("the lower of the two", 4.0, 2, 0.4, 0.06, False, 3.0),
+    ("at most 20x", 4.0, 2, 0.01, 0.001, False, 40.0),
+    ("an overloaded replica serves at least half what it finishes", 4.0, 2, 0.9, 0.9, False, 1.0),
+    ("a queue: no stretch up", 4.0, 2, 0.2, 0.03, True, 2.0),
+    ("nothing finished yet: no prior", 0.0, 2, 0.4, 0.05, False, None),
+]
+
+
+@pytest.mark.parametrize(
+    "case,served,ready,kv,tpot,queued,expected", PRIOR_TABLE, ids=[c[0] for c in PRIOR_TABLE]
+)
+def test_prior_capacity(
+    case: str,
+    served: float,
+    ready: int,
+    kv: float,
+    tpot: float | None,
+    queued: bool,
+    expected: float | None,
+) -> None:
+    got = prior_capacity(served, ready, kv, 0.8, tpot, 0.09, queued)
+    assert (None if got is None else got.per_replica) == (
+        None if expected is None else pytest.approx(expected)
+    )
+
+
+# --- 3. headroom --------------------------------------------------------------------------
+def memory_of(rates: list[float], base: float, every: float = 30.0) -> LoadMemory:
+    m: LoadMemory | None = None
+    for i, r in enumerate(rates):
+        m = remember_load(m, i * every, r, base, H, every)
+    assert m is not None
+    return m
+
+
+HEADROOM_TABLE = [
+    # (case, rates every 30 s, forecast made, expected quantile, expected top)
+    ("a flat load keeps none", [6.0] * 60, 6.0, 0.0, 6.0),
+    ("bursts to 3x that nothing forecast", ([6.0] * 10 + [18.0] * 10) * 3, 6.0, 2.0, 18.0),
+    (
+        "one burst in a long flat load is below the quantile",
+        [6.0] * 50 + [9.0] + [6.0] * 100,
+        6.0,
+        0.0,
+        9.0,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case,rates,base,fraction,top", HEADROOM_TABLE, ids=[c[0] for c in HEADROOM_TABLE]
+)
+def test_headroom_from_rises_over_the_horizon(
+    case: str, rates: list[float], base: float, fraction: float, top: float
+) -> None:
+    room = headroom(memory_of(rates, base))
+    assert room.fraction == pytest.approx(fraction)
+    assert room.top == pytest.approx(top)
+
+
+def test_headroom_never_plans_past_the_highest_rate_seen() -> None:
+    room = Headroom(fraction=2.0, windows=50, top=18.0)
+    assert room.over(6.0) == 12.0  # 6 + 12 = the 18 seen
+    assert room.over(12.0) == 6.0  # not 24: a burst is not stacked on a burst
+    assert room.over(20.0) == 0.0
+    assert Headroom(0.0, 0, None).over(10.0) == 0.0
+
+
+def test_memory_stays_bounded() -> None:
+    m = memory_of([float(i % 7) for i in range(2000)], 3.0, every=15.0)
+    assert len(m.points) <= 40 and len(m.rises) <= 128 and len(m.tops) <= 128
+
+
+# --- 4. the plan --------------------------------------------------------------------------
+def demand(now: float, ahead: float) -> Demand:
+    return Demand(now, now, 0.0, 0.0, ahead, H, max(now, ahead))
+
+
+PLAN_TABLE = [
+    # (case, demand now, forecast, capacity, headroom fraction, current, expected, reason)
+    ("at capacity", 10.0, 10.0, 5.0, 0.0, 2, 2, "WithinTarget"),
+    ("forecast above: scale up for it", 10.0, 16.0, 5.0, 0.0, 2, 4, "DemandForecast"),
+    ("headroom on top of the forecast", 10.0, 10.0, 5.0, 0.5, 2, 3, "DemandForecast"),
+    ("load falling: no scale-up for what will be gone", 16.0, 9.0, 5.0, 0.0, 2, 2, "WithinTarget"),
+    ("load falling: keep what it needs until then", 16.0, 9.0, 5.0, 0.0, 6, 4, "LowLoad"),
+    ("10% to spare before a replica goes", 9.5, 9.5, 5.0, 0.0, 3, 3, "WithinTarget"),
+    ("low load", 4.0, 4.0, 5.0, 0.0, 3, 1, "LowLoad"),
+]
+
+
+@pytest.mark.parametrize(
+    "case,now,ahead,cap,frac,current,expected,reason",
+    PLAN_TABLE,
+    ids=[c[0] for c in PLAN_TABLE],
+)
+def test_plan(
+    case: str,
+    now: float,
+    ahead: float,
+    cap: float,
+    frac: float,
+    current: int,
+    expected: int,
+    reason: str,
+) -> None:
+    p = plan(demand(now, ahead), cap, Headroom(frac, 10 if frac else 0, None))
+    assert p.recommend(current) == (expected, reason), p
+
+
+# --- 5. guards and stabilization ----------------------------------------------------------
+SPEC = ScalingSpec.model_validate(
+    {
+        "minReplicas": 1,
+        "maxReplicas": 16,
+        "slo": {"ttftP99Seconds": 2.0, "tpotP99Seconds": 0.1},
+        "targets": {"queueDepthPerReplica": 2, "kvCacheUsage": 0.8},
+        "scaleUp": {"stabilizationSeconds": 0, "maxStepReplicas": 4},
+        "scaleDown": {"stabilizationSeconds": 300, "maxStepReplicas": 1},
+    }
+)
+
+
+def vals(running: float, waiting: float, kv: float, **extra: float) -> dict[Signal, float]:
+    out = {
+        Signal.RUNNING: running,
+        Signal.QUEUE_DEPTH: waiting,
+        Signal.KV_CACHE_USAGE: kv,
+        Signal.PODS_REPORTING: 2.0,
+    }
+    out.update({Signal(k): v for k, v in extra.items()})
+    return out
+
+
+GUARD_TABLE = [
+    # (case, signals, latency settled, planned, expected (replicas, reason) or None)
+    ("quiet", vals(10, 0, 0.2), True, False, None),
+    ("TTFT breach: ready x breach", vals(10, 0, 0.2, ttftP99=3.0), True, True, (3, "TTFTAboveSLO")),
+    ("TPOT breach at most doubles", vals(10, 0, 0.2, tpotP99=0.5), True, True, (4, "TPOTAboveSLO")),
+    (
+        "a breach on a window of other replicas waits",
+        vals(10, 0, 0.2, ttftP99=3.0),
+        False,
+        True,
+        None,
+    ),
+    ("queue with no plan", vals(40, 12, 0.95), True, False, (3, "QueueBuildup")),
+    ("queue with a plan: the plan sizes it", vals(40, 12, 0.95), True, True, None),
+    ("KV cache past target with no plan", vals(40, 0, 0.95), True, False, (3, "HighKVCacheUsage")),
+]
+
+
+@pytest.mark.parametrize(
+    "case,signals,settled,planned,expected", GUARD_TABLE, ids=[c[0] for c in GUARD_TABLE]
+)
+def test_guard(
+    case: str,
+    signals: dict[Signal, float],
+    settled: bool,
+    planned: bool,
+    expected: tuple[int, str] | None,
+) -> None:
+    got = guard(SPEC, signals, 2, settled, planned)
+    assert (None if got is None else got[:2]) == expected, got
+
+
+def history(*recs: tuple[float, int]) -> list[Recommendation]:
+    return [Recommendation(time=NOW - age, replicas=r) for age, r in recs]
+
+
+STABILIZE_TABLE = [
+    # (case, history (age, replicas), current, raw, latency breach, expected target, hold)
+    ("up at once", history((0, 6)), 2, 6, 0.0, 6, None),
+    ("up at most maxStepReplicas", history((0, 9)), 3, 9, 0.0, 7, None),
+    ("a plan of twice the fleet may double it", history((0, 20)), 6, 20, 0.0, 12, None),
+    ("down waits for the window", history((200, 4), (0, 2)), 4, 2, 0.0, 4, "Stabilizing"),
+    ("down one step after the window", history((400, 4), (0, 2)), 4, 2, 0.0, 3, None),
+    ("no scale-down with latency near the SLO", history((0, 2)), 4, 2, 0.9, 4, "LatencyNearSLO"),
+]
+
+
+@pytest.mark.parametrize(
+    "case,hist,current,raw,breach,target,held",
+    STABILIZE_TABLE,
+    ids=[c[0] for c in STABILIZE_TABLE],
+)
+def test_stabilize(
+    case: str,
+    hist: list[Recommendation],
+    current: int,
+    raw: int,
+    breach: float,
+    target: int,
+    held: str | None,
+) -> None:
+    got, reason, _ = _stabilize(SPEC, hist, current, raw, NOW, breach)
+    assert (got, reason) == (target, held)
+
+
+def test_worked_example_of_the_module_docstring() -> None:
+    d = Demand(16.0, 16.0, 0.0, 0.01, 19.4, 344.0, 19.4)
+    p = plan(d, 5.0, Headroom(0.25, 90, None))
+    assert p.up == math.ceil((19.4 + 0.25 * 19.4) / 5.0) == 5
