@@ -562,8 +562,9 @@ def _stabilize(
 ) -> tuple[int, str | None, str]:
     """Stabilization windows and step limits: (target, reason if a hold replaced the plan's,
     why). Up: the lowest recommendation of the up-window, at most maxStepReplicas (a doubling
-    when the plan is panicThreshold x the fleet). Down: not while latency is near its SLO; the
-    highest recommendation of the down-window; at most maxStepReplicas. Pods still starting
+    when the plan is panicThreshold x the fleet). Down: the highest recommendation of the
+    down-window (the window is named first: it is what a scale-down waits for), not while
+    latency is near its SLO, at most maxStepReplicas. Pods still starting
     are no reason to hold: what the plan no longer needs is cheapest removed before it loads
     (a ReplicaSet deletes not-Ready pods first)."""
     if raw > n:
@@ -576,15 +577,6 @@ def _stabilize(
             step = max(step, n)
         return min(target, n + step), None, ""
     if raw < n:
-        if breach > LATENCY_HEADROOM:
-            return (
-                n,
-                "LatencyNearSLO",
-                (
-                    f"latency at {breach:.0%} of its SLO (> {LATENCY_HEADROOM:.0%}); "
-                    "not scaling down"
-                ),
-            )
         down = spec.scale_down.stabilization_seconds
         window = [r.replicas for r in history if now - r.time <= down]
         target = max(min(n, max(window or [raw])), n - spec.scale_down.max_step_replicas)
@@ -592,7 +584,13 @@ def _stabilize(
             return (
                 n,
                 "Stabilizing",
-                (f"lower load ({raw} replicas would do) must last {down}s before scaling down"),
+                f"lower load ({raw} replicas would do) must last {down}s before scaling down",
+            )
+        if breach > LATENCY_HEADROOM:
+            return (
+                n,
+                "LatencyNearSLO",
+                f"latency at {breach:.0%} of its SLO (> {LATENCY_HEADROOM:.0%}); not scaling down",
             )
         return target, None, ""
     return n, None, ""
