@@ -59,7 +59,7 @@ from .api.status import (
 from .signals import Signal, Signals
 
 HISTORY_LIMIT = 256
-TOLERANCE = 0.1  # hysteresis: a replica is removed only when the plan has 10% to spare
+TOLERANCE = 0.1  # a scale-up waits until the load is 10% past the fleet's learned capacity
 # Step 1: demand
 START_PRIOR_SECONDS = 300.0  # horizon before a scale-up was seen: model servers load in minutes
 START_SECONDS_WEIGHT = 0.5  # weight of the newest observed start time in the learned one
@@ -67,6 +67,7 @@ BACKLOG_LOOKBACK = (30.0, 120.0)  # age range of the history entry backlog growt
 STEADY_SECONDS = 60.0  # the PromQL rate window: the rates then describe this replica count
 TREND_MIN_POINTS = 4
 TREND_MIN_TSTAT = 3.0  # slope / its standard error
+TREND_MAX_JUMP = 0.5  # a trend: no one rate window holds more than half of its rise
 TREND_MAX_FACTOR = 2.0  # the forecast stays within [rate / 2, rate x 2]
 POINTS_PER_HORIZON = 16  # rate points kept per horizon (at most one per decision)
 SEASON_BINS = 48  # bins of the period's profile (half an hour each for a day)
@@ -83,6 +84,7 @@ HEADROOM_QUANTILE = 0.9
 RISE_MAX = 10.0  # a window from (almost) no load counts as at most an elevenfold rise
 MEMORY_WINDOWS = 128
 # Step 5: guards
+DRAINING_SHARE = 0.1  # the backlog shrinks by a tenth of the finished rate or more: draining
 LATENCY_HEADROOM = 0.8  # no scale-down while TTFT or TPOT p99 is above 80% of its SLO
 
 
@@ -189,9 +191,24 @@ def rate_trend(points: list[tuple[float, float]]) -> tuple[float, float] | None:
 def sustained_slope(points: list[tuple[float, float]]) -> float:
     """The slope of a least-squares line through the points when it is significant (t-statistic
     >= TREND_MIN_TSTAT) and sustained: each half of the span rises (or falls) at a third of it
-    or more. A step or a burst start is a jump, not a trend: one half of it is flat."""
+    or more, and no rate window (STEADY_SECONDS) holds more than TREND_MAX_JUMP of the fitted
+    rise. A step or a burst start is a jump, not a trend: one half of it is flat, and its rise
+    happens within one rate window."""
     fit = rate_trend(points)
     if fit is None or abs(fit[1]) < TREND_MIN_TSTAT:
+        return 0.0
+    span = points[-1][0] - points[0][0]
+    # A jump is a rise concentrated in one rate window; a trend spreads over the span.
+    jump = max(
+        (
+            abs(b[1] - a[1])
+            for i, a in enumerate(points)
+            for b in points[i + 1 :]
+            if b[0] - a[0] <= STEADY_SECONDS
+        ),
+        default=0.0,
+    )
+    if jump > TREND_MAX_JUMP * abs(fit[0]) * span:
         return 0.0
     mid = (points[0][0] + points[-1][0]) / 2
     for half in ([p for p in points if p[0] <= mid], [p for p in points if p[0] >= mid]):
@@ -201,11 +218,12 @@ def sustained_slope(points: list[tuple[float, float]]) -> float:
     return fit[0]
 
 
-def season_ratios(
+def season_deltas(
     season: SeasonProfile | None, now: float, horizon: float
 ) -> tuple[float, float] | None:
-    """(profile at now + horizon, highest profile until then), each over the profile now;
-    None until a whole period has been seen or where a bin is unseen."""
+    """(profile at now + horizon, highest profile until then), each minus the profile now, in
+    req/s; None until a whole period has been seen or where a bin is unseen. Differences, not
+    ratios: near a trough a ratio of two small rates says little."""
     if season is None or now - season.since < season.period or not season.bins:
         return None
     width = season.period / len(season.bins)
@@ -217,14 +235,14 @@ def season_ratios(
         return sum(seen) / len(seen) if seen else None
 
     base = level(now)
-    if base is None or base <= 0:
+    if base is None:
         return None
     steps = [now + k * width for k in range(1, int(horizon // width) + 1)] + [now + horizon]
     levels = [level(t) for t in steps]
     if any(x is None for x in levels):
         return None
-    ratios = [min(max(x / base, 1 / TREND_MAX_FACTOR), TREND_MAX_FACTOR) for x in levels if x]
-    return ratios[-1], max([1.0, *ratios])
+    deltas = [x - base for x in levels if x is not None]
+    return deltas[-1], max([0.0, *deltas])
 
 
 def remember_season(
@@ -253,13 +271,13 @@ def forecast(
     season: SeasonProfile | None = None,
 ) -> Demand:
     """Step 1: the rate now and one horizon ahead. Once a whole period has been seen, the
-    period's profile scales the rate now; otherwise a sustained trend over the last horizon's
-    rate points (spanning half a horizon at least) extends it. Either moves the forecast at
-    most by TREND_MAX_FACTOR."""
-    ratios = season_ratios(season, now, horizon)
-    if ratios is not None:
-        ahead, peak = ratios
-        return Demand(rate, finished, growth, 0.0, rate * ahead, horizon, rate * peak, True)
+    period's profile says how much the rate changes until then (added to the rate now, never
+    below half of it); otherwise a sustained trend over the last horizon's rate points
+    (spanning half a horizon at least) extends it, at most by TREND_MAX_FACTOR."""
+    deltas = season_deltas(season, now, horizon)
+    if deltas is not None:
+        ahead = max(rate / TREND_MAX_FACTOR, rate + deltas[0])
+        return Demand(rate, finished, growth, 0.0, ahead, horizon, rate + deltas[1], True)
     recent = [(p.time, p.rate) for p in points if 0 < now - p.time <= horizon]
     slope = 0.0
     if recent and now - recent[0][0] >= horizon / 2:
@@ -408,7 +426,6 @@ def remember_load(
         rises=rises[-MEMORY_WINDOWS:],
         tops=tops[-MEMORY_WINDOWS:],
         season=m.season,
-        seasonal=m.seasonal,
     )
 
 
@@ -432,8 +449,10 @@ class Plan:
     up_rate: float  # req/s sized for a scale-up (forecast + headroom)
     keep_rate: float  # req/s sized for a scale-down
 
-    def recommend(self, current: int) -> tuple[int, str]:
-        if self.up > current:
+    def recommend(self, current: int, capacity: float) -> tuple[int, str]:
+        # Up only past the tolerance: a learned capacity is good to ~10%, so a load that needs
+        # 5.04 replicas of it is served by 5 (the SLO guard is there if it was not).
+        if self.up > current and self.up_rate > current * capacity * (1 + TOLERANCE):
             return self.up, "DemandForecast"
         if self.keep < current:
             return self.keep, "LowLoad"
@@ -447,13 +466,14 @@ class Plan:
 
 
 def plan(demand: Demand, capacity: float, room: Headroom) -> Plan:
-    """Step 4: replicas = ceil((forecast + headroom) / capacity). A scale-down keeps TOLERANCE
-    spare so the fleet does not flap at a boundary."""
+    """Step 4: replicas = ceil((forecast + headroom) / capacity). The headroom is the only
+    margin: a scale-up waits until the load is past the fleet by TOLERANCE (the capacity is
+    learned to about that), and flapping is the stabilization windows' to prevent."""
     up_rate = demand.ahead + room.over(demand.ahead)
     base = demand.until_ready
     keep_rate = base + room.over(base)
     up = math.ceil(up_rate / capacity - 1e-9)
-    keep = math.ceil(keep_rate * (1 + TOLERANCE) / capacity - 1e-9)
+    keep = math.ceil(keep_rate / capacity - 1e-9)
     return Plan(up, max(keep, up), up_rate, keep_rate)
 
 
@@ -464,10 +484,13 @@ def guard(
     ready: int,
     latency_settled: bool,
     planned: bool = False,
+    draining: bool = False,
 ) -> tuple[int, str, str] | None:
     """Step 5: the most replicas a safety net asks for now, with its reason; None when none
     asks. The SLO guard (once the latency window describes the Ready replicas): TTFT or TPOT
-    p99 above the SLO -> ready x breach (at most doubled, at least one more). The queue /
+    p99 above the SLO -> ready x breach (at most doubled, at least one more), except while the
+    backlog drains (`draining`: the replicas finish more than arrives, so the latency window
+    shows requests that waited before, not what the fleet does now). The queue /
     KV-cache guard, when there is no plan (`planned` false: no rate or capacity yet): requests
     waiting beyond the tolerated queue or KV usage past its target -> the concurrency the
     replicas would hold at the KV target. User targets when set."""
@@ -487,7 +510,7 @@ def guard(
         if v is not None
     ]
     worst = max(breaches, default=None)
-    if worst is not None and worst[0] > 1.0 and latency_settled:
+    if worst is not None and worst[0] > 1.0 and latency_settled and not draining:
         doubled = max(math.ceil(ready * min(2.0, worst[0])), ready + 1)
         asks.append(
             (doubled, f"{worst[1]}AboveSLO", f"{worst[1]} p99 {worst[2]:.3g}s > SLO {worst[3]:g}s")
@@ -684,9 +707,6 @@ def decide(
     prior_points = memory.points if memory is not None else []
     season = memory.season if memory is not None else None
     demand = forecast(arriving, finished or 0.0, growth, prior_points, now, horizon, season)
-    if memory is not None and memory.seasonal != demand.seasonal:
-        # the rises measured one forecast's errors; the other starts over
-        memory = LoadMemory(season=memory.season, seasonal=demand.seasonal)
     if finished is not None:
         every = max(interval, horizon / POINTS_PER_HORIZON)
         memory = remember_load(memory, now, arriving, demand.until_ready, horizon, every)
@@ -723,7 +743,7 @@ def decide(
     room = headroom(memory)
     if capacity is not None and finished is not None:
         p = plan(demand, capacity.per_replica, room)
-        raw, reason = p.recommend(n)
+        raw, reason = p.recommend(n, capacity.per_replica)
         why = (
             f"{demand.words()}; capacity {capacity.per_replica:.2f} req/s per replica "
             f"({capacity.source}); {room.words()}; {p.words(capacity.per_replica)}"
@@ -737,7 +757,12 @@ def decide(
     # the arriving rate needs)
     breach = latency_breach(spec, vals)
     asked = guard(
-        spec, vals, inp.ready, settled and not inp.rollout_in_flight, planned=capacity is not None
+        spec,
+        vals,
+        inp.ready,
+        settled and not inp.rollout_in_flight,
+        planned=capacity is not None,
+        draining=finished is not None and growth < -DRAINING_SHARE * finished,
     )
     if asked is not None and asked[0] > raw:
         raw, reason, why = asked[0], asked[1], f"{asked[2]} (guard over the plan: {why})"

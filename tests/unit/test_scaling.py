@@ -55,8 +55,8 @@ def inp(
 
 
 NOW = 1000.0
-# 3 req/s per replica at TPOT p99 70 ms (no spread: the line through the origin): at the 90 ms
-# aim (90% of the SLO) one replica serves 3 x 0.09 / 0.07 = 3.86 req/s
+# 3 req/s per replica at TPOT p99 70 ms (no spread: the line through the origin): at the 100 ms
+# aim (the SLO: tpotSloFraction 1.0) one replica serves 3 x 0.1 / 0.07 = 4.29 req/s
 LEARNED = CapacityModel(colour="blue", samples=20, weight=15.0, mean_rate=3.0, mean_tpot=0.07)
 # every replica has been Ready for two minutes: the windows describe them
 SETTLED = {"ready_since": NOW - 120.0, "ready_count": 4, "last_decision_time": NOW - 15.0}
@@ -310,7 +310,7 @@ def test_flapping_load_does_not_flap_replicas() -> None:
 
 
 def test_a_plan_of_panic_threshold_times_the_fleet_may_double_it() -> None:
-    # 40 req/s over 3.86 per replica: 11 wanted from 4 -> the step of 4 is lifted to a doubling
+    # 40 req/s over 4.29 per replica: 10 wanted from 4 -> the step of 4 is lifted to a doubling
     spec = SPEC.model_copy(update={"max_replicas": 16})
     busy = sig(40, 0, 0.3, pods=4, requestRate=40.0, tpotP99=0.06)
     d = decide(spec, inp(4, 4, busy), EMPTY.model_copy(update={"capacity": LEARNED}), NOW, 15)
@@ -478,17 +478,17 @@ def test_overload_is_sized_on_the_arrival_rate_not_on_tpot() -> None:
     just_ready = {"ready_since": NOW - 20.0, "ready_count": 6}
     state = backlog_state(2223.0 - 265.0, **just_ready, capacity=LEARNED)
     d = decide(spec, inp(replicas=9, ready=6, signals=BACKLOGGED), state, NOW, 15.0)
-    # 19.7 finished + 4.4 backlog growth = 24.1 req/s over 3.86 per replica: 7 would do, the 9
+    # 19.7 finished + 4.4 backlog growth = 24.1 req/s over 4.29 per replica: 6 would do, the 9
     # ordered stay while requests queue (concurrency would have asked for 17)
     assert (d.replicas, d.reason) == (9, "QueueBuildup"), d.message
-    assert "demand 24.12 req/s" in d.message and "capacity 3.86 req/s" in d.message
+    assert "demand 24.12 req/s" in d.message and "capacity 4.29 req/s" in d.message
 
 
 def test_learned_capacity_sizes_down_at_low_load() -> None:
     state = LOW_FOR_LONG.model_copy(update={**SETTLED, "capacity": LEARNED})
     quiet = sig(20, 0, 0.05, pods=4, requestRate=4.5, tpotP99=0.04)
     d = decide(SPEC, inp(replicas=4, ready=4, signals=quiet), state, NOW, 15.0)
-    # 4.5 req/s (x 1.1 to spare) over 3.86 per replica: 2 would do; one step down at a time
+    # 4.5 req/s over 4.29 per replica: 2 would do; one step down at a time
     assert (d.replicas, d.reason) == (3, "LowLoad"), d.message
 
 
@@ -576,7 +576,8 @@ def test_slo_guard_waits_a_window_after_pods_became_ready() -> None:
 @pytest.mark.parametrize(
     "fraction,replicas",
     [
-        (0.9, 4),  # the default: 15 req/s over 3.86 per replica
+        (1.0, 4),  # the default: 15 req/s over 4.29 per replica
+        (0.9, 4),  # 15 req/s over 3.86 per replica
         (0.7, 5),  # a fixed margin: 3 req/s per replica at 70 ms
         (0.5, 7),  # 2.14 req/s per replica at 50 ms
     ],

@@ -4,6 +4,7 @@ line), headroom from the load's volatility, the plan, the guards and the stabili
 from __future__ import annotations
 
 import math
+from unittest.mock import ANY
 
 import pytest
 from deepseek_operator.api.spec import ScalingSpec
@@ -21,7 +22,7 @@ from deepseek_operator.scaling import (
     remember_load,
     remember_season,
     replica_capacity,
-    season_ratios,
+    season_deltas,
     sustained_slope,
 )
 from deepseek_operator.signals import Signal
@@ -76,19 +77,35 @@ def test_sustained_slope_needs_both_halves() -> None:
     assert sustained_slope(late_jump) == 0.0
 
 
-def test_season_waits_for_a_whole_period_then_scales_the_rate_now() -> None:
+def test_a_step_in_the_middle_is_a_jump_not_a_trend() -> None:
+    # a step from 6 to 24 req/s seen through a one-minute rate window is a ramp over 120-180 s:
+    # both halves of the span rise, but one rate window holds all of the rise
+    def rate(t: float) -> float:
+        return 6.0 if t <= 120 else 24.0 if t >= 180 else 6.0 + 18.0 * (t - 120) / 60
+
+    mid_step = [(float(i * 15), rate(i * 15)) for i in range(21)]
+    assert sustained_slope(mid_step) == 0.0
+    # the same rise spread over the span is a trend
+    ramp = [(float(i * 15), 6.0 + 18.0 * i / 23) for i in range(24)]
+    assert sustained_slope(ramp) == pytest.approx(18.0 / (23 * 15))
+
+
+def test_season_waits_for_a_whole_period_then_adds_its_change_to_the_rate_now() -> None:
     period = 4800.0  # 48 bins of 100 s
     season = None
     # one period of a rate that doubles from the first half to the second
     for t in range(0, 4800, 15):
         season = remember_season(season, float(t), 4.0 if t % 4800 < 2400 else 8.0, period)
     assert season is not None and all(b is not None for b in season.bins)
-    assert season_ratios(season, 4000.0, H) is None  # not a whole period yet
-    # at 2000 s into the next period: the rate doubles within the next 600 s
-    ahead, peak = season_ratios(season, 4800.0 + 2000.0, 600.0) or (0.0, 0.0)
-    assert (ahead, peak) == (pytest.approx(2.0), pytest.approx(2.0))
+    assert season_deltas(season, 4000.0, H) is None  # not a whole period yet
+    # at 2000 s into the next period: the rate rises by 4 req/s within the next 600 s
+    ahead, peak = season_deltas(season, 4800.0 + 2000.0, 600.0) or (0.0, 0.0)
+    assert (ahead, peak) == (pytest.approx(4.0), pytest.approx(4.0))
     d = forecast(5.0, 5.0, 0.0, [], 4800.0 + 2000.0, 600.0, season)
-    assert d.seasonal and d.ahead == pytest.approx(10.0)
+    assert d.seasonal and d.ahead == pytest.approx(9.0) and d.until_ready == pytest.approx(9.0)
+    # falling into the trough: the profile drops by 4, never below half the rate now
+    d = forecast(5.0, 5.0, 0.0, [], 4800.0 + 4400.0, 600.0, season)
+    assert d.seasonal and d.ahead == pytest.approx(2.5) and d.until_ready == pytest.approx(5.0)
     # no period: no profile
     assert remember_season(None, 0.0, 5.0, 0.0) is None
 
@@ -230,8 +247,20 @@ PLAN_TABLE = [
     ("headroom on top of the forecast", 10.0, 10.0, 5.0, 0.5, 2, 3, "DemandForecast"),
     ("load falling: no scale-up for what will be gone", 16.0, 9.0, 5.0, 0.0, 2, 2, "WithinTarget"),
     ("load falling: keep what it needs until then", 16.0, 9.0, 5.0, 0.0, 6, 4, "LowLoad"),
-    ("10% to spare before a replica goes", 9.5, 9.5, 5.0, 0.0, 3, 3, "WithinTarget"),
+    ("one replica fewer carries it: it goes", 9.5, 9.5, 5.0, 0.0, 3, 2, "LowLoad"),
     ("low load", 4.0, 4.0, 5.0, 0.0, 3, 1, "LowLoad"),
+    # a learned capacity is good to ~10%: 10.8 req/s on 2 x 5.0 is within it, 11.2 is not
+    (
+        "within the tolerance above the fleet: no scale-up",
+        10.8,
+        10.8,
+        5.0,
+        0.0,
+        2,
+        2,
+        "WithinTarget",
+    ),
+    ("past the tolerance: scale up", 11.2, 11.2, 5.0, 0.0, 2, 3, "DemandForecast"),
 ]
 
 
@@ -251,7 +280,7 @@ def test_plan(
     reason: str,
 ) -> None:
     p = plan(demand(now, ahead), cap, Headroom(frac, 10 if frac else 0, None))
-    assert p.recommend(current) == (expected, reason), p
+    assert p.recommend(current, cap) == (expected, reason), p
 
 
 # --- 5. guards and stabilization ----------------------------------------------------------
@@ -308,6 +337,14 @@ def test_guard(
 ) -> None:
     got = guard(SPEC, signals, 2, settled, planned)
     assert (None if got is None else got[:2]) == expected, got
+
+
+def test_the_slo_guard_waits_while_the_backlog_drains() -> None:
+    # pods just became Ready and work off a queue: the TTFT window shows requests that waited
+    # before them, not what the fleet does now
+    late = vals(10, 0, 0.2, ttftP99=78.0)
+    assert guard(SPEC, late, 6, True, True, draining=True) is None
+    assert guard(SPEC, late, 6, True, True, draining=False) == (12, "TTFTAboveSLO", ANY)
 
 
 def history(*recs: tuple[float, int]) -> list[Recommendation]:

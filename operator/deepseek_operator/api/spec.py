@@ -480,7 +480,7 @@ class ScalingTargets(ApiModel):
         description="Running requests per replica (vllm:num_requests_running). Unset: not used.",
     )
     tpot_slo_fraction: float = Field(
-        0.9,
+        1.0,
         ge=0.1,
         le=1,
         description="TPOT p99 at which a replica's capacity is measured, as a fraction of "

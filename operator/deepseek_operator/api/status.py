@@ -150,11 +150,6 @@ class LoadMemory(ApiModel):
     season: SeasonProfile | None = Field(
         None, description="The rate's profile over its period (spec.scaling.seasonalPeriodSeconds)."
     )
-    seasonal: bool = Field(
-        False,
-        description="The rises describe the seasonal forecast (else the trend's); a change of "
-        "forecast starts them over.",
-    )
 
 
 class ScalingState(ApiModel):
