@@ -38,8 +38,12 @@ def apply_defaults(schema: dict[str, Any], obj: Any) -> Any:
 
 
 def _strip_x(node: Any) -> Any:
+    """The schema as JSON Schema draft 4: no x-kubernetes keys, OpenAPI's `nullable` as a type."""
     if isinstance(node, dict):
-        return {k: _strip_x(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+        out = {k: _strip_x(v) for k, v in node.items() if not k.startswith("x-kubernetes")}
+        if out.pop("nullable", False) and "type" in out:
+            out["type"] = [out["type"], "null"]
+        return out
     if isinstance(node, list):
         return [_strip_x(v) for v in node]
     return node

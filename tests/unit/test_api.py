@@ -319,3 +319,25 @@ def test_unknown_status_fields_are_dropped_unknown_spec_fields_are_not() -> None
     bad["status"] = {"newerField": 1}
     with pytest.raises(ValidationError):
         DeepSeekDeployment.from_k8s(bad)
+
+
+def test_a_season_profile_with_unseen_bins_is_a_valid_status() -> None:
+    """The planner's profile keeps null for a bin it has not seen yet; the API server must accept
+    the status the operator writes (it rejected every null item, and no decision was stored)."""
+    from deepseek_operator.api.status import DeepSeekDeploymentStatus
+
+    status = DeepSeekDeploymentStatus.model_validate(
+        {
+            "phase": "Ready",
+            "scaling": {
+                "load": {"season": {"period": 86400, "since": 1.0, "bins": [None, 2.5, None]}}
+            },
+        }
+    ).to_k8s()
+    assert status["scaling"]["load"]["season"]["bins"] == [None, 2.5, None]
+    obj = manifest()
+    obj["status"] = status
+    _, errors = validate(obj)
+    assert errors == []
+    obj["status"]["scaling"]["load"]["season"]["bins"] = ["many"]
+    assert validate(obj)[1], "a bin that is not a number or null is still refused"

@@ -2,7 +2,7 @@
 
 Pydantic emits JSON Schema 2020-12 with `$defs`/`$ref`; the API server wants a *structural*
 OpenAPI v3 schema: no references, a `type` on every node, `exclusiveMinimum` as a boolean,
-nullable handled by leaving a field out. This module does that conversion and adds what only a
+nullable handled by leaving a field out (items of a list keep `nullable`). This module does that conversion and adds what only a
 CRD has: printer columns, the status and scale subresources, and API-server defaults for nested
 objects so `kubectl get -o yaml` shows every effective setting.
 """
@@ -87,7 +87,12 @@ def _structural(node: dict[str, Any]) -> dict[str, Any]:
         elif ap is False:
             del node["additionalProperties"]
     elif t == "array":
-        node["items"] = _structural(node["items"])
+        # list[X | None]: the items keep their null (a missing item would shift the others).
+        items = node["items"]
+        nullable = any(b.get("type") == "null" for b in items.get("anyOf", []))
+        node["items"] = _structural(items)
+        if nullable:
+            node["items"]["nullable"] = True
     elif t is None:
         raise ValueError(f"schema node without a type: {node}")
     if "format" in node and node["format"] not in {"date-time", "int32", "int64", "double"}:
