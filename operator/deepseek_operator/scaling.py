@@ -83,7 +83,9 @@ LINE_MAX_GAIN = 2.0  # the line may at most double the through-the-origin estima
 HEADROOM_QUANTILE = 0.9
 RISE_MAX = 10.0  # a window from (almost) no load counts as at most an elevenfold rise
 MEMORY_WINDOWS = 128
+SEASON_MIN_WINDOWS = 4  # windows forecast from the profile before their rises size the headroom
 # Step 5: guards
+BREACH_SECONDS = STEADY_SECONDS  # a planned fleet's latency guard waits out one rate window
 DRAINING_SHARE = 0.1  # the backlog shrinks by a tenth of the finished rate or more: draining
 LATENCY_HEADROOM = 0.8  # no scale-down while TTFT or TPOT p99 is above 80% of its SLO
 
@@ -386,6 +388,7 @@ class Headroom:
     fraction: float  # the quantile of the relative rises
     windows: int  # completed windows it was taken from
     top: float | None  # highest rate seen in them
+    seasonal: bool = False  # taken from the windows forecast from the period's profile
 
     def over(self, base: float) -> float:
         """Headroom above `base`: the quantile's share, never planning past the highest rate
@@ -399,43 +402,63 @@ class Headroom:
         if not self.windows:
             return "headroom none (no whole horizon seen yet)"
         top = f", capped at the {self.top:.2f} req/s peak seen" if self.top is not None else ""
+        kind = " forecast from the season's profile" if self.seasonal else ""
         return (
             f"headroom +{self.fraction:.0%} (q{HEADROOM_QUANTILE * 100:.0f} of rises over "
-            f"{self.windows} horizon windows{top})"
+            f"{self.windows} horizon windows{kind}{top})"
         )
 
 
 def remember_load(
-    memory: LoadMemory | None, now: float, rate: float, base: float, horizon: float, every: float
+    memory: LoadMemory | None,
+    now: float,
+    rate: float,
+    base: float,
+    horizon: float,
+    every: float,
+    seasonal: bool = False,
 ) -> LoadMemory:
     """Add the rate now (at most one point per `every` seconds) and close the windows a
     horizon old: each closed window adds how far the rate rose above the forecast made at its
-    start (relative) and the highest rate in it."""
+    start (relative) and the highest rate in it; a window whose forecast came from the
+    period's profile adds its rise to the seasonal rises as well."""
     m = memory or LoadMemory()
     points, rises, tops = list(m.points), list(m.rises), list(m.tops)
+    seasonal_rises = list(m.seasonal_rises)
     if not points or now - points[-1].time >= every:
-        points.append(RatePoint(time=now, rate=round(rate, 4), base=round(base, 4)))
+        points.append(
+            RatePoint(time=now, rate=round(rate, 4), base=round(base, 4), seasonal=seasonal)
+        )
     while points and now - points[0].time >= horizon:
         start = points.pop(0)
         top = max([p.rate for p in points if p.time - start.time <= horizon] + [start.rate])
         rise = top / start.base - 1.0 if start.base > 0 else (RISE_MAX if top > 0 else 0.0)
-        rises.append(round(min(max(rise, 0.0), RISE_MAX), 4))
+        rise = round(min(max(rise, 0.0), RISE_MAX), 4)
+        rises.append(rise)
         tops.append(round(top, 4))
+        if start.seasonal:
+            seasonal_rises.append(rise)
     return LoadMemory(
         points=points[-40:],
         rises=rises[-MEMORY_WINDOWS:],
         tops=tops[-MEMORY_WINDOWS:],
+        seasonal_rises=seasonal_rises[-MEMORY_WINDOWS:],
         season=m.season,
     )
 
 
-def headroom(memory: LoadMemory | None) -> Headroom:
-    """Step 3: the HEADROOM_QUANTILE quantile of the relative rises (nearest rank)."""
+def headroom(memory: LoadMemory | None, seasonal: bool = False) -> Headroom:
+    """Step 3: the HEADROOM_QUANTILE quantile of the relative rises (nearest rank). The
+    headroom covers the errors of the forecast in use: while the forecast follows the period's
+    profile, and once SEASON_MIN_WINDOWS windows were forecast that way, only their rises
+    count (the rises of a trend forecast on a daily ramp say nothing of the profile's)."""
     if memory is None or not memory.rises:
         return Headroom(0.0, 0, None)
-    xs = sorted(memory.rises)
+    top = max(memory.tops) if memory.tops else None
+    by_season = seasonal and len(memory.seasonal_rises) >= SEASON_MIN_WINDOWS
+    xs = sorted(memory.seasonal_rises if by_season else memory.rises)
     q = xs[min(len(xs) - 1, math.ceil(HEADROOM_QUANTILE * len(xs)) - 1)]
-    return Headroom(q, len(xs), max(memory.tops) if memory.tops else None)
+    return Headroom(q, len(xs), top, by_season)
 
 
 # ------------------------------------------------------------------------------ 4. plan --
@@ -485,12 +508,16 @@ def guard(
     latency_settled: bool,
     planned: bool = False,
     draining: bool = False,
+    breach_held: bool = True,
 ) -> tuple[int, str, str] | None:
     """Step 5: the most replicas a safety net asks for now, with its reason; None when none
     asks. The SLO guard (once the latency window describes the Ready replicas): TTFT or TPOT
     p99 above the SLO -> ready x breach (at most doubled, at least one more), except while the
     backlog drains (`draining`: the replicas finish more than arrives, so the latency window
-    shows requests that waited before, not what the fleet does now). The queue /
+    shows requests that waited before, not what the fleet does now) and, where there is a
+    plan, until the breach has held for BREACH_SECONDS (`breach_held`: the plan sizes the
+    fleet at the SLO, so a p99 over it for one window is noise the plan already answers; a
+    breach that lasts says the capacity model is wrong). The queue /
     KV-cache guard, when there is no plan (`planned` false: no rate or capacity yet): requests
     waiting beyond the tolerated queue or KV usage past its target -> the concurrency the
     replicas would hold at the KV target. User targets when set."""
@@ -510,7 +537,8 @@ def guard(
         if v is not None
     ]
     worst = max(breaches, default=None)
-    if worst is not None and worst[0] > 1.0 and latency_settled and not draining:
+    held = breach_held or not planned
+    if worst is not None and worst[0] > 1.0 and latency_settled and not draining and held:
         doubled = max(math.ceil(ready * min(2.0, worst[0])), ready + 1)
         asks.append(
             (doubled, f"{worst[1]}AboveSLO", f"{worst[1]} p99 {worst[2]:.3g}s > SLO {worst[3]:g}s")
@@ -553,6 +581,19 @@ def guard(
         return None
     want, reason, why = max(asks, key=lambda a: a[0])
     return math.ceil(want - 1e-9), reason, why
+
+
+def breach_held(past: list[Recommendation], now: float, breach: float) -> bool:
+    """Latency has been above its SLO (breach > 1) at every recommendation for BREACH_SECONDS
+    up to now (a recommendation without the number ends the run)."""
+    if breach <= 1.0:
+        return False
+    since = now
+    for r in reversed(past):
+        if r.breach is None or r.breach <= 1.0:
+            break
+        since = r.time
+    return now - since >= BREACH_SECONDS
 
 
 def latency_breach(spec: ScalingSpec, vals: dict[Signal, float]) -> float:
@@ -709,7 +750,9 @@ def decide(
     demand = forecast(arriving, finished or 0.0, growth, prior_points, now, horizon, season)
     if finished is not None:
         every = max(interval, horizon / POINTS_PER_HORIZON)
-        memory = remember_load(memory, now, arriving, demand.until_ready, horizon, every)
+        memory = remember_load(
+            memory, now, arriving, demand.until_ready, horizon, every, demand.seasonal
+        )
         season = remember_season(season, now, arriving, float(spec.seasonal_period_seconds))
         memory = memory.model_copy(update={"season": season})
 
@@ -740,7 +783,7 @@ def decide(
     )
 
     # 3. headroom and 4. the plan
-    room = headroom(memory)
+    room = headroom(memory, demand.seasonal)
     if capacity is not None and finished is not None:
         p = plan(demand, capacity.per_replica, room)
         raw, reason = p.recommend(n, capacity.per_replica)
@@ -748,6 +791,12 @@ def decide(
             f"{demand.words()}; capacity {capacity.per_replica:.2f} req/s per replica "
             f"({capacity.source}); {room.words()}; {p.words(capacity.per_replica)}"
         )
+    elif finished is not None and backlog <= 0 and demand.until_ready <= 0:
+        # Idle: nothing arrives, runs or waits, and nothing is forecast. No capacity is needed
+        # to know that no replica serves load (a burst that ended before any steady sample
+        # was learned left no capacity model, and the fleet would otherwise stay at its peak).
+        raw, reason = 0, "LowLoad"
+        why = f"{demand.words()}; nothing running or waiting: no replica is needed for load"
     else:
         raw, reason = n, "WithinTarget"
         why = "no request rate to plan on yet; holding unless a guard asks"
@@ -763,6 +812,7 @@ def decide(
         settled and not inp.rollout_in_flight,
         planned=capacity is not None,
         draining=finished is not None and growth < -DRAINING_SHARE * finished,
+        breach_held=breach_held(past, now, breach),
     )
     if asked is not None and asked[0] > raw:
         raw, reason, why = asked[0], asked[1], f"{asked[2]} (guard over the plan: {why})"
@@ -777,6 +827,7 @@ def decide(
             replicas=raw,
             request_rate=None if finished is None else round(finished, 4),
             backlog=backlog,
+            breach=round(breach, 4),
         ),
     ]
     target, held, held_why = _stabilize(spec, history, n, raw, now, breach)

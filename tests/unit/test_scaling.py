@@ -561,6 +561,32 @@ def test_ready_count_changes_are_tracked(
     assert (d.state.ready_since, d.state.ready_count) == (since, ready)
 
 
+def test_a_burst_that_left_no_capacity_model_still_scales_down_when_idle() -> None:
+    # the burst ended before any steady sample: no capacity, but nothing arrives, runs or waits
+    idle = sig(0, 0, 0.0, pods=4, requestRate=0.0)
+    state = LOW_FOR_LONG.model_copy(update=SETTLED)
+    d = decide(SPEC, inp(4, 4, idle), state, NOW, 15.0)
+    assert (d.replicas, d.reason) == (3, "LowLoad"), d.message
+    assert "nothing running or waiting" in d.message
+    # something still running: no plan, so hold
+    d = decide(SPEC, inp(4, 4, sig(3, 0, 0.01, pods=4, requestRate=0.0)), state, NOW, 15.0)
+    assert d.replicas == 4, d.message
+
+
+def test_a_planned_fleet_scales_on_a_breach_that_lasts_a_window() -> None:
+    # 12 req/s on 4 replicas of 4.29: the plan needs 3; TPOT p99 0.15 s > 0.1 s says the
+    # capacity model is off, but only once it lasts a whole rate window
+    hot = sig(20, 0, 0.3, pods=4, requestRate=12.0, tpotP99=0.15)
+    state = PLANNED
+    seen = []
+    for k in range(5):
+        d = decide(SPEC, inp(4, 4, hot), state, NOW + 15.0 * k, 15.0)
+        state = d.state
+        seen.append((d.replicas, d.reason))
+    assert all(r == 4 and reason != "TPOTAboveSLO" for r, reason in seen[:4]), seen
+    assert seen[4] == (6, "TPOTAboveSLO"), seen
+
+
 def test_slo_guard_waits_a_window_after_pods_became_ready() -> None:
     # TTFT 4 s > 2 s on 4 Ready pods of 6; two pods became Ready 20 s ago: the TTFT window
     # still shows the fleet before them and the burst of prefills that filled them

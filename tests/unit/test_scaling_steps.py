@@ -13,6 +13,7 @@ from deepseek_operator.scaling import (
     Demand,
     Headroom,
     _stabilize,
+    breach_held,
     forecast,
     guard,
     headroom,
@@ -189,10 +190,15 @@ def test_prior_capacity(
 
 
 # --- 3. headroom --------------------------------------------------------------------------
-def memory_of(rates: list[float], base: float, every: float = 30.0) -> LoadMemory:
+def memory_of(
+    rates: list[float], base: float, every: float = 30.0, seasonal_from: int | None = None
+) -> LoadMemory:
+    """The memory after `rates` every `every` s, forecast at `base`; from index
+    `seasonal_from` on, the forecast came from the period's profile."""
     m: LoadMemory | None = None
     for i, r in enumerate(rates):
-        m = remember_load(m, i * every, r, base, H, every)
+        seasonal = seasonal_from is not None and i >= seasonal_from
+        m = remember_load(m, i * every, r, base, H, every, seasonal)
     assert m is not None
     return m
 
@@ -220,6 +226,23 @@ def test_headroom_from_rises_over_the_horizon(
     room = headroom(memory_of(rates, base))
     assert room.fraction == pytest.approx(fraction)
     assert room.top == pytest.approx(top)
+
+
+def test_a_seasonal_forecast_is_sized_by_its_own_errors() -> None:
+    # a trend forecast missed ramps of 3x; the period's profile then forecast well (its windows
+    # rose 10% over it): once SEASON_MIN_WINDOWS windows were forecast from the profile, only
+    # theirs count, and only while the forecast in use is the profile's
+    rates = ([6.0] * 10 + [18.0] * 10) * 3 + [6.6] * 30
+    m = memory_of(rates, 6.0, seasonal_from=60)
+    assert len(m.seasonal_rises) == 20 and len(m.rises) > len(m.seasonal_rises)
+    assert headroom(m, seasonal=True).fraction == pytest.approx(0.1)
+    assert headroom(m, seasonal=True).seasonal
+    assert headroom(m, seasonal=False).fraction == pytest.approx(2.0)
+    # too few windows of the profile's yet: all windows count
+    few = memory_of(rates[:73], 6.0, seasonal_from=60)
+    assert 0 < len(few.seasonal_rises) < 4
+    assert headroom(few, seasonal=True).fraction == pytest.approx(2.0)
+    assert "forecast from the season's profile" in headroom(m, seasonal=True).words()
 
 
 def test_headroom_never_plans_past_the_highest_rate_seen() -> None:
@@ -337,6 +360,35 @@ def test_guard(
 ) -> None:
     got = guard(SPEC, signals, 2, settled, planned)
     assert (None if got is None else got[:2]) == expected, got
+
+
+def test_a_planned_fleet_waits_out_one_window_of_breach() -> None:
+    # the plan sizes at the SLO, so a p99 over it for one window is the plan's noise; with no
+    # plan the breach is the only signal and acts at once
+    hot = vals(10, 0, 0.2, tpotP99=0.15)
+    assert guard(SPEC, hot, 2, True, True, breach_held=False) is None
+    assert guard(SPEC, hot, 2, True, True, breach_held=True) == (3, "TPOTAboveSLO", ANY)
+    assert guard(SPEC, hot, 2, True, False, breach_held=False) == (3, "TPOTAboveSLO", ANY)
+
+
+def run(*recs: tuple[float, float | None]) -> list[Recommendation]:
+    return [Recommendation(time=NOW - age, replicas=2, breach=b) for age, b in recs]
+
+
+BREACH_TABLE = [
+    # (case, past (age, breach), breach now, held)
+    ("no breach now", run((60, 1.5), (30, 1.5)), 0.9, False),
+    ("a breach for a whole window", run((90, 0.5), (60, 1.2), (30, 1.3)), 1.4, True),
+    ("a breach for half a window", run((60, 0.5), (30, 1.3)), 1.4, False),
+    ("one window, broken by a quiet tick", run((75, 1.2), (45, 0.8), (15, 1.2)), 1.3, False),
+    ("a record without the number ends the run", run((90, 1.2), (60, None), (30, 1.2)), 1.3, False),
+    ("a fresh history", [], 2.0, False),
+]
+
+
+@pytest.mark.parametrize("case,past,now,held", BREACH_TABLE, ids=[c[0] for c in BREACH_TABLE])
+def test_breach_held(case: str, past: list[Recommendation], now: float, held: bool) -> None:
+    assert breach_held(past, NOW, now) is held
 
 
 def test_the_slo_guard_waits_while_the_backlog_drains() -> None:

@@ -2,9 +2,10 @@
 
 Pydantic emits JSON Schema 2020-12 with `$defs`/`$ref`; the API server wants a *structural*
 OpenAPI v3 schema: no references, a `type` on every node, `exclusiveMinimum` as a boolean,
-nullable handled by leaving a field out (items of a list keep `nullable`). This module does that conversion and adds what only a
-CRD has: printer columns, the status and scale subresources, and API-server defaults for nested
-objects so `kubectl get -o yaml` shows every effective setting.
+nullable handled by leaving a field out (items of a list keep `nullable`). This module does
+that conversion and adds what only a CRD has: printer columns, the status and scale
+subresources, and API-server defaults for nested objects so `kubectl get -o yaml` shows every
+effective setting.
 """
 
 from __future__ import annotations

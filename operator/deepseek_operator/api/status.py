@@ -81,6 +81,11 @@ class Recommendation(ApiModel):
     backlog: float | None = Field(
         None, ge=0, description="Requests running or waiting in the serving colour at that time."
     )
+    breach: float | None = Field(
+        None,
+        ge=0,
+        description="The worse of TTFT and TPOT p99 over its SLO at that time (above 1: breached).",
+    )
 
 
 class CapacityModel(ApiModel):
@@ -115,6 +120,9 @@ class RatePoint(ApiModel):
     time: float = Field(description="Unix time.")
     rate: float = Field(ge=0, description="Requests per second arriving.")
     base: float = Field(ge=0, description="Requests per second forecast for the horizon then.")
+    seasonal: bool = Field(
+        False, description="The forecast then came from the period's profile (not a trend)."
+    )
 
 
 class SeasonProfile(ApiModel):
@@ -146,6 +154,12 @@ class LoadMemory(ApiModel):
         default_factory=list,
         max_length=128,
         description="Completed windows: the highest rate within each (requests/s).",
+    )
+    seasonal_rises: list[float] = Field(
+        default_factory=list,
+        max_length=128,
+        description="The rises of the completed windows whose forecast came from the period's "
+        "profile: once there are enough, the headroom is sized from these alone.",
     )
     season: SeasonProfile | None = Field(
         None, description="The rate's profile over its period (spec.scaling.seasonalPeriodSeconds)."
