@@ -11,8 +11,9 @@ could come?". One model, in five named steps, each a small pure function with it
    manage, not what arrives), and its forecast one horizon ahead. The horizon is the learned
    time from a scale-up to its pods being Ready (`learn_start`; START_PRIOR_SECONDS until one
    was seen). The forecast is a least-squares trend over the last horizon of rate points, used
-   only where the slope is significant (noise on a flat load projects nothing) and at most a
-   doubling or a halving.
+   only where the slope is significant (noise on a flat load projects nothing, a step is a
+   jump and not a trend) and at most a doubling or a halving; once a whole period
+   (`seasonalPeriodSeconds`) was seen, the period's profile says how the rate changes instead.
 2. Capacity (`learn_capacity`, `replica_capacity`, `prior_capacity`): the requests/s one Ready
    replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO. Learned per serving
    colour and quantization mode from steady periods as the line TPOT = a + b x rate (decode
@@ -22,8 +23,9 @@ could come?". One model, in five named steps, each a small pure function with it
 3. Headroom (`remember_load`, `headroom`): how far the load rose above its forecast within one
    horizon, as a HEADROOM_QUANTILE quantile of the completed windows so far (relative: 0.5 is
    50% above the forecast). A flat load keeps little; a bursty one enough to ride out the bursts
-   no scale-up can catch. Never planned beyond the highest rate seen (a burst is not stacked on
-   a burst).
+   no scale-up can catch. The headroom covers the errors of the forecast in use: once enough
+   windows were forecast from the period's profile, only theirs count. Never planned beyond
+   the highest rate seen (a burst is not stacked on a burst).
 4. Plan (`plan`): replicas = ceil((forecast + headroom) / capacity). Scale up only for load
    that will still be there when the new pods are Ready (the forecast at the horizon); keep
    what the load until then needs (the higher of now and the forecast, with headroom: a
@@ -32,9 +34,12 @@ could come?". One model, in five named steps, each a small pure function with it
    min/max and the GPUs the cluster has (unschedulable pods -> CapacityLimited).
 5. Guards (`guard`, the holds in `decide`): safety nets over the plan. The SLO guard adds
    replicas when TTFT or TPOT p99 breach the SLO (once the latency window describes the Ready
-   replicas); the queue/KV-cache guard when requests queue or the KV cache runs past its
-   target; no scale-down while pods start or latency is near its SLO; missing, stale or
-   incomplete metrics hold (never read as "no load").
+   replicas, not while a backlog drains, and, where a plan exists, once the breach has lasted
+   one rate window: the plan sizes at the SLO, so one window over it is noise); the
+   queue/KV-cache guard, where there is no plan yet, when requests queue or the KV cache runs
+   past its target; no scale-down while requests queue or latency is near its SLO; an idle
+   fleet (nothing arriving, running or waiting) needs no capacity model to scale down;
+   missing, stale or incomplete metrics hold (never read as "no load").
 
 Worked numbers (R1 fp8 on 8xH200, horizon 344 s): 16 req/s arriving, rising 0.6 req/s per
 minute -> 19.4 req/s forecast in 344 s; a replica learned at 30 ms + 12 ms per req/s with a 90 ms
