@@ -89,6 +89,7 @@ class FileTrace:
 
 # ------------------------------------------------------------------------------ traces --
 SYNTHETIC = ("bursty", "diurnal", "step", "diurnal_2h", "day_long")
+PRESET_ONLY = ("day_long",)  # run at the preset's cold start only, unless --sweep-day
 
 
 def file_traces(cfg: Config, azure: str | None, extra: dict[str, str]) -> dict[str, FileTrace]:
@@ -470,6 +471,7 @@ def run(
     only: list[str] | None = None,
     policies: tuple[str, ...] = POLICIES,
     command: str = "make bench",
+    sweep_day: bool = False,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
     names = [n for n in (*SYNTHETIC, *files) if not only or n in only]
@@ -494,7 +496,16 @@ def run(
             log(f"    capacity of one replica on {name}: {c:.2f} req/s at the SLOs")
         # the longest traces first: they bound the wall time
         order = sorted(names, key=lambda n: -_expected_cost(cfg, n))
-        args = [(c, tn, fs, pn, cal[tn]) for tn in order for c in cfgs for pn in policies]
+        # the day-long trace at the preset's cold start only: at every cold start it alone
+        # would take longer than the rest of the sweep (--sweep-day to run it at each)
+        first = next((c for c in cfgs if c.cold_start_s is None), cfgs[0])
+        args = [
+            (c, tn, fs, pn, cal[tn])
+            for tn in order
+            for c in cfgs
+            if sweep_day or tn not in PRESET_ONLY or c is first
+            for pn in policies
+        ]
         it = pool.map(_job, args) if pool else map(_job, args)
         for cs, tn, pn, res, series, wall in it:
             k = cold_start_key(cs)
@@ -510,10 +521,13 @@ def run(
         if pool:
             pool.shutdown()
     runtime = time.perf_counter() - t_start
-    for k in keys:  # keep the policies' order in the tables
+    for k in keys:  # keep the policies' order in the tables; traces not run here are left out
         results[k] = {
-            tn: {pn: per[pn] for pn in policies if pn in per} for tn, per in results[k].items()
+            tn: {pn: per[pn] for pn in policies if pn in per}
+            for tn, per in results[k].items()
+            if per
         }
+        all_series[k] = {tn: per for tn, per in all_series[k].items() if per}
     primary = cold_start_key(cfg.cold_start) if cold_start_key(cfg.cold_start) in keys else keys[0]
     doc = report(cfg, traces, cal, results, primary, runtime, command)
     out.mkdir(parents=True, exist_ok=True)
@@ -855,6 +869,11 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated seconds for a pod to become Ready, 'preset' for the preset's "
         "load time (default: 90,preset,900)",
     )
+    ap.add_argument(
+        "--sweep-day",
+        action="store_true",
+        help="run the day-long trace at every cold start (default: the preset's only)",
+    )
     a = ap.parse_args(argv)
     cold = [None if c.strip() == "preset" else float(c) for c in a.cold_start.split(",") if c]
     cfg = Config(
@@ -882,6 +901,7 @@ def main(argv: list[str] | None = None) -> int:
         only=only,
         policies=policies,
         command=command.strip(),
+        sweep_day=a.sweep_day,
     )
     return 0
 
