@@ -585,13 +585,23 @@ def plot(points: list[dict[str, Any]], path: Path) -> None:
     ax = axes[1][0]
     ax.plot(ns, [p["queries_per_tick"] for p in points], "o-", label="Prometheus queries")
     ax.plot(ns, [p["api_requests_per_tick"] for p in points], "s-", label="API requests")
-    ax.set_yscale("symlog")
+    for p in points:
+        for key in ("queries_per_tick", "api_requests_per_tick"):
+            if p[key]:
+                ax.annotate(f"{p[key]:g}", (p["resources"], p[key]), fontsize=7, va="bottom")
+    ax.set_yscale("log")
     ax.set_ylabel(f"per {SIGNAL_INTERVAL_S:.0f} s tick")
     ax.set_title("requests per signal tick (steady)")
     ax = axes[1][1]
     ax.plot(ns, [p["all_reconciled_s"] for p in points], "o-", label="all reconciled")
     ax.plot(ns, [p["all_ready_s"] for p in points], "s--", label="all Ready")
     ax.plot(ns, [p["cpu_s"] for p in points], "^-", label="operator CPU s")
+    late = [p for p in points if p["all_reconciled_s"] is None]
+    for i, p in enumerate(late):
+        msg = "; ".join(p["errors"]) or "not all reconciled"
+        ax.text(
+            0.02, 0.9 - 0.07 * i, f"N={p['resources']}: {msg}", transform=ax.transAxes, fontsize=8
+        )
     ax.set_ylabel("seconds")
     ax.set_title("time from the first create; CPU used")
     for ax in axes.flat:
@@ -648,7 +658,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steady", type=float, default=60.0, help="steady window, seconds")
     p.add_argument("--background", type=float, default=30.0, help="operator-off window, seconds")
     p.add_argument("--timeout", type=float, default=600.0, help="per point: all Ready by then")
+    p.add_argument("--replot", action="store_true", help="only redraw scale.png from scale.json")
     args = p.parse_args(argv)
+    if args.replot:
+        path = Path(args.out) / "scale.json"
+        plot(json.loads(path.read_text())["points"], path.with_suffix(".png"))
+        return 0
     points = sorted({int(x) for x in args.points.split(",") if x.strip()})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
