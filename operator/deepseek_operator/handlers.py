@@ -261,10 +261,12 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     _write_status(rt, obj, dsd.status, outcome.status)
     _export(dsd, outcome)
     metrics.PENDING_PODS.labels(namespace, name, "Unschedulable").set(observed.unschedulable_pods)
-    metrics.RECONCILE_DURATION.labels("reconcile").observe(time.monotonic() - t0)
+    took = time.monotonic() - t0
+    metrics.RECONCILE_DURATION.labels("reconcile").observe(took)
     metrics.LAST_RECONCILE.labels(namespace, name).set(now)
     log.info(
-        "reconciled namespace=%s name=%s phase=%s active=%s ready=%s/%s rollout=%s changes=%d",
+        "reconciled namespace=%s name=%s phase=%s active=%s ready=%s/%s rollout=%s changes=%d "
+        "seconds=%.4f",
         namespace,
         name,
         outcome.status.phase,
@@ -273,8 +275,12 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         outcome.status.desired_replicas,
         outcome.status.rollout.phase if outcome.status.rollout else None,
         len(outcome.events),
+        took,
     )
-    next_scale = _next_autoscale_in(dsd, now)
+    # From the status just written: after a decision the next one is a whole interval away (the
+    # observed status still holds the previous decision's time, which made it due at once and
+    # cost a second reconcile right after every decision).
+    next_scale = _next_autoscale_in(dsd, now, outcome.status)
     if next_check is not None:
         next_scale = next_check if next_scale is None else min(next_scale, next_check)
     in_flight = step is not None and (
@@ -295,12 +301,16 @@ def _autoscale_due(dsd: DeepSeekDeployment, now: float) -> bool:
     return nxt is not None and nxt <= 0.25
 
 
-def _next_autoscale_in(dsd: DeepSeekDeployment, now: float) -> float | None:
-    """Seconds until the next autoscaling decision is due (None: autoscaling is off)."""
+def _next_autoscale_in(
+    dsd: DeepSeekDeployment, now: float, status: DeepSeekDeploymentStatus | None = None
+) -> float | None:
+    """Seconds until the next autoscaling decision is due (None: autoscaling is off), from
+    `status` (default: the observed one)."""
     sc = dsd.spec.scaling
     if not sc.enabled:
         return None
-    last = dsd.status.scaling.last_decision_time if dsd.status.scaling else None
+    st = dsd.status if status is None else status
+    last = st.scaling.last_decision_time if st.scaling else None
     if last is None:
         return 0.0
     return max(0.0, last + sc.interval_seconds - now)

@@ -169,7 +169,8 @@ REGIONS: dict[str, tuple[int, int]] = {
 class Profile:
     """A pair of local clusters with state, ports and addresses of its own.
 
-    `demo` is what `make demo` and `make cluster` run; `test` is what the e2e suites run. Two
+    `demo` is what `make demo` and `make cluster` run; `test` is what the e2e suites run;
+    `bench` (a single region) is what the scale benchmark runs. Two
     profiles never share a state directory, a port or a network octet, so whatever the demo
     left in its clusters (a DeepSeekDeployment, its pods, a namespace) is not in the tests'
     cluster, and both can even run at once.
@@ -183,6 +184,9 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "demo": Profile("demo", "cluster", REGIONS),
     "test": Profile("test", "test-cluster", {"us-east": (27000, 64), "eu-west": (28000, 80)}),
+    # `make bench-scale` (bench/scale.py): one region of its own, started and purged by the
+    # benchmark, so a run never touches the demo's or the tests' clusters.
+    "bench": Profile("bench", "bench-cluster", {"us-east": (29000, 96)}),
 }
 DEFAULT_PROFILE = "demo"
 PROFILE_ENV = "DEEPSEEK_CLUSTER_PROFILE"

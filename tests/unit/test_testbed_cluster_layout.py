@@ -117,6 +117,14 @@ def test_the_demo_and_test_profiles_share_no_state_port_or_address(tmp_path: Pat
     assert all(1024 < p < 32768 for p in ports)
     octets = [c.octet for c in demo + test] + [48]
     assert len(octets) == len(set(octets))
+    # The scale benchmark's region: apart from both, Service CIDRs (octet + 1) included.
+    bench = region_configs(root=tmp_path, profile="bench")
+    assert [c.name for c in bench] == ["us-east"]
+    assert bench[0].state_dir.parent == tmp_path / ".local" / "bench-cluster"
+    assert not set(bench[0].ports.as_dict().values()) & set(ports)
+    assert all(1024 < p < 32768 for p in bench[0].ports.as_dict().values())
+    taken = {o + d for o in octets for d in (0, 1)}
+    assert not {bench[0].octet, bench[0].octet + 1} & taken
     assert region_configs(root=tmp_path) == demo  # the default is the demo's
     with pytest.raises(KeyError):
         region_configs(root=tmp_path, profile="prod")
