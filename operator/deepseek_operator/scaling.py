@@ -824,6 +824,8 @@ def decide(
     if raw < n and queued:
         raw, reason = n, "QueueBuildup"
         why = f"{waiting:.0f} requests waiting; not scaling down ({why})"
+    # never below minReplicas: a fleet at its minimum is not "stabilizing" towards fewer
+    raw = max(raw, lo)
 
     history = [
         *past,

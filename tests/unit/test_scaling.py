@@ -573,6 +573,14 @@ def test_a_burst_that_left_no_capacity_model_still_scales_down_when_idle() -> No
     assert d.replicas == 4, d.message
 
 
+def test_at_min_replicas_an_idle_fleet_is_within_target_not_stabilizing() -> None:
+    idle = sig(0, 0, 0.0, pods=1, requestRate=0.0)
+    d = decide(SPEC, inp(1, 1, idle), EMPTY.model_copy(update=SETTLED), NOW, 15.0)
+    assert (d.replicas, d.reason) == (1, "LowLoad"), d.message
+    d = decide(SPEC, inp(1, 1, idle), d.state, NOW + 15.0, 15.0)
+    assert d.reason != "Stabilizing", d.message
+
+
 def test_a_planned_fleet_scales_on_a_breach_that_lasts_a_window() -> None:
     # 12 req/s on 4 replicas of 4.29: the plan needs 3; TPOT p99 0.15 s > 0.1 s says the
     # capacity model is off, but only once it lasts a whole rate window
