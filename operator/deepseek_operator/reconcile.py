@@ -39,6 +39,8 @@ from .rollout import (
 from .scaling import ScalingDecision
 from .signals import Signals
 
+DECISION_REFRESH_SECONDS = 60.0  # a hold for the same reason refreshes lastScalingDecision
+
 
 def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -585,11 +587,18 @@ def _autoscaler_limit_condition(
 def _decision_record(
     status: DeepSeekDeploymentStatus, decision: ScalingDecision, current: int, now: float
 ) -> ScalingDecisionStatus | None:
-    """status.lastScalingDecision when the decision changes replicas or its reason; None keeps
-    the last one (a hold for the same reason is not news)."""
+    """status.lastScalingDecision when the decision changes replicas or its reason, or when
+    the last one is DECISION_REFRESH_SECONDS old; None keeps the last one (a hold for the same
+    reason is not news, but its numbers go stale: the first hold, before a rate was known,
+    stood in the demo's status for a minute and a half while the operator planned every tick)."""
     last = status.last_scaling_decision
     if decision.replicas == current and last is not None and last.reason == decision.reason:
-        return None
+        try:
+            then = parse_time(last.time)
+        except ValueError:
+            then = None
+        if then is not None and now - then < DECISION_REFRESH_SECONDS:
+            return None
     return ScalingDecisionStatus(
         time=rfc3339(now),
         from_replicas=current,

@@ -653,7 +653,8 @@ def _stabilize(
             return (
                 n,
                 "Stabilizing",
-                f"lower load ({raw} replicas would do) must last {down}s before scaling down",
+                f"lower load ({raw} replica{'' if raw == 1 else 's'} would do) must last {down}s "
+                "before scaling down",
             )
         if breach > LATENCY_HEADROOM:
             return (

@@ -464,26 +464,29 @@ def test_autoscaler_limit_condition(
 
 
 RECORDS = [
-    # (case, last reason or None, current, decided, reason, recorded)
-    ("first decision", None, 2, 2, "Hold", True),
-    ("same hold again", "Hold", 2, 2, "Hold", False),
-    ("new reason", "Hold", 2, 2, "QueueDepth", True),
-    ("replicas change", "Hold", 2, 3, "Hold", True),
+    # (case, last reason or None, its age (s), current, decided, reason, recorded)
+    ("first decision", None, 0, 2, 2, "Hold", True),
+    ("same hold again", "Hold", 15, 2, 2, "Hold", False),
+    ("same hold a minute on: its numbers refreshed", "Hold", 60, 2, 2, "Hold", True),
+    ("new reason", "Hold", 15, 2, 2, "QueueDepth", True),
+    ("replicas change", "Hold", 15, 2, 3, "Hold", True),
 ]
 
 
 @pytest.mark.parametrize(
-    ("last", "current", "decided", "reason", "recorded"),
+    ("last", "age", "current", "decided", "reason", "recorded"),
     [c[1:] for c in RECORDS],
     ids=[c[0] for c in RECORDS],
 )
 def test_decision_record(
-    last: str | None, current: int, decided: int, reason: str, recorded: bool
+    last: str | None, age: float, current: int, decided: int, reason: str, recorded: bool
 ) -> None:
     prior = (
         None
         if last is None
-        else R.ScalingDecisionStatus(time="t", from_replicas=2, to_replicas=2, reason=last)
+        else R.ScalingDecisionStatus(
+            time=rfc3339(100.0 - age), from_replicas=2, to_replicas=2, reason=last
+        )
     )
     status = DeepSeekDeploymentStatus(last_scaling_decision=prior)
     got = R._decision_record(
