@@ -382,7 +382,8 @@ def _quantize(
     state = dsd.status.quantization
     aim = spec.scaling.targets.tpot_slo_fraction * spec.scaling.slo.tpot_p99_seconds
     model = dsd.status.scaling.capacity if dsd.status.scaling else None
-    learned = replica_capacity(model, active.value, dsd.status.mode, aim)
+    kv_target = spec.scaling.targets.kv_cache_usage
+    learned = replica_capacity(model, active.value, dsd.status.mode, aim, kv_target)
     if learned is not None:  # the autoscaler's learned capacity is the served rung's
         state = Q.learn_rung_capacity(state, served, learned.per_replica)
     rung = q.rung(served) or q.current()

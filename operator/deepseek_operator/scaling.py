@@ -17,9 +17,12 @@ could come?". One model, in five named steps, each a small pure function with it
 2. Capacity (`learn_capacity`, `replica_capacity`, `prior_capacity`): the requests/s one Ready
    replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO. Learned per serving
    colour and quantization mode from steady periods as the line TPOT = a + b x rate (decode
-   steps have a fixed cost, so TPOT is not proportional to the rate); until CAPACITY_MIN_SAMPLES
-   were taken, a prior from what the replicas report now: their served rate per replica
-   stretched to the KV-cache target and to the TPOT aim.
+   steps have a fixed cost, so TPOT is not proportional to the rate), and no more than the rate
+   at which the KV cache reaches `targets.kvCacheUsage` (`kv_bound`: by Little's law the cache
+   holds rate x TPOT in proportion; with long outputs, e.g. reasoning, the cache fills before
+   TPOT reaches the aim); until CAPACITY_MIN_SAMPLES were taken, a prior from what the
+   replicas report now: their served rate per replica stretched to the KV-cache target and to
+   the TPOT aim.
 3. Headroom (`remember_load`, `headroom`): how far the load rose above its forecast within one
    horizon, as a HEADROOM_QUANTILE quantile of the completed windows so far (relative: 0.5 is
    50% above the forecast). A flat load keeps little; a bursty one enough to ride out the bursts
@@ -304,11 +307,16 @@ class Capacity:
 
 
 def learn_capacity(
-    model: CapacityModel | None, colour: str, mode: str | None, rate: float, tpot: float
+    model: CapacityModel | None,
+    colour: str,
+    mode: str | None,
+    rate: float,
+    tpot: float,
+    kv: float = 0.0,
 ) -> CapacityModel:
-    """Add one steady sample (requests/s per Ready replica, TPOT p99) to the weighted moments
-    (older samples decay by CAPACITY_DECAY). A new colour or mode starts a new model: the
-    replicas are a different build or precision."""
+    """Add one steady sample (requests/s per Ready replica, TPOT p99, KV-cache usage) to the
+    weighted moments (older samples decay by CAPACITY_DECAY). A new colour or mode starts a new
+    model: the replicas are a different build or precision."""
     if model is None or model.colour != colour or model.mode != mode:
         model = CapacityModel(colour=colour, mode=mode)
     w = CAPACITY_DECAY * model.weight + 1.0
@@ -325,16 +333,36 @@ def learn_capacity(
         mean_tpot=round(upd(model.mean_tpot, tpot), 8),
         mean_rate_sq=round(upd(model.mean_rate_sq, rate * rate), 6),
         mean_rate_tpot=round(upd(model.mean_rate_tpot, rate * tpot), 8),
+        mean_kv=round(min(max(upd(model.mean_kv, kv), 0.0), 1.0), 6),
     )
 
 
+def kv_bound(model: CapacityModel, a: float, b: float, kv_target: float) -> float | None:
+    """Requests/s per replica at which the KV cache reaches `kv_target`, or None when the
+    samples' usage is too low to say. By Little's law a replica holds rate x request time
+    requests, and a request's time grows with TPOT: usage = k x rate x TPOT(rate), with k
+    from the weighted means and TPOT(rate) = a + b x rate (b = 0: TPOT held at a). A cache
+    that fills before TPOT reaches the aim (long outputs: reasoning) is the tighter bound."""
+    if model.mean_kv < MIN_KV_FOR_CALIBRATION or model.mean_rate_tpot <= 0:
+        return None
+    c = kv_target * model.mean_rate_tpot / model.mean_kv  # rate x TPOT at the target
+    if b <= 0:
+        return c / a if a > 0 else None
+    return (-a + math.sqrt(a * a + 4.0 * b * c)) / (2.0 * b)
+
+
 def replica_capacity(
-    model: CapacityModel | None, colour: str, mode: str | None, aim: float
+    model: CapacityModel | None,
+    colour: str,
+    mode: str | None,
+    aim: float,
+    kv_target: float | None = None,
 ) -> Capacity | None:
     """Requests/s one replica of (colour, mode) serves with TPOT p99 at `aim`, from the learned
     line TPOT = a + b x rate; None while fewer than CAPACITY_MIN_SAMPLES were taken. With rates
     too little spread for a line (or a line that does not rise) the line through the origin
-    and the means stands in: it underestimates a replica below the rates seen, never over."""
+    and the means stands in: it underestimates a replica below the rates seen, never over.
+    With `kv_target`, no more than the KV cache holds at that usage (`kv_bound`)."""
     if (
         model is None
         or model.colour != colour
@@ -344,19 +372,28 @@ def replica_capacity(
         or model.mean_tpot <= 0
     ):
         return None
-    origin = aim * model.mean_rate / model.mean_tpot
+    per = origin = aim * model.mean_rate / model.mean_tpot
+    a, b = model.mean_tpot, 0.0
+    source = f"proportional to TPOT, learned from {model.samples} samples"
     var = model.mean_rate_sq - model.mean_rate**2
     if var > (LINE_MIN_SPREAD * model.mean_rate) ** 2:
-        b = (model.mean_rate_tpot - model.mean_rate * model.mean_tpot) / var
-        a = model.mean_tpot - b * model.mean_rate
-        if b > 0 and 0 <= a < aim:
+        b_fit = (model.mean_rate_tpot - model.mean_rate * model.mean_tpot) / var
+        a_fit = model.mean_tpot - b_fit * model.mean_rate
+        if b_fit > 0 and 0 <= a_fit < aim:
+            a, b = a_fit, b_fit
             per = min(max((aim - a) / b, origin), LINE_MAX_GAIN * origin)
-            return Capacity(
-                per,
+            source = (
                 f"TPOT {a * 1000:.0f}ms + {b * 1000:.1f}ms per req/s, learned from "
-                f"{model.samples} steady samples",
+                f"{model.samples} steady samples"
             )
-    return Capacity(origin, f"proportional to TPOT, learned from {model.samples} samples")
+    bound = kv_bound(model, a, b, kv_target) if kv_target else None
+    if bound is not None and bound < per:
+        per = bound
+        source += (
+            f"; the KV cache ({model.mean_kv:.0%} at {model.mean_rate:.2f} req/s) reaches "
+            f"{kv_target:.0%} first"
+        )
+    return Capacity(per, source)
 
 
 def prior_capacity(
@@ -782,9 +819,12 @@ def decide(
         and abs(growth) <= 0.1 * finished
         and tpot_now is not None
     ):
-        cap_model = learn_capacity(cap_model, inp.colour, inp.mode, finished / inp.ready, tpot_now)
+        cap_model = learn_capacity(
+            cap_model, inp.colour, inp.mode, finished / inp.ready, tpot_now, kv or 0.0
+        )
     queued = waiting > tolerated
-    capacity = replica_capacity(cap_model, inp.colour, inp.mode, aim) or prior_capacity(
+    kv_target = spec.targets.kv_cache_usage
+    capacity = replica_capacity(cap_model, inp.colour, inp.mode, aim, kv_target) or prior_capacity(
         finished, inp.ready, kv, spec.targets.kv_cache_usage, tpot_now, aim, queued
     )
 

@@ -508,3 +508,14 @@ def window(trace: Trace, start: float, end: float, *, name: str | None = None) -
         if start <= r.arrival < end
     ]
     return Trace(name or trace.name, reqs, trace.attribution, dict(trace.meta, window=(start, end)))
+
+
+def redraw_lengths(trace: Trace, lengths: LengthModel, *, seed: int = 0) -> Trace:
+    """The same arrivals with prompt and output lengths drawn from `lengths` (another
+    workload on the trace's arrival process). Deterministic for a seed."""
+    rng = random.Random(seed)
+    reqs = []
+    for r in trace.requests:
+        prompt, output = lengths.sample(rng)
+        reqs.append(SimRequest(r.id, prompt, output, r.arrival, r.finish_reason))
+    return Trace(trace.name, reqs, trace.attribution, dict(trace.meta, lengths_redrawn=True))

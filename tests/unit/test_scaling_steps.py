@@ -119,6 +119,27 @@ FLAT = CapacityModel(colour="blue", mode="fp8")
 for rate in (2.0, 3.0, 4.0, 5.0):  # TPOT = 80 ms + 1 ms per req/s: the line says 10 at 90 ms
     FLAT = learn_capacity(FLAT, "blue", "fp8", rate, 0.08 + 0.001 * rate)
 ORIGIN = CapacityModel(colour="blue", samples=20, weight=15.0, mean_rate=3.0, mean_tpot=0.07)
+# Long outputs (reasoning): the KV cache holds 28.6 x rate x TPOT; at 0.5 req/s it is half full
+KV_K = 0.5 / (0.5 * 0.035)
+REASONING = CapacityModel(colour="blue", mode="fp8")
+for rate in (0.2, 0.3, 0.4, 0.5):  # TPOT = 30 ms + 10 ms per req/s, as LINE
+    tpot = 0.03 + 0.01 * rate
+    REASONING = learn_capacity(REASONING, "blue", "fp8", rate, tpot, KV_K * rate * tpot)
+CHAT = CapacityModel(colour="blue", mode="fp8")
+for rate in (2.0, 3.0, 4.0, 5.0):  # as LINE, the cache at most 20% full at 6 req/s
+    tpot = 0.03 + 0.01 * rate
+    CHAT = learn_capacity(CHAT, "blue", "fp8", rate, tpot, 0.2 * rate * tpot / (6 * 0.09))
+
+
+def _kv_full_at(target: float) -> float:
+    """The rate at which REASONING's cache reaches `target` (bisection, independent of the
+    closed form in kv_bound)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if KV_K * mid * (0.03 + 0.01 * mid) < target else (lo, mid)
+    return lo
+
 
 CAPACITY_TABLE = [
     # (case, model, colour, mode, aim, expected req/s per replica)
@@ -131,6 +152,17 @@ CAPACITY_TABLE = [
     # a line that would more than double the origin's estimate is held at twice it
     ("the line at most doubles", FLAT, "blue", "fp8", 0.09, 0.18 * FLAT.mean_rate / FLAT.mean_tpot),
 ]
+KV_TABLE = [
+    # (case, model, kv_target, expected req/s per replica)
+    ("the cache fills before TPOT reaches the aim", REASONING, 0.8, _kv_full_at(0.8)),
+    ("no KV target: TPOT alone (the line, at most doubled)", REASONING, None,
+     2 * 0.09 * REASONING.mean_rate / REASONING.mean_tpot),
+    ("a cache that never binds leaves the line", CHAT, 0.8, 6.0),
+    ("usage too low to extrapolate", CHAT.model_copy(update={"mean_kv": 0.01}), 0.8, 6.0),
+    ("no line: the cache's usage in proportion to the rate",
+     ORIGIN.model_copy(update={"mean_kv": 0.7, "mean_rate_tpot": 3.0 * 0.07}), 0.8,
+     3.0 * 0.8 / 0.7),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -148,6 +180,18 @@ def test_replica_capacity(
     assert (None if got is None else got.per_replica) == (
         None if expected is None else pytest.approx(expected, rel=1e-3)
     )
+
+
+@pytest.mark.parametrize("case,model,kv_target,expected", KV_TABLE, ids=[c[0] for c in KV_TABLE])
+def test_replica_capacity_is_bounded_by_the_kv_cache(
+    case: str, model: CapacityModel, kv_target: float | None, expected: float
+) -> None:
+    got = replica_capacity(model, "blue", model.mode, 0.09, kv_target)
+    assert got is not None
+    assert got.per_replica == pytest.approx(expected, rel=1e-3)
+    assert ("KV cache" in got.source) == (
+        got.per_replica < 0.999 * replica_capacity(model, "blue", model.mode, 0.09).per_replica
+    )  # type: ignore[union-attr]
 
 
 def test_learn_capacity_decays_and_starts_over() -> None:

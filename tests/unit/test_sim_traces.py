@@ -101,3 +101,20 @@ def test_transforms() -> None:
     w = T.window(tr, 100.0, 200.0)
     assert all(0.0 <= r.arrival < 100.0 for r in w.requests)
     assert w.attribution == tr.attribution
+
+
+def test_redraw_lengths_keeps_the_arrivals_and_draws_the_new_workload() -> None:
+    chat = T.constant(2.0, 600.0, seed=3)
+    reasoning = T.LengthModel(
+        prompt_mu=7.0, prompt_sigma=0.1, prompt_max=8000,
+        output_mu=7.8, output_sigma=0.1, output_min=200, output_max=8000,
+    )  # fmt: skip
+    out = T.redraw_lengths(chat, reasoning, seed=1)
+    assert [r.arrival for r in out.requests] == [r.arrival for r in chat.requests]
+    assert out.attribution == chat.attribution and out.meta["lengths_redrawn"] is True
+    outputs = sorted(r.max_tokens for r in out.requests)
+    assert 2000 < outputs[len(outputs) // 2] < 3000  # e^7.8 ~ 2440
+    assert (
+        out.requests[0].max_tokens
+        == T.redraw_lengths(chat, reasoning, seed=1).requests[0].max_tokens
+    )

@@ -112,6 +112,13 @@ class CapacityModel(ApiModel):
     mean_rate_tpot: float = Field(
         0.0, ge=0, description="Weighted mean of rate x TPOT p99 (for the line's slope)."
     )
+    mean_kv: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Weighted mean KV-cache usage (0-1). By Little's law a replica's cache holds "
+        "in-flight tokens in proportion to rate x TPOT: the cache bounds the capacity too.",
+    )
 
 
 class RatePoint(ApiModel):
