@@ -316,6 +316,19 @@ class LocalCluster:
             for s in self.status().values()
         )
 
+    # --- faults ----------------------------------------------------------------------------
+
+    def stop_component(self, region: str, name: str) -> bool:
+        """Stop one component of one region (SIGTERM, then SIGKILL), as a fault: the API server
+        restarting, Prometheus gone. `up()` starts it again. Returns whether it was running."""
+        r = next((x for x in self._regions if x.cfg.name == region), None)
+        if r is None:
+            raise ValueError(f"no region {region!r}; known: {[x.cfg.name for x in self._regions]}")
+        if name not in r.components():
+            raise ValueError(f"no component {name!r} in {region}")
+        _log("cluster.fault", region=region, component=name, action="stop")
+        return procs.stop(r.pidfile(name))
+
     # --- up --------------------------------------------------------------------------------
 
     @contextlib.contextmanager

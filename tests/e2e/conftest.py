@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -31,6 +32,11 @@ from kubernetes import client, config
 from testbed.cluster import LocalCluster, RegionInfo, region_configs
 from testbed.cluster.config import PROFILE_ENV
 
+from .faults import DOC as RELIABILITY_DOC
+from .faults import ROWS as FAULT_ROWS
+from .faults import complete as fault_matrix_complete
+from .faults import read_rows as read_fault_rows
+from .faults import report as fault_report
 from .operator_process import release_namespace
 from .waiting import wait_for
 
@@ -187,3 +193,23 @@ class Prometheus:
 def prometheus(regions: dict[str, RegionInfo]) -> dict[str, Prometheus]:
     """A Prometheus client per region."""
     return {name: Prometheus(r.prometheus_url) for name, r in regions.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The fault matrix's report (faults.py): rows recorded by the tests, written at the end
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    FAULT_ROWS.unlink(missing_ok=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    rows = read_fault_rows()
+    if not rows:
+        return
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    # the docs only from a run of every fault that passed; a partial run's report goes to logs
+    target = RELIABILITY_DOC if fault_matrix_complete(rows) and exitstatus == 0 else None
+    target = target or FAULT_ROWS.parent / "reliability.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(fault_report(rows, when))

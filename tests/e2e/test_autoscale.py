@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from testbed.cluster import RegionInfo
 
+from .faults import record
 from .operator_process import LOGS, OperatorProcess, free_port, install_crds
 from .test_operator import (
     GROUP,
@@ -647,6 +648,11 @@ def test_missing_metrics_hold_replicas_and_say_so(
     assert len(ready_engine_pods(core, ns, name)) == 2
     cond = condition(get_dsd(custom, ns, name), "MetricsAvailable")
     assert cond is not None and cond["status"] == "False", cond
+    record(
+        "metrics-never-answer",
+        f"replicas held at 2 over {(DOWN_WINDOW // INTERVAL) + 2} decisions past the "
+        f"scale-down window; MetricsAvailable=False ({cond['reason']})",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

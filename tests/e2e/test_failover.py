@@ -20,6 +20,7 @@ from kubernetes import client
 
 from testbed.cluster import RegionInfo
 
+from .faults import record
 from .operator_process import OperatorProcess, free_port, install_crds
 from .test_operator import GROUP, PLURAL, VERSION, condition, example
 from .waiting import wait_for
@@ -224,6 +225,12 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     healthy = regions_now(east, namespace)["us-east"]
     if recovering["state"] == "Recovering":
         assert healthy["since"] - recovering["since"] >= FAILBACK_DELAY, (recovering, healthy)
+    record(
+        "primary-region-lost",
+        "us-east unhealthy, its weight moved to eu-west (RegionUnhealthy, TrafficShifted); "
+        "back after the failback delay (RegionRecovering, then RegionHealthy). Weights are "
+        "published, not yet applied to client traffic (#17)",
+    )
 
 
 def test_an_unreachable_standby_is_reported_without_moving_traffic(

@@ -22,6 +22,7 @@ from kubernetes import client
 
 from testbed.cluster import RegionInfo
 
+from .faults import record
 from .operator_process import REPO, OperatorProcess, install_crds, release_namespace
 from .waiting import wait_for
 
@@ -370,6 +371,11 @@ def test_operator_killed_and_restarted_converges(
         lambda: get_dsd(custom, ns, "small").get("status", {}).get("readyReplicas") == 4,
         what="status readyReplicas 4",
     )
+    record(
+        "operator-killed",
+        "nothing acted while it was down; after the restart the replica change made meanwhile "
+        "was applied (3 -> 4 Ready, status readyReplicas 4)",
+    )
 
 
 def test_delete_keeps_user_pvc_and_removes_owned_objects(
@@ -553,6 +559,11 @@ def test_two_replicas_leader_election(
             what="the standby takes over after the leader's peering record expires",
         )
         wait_for(lambda: marker in standby.log_since(offset), what="the standby's reconcile")
+        record(
+            "leader-killed",
+            "the standby did not act while the leader lived; after the kill it applied a "
+            "replica change (2 -> 3) once the leader's peering record expired",
+        )
     finally:
         for op in ops:
             op.stop()

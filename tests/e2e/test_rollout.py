@@ -30,6 +30,7 @@ from testbed.cluster import RegionInfo
 from testbed.sim.loadgen import LoadGenerator, constant_rate
 from testbed.sim.router import Route, Router, local_cluster_address
 
+from .faults import record
 from .operator_process import OperatorProcess, install_crds
 from .test_operator import (
     GROUP,
@@ -430,6 +431,13 @@ def test_erroring_preview_is_rolled_back_and_clients_see_no_errors(
     counts = finish(serving, "erroring preview rolled back")
     assert_no_client_errors(counts)
     assert counts["preview"].get(500, 0) > 0, counts  # the preview did fail its requests
+    record(
+        "preview-erroring",
+        f"the analysis failed on errorRate and rolled back to blue; the preview answered "
+        f"{counts['preview'].get(500, 0)} requests with 500 (analysis traffic), the stable "
+        "Service none",
+        counts,
+    )
 
 
 def test_manual_promote_waits_in_paused_then_promotes(
@@ -524,6 +532,12 @@ def test_operator_killed_mid_rollout_resumes_to_the_same_end_state(
 
     counts = finish(serving, "operator killed mid-rollout")
     assert_no_client_errors(counts)
+    record(
+        "operator-killed-mid-rollout",
+        "killed in Analyzing; nothing moved while it was down; the same rollout (same "
+        "startedAt, one RolloutStarted) completed to green",
+        counts,
+    )
 
 
 def test_spec_change_during_a_rollout_supersedes_the_preview(
@@ -702,3 +716,9 @@ def test_a_failed_analysis_on_a_full_cluster_rolls_back_in_steps(
     counts = finish(serving_full, "failed stepped rollout rolled back")
     assert_no_client_errors(counts)  # the failing pod never served the stable Service
     assert counts["preview"].get(500, 0) > 0, counts
+    record(
+        "analysis-fails-full-cluster",
+        "rolled back in steps (SteppedTransition, AnalysisFailed, RolledBackInSteps Events), "
+        "2 Ready blue pods, Degraded=True",
+        counts,
+    )
