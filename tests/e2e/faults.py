@@ -57,6 +57,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The operator's watches recover: a spec change made after the restart is applied; the "
         "operator keeps running; no client request fails",
     ),
+    "zone-lost": (
+        "One zone's GPU nodes deleted from the cluster, under client load",
+        "The zone's replicas are replaced in the other zones and serve again; status follows; "
+        "requests in flight on the lost pods fail, the rest are served",
+    ),
     "primary-region-lost": (
         "The primary region's engines gone (two-region failover)",
         "The standby takes the traffic weight (status, Events); failback after the delay",
@@ -122,7 +127,7 @@ def report(rows: list[Row], when: str) -> str:
     missing = [k for k in FAULTS if k not in last]
     lines += [
         "",
-        "Not in the matrix yet: one zone's GPU nodes removed, a GPU node NotReady, the operator "
+        "Not in the matrix yet: a GPU node NotReady, the operator "
         "killed at every rollout phase and failover state, the home API server unreachable "
         "during failover.",
     ]

@@ -184,3 +184,84 @@ def test_api_server_restart_recovers_watches_with_no_failed_requests(
         f"change made after it ({REPLICAS} -> {REPLICAS + 1} Ready)",
         counts,
     )
+
+
+ZONE = "topology.kubernetes.io/zone"
+GPU_PRODUCT = "nvidia.com/gpu.product"
+
+
+def _zones_of(core: client.CoreV1Api, ns: str) -> dict[str, str]:
+    """Ready blue pod -> the zone of its node (a pod whose node is gone is not counted)."""
+    zone_of = {
+        n.metadata.name: (n.metadata.labels or {}).get(ZONE, "") for n in core.list_node().items
+    }
+    out = {}
+    for name in ready_pods(core, ns, "blue"):
+        try:
+            node = core.read_namespaced_pod(name, ns).spec.node_name
+        except client.ApiException as e:
+            if e.status == 404:  # deleted since it was listed
+                continue
+            raise
+        if node in zone_of:
+            out[name] = zone_of[node]
+    return out
+
+
+def test_a_zone_lost_reschedules_its_replicas_into_the_other_zones(
+    namespace: str,
+    serving: Traffic,
+    local_cluster: LocalCluster,
+    region: RegionInfo,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,  # noqa: F811
+) -> None:
+    ns = namespace
+    before = _zones_of(core, ns)
+    assert len(before) == REPLICAS and len(set(before.values())) == REPLICAS, before  # spread
+    lost = sorted(before.values())[0]
+    gpu_nodes = [
+        n.metadata.name
+        for n in core.list_node(label_selector=f"{ZONE}={lost}").items
+        if GPU_PRODUCT in (n.metadata.labels or {})
+    ]
+    assert gpu_nodes, f"no GPU node in {lost}"
+    t0 = time.monotonic()
+    try:
+        for node in gpu_nodes:
+            core.delete_node(node)
+        # the lost zone's replica is replaced in another zone (the scheduler keeps the spread
+        # over the zones that still have GPUs) and serves again
+        after = wait_for(
+            lambda: (
+                z if len(z := _zones_of(core, ns)) == REPLICAS and lost not in z.values() else None
+            ),
+            timeout=300,
+            what=f"{REPLICAS} Ready blue pods outside {lost}",
+        )
+        back_in = time.monotonic() - t0
+        wait_for(
+            lambda: (_dsd(custom, ns).get("status") or {}).get("readyReplicas") == REPLICAS,
+            timeout=60,
+            what="status.readyReplicas back at the desired count",
+        )
+    finally:
+        local_cluster.up()  # the nodes come back
+    assert after is not None
+    assert set(before) - set(after), "the pod in the lost zone was not replaced"
+    served_before = serving.counts()["ok"]
+    wait_for(lambda: serving.counts()["ok"] > served_before + 10, timeout=60, what="load served")
+    counts = finish(serving, "a zone's GPU nodes removed")
+    assert counts["ok"] > 0, counts
+    record(
+        "zone-lost",
+        f"{len(gpu_nodes)} GPU node(s) of {lost} deleted; its replica was replaced in "
+        f"{sorted(set(after.values()))} and all {REPLICAS} were Ready again after "
+        f"{back_in:.0f}s"
+        + (
+            f"; {counts['failed']} request(s) in flight on the lost pod failed"
+            if counts["failed"]
+            else "; no request failed"
+        ),
+        counts,
+    )
