@@ -716,6 +716,7 @@ class Supervisor:
         self.inflight: int | None = None
         self.stop = threading.Event()
         self.stop_signal: str | None = None
+        self.stop_at: float | None = None  # monotonic time the stop signal arrived
         self.proc: subprocess.Popen[bytes] | None = None
         self._server: http.server.ThreadingHTTPServer | None = None
         self.base = engine_url(settings)
@@ -747,6 +748,7 @@ class Supervisor:
     def _on_signal(self, signum: int, _frame: object) -> None:
         if not self.stop.is_set():
             self.stop_signal = signal.Signals(signum).name
+            self.stop_at = time.monotonic()
             self.stop.set()
 
     def install_signal_handlers(self) -> None:
@@ -842,17 +844,21 @@ class Supervisor:
         self._set(Phase.DRAINING)
         t0 = time.monotonic()
         deadline = t0 + s.drain_timeout + s.stop_timeout
+        if self.proc.poll() is None:
+            # Forward first, then look: a request that finishes while we read the metrics is
+            # one vLLM would not drain. Only the server process: it stops its engine core and
+            # workers in order, and keeps answering /metrics while it drains.
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+        forwarded_after = time.monotonic() - (self.stop_at or t0)
         log(
             "drain_started",
             signal=self.stop_signal,
+            forwarded_after_s=f"{forwarded_after:.2f}",
             inflight=self._read_inflight(),
             timeout_s=s.drain_timeout,
             shutdown_timeout=effective(s, "--shutdown-timeout"),
         )
-        if self.proc.poll() is None:
-            # Only the server process: it stops its engine core and workers in order.
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
         last_log = time.monotonic()
         while self.proc.poll() is None and time.monotonic() < deadline:
             if time.monotonic() - last_log >= 5:

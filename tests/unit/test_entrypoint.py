@@ -403,14 +403,15 @@ port = int(sys.argv[sys.argv.index("--port") + 1])
 if os.environ["STAND_IN_MODE"] == "stuck":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:
-    signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.3), os._exit(0)))
+    # Like vLLM: keep answering /metrics while draining, exit when drained.
+    signal.signal(signal.SIGTERM, lambda *_: threading.Timer(0.3, os._exit, (0,)).start())
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         body = b"vllm:num_requests_running{engine=\\"0\\"} 1.0\\n"
         self.send_response(200); self.send_header("Content-Length", str(len(body)))
         self.end_headers(); self.wfile.write(body)
     def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 """
 
 
