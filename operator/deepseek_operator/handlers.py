@@ -22,12 +22,13 @@ from pydantic import ValidationError
 
 from . import failover
 from . import labels as L
+from . import propagation as P
 from . import quantization as Q
 from .adapters import metrics
 from .adapters.events import EventRecorder, ObjectRef
 from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller, Snapshot
-from .adapters.regions import RegionReader, prometheus_view
+from .adapters.regions import RegionReader, RegionUnreachable, prometheus_view
 from .api.base import GROUP, PLURAL, VERSION
 from .api.resource import DeepSeekDeployment
 from .api.status import (
@@ -36,6 +37,7 @@ from .api.status import (
     ConditionType,
     DeepSeekDeploymentStatus,
     Phase,
+    RegionStatus,
     ScalingState,
 )
 from .desired import deployment_name, render, template_hash
@@ -70,6 +72,8 @@ class Runtime:
     signal_interval: float = 10.0
     regions: RegionReader | None = None
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    # (namespace, name) -> (generation, unix time this process first saw it): sync lag
+    generation_seen: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     loop: asyncio.AbstractEventLoop | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -220,13 +224,16 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     next_check = failover.check_due(
         dsd.spec.regions, dsd.spec.failover, list(outcome.status.regions), now
     )
-    if next_check is not None and next_check <= 0.25:
+    due_check = next_check is not None and next_check <= 0.25
+    if due_check:
         outcome = replace(
             outcome, status=_check_regions(rt, dsd, observed, snap, url, outcome, now)
         )
         next_check = float(dsd.spec.failover.health_check_interval_seconds)
     elif not dsd.spec.regions and outcome.status.regions:
         outcome = replace(outcome, status=_without_regions(dsd, outcome.status))
+    if _copies_due(dsd, outcome.status, checked=next_check is not None and due_check):
+        outcome = replace(outcome, status=_sync_copies(rt, obj, dsd, outcome.status, now))
 
     if outcome.plan is not None:
         changes = rt.kube.apply(render(dsd, outcome.plan), owned)
@@ -459,6 +466,14 @@ def _check_regions(
         metrics.REGION_WEIGHT.labels(ns, name, r.name).set(r.weight)
     for gone in {r.name for r in status.regions} - {r.name for r in fo.regions}:
         _forget_region(ns, name, gone)
+        if any(r.name == gone and r.copy_state for r in status.regions):
+            rt.events.record(
+                ref,
+                "Normal",
+                "CopyKept",
+                f"region {gone} left spec.regions: its copy there is kept and no longer synced "
+                "(delete it there if it should stop serving)",
+            )
     log.info(
         "regions_checked namespace=%s name=%s weights=%s states=%s",
         ns,
@@ -479,13 +494,86 @@ def _check_regions(
     return status.model_copy(update={"regions": fo.regions, "conditions": conds})
 
 
+def _copies_due(dsd: DeepSeekDeployment, status: DeepSeekDeploymentStatus, checked: bool) -> bool:
+    """Sync the member regions' copies with each health check, and at once after a change."""
+    remote = {r.name for r in dsd.spec.regions if r.kubeconfig_secret_ref is not None}
+    if not remote:
+        return False
+    synced = {r.name: r.synced_generation for r in status.regions}
+    return checked or any(synced.get(n) != dsd.metadata.generation for n in remote)
+
+
+def _sync_copies(
+    rt: Runtime,
+    obj: dict[str, Any],
+    dsd: DeepSeekDeployment,
+    status: DeepSeekDeploymentStatus,
+    now: float,
+) -> DeepSeekDeploymentStatus:
+    """Create or update this resource's copy in each member region (decided by
+    `propagation.plan`), and report it in status.regions[], RegionsSynced and Events."""
+    if rt.regions is None:  # pragma: no cover - always configured by operator_main
+        return status
+    ns, name = dsd.namespace, dsd.name
+    generation = int(dsd.metadata.generation or 0)
+    key = (ns, name)
+    seen = rt.generation_seen.get(key)
+    if seen is None or seen[0] != generation:
+        seen = rt.generation_seen[key] = (generation, now)
+    ref = ObjectRef(ns, name, dsd.metadata.uid)
+    by_name = {r.name: r for r in status.regions}
+    for region in dsd.spec.regions:
+        if region.kubeconfig_secret_ref is None:
+            continue
+        try:
+            existing = rt.regions.get_copy(ns, name, region)
+            p = P.plan(obj, region, existing)
+            if p.action is P.Action.CREATE:
+                assert p.body is not None
+                rt.regions.create_copy(region, p.body)
+            elif p.action is P.Action.UPDATE:
+                assert p.body is not None and existing is not None
+                rt.regions.update_copy(
+                    region, existing, p.body, {P.HOME_GENERATION: str(generation)}
+                )
+        except RegionUnreachable as e:
+            p = P.Plan(P.Action.UNREACHABLE, f"region {region.name}: {e}")
+        prev = by_name.get(region.name) or RegionStatus(name=region.name)
+        by_name[region.name], ev = P.record(prev, p, generation, time.time(), seen[1])
+        if ev is not None:
+            rt.events.record(ref, ev.type, ev.reason, ev.message)
+        if p.action is not P.Action.NONE:
+            log.info(
+                "region_copy namespace=%s name=%s region=%s action=%s message=%r",
+                ns,
+                name,
+                region.name,
+                p.action,
+                p.message,
+            )
+    order = [r.name for r in dsd.spec.regions]
+    regions = sorted(by_name.values(), key=lambda r: order.index(r.name) if r.name in order else 99)
+    ok, reason, message = P.synced_condition(regions)
+    conds = set_condition(
+        list(status.conditions),
+        ConditionType.REGIONS_SYNCED,
+        ok,
+        reason,
+        message,
+        dsd.metadata.generation,
+        now,
+    )
+    return status.model_copy(update={"regions": regions, "conditions": conds})
+
+
 def _without_regions(
     dsd: DeepSeekDeployment, status: DeepSeekDeploymentStatus
 ) -> DeepSeekDeploymentStatus:
     """spec.regions was emptied: forget the regions and their condition."""
     for r in status.regions:
         _forget_region(dsd.namespace, dsd.name, r.name)
-    conds = [c for c in status.conditions if c.type != ConditionType.REGIONS_HEALTHY]
+    gone = (ConditionType.REGIONS_HEALTHY, ConditionType.REGIONS_SYNCED)
+    conds = [c for c in status.conditions if c.type not in gone]
     return status.model_copy(update={"regions": [], "conditions": conds})
 
 
@@ -647,19 +735,62 @@ def _engine_pod(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def _deleted(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
     """Owned objects go with the resource (owner references, garbage collection). User-made
-    PersistentVolumeClaims and Secrets are not owned and stay. Objects in other regions will
-    be cleaned up here once regions are managed."""
+    PersistentVolumeClaims and Secrets are not owned and stay. The copies this resource made in
+    member regions are deleted first; while a region cannot be reached the deletion waits
+    (Kopf's finalizer) and retries, unless the keep-member-copies annotation says not to."""
     rt = runtime()
     if namespace is None:
         return
+    ref = ObjectRef(namespace, name, body.metadata.uid)
+    _delete_copies(rt, ref, body)
     rt.events.record(
-        ObjectRef(namespace, name, body.metadata.uid),
+        ref,
         "Normal",
         "Deleting",
         "owned Deployments, Services and budgets are removed by garbage collection; "
         "PersistentVolumeClaims and Secrets are kept",
     )
     forget(namespace, name)
+    rt.generation_seen.pop((namespace, name), None)
+
+
+def _delete_copies(rt: Runtime, ref: ObjectRef, body: Mapping[str, Any]) -> None:
+    try:
+        dsd = DeepSeekDeployment.from_k8s(dict(body))
+    except ValidationError:
+        return  # an invalid spec never got copies written
+    remote = [r for r in dsd.spec.regions if r.kubeconfig_secret_ref is not None]
+    if not remote or rt.regions is None:
+        return
+    if (dsd.metadata.annotations or {}).get(P.KEEP_COPIES) == "true":
+        rt.events.record(
+            ref,
+            "Normal",
+            "CopiesKept",
+            f"{P.KEEP_COPIES}=true: copies in {', '.join(r.name for r in remote)} are kept",
+        )
+        return
+    unreachable = []
+    for region in remote:
+        try:
+            existing = rt.regions.get_copy(ref.namespace, ref.name, region)
+            p = P.removal(str(ref.uid), region.name, existing)
+            if p.action is P.Action.DELETE:
+                assert existing is not None
+                rt.regions.delete_copy(region, existing)
+                rt.events.record(ref, "Normal", "CopyDeleted", p.message)
+            elif p.action is P.Action.CONFLICT:
+                rt.events.record(ref, "Warning", "CopyConflict", p.message)
+        except RegionUnreachable as e:
+            unreachable.append(f"region {region.name}: {e}")
+    if unreachable:
+        msg = (
+            "cannot delete the copies in member regions ("
+            + "; ".join(unreachable)
+            + f"); retrying. Annotate {P.KEEP_COPIES}=true to delete this resource without them"
+        )
+        rt.events.record(ref, "Warning", "CopyDeleteFailed", msg)
+        raise kopf.TemporaryError(msg, delay=10)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, initial_delay=0.0, cancellation_timeout=10.0)

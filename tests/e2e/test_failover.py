@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +91,9 @@ REGIONS = [
         "role": "standby",
         "weight": 0,
         "kubeconfigSecretRef": {"name": SECRET, "key": "kubeconfig"},
+        # The copy keeps 1 replica when the primary is scaled to 0 (scaling is off here, so
+        # spec.replicas would otherwise follow the home resource).
+        "standbyReplicas": 1,
     },
 ]
 
@@ -101,10 +105,9 @@ def fleet(
     namespace: str,
     operators: dict[str, OperatorProcess],
 ) -> dict[str, client.CustomObjectsApi]:
-    """The standby DeepSeekDeployment in eu-west, the kubeconfig Secret and the primary one in
-    us-east; returns a CustomObjectsApi per region."""
+    """The kubeconfig Secret and the DeepSeekDeployment in us-east, which creates its copy in
+    eu-west; returns a CustomObjectsApi per region."""
     custom = {n: client.CustomObjectsApi(api) for n, api in api_clients.items()}
-    custom["eu-west"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body())
     client.CoreV1Api(api_clients["us-east"]).create_namespaced_secret(
         namespace, kubeconfig_secret(regions["eu-west"])
     )
@@ -258,11 +261,106 @@ def test_an_unreachable_standby_is_reported_without_moving_traffic(
     assert "unreachable" in west["message"], west
     cond = condition(dsd(east, namespace), "RegionsHealthy") or {}
     assert (cond.get("status"), cond.get("reason")) == ("False", "RegionUnhealthy"), cond
-    new = [e for e in events(core, namespace) if e not in before]
-    assert [r for r, _ in new] == ["RegionUnhealthy"], new
-    assert "region eu-west failed 2 health checks in a row" in new[0][1], new
+    new = dict(e for e in events(core, namespace) if e not in before)
+    assert sorted(new) == ["CopyUnreachable", "RegionUnhealthy"], new
+    assert "region eu-west failed 2 health checks in a row" in new["RegionUnhealthy"], new
+    synced = condition(dsd(east, namespace), "RegionsSynced") or {}
+    assert (synced.get("status"), synced.get("reason")) == ("False", "CopyUnreachable"), synced
 
     # Its Secret is fixed: eu-west recovers, then returns after the failback delay.
     core.replace_namespaced_secret(SECRET, namespace, kubeconfig_secret(regions["eu-west"]))
     wait_all_healthy(east, namespace)
     assert "RegionHealthy" in event_reasons(core, namespace)
+
+
+def copy_in(custom: client.CustomObjectsApi, ns: str) -> dict[str, Any] | None:
+    try:
+        return dsd(custom, ns)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def test_one_apply_serves_in_both_regions_and_the_copy_follows(
+    fleet: dict[str, client.CustomObjectsApi],
+    namespace: str,
+    core: client.CoreV1Api,
+) -> None:
+    east, west = fleet["us-east"], fleet["eu-west"]
+    # Only the home resource was applied: eu-west serves from the copy it made.
+    wait_all_healthy(east, namespace)
+    home = dsd(east, namespace)
+    copy = copy_in(west, namespace)
+    assert copy is not None
+    notes = copy["metadata"]["annotations"]
+    assert notes["serving.deepseek.dev/home-uid"] == home["metadata"]["uid"], notes
+    # No regions of its own (the CRD's defaults fill in a disabled failover).
+    assert not copy["spec"].get("regions"), copy["spec"]
+    assert not copy["spec"].get("failover", {}).get("enabled"), copy["spec"]
+    assert copy["spec"]["replicas"] == 1 and copy["spec"]["model"] == home["spec"]["model"]
+    assert (copy.get("status") or {}).get("readyReplicas") == 1, copy.get("status")
+    west_status = regions_now(east, namespace)["eu-west"]
+    assert west_status["copyState"] in ("Created", "InSync"), west_status
+    synced = condition(home, "RegionsSynced") or {}
+    assert (synced.get("status"), synced.get("reason")) == ("True", "CopiesInSync"), synced
+    assert "CopyCreated" in event_reasons(core, namespace)
+
+    # A change in the home region reaches the copy.
+    t0 = time.monotonic()
+    east.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"scaling": {"maxReplicas": 3}}}
+    )
+    wait_for(
+        lambda: (
+            (copy_in(west, namespace) or {}).get("spec", {}).get("scaling", {}).get("maxReplicas")
+            == 3
+        ),
+        timeout=60,
+        what="scaling.maxReplicas 3 in the eu-west copy",
+        every=0.2,
+    )
+    seen_after = time.monotonic() - t0
+    generation = dsd(east, namespace)["metadata"]["generation"]
+    west_status = wait_for(
+        lambda: (
+            (r := regions_now(east, namespace)["eu-west"]).get("syncedGeneration") == generation
+            and r
+        ),
+        timeout=60,
+        what="status.regions[eu-west].syncedGeneration",
+        every=0.5,
+    )
+    assert west_status["syncLagSeconds"] is not None, west_status
+    print(
+        f"spec propagation: seen in eu-west {seen_after:.2f} s after the patch returned "
+        f"(status.regions[eu-west].syncLagSeconds {west_status['syncLagSeconds']})"
+    )
+
+    # Edited by hand in eu-west: drift, reverted.
+    west.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"scaling": {"maxReplicas": 1}}}
+    )
+    wait_for(
+        lambda: (
+            (copy_in(west, namespace) or {}).get("spec", {}).get("scaling", {}).get("maxReplicas")
+            == 3
+        ),
+        timeout=60,
+        what="the hand edit in eu-west reverted",
+        every=0.5,
+    )
+
+    def updates() -> list[str]:
+        return [m for r, m in events(core, namespace) if r == "CopyUpdated"]
+
+    wait_for(lambda: len(updates()) >= 2, timeout=30, what="the CopyUpdated Event of the drift")
+    # One for the change, one for the hand edit: a copy in sync is never rewritten.
+    got = updates()
+    assert len(got) == 2, got
+    assert any("home resource changed" in m for m in got) and any("drift" in m for m in got), got
+
+    # The home resource is deleted: its copy goes with it.
+    east.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, DSD)
+    wait_for(lambda: copy_in(west, namespace) is None, timeout=90, what="the eu-west copy deleted")
+    wait_for(lambda: copy_in(east, namespace) is None, timeout=60, what="the home resource gone")

@@ -1,4 +1,5 @@
-"""Region health-check I/O: read what `failover.judge` needs from each member region.
+"""Member region I/O: read what `failover.judge` needs from each member region, and read and
+write this resource's copy there (what to write is `propagation`'s decision).
 
 A region without `kubeconfigSecretRef` is the cluster the operator runs in: its observation
 comes from what the reconcile already read (ready pods of the active colour) and from the
@@ -6,6 +7,9 @@ operator's own Prometheus snapshot. A remote region is read through the kubeconf
 referenced Secret (the DeepSeekDeployment of the same namespace/name there, its status) and,
 when `prometheusUrl` is set, through the snapshot the signal poller keeps for that URL. No
 decisions are made here.
+
+Errors become `RegionUnreachable` (or `RegionApiError` with the HTTP status), whose message is
+what status and Events show.
 """
 
 from __future__ import annotations
@@ -73,30 +77,93 @@ class RegionReader:
             self._clients[(namespace, secret, key)] = (version, api)
         return api
 
-    def observe(self, namespace: str, name: str, region: RegionSpec) -> Observation:
+    def _api(self, namespace: str, region: RegionSpec) -> client.CustomObjectsApi:
         ref = region.kubeconfig_secret_ref
         assert ref is not None, "local regions are observed by the reconcile"
         try:
-            api = self._client(namespace, ref.name, ref.key)
+            return client.CustomObjectsApi(self._client(namespace, ref.name, ref.key))
         except client.ApiException as e:
-            return Observation(
-                error=f"cannot read Secret {ref.name} (kubeconfigSecretRef): {e.status} {e.reason}"
-            )
+            raise RegionUnreachable(
+                f"cannot read Secret {ref.name} (kubeconfigSecretRef): {e.status} {e.reason}"
+            ) from e
         except Exception as e:  # bad base64/YAML/kubeconfig: say so, do not crash the loop
-            return Observation(error=f"Secret {ref.name} key {ref.key}: {_short(e)}")
+            raise RegionUnreachable(f"Secret {ref.name} key {ref.key}: {_short(e)}") from e
+
+    def _call(self, fn: Any, *args: Any, **kw: Any) -> Any:
         try:
-            obj = cast(
-                dict[str, Any],
-                client.CustomObjectsApi(api).get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=REQUEST_TIMEOUT
-                ),
-            )
+            return fn(*args, _request_timeout=REQUEST_TIMEOUT, **kw)
         except client.ApiException as e:
-            if e.status == 404:
-                return Observation(found=False)
-            return Observation(error=f"region API answered {e.status} {e.reason}")
+            raise RegionApiError(e.status, f"region API answered {e.status} {e.reason}") from e
         except Exception as e:  # connection refused, timeout, TLS
-            return Observation(error=f"region API unreachable: {_short(e)}")
+            raise RegionUnreachable(f"region API unreachable: {_short(e)}") from e
+
+    def get_copy(self, namespace: str, name: str, region: RegionSpec) -> dict[str, Any] | None:
+        """The region's DeepSeekDeployment of this namespace/name, None when there is none.
+        Raises RegionUnreachable."""
+        api = self._api(namespace, region)
+        try:
+            obj = self._call(
+                api.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            )
+        except RegionApiError as e:
+            if e.status == 404:
+                return None
+            raise
+        return cast(dict[str, Any], obj)
+
+    def create_copy(self, region: RegionSpec, body: dict[str, Any]) -> None:
+        ns = body["metadata"]["namespace"]
+        api = self._api(ns, region)
+        self._call(api.create_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, body)
+
+    def update_copy(
+        self,
+        region: RegionSpec,
+        existing: dict[str, Any],
+        spec: dict[str, Any],
+        annotations: dict[str, str],
+    ) -> None:
+        """Replace the copy's spec (optimistic: fails if it changed since it was read)."""
+        meta = existing["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        body = {
+            "apiVersion": existing.get("apiVersion", f"{GROUP}/{VERSION}"),
+            "kind": existing.get("kind"),
+            "metadata": {
+                **meta,
+                "annotations": {**(meta.get("annotations") or {}), **annotations},
+            },
+            "spec": spec,
+        }
+        api = self._api(ns, region)
+        self._call(api.replace_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, name, body)
+
+    def delete_copy(self, region: RegionSpec, existing: dict[str, Any]) -> None:
+        """Delete the copy that was read (precondition on its UID: never a newer object)."""
+        meta = existing["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        api = self._api(ns, region)
+        try:
+            self._call(
+                api.delete_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                name,
+                body=client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=meta["uid"])),
+            )
+        except RegionApiError as e:
+            if e.status != 404:
+                raise
+
+    def observe(self, namespace: str, name: str, region: RegionSpec) -> Observation:
+        try:
+            obj = self.get_copy(namespace, name, region)
+        except RegionUnreachable as e:
+            return Observation(error=str(e))
+        if obj is None:
+            return Observation(found=False)
         status = obj.get("status") or {}
         colour = status.get("activeColour")
         url = region.prometheus_url
@@ -106,6 +173,18 @@ class RegionReader:
                 url, self.poller.latest(url) if url else None, namespace, name, colour
             ),
         )
+
+
+class RegionUnreachable(Exception):
+    """A member region's API, or the Secret that reaches it, could not be used."""
+
+
+class RegionApiError(RegionUnreachable):
+    """The member region's API answered with an error status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def _short(e: Exception) -> str:

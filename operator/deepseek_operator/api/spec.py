@@ -740,6 +740,17 @@ class SecretKeyRef(ApiModel):
 class RegionSpec(ApiModel):
     """A member region: another cluster that serves the same model."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "!has(self.minReplicas) || !has(self.maxReplicas) || "
+                "self.minReplicas <= self.maxReplicas",
+                "regions[].minReplicas must be less than or equal to regions[].maxReplicas",
+                ".minReplicas",
+            ),
+        )
+    }
+
     name: DnsLabel = Field(description="Region name, e.g. us-east.")
     role: Literal["primary", "standby"] = Field("primary", description="primary or standby.")
     weight: int = Field(
@@ -747,22 +758,52 @@ class RegionSpec(ApiModel):
     )
     kubeconfig_secret_ref: SecretKeyRef | None = Field(
         None,
-        description="Secret holding a kubeconfig for the region's cluster; the operator reads "
-        "the DeepSeekDeployment of the same namespace/name there (its ready pods) to "
-        "health-check the region. Unset: the cluster the operator runs in. The operator's "
-        "RBAC must allow reading it (chart value rbac.kubeconfigSecrets).",
+        description="Secret holding a kubeconfig for the region's cluster. The operator "
+        "creates and keeps in sync a copy of this DeepSeekDeployment there (same "
+        "namespace/name, without regions and failover, with this region's overrides; edits "
+        "made there are reverted; an object of that name it did not create is left alone), "
+        "reads its ready pods to health-check the region, and deletes the copy when this "
+        "resource is deleted. The region's own operator serves the copy, so the region keeps "
+        "serving when this cluster is unreachable. Unset: the cluster the operator runs in. "
+        "The operator's RBAC must allow reading it (chart value rbac.kubeconfigSecrets); the "
+        "kubeconfig needs get/create/update/delete on deepseekdeployments there.",
     )
     prometheus_url: str | None = Field(
         None, max_length=2048, description="Prometheus of that region (its health signals)."
+    )
+    min_replicas: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="scaling.minReplicas of this region's copy. Unset: the home value.",
+    )
+    max_replicas: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="scaling.maxReplicas of this region's copy (its GPUs may differ). Unset: "
+        "the home value.",
     )
     standby_replicas: int | None = Field(
         None,
         ge=0,
         le=1000,
-        description="Reserved for warm standby management; not acted on yet: the operator "
-        "health-checks member regions but does not create or scale their DeepSeekDeployments "
-        "(set scaling.minReplicas on the standby region's own DeepSeekDeployment).",
+        description="role standby: Ready replicas the region's copy keeps without traffic (its "
+        "scaling.minReplicas, or spec.replicas when scaling is disabled). Growing the standby "
+        "on failover is not done yet: its own autoscaler grows it once traffic arrives.",
     )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> RegionSpec:
+        if (
+            self.min_replicas is not None
+            and self.max_replicas is not None
+            and self.min_replicas > self.max_replicas
+        ):
+            raise ValueError(
+                "regions[].minReplicas must be less than or equal to regions[].maxReplicas"
+            )
+        return self
 
 
 class FailoverSpec(ApiModel):

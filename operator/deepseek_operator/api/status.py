@@ -37,6 +37,7 @@ class ConditionType(StrEnum):
     ROLLOUT = "RolloutHealthy"
     METRICS_AVAILABLE = "MetricsAvailable"
     REGIONS_HEALTHY = "RegionsHealthy"
+    REGIONS_SYNCED = "RegionsSynced"
 
 
 class Condition(ApiModel):
@@ -302,6 +303,25 @@ class RegionStatus(ApiModel):
     consecutive_failures: int = Field(0, ge=0, description="Failed health checks in a row.")
     last_check_time: float | None = Field(None, description="Unix time of the last check.")
     message: str = Field("", max_length=1024, description="Last health check result.")
+    copy_state: (
+        Literal["Created", "Updated", "InSync", "Conflict", "Invalid", "Unreachable"] | None
+    ) = Field(
+        None,
+        description="This resource's copy in the region (regions with kubeconfigSecretRef): "
+        "Created, Updated or InSync; Conflict: an object of that name the operator did not "
+        "create is there and left alone; Invalid: the region's overrides make the copy invalid; "
+        "Unreachable: the region's API or kubeconfig Secret could not be used. Absent for the "
+        "operator's own cluster.",
+    )
+    synced_generation: int | None = Field(
+        None, description="metadata.generation of this resource the copy last matched."
+    )
+    sync_lag_seconds: float | None = Field(
+        None,
+        description="Seconds from the operator seeing the last spec change to the copy "
+        "holding it (the configuration's recovery point between regions).",
+    )
+    copy_message: str = Field("", max_length=1024, description="Last copy sync result.")
 
 
 class QuantizationSwitch(ApiModel):

@@ -1,0 +1,223 @@
+"""One resource, every region: the DeepSeekDeployment a member region should hold, and what to do
+about the one it holds. No I/O, no clock.
+
+The home resource (the one with `spec.regions`) is the source of truth. Each member region
+reached through a kubeconfig Secret gets a copy of the same namespace/name whose spec is the
+home spec without `regions` and `failover` (a copy serves; it does not manage regions), with
+the region's own overrides:
+
+    minReplicas / maxReplicas   the region's scaling bounds
+    standbyReplicas             (role standby) the floor the region keeps Ready without traffic
+
+`spec.replicas` belongs to the member's own autoscaler when scaling is enabled there: the copy
+starts at `scaling.minReplicas` and the field is never compared, so two autoscalers never fight
+over it. With scaling disabled it is part of the spec and kept in sync (a standby gets
+`standbyReplicas`).
+
+A copy is marked with the home resource's UID. Only a marked copy is ever updated or deleted;
+an object of the same name that the operator did not create is reported as a conflict and left
+as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import labels as L
+from .api.base import GROUP, KIND, VERSION
+from .api.spec import DeepSeekDeploymentSpec, RegionSpec
+from .api.status import RegionStatus
+from .rollout import Event
+
+HOME_UID = f"{L.DOMAIN}/home-uid"  # annotation: UID of the home resource of a copy
+HOME = f"{L.DOMAIN}/home"  # annotation: "<namespace>/<name>" of the home resource
+HOME_GENERATION = f"{L.DOMAIN}/home-generation"  # annotation: home generation last written
+# Set on the home resource: delete it without deleting the copies (a member region that is gone
+# for good would otherwise hold the deletion).
+KEEP_COPIES = f"{L.DOMAIN}/keep-member-copies"
+STRIPPED = ("regions", "failover")
+
+
+class Action(StrEnum):
+    CREATE = "Create"
+    UPDATE = "Update"
+    NONE = "InSync"
+    CONFLICT = "Conflict"
+    INVALID = "Invalid"
+    UNREACHABLE = "Unreachable"  # set by the adapter's caller: the region could not be used
+    DELETE = "Delete"
+
+
+COPY_STATE = {
+    Action.CREATE: "Created",
+    Action.UPDATE: "Updated",
+    Action.NONE: "InSync",
+    Action.CONFLICT: "Conflict",
+    Action.INVALID: "Invalid",
+    Action.UNREACHABLE: "Unreachable",
+}
+SYNCED = {Action.CREATE, Action.UPDATE, Action.NONE}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do with one member region's copy, and why (for status and Events)."""
+
+    action: Action
+    message: str
+    body: dict[str, Any] | None = None  # the object to create or the spec to write
+
+
+def member_spec(home_spec: Mapping[str, Any], region: RegionSpec) -> dict[str, Any]:
+    """The spec a member region's copy should have (camelCase, as stored)."""
+    spec = {k: copy.deepcopy(v) for k, v in home_spec.items() if k not in STRIPPED}
+    scaling = dict(spec.get("scaling") or {})
+    if region.min_replicas is not None:
+        scaling["minReplicas"] = region.min_replicas
+    if region.max_replicas is not None:
+        scaling["maxReplicas"] = region.max_replicas
+    standby = region.standby_replicas if region.role == "standby" else None
+    if standby is not None:
+        scaling["minReplicas"] = max(standby, region.min_replicas or 0)
+    if scaling:
+        spec["scaling"] = scaling
+    if _autoscaled(spec):
+        # The member's autoscaler sizes it, from scaling.minReplicas up.
+        spec.pop("replicas", None)
+    elif standby is not None:
+        spec["replicas"] = standby
+    return spec
+
+
+def _autoscaled(spec: Mapping[str, Any]) -> bool:
+    return bool((spec.get("scaling") or {}).get("enabled", True))
+
+
+def _compared(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a copy's spec kept in sync: not replicas under an enabled autoscaler, and
+    not the stripped fields (the member's API server fills in their defaults)."""
+    return {
+        k: v
+        for k, v in spec.items()
+        if k not in STRIPPED and not (k == "replicas" and _autoscaled(spec))
+    }
+
+
+def _changed_fields(want: Mapping[str, Any], have: Mapping[str, Any]) -> list[str]:
+    keys = set(want) | set(have)
+    return sorted(k for k in keys if want.get(k) != have.get(k))
+
+
+def plan(home: Mapping[str, Any], region: RegionSpec, existing: Mapping[str, Any] | None) -> Plan:
+    """What to do with `region`'s copy of `home` (both as the API server returns them)."""
+    meta = home["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    want = member_spec(home.get("spec") or {}, region)
+    try:
+        DeepSeekDeploymentSpec.model_validate(want)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return Plan(
+            Action.INVALID,
+            f"the copy for region {region.name} would be invalid ({where}: {first['msg']}); "
+            f"check spec.regions[{region.name}] minReplicas/maxReplicas/standbyReplicas",
+        )
+    generation = str(meta.get("generation", ""))
+    if existing is None:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {L.MANAGED_BY: L.MANAGED_BY_VALUE},
+                "annotations": {
+                    HOME_UID: uid,
+                    HOME: f"{ns}/{name}",
+                    HOME_GENERATION: generation,
+                },
+            },
+            "spec": want,
+        }
+        return Plan(Action.CREATE, f"created the copy in region {region.name}", body)
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    if (existing.get("metadata") or {}).get("uid") == uid:
+        return Plan(
+            Action.CONFLICT,
+            f"the kubeconfig of region {region.name} reaches this cluster: the resource there "
+            "is this one, nothing to copy",
+        )
+    if annotations.get(HOME_UID) != uid:
+        return Plan(
+            Action.CONFLICT,
+            f"region {region.name} holds a DeepSeekDeployment {ns}/{name} that this resource "
+            "did not create; it is left as it is (delete it there to have the copy created)",
+        )
+    have = dict(existing.get("spec") or {})
+    if "replicas" in have and _autoscaled(want):
+        want = {**want, "replicas": have["replicas"]}  # the member's autoscaler owns it
+    changed = _changed_fields(_compared(want), _compared(have))
+    if not changed:
+        return Plan(Action.NONE, f"the copy in region {region.name} is in sync")
+    why = (
+        "the home resource changed"
+        if annotations.get(HOME_GENERATION) != generation
+        else "the copy was edited there (drift)"
+    )
+    return Plan(
+        Action.UPDATE,
+        f"updated the copy in region {region.name}: {why}; fields {', '.join(changed)}",
+        want,
+    )
+
+
+def removal(home_uid: str, region: str, existing: Mapping[str, Any] | None) -> Plan:
+    """What to do with a region's copy when the home resource is deleted."""
+    if existing is None:
+        return Plan(Action.NONE, f"region {region} holds no copy")
+    annotations = (existing.get("metadata") or {}).get("annotations") or {}
+    if (existing.get("metadata") or {}).get("uid") == home_uid:
+        return Plan(Action.NONE, f"region {region} is this cluster")
+    if annotations.get(HOME_UID) != home_uid:
+        return Plan(
+            Action.CONFLICT,
+            f"region {region} holds a DeepSeekDeployment this resource did not create; kept",
+        )
+    return Plan(Action.DELETE, f"deleted the copy in region {region}")
+
+
+def record(
+    prev: RegionStatus, p: Plan, generation: int, now: float, seen_at: float | None
+) -> tuple[RegionStatus, Event | None]:
+    """A region's status after one sync, and the Event it deserves (writes always; problems
+    when they start)."""
+    state = COPY_STATE[p.action]
+    update: dict[str, Any] = {"copy_state": state, "copy_message": p.message[:1024]}
+    if p.action in SYNCED:
+        update["synced_generation"] = generation
+        if prev.synced_generation != generation and seen_at is not None:
+            update["sync_lag_seconds"] = round(max(0.0, now - seen_at), 3)
+    new = prev.model_copy(update=update)
+    event = None
+    if p.action in (Action.CREATE, Action.UPDATE):
+        event = Event("Normal", f"Copy{state}", p.message)
+    elif p.action not in SYNCED and prev.copy_state != state:
+        event = Event("Warning", f"Copy{state}", p.message)
+    return new, event
+
+
+def synced_condition(regions: list[RegionStatus]) -> tuple[bool, str, str]:
+    """RegionsSynced from the copies' states: (status, reason, message)."""
+    copies = [r for r in regions if r.copy_state is not None]
+    bad = [r for r in copies if r.copy_state in ("Conflict", "Invalid", "Unreachable")]
+    if bad:
+        return False, f"Copy{bad[0].copy_state}", "; ".join(r.copy_message for r in bad)
+    names = ", ".join(r.name for r in copies)
+    return True, "CopiesInSync", f"this resource's copies are in sync in {names}"
