@@ -21,7 +21,7 @@ With failover disabled the checks still run and are reported, but the weights ne
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .api.spec import FailoverSpec, RegionSpec
@@ -43,6 +43,7 @@ class Probe:
     ok: bool
     ready_replicas: int
     message: str
+    desired: int | None = None  # the region's desired replicas (what it runs to carry its load)
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,15 @@ class Observation:
     polled: bool = False  # that Prometheus has been polled at least once
     prometheus_error: str | None = None  # its last poll failed
     reporting: float | None = None  # engine pods with fresh metrics there
+    desired: int | None = None  # its desired replicas (status.desiredReplicas)
 
 
 def judge(obs: Observation) -> Probe:
+    """The health verdict of one observation (see `_verdict`), with its desired replicas."""
+    return replace(_verdict(obs), desired=obs.desired)
+
+
+def _verdict(obs: Observation) -> Probe:
     """A region passes when its API answers, the DeepSeekDeployment exists there with at least
     one ready engine pod, and (where its Prometheus is known and has been polled) at least one
     engine pod reports metrics."""
@@ -160,8 +167,12 @@ def _step(
             f"region {name} has been healthy for {fo.failback_delay_seconds}s and is back "
             "in rotation",
         )
+    carrying = prev.carrying_replicas
+    if state is RegionState.HEALTHY and probe.ok and probe.desired is not None:
+        carrying = probe.desired
     new = prev.model_copy(
         update={
+            "carrying_replicas": carrying,
             "state": state.value,
             "since": since,
             "healthy": probe.ok,

@@ -449,6 +449,7 @@ def _check_regions(
             psnap = snap if purl == url else rt.poller.latest(purl) if purl else None
             obs = failover.Observation(
                 ready=a_obs.ready if a_obs.exists else 0,
+                desired=status.desired_replicas,
                 **prometheus_view(purl, psnap, ns, name, active.value),
             )
         elif rt.regions is not None:
@@ -522,23 +523,35 @@ def _sync_copies(
         seen = rt.generation_seen[key] = (generation, now)
     ref = ObjectRef(ns, name, dsd.metadata.uid)
     by_name = {r.name: r for r in status.regions}
+    raised = P.floors(list(dsd.spec.regions), list(status.regions))
     for region in dsd.spec.regions:
         if region.kubeconfig_secret_ref is None:
             continue
+        floor = raised.get(region.name)
         try:
             existing = rt.regions.get_copy(ns, name, region)
-            p = P.plan(obj, region, existing)
+            p = P.plan(obj, region, existing, floor)
             if p.action is P.Action.CREATE:
                 assert p.body is not None
                 rt.regions.create_copy(region, p.body)
             elif p.action is P.Action.UPDATE:
                 assert p.body is not None and existing is not None
                 rt.regions.update_copy(
-                    region, existing, p.body, {P.HOME_GENERATION: str(generation)}
+                    region,
+                    existing,
+                    p.body,
+                    {
+                        P.HOME_GENERATION: str(generation),
+                        P.FLOOR: str(floor.replicas if floor is not None else 0),
+                    },
                 )
         except RegionUnreachable as e:
             p = P.Plan(P.Action.UNREACHABLE, f"region {region.name}: {e}")
         prev = by_name.get(region.name) or RegionStatus(name=region.name)
+        if p.action in P.SYNCED:
+            prev = prev.model_copy(
+                update={"min_replicas_floor": floor.replicas if floor is not None else None}
+            )
         by_name[region.name], ev = P.record(prev, p, generation, time.time(), seen[1])
         if ev is not None:
             rt.events.record(ref, ev.type, ev.reason, ev.message)

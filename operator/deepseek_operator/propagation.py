@@ -22,6 +22,7 @@ as it is.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -38,6 +39,7 @@ from .rollout import Event
 HOME_UID = f"{L.DOMAIN}/home-uid"  # annotation: UID of the home resource of a copy
 HOME = f"{L.DOMAIN}/home"  # annotation: "<namespace>/<name>" of the home resource
 HOME_GENERATION = f"{L.DOMAIN}/home-generation"  # annotation: home generation last written
+FLOOR = f"{L.DOMAIN}/failover-floor"  # annotation: the failover floor last written ("0": none)
 # Set on the home resource: delete it without deleting the copies (a member region that is gone
 # for good would otherwise hold the deletion).
 KEEP_COPIES = f"{L.DOMAIN}/keep-member-copies"
@@ -72,10 +74,53 @@ class Plan:
     action: Action
     message: str
     body: dict[str, Any] | None = None  # the object to create or the spec to write
+    event_reason: str | None = None  # instead of Copy<state>
 
 
-def member_spec(home_spec: Mapping[str, Any], region: RegionSpec) -> dict[str, Any]:
-    """The spec a member region's copy should have (camelCase, as stored)."""
+@dataclass(frozen=True)
+class Floor:
+    """At least this many replicas in a region while it takes over a failed region's traffic."""
+
+    replicas: int
+    reason: str
+
+
+def floors(regions: list[RegionSpec], statuses: list[RegionStatus]) -> dict[str, Floor]:
+    """Warm standby that grows on failover. When regions that carried traffic (spec weight > 0)
+    are out of rotation, each region now in rotation is raised to its share (by weight) of the
+    replicas they ran (`carryingReplicas`), so the traffic it takes over finds capacity that is
+    already loading, instead of waiting for its autoscaler to see the load. When they return to
+    rotation the floors go, and each region's autoscaler brings it back down. An active region's
+    own load comes on top of its floor through its autoscaler."""
+    spec = {r.name: r for r in regions}
+    failed = [
+        s
+        for s in statuses
+        if s.name in spec
+        and spec[s.name].weight > 0
+        and s.weight == 0
+        and s.state in ("Unhealthy", "Recovering")
+    ]
+    lost = sum(s.carrying_replicas or 0 for s in failed)
+    takers = [s for s in statuses if s.name in spec and s.weight > 0]
+    total = sum(s.weight for s in takers)
+    if lost == 0 or total == 0:
+        return {}
+    names = ", ".join(s.name for s in failed)
+    out = {}
+    for t in takers:
+        share = t.weight / total
+        out[t.name] = Floor(
+            max(1, math.ceil(lost * share - 1e-9)),
+            f"it takes {round(share * 100)}% of the traffic of {names}, which ran {lost} "
+            f"replica{'s' if lost != 1 else ''}",
+        )
+    return out
+
+
+def member_spec(home_spec: Mapping[str, Any], region: RegionSpec, floor: int = 0) -> dict[str, Any]:
+    """The spec a member region's copy should have (camelCase, as stored), with `floor` the
+    failover floor (0: none) raising its minReplicas, within its maxReplicas."""
     spec = {k: copy.deepcopy(v) for k, v in home_spec.items() if k not in STRIPPED}
     scaling = dict(spec.get("scaling") or {})
     if region.min_replicas is not None:
@@ -85,13 +130,20 @@ def member_spec(home_spec: Mapping[str, Any], region: RegionSpec) -> dict[str, A
     standby = region.standby_replicas if region.role == "standby" else None
     if standby is not None:
         scaling["minReplicas"] = max(standby, region.min_replicas or 0)
+    if floor > int(scaling.get("minReplicas", 1)):
+        top = scaling.get("maxReplicas")
+        scaling["minReplicas"] = min(floor, int(top)) if top is not None else floor
     if scaling:
         spec["scaling"] = scaling
     if _autoscaled(spec):
         # The member's autoscaler sizes it, from scaling.minReplicas up.
         spec.pop("replicas", None)
-    elif standby is not None:
-        spec["replicas"] = standby
+    else:
+        base = standby if standby is not None else spec.get("replicas")
+        if floor:
+            spec["replicas"] = max(int(base or 0), int(scaling["minReplicas"]))
+        elif base is not None:
+            spec["replicas"] = base
     return spec
 
 
@@ -114,11 +166,18 @@ def _changed_fields(want: Mapping[str, Any], have: Mapping[str, Any]) -> list[st
     return sorted(k for k in keys if want.get(k) != have.get(k))
 
 
-def plan(home: Mapping[str, Any], region: RegionSpec, existing: Mapping[str, Any] | None) -> Plan:
-    """What to do with `region`'s copy of `home` (both as the API server returns them)."""
+def plan(
+    home: Mapping[str, Any],
+    region: RegionSpec,
+    existing: Mapping[str, Any] | None,
+    floor: Floor | None = None,
+) -> Plan:
+    """What to do with `region`'s copy of `home` (both as the API server returns them), with
+    the region's failover floor if it has one."""
     meta = home["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
-    want = member_spec(home.get("spec") or {}, region)
+    raise_to = floor.replicas if floor is not None else 0
+    want = member_spec(home.get("spec") or {}, region, raise_to)
     try:
         DeepSeekDeploymentSpec.model_validate(want)
     except ValidationError as e:
@@ -142,6 +201,7 @@ def plan(home: Mapping[str, Any], region: RegionSpec, existing: Mapping[str, Any
                     HOME_UID: uid,
                     HOME: f"{ns}/{name}",
                     HOME_GENERATION: generation,
+                    FLOOR: str(raise_to),
                 },
             },
             "spec": want,
@@ -166,15 +226,23 @@ def plan(home: Mapping[str, Any], region: RegionSpec, existing: Mapping[str, Any
     changed = _changed_fields(_compared(want), _compared(have))
     if not changed:
         return Plan(Action.NONE, f"the copy in region {region.name} is in sync")
-    why = (
-        "the home resource changed"
-        if annotations.get(HOME_GENERATION) != generation
-        else "the copy was edited there (drift)"
-    )
+    before = int(annotations.get(FLOOR) or 0)
+    event_reason = None
+    if raise_to != before and floor is not None:
+        why = f"failover: at least {floor.replicas} replicas, as {floor.reason}"
+        event_reason = "StandbyRaised" if raise_to > before else "StandbyLowered"
+    elif raise_to != before:
+        why = f"failback: the failover floor of {before} replicas is lifted"
+        event_reason = "StandbyLowered"
+    elif annotations.get(HOME_GENERATION) != generation:
+        why = "the home resource changed"
+    else:
+        why = "the copy was edited there (drift)"
     return Plan(
         Action.UPDATE,
         f"updated the copy in region {region.name}: {why}; fields {', '.join(changed)}",
         want,
+        event_reason,
     )
 
 
@@ -207,7 +275,7 @@ def record(
     new = prev.model_copy(update=update)
     event = None
     if p.action in (Action.CREATE, Action.UPDATE):
-        event = Event("Normal", f"Copy{state}", p.message)
+        event = Event("Normal", p.event_reason or f"Copy{state}", p.message)
     elif p.action not in SYNCED and prev.copy_state != state:
         event = Event("Warning", f"Copy{state}", p.message)
     return new, event

@@ -64,7 +64,8 @@ FAULTS: dict[str, tuple[str, str]] = {
     ),
     "primary-region-lost": (
         "The primary region's engines gone (two-region failover)",
-        "The standby takes the traffic weight (status, Events); failback after the delay",
+        "The standby takes the traffic weight (status, Events) and is raised to what the "
+        "primary ran; failback after the delay, standby lowered back",
     ),
 }
 

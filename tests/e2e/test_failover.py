@@ -10,8 +10,10 @@ checks: status.regions, the RegionsHealthy condition, Events, and the operator's
 from __future__ import annotations
 
 import base64
+import json
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,10 +113,26 @@ def fleet(
     client.CoreV1Api(api_clients["us-east"]).create_namespaced_secret(
         namespace, kubeconfig_secret(regions["eu-west"])
     )
-    custom["us-east"].create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, body(regions=REGIONS)
-    )
+    home = body(regions=REGIONS)
+    home["spec"]["replicas"] = 2  # the primary runs 2, the standby keeps 1
+    custom["us-east"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, home)
     return custom
+
+
+def gpus_gone(region: RegionInfo, *, down: bool) -> None:
+    """Every zone of the region down (its GPU nodes cordoned and tainted, their engine pods
+    killed at once and deleted; the replacements stay Pending), or back up, through the
+    simulated fleet's zone fault: the region's engines are gone while its control plane and
+    the DeepSeekDeployment's desired replicas stay."""
+    assert region.fleet_url is not None
+    for zone in ("a", "b", "c"):
+        req = urllib.request.Request(
+            f"{region.fleet_url}/zones/{region.name}-{zone}/{'down' if down else 'up'}",
+            data=json.dumps({"region": region.name}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 200, r.read()
 
 
 def dsd(custom: client.CustomObjectsApi, ns: str) -> dict[str, Any]:
@@ -149,7 +167,12 @@ def wait_regions(
     custom: client.CustomObjectsApi, ns: str, expected: dict[str, tuple[str, int]], what: str
 ) -> None:
     """Wait until every region has the expected (state, weight)."""
-    wait_for(lambda: weights_and_states(custom, ns) == expected, timeout=120, what=what, every=1)
+    try:
+        wait_for(
+            lambda: weights_and_states(custom, ns) == expected, timeout=120, what=what, every=1
+        )
+    except AssertionError as e:
+        raise AssertionError(f"{e}; status.regions: {regions_now(custom, ns)}") from None
 
 
 def wait_all_healthy(custom: client.CustomObjectsApi, ns: str) -> None:
@@ -173,6 +196,7 @@ def wait_all_healthy(custom: client.CustomObjectsApi, ns: str) -> None:
 
 def test_primary_loss_fails_over_to_the_standby_and_back(
     fleet: dict[str, client.CustomObjectsApi],
+    regions: dict[str, RegionInfo],
     namespace: str,
     core: client.CoreV1Api,
     operators: dict[str, OperatorProcess],
@@ -185,31 +209,44 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     assert metric(op, "deepseek_operator_region_healthy", "eu-west") == 1.0
     assert metric(op, "deepseek_operator_region_weight", "us-east") == 100.0
 
-    # The primary loses its engine pods.
-    east.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"replicas": 0}}
-    )
-    wait_regions(
-        east,
-        namespace,
-        {"us-east": ("Unhealthy", 0), "eu-west": ("Healthy", 100)},
-        "traffic moved to eu-west",
-    )
-    obj = dsd(east, namespace)
-    cond = condition(obj, "RegionsHealthy") or {}
-    assert (cond.get("status"), cond.get("reason")) == ("False", "FailedOver"), cond
-    assert "unhealthy: us-east" in cond["message"], cond
-    assert "no ready engine pod" in regions_now(east, namespace)["us-east"]["message"]
-    assert metric(op, "deepseek_operator_region_weight", "eu-west") == 100.0
-    assert metric(op, "deepseek_operator_region_healthy", "us-east") == 0.0
-    reasons = event_reasons(core, namespace)
-    assert "RegionUnhealthy" in reasons and "TrafficShifted" in reasons, reasons
+    # The primary's GPUs go away (every zone down: engine pods killed, replacements Pending;
+    # its control plane, and its desired replicas, stay).
+    gpus_gone(regions["us-east"], down=True)
+    try:
+        wait_regions(
+            east,
+            namespace,
+            {"us-east": ("Unhealthy", 0), "eu-west": ("Healthy", 100)},
+            "traffic moved to eu-west",
+        )
+        obj = dsd(east, namespace)
+        cond = condition(obj, "RegionsHealthy") or {}
+        assert (cond.get("status"), cond.get("reason")) == ("False", "FailedOver"), cond
+        assert "unhealthy: us-east" in cond["message"], cond
+        assert "no ready engine pod" in regions_now(east, namespace)["us-east"]["message"]
+        assert metric(op, "deepseek_operator_region_weight", "eu-west") == 100.0
+        assert metric(op, "deepseek_operator_region_healthy", "us-east") == 0.0
+        reasons = event_reasons(core, namespace)
+        assert "RegionUnhealthy" in reasons and "TrafficShifted" in reasons, reasons
 
-    # It comes back: recovering first (traffic stays in eu-west), then back in rotation after
-    # the failback delay.
-    east.patch_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"replicas": 1}}
-    )
+        # The standby is raised to what the primary ran, and serves with it.
+        west = fleet["eu-west"]
+        wait_for(
+            lambda: (dsd(west, namespace).get("status") or {}).get("readyReplicas") == 2,
+            timeout=120,
+            what="eu-west raised to the 2 replicas us-east ran, Ready",
+            every=1,
+        )
+        assert regions_now(east, namespace)["eu-west"]["minReplicasFloor"] == 2
+        assert regions_now(east, namespace)["us-east"]["carryingReplicas"] == 2
+        raised = [m for r, m in events(core, namespace) if r == "StandbyRaised"]
+        assert raised and "100% of the traffic of us-east, which ran 2 replicas" in raised[0], (
+            raised
+        )
+    finally:
+        # It comes back: recovering first (traffic stays in eu-west), then back in rotation
+        # after the failback delay.
+        gpus_gone(regions["us-east"], down=False)
 
     def passing_again() -> dict[str, Any] | None:
         us = regions_now(east, namespace)["us-east"]
@@ -228,11 +265,22 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     healthy = regions_now(east, namespace)["us-east"]
     if recovering["state"] == "Recovering":
         assert healthy["since"] - recovering["since"] >= FAILBACK_DELAY, (recovering, healthy)
+    # The floor goes with the failback: the standby is back to its 1 replica.
+    wait_for(
+        lambda: (
+            dsd(west, namespace)["spec"].get("replicas") == 1
+            and "StandbyLowered" in event_reasons(core, namespace)
+        ),
+        timeout=60,
+        what="eu-west lowered back to standbyReplicas",
+        every=1,
+    )
     record(
         "primary-region-lost",
-        "us-east unhealthy, its weight moved to eu-west (RegionUnhealthy, TrafficShifted); "
-        "back after the failback delay (RegionRecovering, then RegionHealthy). Weights are "
-        "published, not yet applied to client traffic (#17)",
+        "us-east's GPU nodes all gone: unhealthy, its weight moved to eu-west (RegionUnhealthy, "
+        "TrafficShifted), eu-west raised to the 2 replicas us-east ran (StandbyRaised); back "
+        "after the failback delay (RegionRecovering, RegionHealthy) and eu-west lowered "
+        "(StandbyLowered). Weights are published, not yet applied to client traffic (#17)",
     )
 
 

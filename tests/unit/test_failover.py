@@ -397,3 +397,21 @@ def test_check_due(
     case: str, regions: list[RegionSpec], last: list[RegionStatus], expected: float | None
 ) -> None:
     assert check_due(regions, FO, last, NOW) == expected, case
+
+
+def test_carrying_replicas_kept_from_the_last_passed_check_in_rotation() -> None:
+    """What a region ran while it carried traffic survives its failure (standby sizing)."""
+    last = [
+        RegionStatus(name="us-east", state="Healthy", weight=100, last_check_time=0.0),
+        RegionStatus(name="eu-west", state="Healthy", weight=0, last_check_time=0.0),
+    ]
+    ok = {"us-east": Probe(True, 4, "4 ready", desired=4), "eu-west": Probe(True, 1, "1", 1)}
+    out = decide(PRIMARY_STANDBY, FO, last, ok, 10.0)
+    assert {r.name: r.carrying_replicas for r in out.regions} == {"us-east": 4, "eu-west": 1}
+    lost = {"us-east": Probe(False, 0, "no ready engine pod", desired=4), "eu-west": ok["eu-west"]}
+    regions = out.regions
+    for t in (20.0, 30.0, 40.0):
+        regions = decide(PRIMARY_STANDBY, FO, regions, lost, t).regions
+    us = next(r for r in regions if r.name == "us-east")
+    assert (us.state, us.carrying_replicas) == ("Unhealthy", 4)
+    assert judge(Observation(ready=2, desired=3)).desired == 3

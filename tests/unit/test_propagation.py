@@ -284,3 +284,115 @@ def test_record_lag_events_and_condition() -> None:
     assert (s5.synced_generation, s5.sync_lag_seconds) == (4, 25.0)
     ok, reason, _ = P.synced_condition([RegionStatus(name="us-east"), s5])
     assert (ok, reason) == (True, "CopiesInSync")
+
+
+# --- warm standby that grows on failover ------------------------------------------------------
+
+
+def _regions(*specs: tuple[str, int]) -> list[RegionSpec]:
+    return [
+        RegionSpec.model_validate({"name": n, "weight": w, "kubeconfigSecretRef": {"name": n}})
+        for n, w in specs
+    ]
+
+
+def _st(name: str, state: str, weight: int, carrying: int | None) -> RegionStatus:
+    return RegionStatus(name=name, state=state, weight=weight, carrying_replicas=carrying)
+
+
+PRIMARY_STANDBY = _regions(("us-east", 100), ("eu-west", 0))
+ACTIVE = _regions(("us-east", 60), ("eu-west", 30), ("ap-south", 10))
+FLOOR_CASES = [
+    # (case, regions, statuses, expected floors)
+    (
+        "all healthy: no floor",
+        PRIMARY_STANDBY,
+        [_st("us-east", "Healthy", 100, 4), _st("eu-west", "Healthy", 0, 1)],
+        {},
+    ),
+    (
+        "primary lost: the standby takes all it ran",
+        PRIMARY_STANDBY,
+        [_st("us-east", "Unhealthy", 0, 4), _st("eu-west", "Healthy", 100, 1)],
+        {"eu-west": 4},
+    ),
+    (
+        "still recovering (failback delay): the floor stays",
+        PRIMARY_STANDBY,
+        [_st("us-east", "Recovering", 0, 4), _st("eu-west", "Healthy", 100, 4)],
+        {"eu-west": 4},
+    ),
+    (
+        "back in rotation: the floor goes",
+        PRIMARY_STANDBY,
+        [_st("us-east", "Healthy", 100, 4), _st("eu-west", "Healthy", 0, 4)],
+        {},
+    ),
+    (
+        "active regions share the lost replicas by weight, rounded up",
+        ACTIVE,
+        [
+            _st("us-east", "Unhealthy", 0, 5),
+            _st("eu-west", "Healthy", 30, 2),
+            _st("ap-south", "Healthy", 10, 1),
+        ],
+        {"eu-west": 4, "ap-south": 2},
+    ),
+    (
+        "a lost standby (weight 0) moves nothing",
+        PRIMARY_STANDBY,
+        [_st("us-east", "Healthy", 100, 4), _st("eu-west", "Unhealthy", 0, 1)],
+        {},
+    ),
+    (
+        "never seen carrying: nothing to raise to",
+        PRIMARY_STANDBY,
+        [_st("us-east", "Unhealthy", 0, None), _st("eu-west", "Healthy", 100, 1)],
+        {},
+    ),
+    (
+        "nowhere to go: no floor",
+        PRIMARY_STANDBY,
+        [_st("us-east", "Unhealthy", 100, 4), _st("eu-west", "Unhealthy", 0, 1)],
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "regions", "statuses", "want"), FLOOR_CASES)
+def test_floors(
+    case: str, regions: list[RegionSpec], statuses: list[RegionStatus], want: dict[str, int]
+) -> None:
+    got = P.floors(regions, statuses)
+    assert {k: f.replicas for k, f in got.items()} == want, case
+    for f in got.values():
+        assert "us-east" in f.reason, f
+
+
+def test_floor_raises_and_lifts_the_copy() -> None:
+    standby = region(role="standby", standbyReplicas=1, maxReplicas=3)
+    mine = copy_of(H, standby)
+    assert mine["spec"]["scaling"]["minReplicas"] == 1
+    up = P.plan(H, standby, mine, P.Floor(4, "it takes 100% of the traffic of us-east"))
+    assert up.action is P.Action.UPDATE and up.event_reason == "StandbyRaised", up
+    assert up.body is not None and up.body["scaling"]["minReplicas"] == 3  # within maxReplicas
+    assert "failover: at least 4 replicas" in up.message
+    raised = _edited(
+        _edited(mine, ("spec", "scaling", "minReplicas"), 3),
+        ("metadata", "annotations", P.FLOOR),
+        "4",
+    )
+    assert P.plan(H, standby, raised, P.Floor(4, "x")).action is P.Action.NONE
+    down = P.plan(H, standby, raised, None)
+    assert down.action is P.Action.UPDATE and down.event_reason == "StandbyLowered", down
+    assert down.body is not None and down.body["scaling"]["minReplicas"] == 1
+    assert "failback" in down.message
+
+
+def test_floor_without_autoscaling_sets_replicas() -> None:
+    fixed = home(
+        scaling={"enabled": False, "minReplicas": 0, "maxReplicas": 4, "scaleToZero": True}
+    )
+    spec = P.member_spec(fixed["spec"], region(role="standby", standbyReplicas=1), 2)
+    assert (spec["replicas"], spec["scaling"]["minReplicas"]) == (2, 2)
+    assert P.member_spec(fixed["spec"], region(role="standby", standbyReplicas=1))["replicas"] == 1

@@ -167,8 +167,10 @@ class RegionReader:
         status = obj.get("status") or {}
         colour = status.get("activeColour")
         url = region.prometheus_url
+        desired = status.get("desiredReplicas")
         return Observation(
             ready=int(status.get("readyReplicas") or 0),
+            desired=int(desired) if desired is not None else None,
             **prometheus_view(
                 url, self.poller.latest(url) if url else None, namespace, name, colour
             ),

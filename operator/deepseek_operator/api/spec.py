@@ -789,8 +789,10 @@ class RegionSpec(ApiModel):
         ge=0,
         le=1000,
         description="role standby: Ready replicas the region's copy keeps without traffic (its "
-        "scaling.minReplicas, or spec.replicas when scaling is disabled). Growing the standby "
-        "on failover is not done yet: its own autoscaler grows it once traffic arrives.",
+        "scaling.minReplicas, or spec.replicas when scaling is disabled). While regions that "
+        "carried traffic are out of rotation, each region in rotation is raised to its share "
+        "(by weight) of the replicas they ran (status.regions[].carryingReplicas), within its "
+        "maxReplicas, and lowered back at failback.",
     )
 
     @model_validator(mode="after")

@@ -303,6 +303,19 @@ class RegionStatus(ApiModel):
     consecutive_failures: int = Field(0, ge=0, description="Failed health checks in a row.")
     last_check_time: float | None = Field(None, description="Unix time of the last check.")
     message: str = Field("", max_length=1024, description="Last health check result.")
+    carrying_replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Desired replicas of the region at its last passed check in rotation: what "
+        "it ran to carry its traffic, and what the regions taking over its share are raised to "
+        "when it fails.",
+    )
+    min_replicas_floor: int | None = Field(
+        None,
+        ge=0,
+        description="scaling.minReplicas written to this region's copy while it takes over the "
+        "traffic of a failed region; absent when no floor is raised.",
+    )
     copy_state: (
         Literal["Created", "Updated", "InSync", "Conflict", "Invalid", "Unreachable"] | None
     ) = Field(
