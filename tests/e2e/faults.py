@@ -62,6 +62,10 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The zone's replicas are replaced in the other zones and serve again; status follows; "
         "requests in flight on the lost pods fail, the rest are served",
     ),
+    "home-region-api-down": (
+        "The home cluster's API server stopped (two regions, one resource)",
+        "Member regions keep serving their copies, reconciled by their own operators",
+    ),
     "primary-region-lost": (
         "The primary region's engines gone (two-region failover)",
         "The standby takes the traffic weight (status, Events) and is raised to what the "

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from testbed.cluster import RegionInfo
+from testbed.cluster import LocalCluster, RegionInfo
 
 from .faults import record
 from .operator_process import OperatorProcess, free_port, install_crds
@@ -334,6 +334,7 @@ def test_one_apply_serves_in_both_regions_and_the_copy_follows(
     fleet: dict[str, client.CustomObjectsApi],
     namespace: str,
     core: client.CoreV1Api,
+    local_cluster: LocalCluster,
 ) -> None:
     east, west = fleet["us-east"], fleet["eu-west"]
     # Only the home resource was applied: eu-west serves from the copy it made.
@@ -407,6 +408,23 @@ def test_one_apply_serves_in_both_regions_and_the_copy_follows(
     got = updates()
     assert len(got) == 2, got
     assert any("home resource changed" in m for m in got) and any("drift" in m for m in got), got
+
+    # The home cluster's API server goes away: eu-west goes on serving its copy, reconciled by
+    # its own operator.
+    try:
+        assert local_cluster.stop_component("us-east", "kube-apiserver")
+        time.sleep(8)  # several of the home operator's health checks fail meanwhile
+        alone = copy_in(west, namespace)
+        assert alone is not None and alone["status"]["readyReplicas"] == 1, alone
+        ready = condition(alone, "Ready") or {}
+        assert ready.get("status") == "True", ready
+    finally:
+        local_cluster.up()
+    record(
+        "home-region-api-down",
+        "with us-east's kube-apiserver stopped, eu-west kept its copy Ready and reconciled "
+        "(its own operator); the copy stays managed once us-east is back",
+    )
 
     # The home resource is deleted: its copy goes with it.
     east.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, DSD)
