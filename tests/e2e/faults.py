@@ -25,6 +25,11 @@ FAULTS: dict[str, tuple[str, str]] = {
         "Nothing acts while it is down; once back it applies the change made meanwhile and the "
         "status catches up",
     ),
+    "operator-killed-scaling-down": (
+        "The operator killed while a rollout scales the old colour down, under client load",
+        "The same rollout completes (old colour scaled to 0, one RolloutStarted); no client "
+        "request fails",
+    ),
     "operator-killed-mid-rollout": (
         "The operator killed in the middle of a blue-green rollout's analysis, under client load",
         "The same rollout resumes (same start time, one RolloutStarted) and promotes; no client "

@@ -240,9 +240,31 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         assert regions_now(east, namespace)["eu-west"]["minReplicasFloor"] == 2
         assert regions_now(east, namespace)["us-east"]["carryingReplicas"] == 2
         raised = [m for r, m in events(core, namespace) if r == "StandbyRaised"]
-        assert raised and "100% of the traffic of us-east, which ran 2 replicas" in raised[0], (
-            raised
+        took_over = "100% of the traffic of us-east, which ran 2 replicas"
+        assert raised and took_over in raised[0], raised
+
+        # The home operator killed while failed over: the restarted one resumes from the
+        # status, with no action repeated (Events of one process aggregate; a repeat after
+        # the restart would be a new one).
+        op.kill()
+        restarted = time.time()
+        op.start()
+        wait_for(
+            lambda: all(
+                (r.get("lastCheckTime") or 0) > restarted + 2
+                for r in regions_now(east, namespace).values()
+            ),
+            timeout=60,
+            what="health checks by the restarted operator",
         )
+        assert weights_and_states(east, namespace) == {
+            "us-east": ("Unhealthy", 0),
+            "eu-west": ("Healthy", 100),
+        }
+        said = event_reasons(core, namespace)
+        for once in ("RegionUnhealthy", "TrafficShifted", "StandbyRaised"):
+            assert said.count(once) == 1, (once, said)
+        assert dsd(west, namespace)["spec"]["replicas"] == 2
     finally:
         # It comes back: recovering first (traffic stays in eu-west), then back in rotation
         # after the failback delay.
@@ -280,7 +302,8 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         "us-east's GPU nodes all gone: unhealthy, its weight moved to eu-west (RegionUnhealthy, "
         "TrafficShifted), eu-west raised to the 2 replicas us-east ran (StandbyRaised); back "
         "after the failback delay (RegionRecovering, RegionHealthy) and eu-west lowered "
-        "(StandbyLowered). Weights are published, not yet applied to client traffic (#17)",
+        "(StandbyLowered). The home operator killed while failed over resumed with no "
+        "action repeated. Weights are published, not yet applied to client traffic (#17)",
     )
 
 
@@ -330,6 +353,14 @@ def copy_in(custom: client.CustomObjectsApi, ns: str) -> dict[str, Any] | None:
         raise
 
 
+def wait_max_replicas(custom: client.CustomObjectsApi, ns: str, want: int, what: str) -> None:
+    def now() -> int | None:
+        obj = copy_in(custom, ns) or {}
+        return obj.get("spec", {}).get("scaling", {}).get("maxReplicas")  # type: ignore[no-any-return]
+
+    wait_for(lambda: now() == want, timeout=60, what=what, every=0.2)
+
+
 def test_one_apply_serves_in_both_regions_and_the_copy_follows(
     fleet: dict[str, client.CustomObjectsApi],
     namespace: str,
@@ -360,15 +391,7 @@ def test_one_apply_serves_in_both_regions_and_the_copy_follows(
     east.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"scaling": {"maxReplicas": 3}}}
     )
-    wait_for(
-        lambda: (
-            (copy_in(west, namespace) or {}).get("spec", {}).get("scaling", {}).get("maxReplicas")
-            == 3
-        ),
-        timeout=60,
-        what="scaling.maxReplicas 3 in the eu-west copy",
-        every=0.2,
-    )
+    wait_max_replicas(west, namespace, 3, "scaling.maxReplicas 3 in the eu-west copy")
     seen_after = time.monotonic() - t0
     generation = dsd(east, namespace)["metadata"]["generation"]
     west_status = wait_for(
@@ -390,15 +413,7 @@ def test_one_apply_serves_in_both_regions_and_the_copy_follows(
     west.patch_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, DSD, {"spec": {"scaling": {"maxReplicas": 1}}}
     )
-    wait_for(
-        lambda: (
-            (copy_in(west, namespace) or {}).get("spec", {}).get("scaling", {}).get("maxReplicas")
-            == 3
-        ),
-        timeout=60,
-        what="the hand edit in eu-west reverted",
-        every=0.5,
-    )
+    wait_max_replicas(west, namespace, 3, "the hand edit in eu-west reverted")
 
     def updates() -> list[str]:
         return [m for r, m in events(core, namespace) if r == "CopyUpdated"]

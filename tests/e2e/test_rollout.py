@@ -540,6 +540,48 @@ def test_operator_killed_mid_rollout_resumes_to_the_same_end_state(
     )
 
 
+def test_operator_killed_while_scaling_down_finishes_the_same_rollout(
+    namespace: str,
+    serving: Traffic,
+    operator: OperatorProcess,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    ns = namespace
+    # A scale-down delay long enough to kill the operator inside it.
+    patch_spec(custom, ns, {"rollout": {"scaleDownDelaySeconds": 30}})
+    patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    mid = wait_phase(custom, ns, "ScalingDown", "Completed", "RolledBack", "Aborted")
+    assert mid["phase"] == "ScalingDown", mid  # traffic on green, blue kept for the delay
+    operator.kill()
+    assert service_colour(core, ns) == "green"
+    assert deployment_replicas(apps, ns, "blue") == REPLICAS  # nobody scales it meanwhile
+    operator.start()
+    done = wait_phase(custom, ns, "Completed", "RolledBack", "Aborted")
+    assert done["phase"] == "Completed", done
+    assert done["startedAt"] == mid["startedAt"], (mid, done)  # the same rollout
+    wait_for(lambda: deployment_replicas(apps, ns, "blue") == 0, what="blue scaled to 0")
+    assert service_colour(core, ns) == "green"
+    assert len(ready_pods(core, ns, "green")) == REPLICAS
+    said = reasons(core, ns)
+    # Events of one process aggregate; a repeated action after the restart would be a new one.
+    assert said.count("RolloutStarted") == 1 and said.count("RolloutPromoted") == 1, said
+    wait_for(
+        lambda: reasons(core, ns).count("OldColourScaledDown") == 1,
+        timeout=30,
+        what="one OldColourScaledDown",
+    )
+    counts = finish(serving, "operator killed while scaling down")
+    assert_no_client_errors(counts)
+    record(
+        "operator-killed-scaling-down",
+        "killed in ScalingDown (traffic on green, blue kept for the delay); blue untouched "
+        "while it was down; the same rollout completed, blue scaled to 0, one RolloutStarted",
+        counts,
+    )
+
+
 def test_spec_change_during_a_rollout_supersedes_the_preview(
     namespace: str,
     serving_manual: Traffic,
