@@ -31,6 +31,7 @@ from .adapters.prometheus import SignalPoller, Snapshot
 from .adapters.regions import RegionReader, RegionUnreachable, prometheus_view
 from .api.base import GROUP, PLURAL, VERSION
 from .api.resource import DeepSeekDeployment
+from .api.spec import RegionSpec
 from .api.status import (
     Colour,
     Condition,
@@ -224,16 +225,17 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     next_check = failover.check_due(
         dsd.spec.regions, dsd.spec.failover, list(outcome.status.regions), now
     )
+    reads: dict[str, Any] = {}  # member regions' copies, read once in this reconcile
     due_check = next_check is not None and next_check <= 0.25
     if due_check:
         outcome = replace(
-            outcome, status=_check_regions(rt, dsd, observed, snap, url, outcome, now)
+            outcome, status=_check_regions(rt, dsd, observed, snap, url, outcome, now, reads)
         )
         next_check = float(dsd.spec.failover.health_check_interval_seconds)
     elif not dsd.spec.regions and outcome.status.regions:
         outcome = replace(outcome, status=_without_regions(dsd, outcome.status))
     if _copies_due(dsd, outcome.status, checked=next_check is not None and due_check):
-        outcome = replace(outcome, status=_sync_copies(rt, obj, dsd, outcome.status, now))
+        outcome = replace(outcome, status=_sync_copies(rt, obj, dsd, outcome.status, now, reads))
 
     if outcome.plan is not None:
         changes = rt.kube.apply(render(dsd, outcome.plan), owned)
@@ -436,8 +438,10 @@ def _check_regions(
     url: str | None,
     outcome: Outcome,
     now: float,
+    reads: dict[str, Any],
 ) -> DeepSeekDeploymentStatus:
-    """One round of region health checks: observe (I/O), decide (pure), report."""
+    """One round of region health checks: observe (I/O), decide (pure), report. `reads`
+    keeps this reconcile's reads of the member regions' copies (`_copy`)."""
     ns, name = dsd.namespace, dsd.name
     status = outcome.status
     active = status.active_colour or Colour.BLUE
@@ -453,7 +457,10 @@ def _check_regions(
                 **prometheus_view(purl, psnap, ns, name, active.value),
             )
         elif rt.regions is not None:
-            obs = rt.regions.observe(ns, name, region)
+            try:
+                obs = rt.regions.observation(ns, name, region, _copy(rt, ns, name, region, reads))
+            except RegionUnreachable as e:
+                obs = failover.Observation(error=str(e))
         else:  # pragma: no cover - always configured by operator_main
             continue
         probes[region.name] = failover.judge(obs)
@@ -495,6 +502,23 @@ def _check_regions(
     return status.model_copy(update={"regions": fo.regions, "conditions": conds})
 
 
+def _copy(
+    rt: Runtime, ns: str, name: str, region: RegionSpec, reads: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The region's copy, read once per reconcile (the health check and the sync both need
+    it). Raises RegionUnreachable, also when the one read did."""
+    assert rt.regions is not None
+    if region.name not in reads:
+        try:
+            reads[region.name] = rt.regions.get_copy(ns, name, region)
+        except RegionUnreachable as e:
+            reads[region.name] = e
+    got = reads[region.name]
+    if isinstance(got, RegionUnreachable):
+        raise got
+    return got  # type: ignore[no-any-return]
+
+
 def _copies_due(dsd: DeepSeekDeployment, status: DeepSeekDeploymentStatus, checked: bool) -> bool:
     """Sync the member regions' copies with each health check, and at once after a change."""
     remote = {r.name for r in dsd.spec.regions if r.kubeconfig_secret_ref is not None}
@@ -510,6 +534,7 @@ def _sync_copies(
     dsd: DeepSeekDeployment,
     status: DeepSeekDeploymentStatus,
     now: float,
+    reads: dict[str, Any],
 ) -> DeepSeekDeploymentStatus:
     """Create or update this resource's copy in each member region (decided by
     `propagation.plan`), and report it in status.regions[], RegionsSynced and Events."""
@@ -529,7 +554,7 @@ def _sync_copies(
             continue
         floor = raised.get(region.name)
         try:
-            existing = rt.regions.get_copy(ns, name, region)
+            existing = _copy(rt, ns, name, region, reads)
             p = P.plan(obj, region, existing, floor)
             if p.action is P.Action.CREATE:
                 assert p.body is not None

@@ -157,11 +157,10 @@ class RegionReader:
             if e.status != 404:
                 raise
 
-    def observe(self, namespace: str, name: str, region: RegionSpec) -> Observation:
-        try:
-            obj = self.get_copy(namespace, name, region)
-        except RegionUnreachable as e:
-            return Observation(error=str(e))
+    def observation(
+        self, namespace: str, name: str, region: RegionSpec, obj: dict[str, Any] | None
+    ) -> Observation:
+        """What a health check needs from the region's copy as `get_copy` read it."""
         if obj is None:
             return Observation(found=False)
         status = obj.get("status") or {}
