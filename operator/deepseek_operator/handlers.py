@@ -770,12 +770,18 @@ def _engine_pod(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -
     wake(namespace, labels.get(L.DEPLOYMENT))
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+def _holds_deletion(*, spec: kopf.Spec, annotations: kopf.Annotations, **_: Any) -> bool:
+    return P.holds_deletion(spec, annotations)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=_holds_deletion)
 def _deleted(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
     """Owned objects go with the resource (owner references, garbage collection). User-made
     PersistentVolumeClaims and Secrets are not owned and stay. The copies this resource made in
     member regions are deleted first; while a region cannot be reached the deletion waits
-    (Kopf's finalizer) and retries, unless the keep-member-copies annotation says not to."""
+    (Kopf's finalizer) and retries, unless the keep-member-copies annotation says not to.
+    Only a resource with member-region copies carries the finalizer (propagation.holds_deletion):
+    any other goes at once, even while the operator is down."""
     rt = runtime()
     if namespace is None:
         return
@@ -857,6 +863,33 @@ async def _loop(*, stopped: kopf.DaemonStopped, namespace: str | None, name: str
     finally:
         if rt.wakeups.get(key) is ev:
             del rt.wakeups[key]
+
+
+# Kopf gives every daemon a finalizer, so that it can stop it before the object goes. This loop
+# needs none: it ends by itself when it finds the resource gone or deleting (reconcile_once
+# returns None), and `_gone` wakes it for that. Without this, deleting a DeepSeekDeployment (or
+# its namespace) would hang while the operator is down. The deletion handler above keeps the
+# finalizer where there is real cleanup to do.
+def _without_finalizer(fn: Any) -> None:
+    spawning = kopf.get_default_registry()._spawning
+    found = [i for i, h in enumerate(spawning._handlers) if h.fn is fn]
+    assert len(found) == 1, "the reconcile loop's daemon handler is registered once"
+    i = found[0]
+    spawning._handlers[i] = replace(spawning._handlers[i], requires_finalizer=False)
+
+
+_without_finalizer(_loop)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def _gone(*, type: str, namespace: str | None, name: str, **_: Any) -> None:
+    """A DeepSeekDeployment was removed: its loop wakes, finds it gone and ends; its metric
+    series go."""
+    if type != "DELETED" or namespace is None:
+        return
+    wake(namespace, name)
+    forget(namespace, name)
+    runtime().generation_seen.pop((namespace, name), None)
 
 
 async def _wait_any(ev: asyncio.Event, stopped: kopf.DaemonStopped) -> None:

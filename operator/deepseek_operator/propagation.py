@@ -246,6 +246,20 @@ def plan(
     )
 
 
+def holds_deletion(spec: Mapping[str, Any], annotations: Mapping[str, str]) -> bool:
+    """Whether deleting the home resource has work outside this cluster: copies in member
+    regions (entries of spec.regions with a kubeconfigSecretRef) that are not to be kept.
+    Only then does the resource carry the operator's finalizer, so that deleting it (or its
+    namespace) while the operator is down completes at once everywhere else. Reads the raw
+    spec: a spec that does not validate now may still have written copies before."""
+    if annotations.get(KEEP_COPIES) == "true":
+        return False
+    regions = spec.get("regions")
+    if not isinstance(regions, list):
+        return False
+    return any(isinstance(r, Mapping) and r.get("kubeconfigSecretRef") for r in regions)
+
+
 def removal(home_uid: str, region: str, existing: Mapping[str, Any] | None) -> Plan:
     """What to do with a region's copy when the home resource is deleted."""
     if existing is None:

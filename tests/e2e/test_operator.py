@@ -593,3 +593,77 @@ def test_operator_started_before_its_namespace_exists_serves_it_once_made(
         assert "peering_created" in op.log()
     finally:
         op.stop()
+
+
+FINALIZER = "serving.deepseek.dev/finalizer"
+
+
+def test_deleting_a_namespace_while_the_operator_is_down_completes(
+    region: RegionInfo,
+    crds: None,
+    namespace_factory: Any,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+) -> None:
+    """Only a resource with copies in member regions carries the operator's finalizer; any
+    other goes with its namespace even while no operator runs."""
+    ns = namespace_factory()
+    op = OperatorProcess(region.kubeconfig, namespaces=[ns], name=f"op-{ns}").start()
+    try:
+        plain = example("deepseek-r1-distill-7b.yaml")
+        plain["metadata"]["name"] = "plain"
+        plain["spec"]["replicas"] = 1
+        create_dsd(custom, ns, plain)
+        regional = copy.deepcopy(plain)
+        regional["metadata"]["name"] = "regional"
+        regional["spec"]["regions"] = [
+            {"name": "us-east"},
+            {"name": "eu-west", "kubeconfigSecretRef": {"name": "eu-west-kubeconfig"}},
+        ]
+        create_dsd(custom, ns, regional)
+        wait_for(
+            lambda: _get_deployment(apps, ns, "plain-blue") is not None,
+            timeout=60,
+            what="plain reconciled",
+        )
+        wait_for(
+            lambda: (
+                FINALIZER in (get_dsd(custom, ns, "regional")["metadata"].get("finalizers") or [])
+            ),
+            timeout=60,
+            what="the finalizer on the resource with a member region",
+        )
+        assert FINALIZER not in (get_dsd(custom, ns, "plain")["metadata"].get("finalizers") or [])
+        # Keeping the member copies leaves nothing to clean up: the finalizer goes.
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            "regional",
+            {"metadata": {"annotations": {"serving.deepseek.dev/keep-member-copies": "true"}}},
+        )
+        wait_for(
+            lambda: (
+                FINALIZER
+                not in (get_dsd(custom, ns, "regional")["metadata"].get("finalizers") or [])
+            ),
+            timeout=60,
+            what="the finalizer removed",
+        )
+    finally:
+        op.stop()
+
+    core.delete_namespace(ns)
+
+    def gone() -> bool:
+        try:
+            core.read_namespace(ns)
+        except client.ApiException as e:
+            if e.status == 404:
+                return True
+            raise
+        return False
+
+    wait_for(gone, timeout=120, what=f"namespace {ns} deleted with no operator running")

@@ -258,6 +258,39 @@ def test_removal(case: str, existing: dict[str, Any] | None, action: P.Action) -
     assert P.removal(UID, "eu-west", existing).action is action, case
 
 
+SECRET_REF = {"name": "eu-west-kubeconfig"}
+HOLDS_CASES = [
+    ("no regions", {}, {}, False),
+    ("regions without kubeconfigs (this cluster only)", {"regions": [{"name": "a"}]}, {}, False),
+    (
+        "a member region",
+        {"regions": [{"name": "a"}, {"name": "b", "kubeconfigSecretRef": SECRET_REF}]},
+        {},
+        True,
+    ),
+    (
+        "copies to be kept",
+        {"regions": [{"name": "b", "kubeconfigSecretRef": SECRET_REF}]},
+        {P.KEEP_COPIES: "true"},
+        False,
+    ),
+    (
+        "an invalid spec still names its member regions",
+        {"regions": [{"name": "B!", "kubeconfigSecretRef": SECRET_REF}], "replicas": -1},
+        {P.KEEP_COPIES: "false"},
+        True,
+    ),
+    ("regions not a list", {"regions": "b"}, {}, False),
+]
+
+
+@pytest.mark.parametrize(("case", "spec", "annotations", "holds"), HOLDS_CASES)
+def test_holds_deletion(
+    case: str, spec: dict[str, Any], annotations: dict[str, str], holds: bool
+) -> None:
+    assert P.holds_deletion(spec, annotations) is holds, case
+
+
 # --- status, Events, condition ---------------------------------------------------------------
 
 
