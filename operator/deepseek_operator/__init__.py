@@ -1,3 +1,3 @@
 """deepseek-operator: keeps DeepSeek models served on vLLM, fast and without outages."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

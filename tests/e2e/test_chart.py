@@ -50,6 +50,7 @@ DSD_NAME = "chart-e2e"
 # name "mirror"): the chart grants `get` on this Secret by name (rbac.kubeconfigSecrets).
 MEMBER_SECRET = "mirror-kubeconfig"
 CRD_RESOURCE = "customresourcedefinitions.apiextensions.k8s.io"
+CRD_NAME = "deepseekdeployments.serving.deepseek.dev"
 # `... cannot list resource "namespaces" in API group "" at the cluster scope`
 FORBIDDEN = re.compile(r'cannot (\w+) resource "([^"]+)" in API group "([^"]*)"')
 KOPF_SCANNING = {
@@ -293,6 +294,8 @@ def installed(
             release_ns,
             "--values",
             str(tmp / "values.yaml"),
+            # The CRD exists already (install_crds), as after an install by an older chart.
+            "--take-ownership",
             "--wait",
             "--timeout=2m",
         )
@@ -573,3 +576,54 @@ def test_the_service_account_is_denied_what_the_operator_does_not_need(
         ]
     allowed = [d for d in denied if _can_i(installed, *d)]
     assert allowed == [], f"the operator's ServiceAccount may do more than it needs: {allowed}"
+
+
+OLD_CRD = ROOT / "tests" / "e2e" / "data" / "deepseekdeployments-chart-0.1.0.yaml"
+
+
+def _engine_schema(cluster: Cluster) -> dict[str, Any]:
+    crd = cluster.get("crd", "deepseekdeployments.serving.deepseek.dev")
+    assert crd is not None
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return dict(schema["properties"]["spec"]["properties"]["engine"]["properties"])
+
+
+def test_helm_upgrade_updates_the_crd_of_an_older_chart_and_uninstall_keeps_it(
+    cluster: Cluster, namespaces: list[str], api_clients: dict[str, client.ApiClient]
+) -> None:
+    """Chart 0.1.0 shipped the CRD in crds/, which Helm never upgrades. From 0.2.0 the CRD is
+    a template: `helm upgrade --take-ownership` adopts the old CRD once and updates it, a field
+    added since round-trips, and `helm uninstall` keeps the CRD and the resources."""
+    suffix = _suffix()
+    release, ns = f"dso-up-{suffix}", f"dso-up-{suffix}"
+    cluster.kubectl("create", "namespace", ns)
+    namespaces.append(ns)
+    dsd = yaml.safe_load(_dsd_manifest(ns))
+    dsd["metadata"]["name"] = "upgraded"
+    del dsd["spec"]["regions"], dsd["spec"]["failover"]
+    dsd["spec"].setdefault("engine", {})["runtimeClassName"] = "nvidia"
+    try:
+        cluster.kubectl("replace", "-f", str(OLD_CRD))
+        cluster.kubectl("wait", "--for=condition=Established", "crd/" + CRD_NAME, "--timeout=60s")
+        assert "runtimeClassName" not in _engine_schema(cluster)
+        # The old CRD prunes the new field: the round trip below can fail.
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(dsd))
+        got = cluster.get("dsd", "upgraded", "-n", ns)
+        assert got is not None and "runtimeClassName" not in got["spec"].get("engine", {})
+        cluster.kubectl("delete", "dsd", "upgraded", "-n", ns)
+
+        cluster.helm(
+            "upgrade", "--install", release, str(CHART), "--namespace", ns,
+            "--set", "replicaCount=0", "--take-ownership", "--wait", "--timeout=2m",
+        )  # fmt: skip
+        assert "runtimeClassName" in _engine_schema(cluster)
+        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(dsd))
+        got = cluster.get("dsd", "upgraded", "-n", ns)
+        assert got is not None and got["spec"]["engine"]["runtimeClassName"] == "nvidia"
+
+        cluster.helm("uninstall", release, "--namespace", ns, "--wait", "--timeout=1m")
+        assert cluster.get("crd", CRD_NAME) is not None
+        assert cluster.get("dsd", "upgraded", "-n", ns) is not None
+    finally:
+        cluster.kubectl("delete", "dsd", "--all", "-n", ns, "--wait=false", check=False)
+        install_crds(api_clients[PRIMARY])  # the current CRDs, as the other tests expect them

@@ -25,6 +25,7 @@ from dashboards.generate import CRDS
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "deepseek-operator"
+DSD_CRD = "deepseekdeployments.serving.deepseek.dev.yaml"
 RELEASE, NAMESPACE = "dso", "deepseek-system"
 FULLNAME = "dso-deepseek-operator"
 
@@ -139,8 +140,21 @@ def test_helm_lint(name: str, tmp_path: Path) -> None:
 def test_chart_crds_equal_the_generated_crds(crd: str) -> None:
     """Helm only reads files inside the chart, so the chart keeps copies of crds/ (written by
     `make dashboards`); they must not drift from the CRDs generated from the models."""
-    assert (CHART / "crds" / crd).read_text() == (ROOT / "crds" / crd).read_text()
-    assert sorted(p.name for p in (CHART / "crds").iterdir()) == sorted(CRDS)
+    assert (CHART / CRDS[crd] / crd).read_text() == (ROOT / "crds" / crd).read_text()
+    for where in set(CRDS.values()):
+        assert sorted(p.name for p in (CHART / where).iterdir()) == sorted(
+            c for c, w in CRDS.items() if w == where
+        )
+
+
+def test_dsd_crd_is_a_template_helm_upgrades_and_uninstall_keeps(tmp_path: Path) -> None:
+    generated = yaml.safe_load((ROOT / "crds" / DSD_CRD).read_text())
+    crd = one(render({}, tmp_path), "CustomResourceDefinition")
+    assert crd["metadata"]["name"] == generated["metadata"]["name"]
+    assert crd["spec"] == generated["spec"]
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert crd["metadata"]["labels"]["app.kubernetes.io/part-of"] == "deepseek-operator"
+    assert not by_kind(render({"crds": {"install": False}}, tmp_path), "CustomResourceDefinition")
 
 
 # ---- objects per values set -----------------------------------------------------------------
@@ -162,6 +176,7 @@ def test_defaults_cluster_mode(tmp_path: Path) -> None:
         "ClusterKopfPeering",
         "ClusterRole",
         "ClusterRoleBinding",
+        "CustomResourceDefinition",
         "Deployment",
         "Service",
         "ServiceAccount",
