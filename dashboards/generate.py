@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from . import DASHBOARDS
+from . import DASHBOARDS, values_table
 from .rules import GROUPS, files
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,8 @@ def outputs() -> dict[Path, str]:
     out[CHART / "files" / "prometheus-rules.yaml"] = rules_yaml(list(GROUPS))
     for crd, where in CRDS.items():
         out[CHART / where / crd] = (ROOT / "crds" / crd).read_text()
+    readme = CHART / "README.md"
+    out[readme] = values_table.with_table(readme.read_text(), (CHART / "values.yaml").read_text())
     return out
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 import dashboards
-from dashboards import generate, grafana, names, rules
+from dashboards import generate, grafana, names, rules, values_table
 from tests.unit.test_rules import _promtool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,3 +227,44 @@ def test_every_panel_query_parses(tmp_path: Path, variables: dict[str, str], too
 def test_substitute_rejects_unknown_variables() -> None:
     with pytest.raises(KeyError):
         dashboards.substitute('up{x=~"$nope"}', {})
+
+
+VALUES_SAMPLE = """\
+# -- Replicas.
+replicaCount: 1
+image:
+  # -- The image,
+  # continued.
+  repository: x/y
+  pullPolicy: IfNotPresent
+# -- A mapping documented as a whole.
+podSecurityContext:
+  runAsUser: 10001
+undocumented:
+  nested:
+    # -- Deep, e.g. <release> | pipe.
+    leaf: [a]
+"""
+
+
+def test_values_table_rows() -> None:
+    assert values_table.rows(VALUES_SAMPLE) == [
+        ("replicaCount", "1", "Replicas."),
+        ("image.repository", '"x/y"', "The image, continued."),
+        ("image.pullPolicy", '"IfNotPresent"', ""),
+        ("podSecurityContext", '{"runAsUser": 10001}', "A mapping documented as a whole."),
+        ("undocumented.nested.leaf", '["a"]', "Deep, e.g. <release> | pipe."),
+    ]
+    table = values_table.table(VALUES_SAMPLE)
+    assert (
+        '| `undocumented.nested.leaf` | `["a"]` | Deep, e.g. &lt;release&gt; \\| pipe. |' in table
+    )
+
+
+def test_chart_readme_lists_every_value() -> None:
+    readme = (generate.CHART / "README.md").read_text()
+    values = (generate.CHART / "values.yaml").read_text()
+    for path, _, _ in values_table.rows(values):
+        assert f"| `{path}` |" in readme, path
+    with pytest.raises(ValueError, match="markers"):
+        values_table.with_table("no markers", values)
