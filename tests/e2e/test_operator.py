@@ -619,7 +619,12 @@ def test_deleting_a_namespace_while_the_operator_is_down_completes(
         regional["metadata"]["name"] = "regional"
         regional["spec"]["regions"] = [
             {"name": "us-east"},
-            {"name": "eu-west", "kubeconfigSecretRef": {"name": "eu-west-kubeconfig"}},
+            {
+                "name": "eu-west",
+                "role": "standby",
+                "weight": 0,
+                "kubeconfigSecretRef": {"name": "eu-west-kubeconfig"},
+            },
         ]
         create_dsd(custom, ns, regional)
         wait_for(
