@@ -7,6 +7,8 @@
 #   prometheus                                                        github.com/prometheus/prometheus v0.316.0 (= v3.16.0)
 #   promtool3 (promtool of the same release, validates kubernetes_sd)   the same module
 #   promtool                                                          Debian bookworm 2.42.0
+#   monitoring-crds/ (PodMonitor, ServiceMonitor, PrometheusRule CRDs)   github.com/prometheus-operator/prometheus-operator v0.85.0
+#     (scripts/fetch-monitoring-crds.sh: the module's example/prometheus-operator-crd-full)
 # The Go tools come from the Go module proxy through the wrapper modules in tools/go/<name>/
 # (committed go.mod/go.sum pin every dependency). Each tool lands in a directory named after its
 # version and a hash of its go.mod/go.sum/flags, $CACHE/bin/<name>-<version>-<hash>/, so a version
@@ -254,6 +256,9 @@ done
 BUILD_TAGS=remove_all_sd,enable_kubernetes_sd \
   build_go prometheus "$prom_version" "$prom_ld" prometheus=github.com/prometheus/prometheus/cmd/prometheus \
   promtool3=github.com/prometheus/prometheus/cmd/promtool
+
+# The Prometheus Operator's CRDs for the e2e tests (a module download, no build).
+GO=$GO DEEPSEEK_CACHE=$cache "$here/scripts/fetch-monitoring-crds.sh" $([ $check_only = 1 ] && echo --check)
 
 if [ ${#built[@]} -gt 0 ]; then
   log "built: ${built[*]}"

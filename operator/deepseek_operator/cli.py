@@ -29,6 +29,19 @@ def _run(args: argparse.Namespace) -> int:
     return int(run_operator(args))
 
 
+def monitor_label(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` of --monitor-label, checked as a Kubernetes label."""
+    from .api.spec import label_problem
+
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    problem = label_problem(key, value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return key, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepseek-operator",
@@ -84,6 +97,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--standalone",
         action="store_true",
         help="no peering/leader election (a single replica, e.g. during development)",
+    )
+    run.add_argument(
+        "--monitor-label",
+        type=monitor_label,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="label of every PodMonitor and PrometheusRule the operator creates (repeatable), "
+        "e.g. release=kube-prometheus-stack, the label a kube-prometheus-stack Prometheus "
+        "selects them by; a resource's spec.monitoring.labels win over these",
+    )
+    run.add_argument(
+        "--runbook-base-url",
+        default=None,
+        help="base URL of the runbooks the per-deployment alerts link (<url>/<alert>.md); "
+        "default: the project's docs/runbooks on GitHub",
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,16 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 PROBE_PERIOD_SECONDS = 10
 RUNBOOK_BASE = "https://github.com/deepseek-operator/deepseek-operator/blob/main/docs/runbooks"
+
+
+@dataclass(frozen=True)
+class MonitoringSettings:
+    """Operator-wide settings of the monitoring objects (`deepseek-operator run` flags)."""
+
+    # --monitor-label: e.g. {"release": "kube-prometheus-stack"}, the label a
+    # kube-prometheus-stack Prometheus selects PodMonitors and PrometheusRules by.
+    labels: Mapping[str, str] = field(default_factory=dict)
+    runbook_base_url: str = RUNBOOK_BASE  # --runbook-base-url
 
 
 @dataclass(frozen=True)
@@ -394,7 +405,16 @@ def pod_disruption_budget(dsd: DeepSeekDeployment) -> Obj:
     }
 
 
-def pod_monitor(dsd: DeepSeekDeployment) -> Obj:
+def monitoring_meta(dsd: DeepSeekDeployment, settings: MonitoringSettings) -> Obj:
+    """Metadata of the PodMonitor and PrometheusRule: the operator-wide labels, then the
+    resource's spec.monitoring.labels over them, then the operator's own labels over both (its
+    selectors and ownership must not be overridden)."""
+    meta = _meta(dsd, dsd.name)
+    meta["labels"] = {**settings.labels, **dsd.spec.monitoring.labels, **meta["labels"]}
+    return meta
+
+
+def pod_monitor(dsd: DeepSeekDeployment, settings: MonitoringSettings | None = None) -> Obj:
     """Scrape config for prometheus-operator, with the labels the operator's PromQL groups by."""
 
     def relabel(source: str, target: str) -> Obj:
@@ -406,7 +426,7 @@ def pod_monitor(dsd: DeepSeekDeployment) -> Obj:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PodMonitor",
-        "metadata": _meta(dsd, dsd.name),
+        "metadata": monitoring_meta(dsd, settings or MonitoringSettings()),
         "spec": {
             "selector": {"matchLabels": L.engine_selector(dsd.name)},
             "podMetricsEndpoints": [
@@ -429,8 +449,16 @@ def _prom_label(k8s_label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in k8s_label)
 
 
-def prometheus_rule(dsd: DeepSeekDeployment) -> Obj:
+# A recording rule of the chart's PrometheusRule (dashboards/rules.py, error_ratio("5m")). Where
+# it exists the chart's DeepSeekErrorBudgetBurn pages for this deployment's errors, so the
+# per-deployment error alert stays silent: one page per symptom (docs/runbooks).
+FLEET_ERROR_RATIO = "namespace_dsd:vllm_http_requests_errors:ratio_rate5m"
+
+
+def prometheus_rule(dsd: DeepSeekDeployment, settings: MonitoringSettings | None = None) -> Obj:
     """This deployment's own SLO alerts, with its thresholds baked in."""
+    settings = settings or MonitoringSettings()
+    runbooks = settings.runbook_base_url.rstrip("/")
     slo = dsd.spec.scaling.slo
     sel = f'namespace="{dsd.namespace}",dsd="{dsd.name}"'
     ttft = (
@@ -451,14 +479,14 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> Obj:
             "annotations": {
                 "summary": summary,
                 "description": f"DeepSeekDeployment {dsd.namespace}/{dsd.name}: {summary}.",
-                "runbook_url": f"{RUNBOOK_BASE}/{name}.md",
+                "runbook_url": f"{runbooks}/{name}.md",
             },
         }
 
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": _meta(dsd, dsd.name),
+        "metadata": monitoring_meta(dsd, settings),
         "spec": {
             "groups": [
                 {
@@ -472,7 +500,8 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> Obj:
                         ),
                         alert(
                             "DeepSeekDeploymentErrorsAboveSLO",
-                            f"{errors} > {slo.max_error_rate:g}",
+                            f"{errors} > {slo.max_error_rate:g}\n"
+                            f"unless on () {FLEET_ERROR_RATIO}{{{sel}}}",
                             f"error rate above its SLO of {slo.max_error_rate:g}",
                             "critical",
                         ),
@@ -483,8 +512,11 @@ def prometheus_rule(dsd: DeepSeekDeployment) -> Obj:
     }
 
 
-def render(dsd: DeepSeekDeployment, plan: Plan) -> DesiredState:
+def render(
+    dsd: DeepSeekDeployment, plan: Plan, monitoring: MonitoringSettings | None = None
+) -> DesiredState:
     """Every object the DeepSeekDeployment owns, for this plan."""
+    monitoring = monitoring or MonitoringSettings()
     objs: list[Obj] = [engine_deployment(dsd, d) for d in plan.deployments]
     active = plan.active_colour
     stable = None if plan.mixed else active
@@ -492,8 +524,8 @@ def render(dsd: DeepSeekDeployment, plan: Plan) -> DesiredState:
     objs.append(_service(dsd, preview_service_name(dsd.name), active.other(), "preview"))
     objs.append(pod_disruption_budget(dsd))
     if plan.monitoring_crds:
-        if dsd.spec.monitoring.service_monitor:
-            objs.append(pod_monitor(dsd))
+        if dsd.spec.monitoring.pod_monitor_enabled:
+            objs.append(pod_monitor(dsd, monitoring))
         if dsd.spec.monitoring.prometheus_rule:
-            objs.append(prometheus_rule(dsd))
+            objs.append(prometheus_rule(dsd, monitoring))
     return DesiredState(objs)

@@ -41,7 +41,7 @@ from .api.status import (
     RegionStatus,
     ScalingState,
 )
-from .desired import deployment_name, render, template_hash
+from .desired import MonitoringSettings, deployment_name, render, template_hash
 from .patches import merge_patch
 from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
 from .rollout import TRANSITIONING, RolloutPhase
@@ -72,6 +72,7 @@ class Runtime:
     prometheus_url: str | None
     signal_interval: float = 10.0
     regions: RegionReader | None = None
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
     wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     # (namespace, name) -> (generation, unix time this process first saw it): sync lag
     generation_seen: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
@@ -238,7 +239,7 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         outcome = replace(outcome, status=_sync_copies(rt, obj, dsd, outcome.status, now, reads))
 
     if outcome.plan is not None:
-        changes = rt.kube.apply(render(dsd, outcome.plan), owned)
+        changes = rt.kube.apply(render(dsd, outcome.plan, rt.monitoring), owned)
         for t in outcome.targets:
             if not t.render_spec:
                 ch = rt.kube.scale_deployment(

@@ -9,6 +9,7 @@ import random
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import kopf
 from kubernetes import client, config
@@ -20,6 +21,15 @@ from .adapters.events import EventRecorder
 from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller
 from .adapters.regions import RegionReader
+from .desired import MonitoringSettings
+
+
+def monitoring_settings(args: argparse.Namespace) -> MonitoringSettings:
+    """--monitor-label (the last one of a key wins) and --runbook-base-url."""
+    settings = MonitoringSettings(labels=dict(args.monitor_label or []))
+    if args.runbook_base_url:
+        settings = replace(settings, runbook_base_url=args.runbook_base_url)
+    return settings
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -139,6 +149,7 @@ def run_operator(args: argparse.Namespace) -> int:
         prometheus_url=args.prometheus_url,
         signal_interval=args.signal_interval,
         regions=RegionReader(kube.core, poller),
+        monitoring=monitoring_settings(args),
     )
 
     @kopf.on.login()
@@ -158,12 +169,13 @@ def run_operator(args: argparse.Namespace) -> int:
     if not args.standalone:
         priority = args.priority or random.SystemRandom().randint(1, 2**30)
     logging.getLogger("deepseek_operator").info(
-        "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s",
+        "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s monitor_labels=%s",
         __version__,
         namespaces or "all",
         None if args.standalone else args.peering,
         priority,
         args.prometheus_url,
+        handlers.RUNTIME.monitoring.labels,
     )
     kopf.run(
         clusterwide=not namespaces,

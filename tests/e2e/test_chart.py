@@ -13,6 +13,10 @@
    with its own token: Secrets other than the named region kubeconfig, deleting Deployments,
    RBAC, other namespaces, ...).
 
+4. with the Prometheus Operator's real CRDs (scripts/fetch-monitoring-crds.sh) installed for this
+   module: the chart's ServiceMonitor and PrometheusRule and the operator's PodMonitor and
+   PrometheusRule are accepted and carry monitoring.labels / spec.monitoring.labels.
+
 The operator in cluster mode would reconcile every DeepSeekDeployment of the shared cluster,
 so the cluster-mode run watches only the test namespace (`--namespace`, standalone) while
 holding the cluster-mode ClusterRole; cluster-wide peering is checked with `can-i`.
@@ -46,6 +50,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
 DSD_NAME = "chart-e2e"
+# monitoring.labels of the chart (on its ServiceMonitor and PrometheusRule, and passed to the
+# operator as --monitor-label) and spec.monitoring.labels of the DeepSeekDeployment.
+MONITOR_LABELS = {"release": "kube-prometheus-stack"}
+DSD_MONITOR_LABELS = {"team": "serving"}
+RUNBOOKS = "https://wiki.example.com/deepseek/runbooks"
 # A member region reached through a kubeconfig Secret (here the same cluster again, under the
 # name "mirror"): the chart grants `get` on this Secret by name (rbac.kubeconfigSecrets).
 MEMBER_SECRET = "mirror-kubeconfig"
@@ -100,15 +109,46 @@ class Cluster:
         return json.loads(res.stdout)  # type: ignore[no-any-return]
 
 
+def monitoring_crd_files() -> list[Path]:
+    """The Prometheus Operator's own CRDs, fetched from its Go module by
+    scripts/fetch-monitoring-crds.sh (make tools)."""
+    from testbed.cluster import cache_dir
+
+    current = cache_dir() / "monitoring-crds" / "current"
+    files = sorted(current.glob("monitoring.coreos.com_*.yaml"))
+    if len(files) != len(MONITORING_KINDS):
+        msg = f"no Prometheus Operator CRDs in {current}: run scripts/fetch-monitoring-crds.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return files
+
+
 @pytest.fixture(scope="module")
-def cluster(region: RegionInfo, api_clients: dict[str, client.ApiClient]) -> Cluster:
+def cluster(region: RegionInfo, api_clients: dict[str, client.ApiClient]) -> Iterator[Cluster]:
     """The primary region of the local cluster (conftest.py starts or reuses it), with the
-    project's CRDs installed as the chart ships them."""
+    project's CRDs installed as the chart ships them, and the Prometheus Operator's real
+    PodMonitor, ServiceMonitor and PrometheusRule CRDs for this module only: the other suites'
+    operators create monitoring objects only where these exist, so they are removed afterwards
+    (those that were already there are left alone) and the other suites run as before."""
     from testbed.cluster import cache_dir
 
     helm_binary()
     install_crds(api_clients[PRIMARY])
-    return Cluster(region.kubeconfig, region.prometheus_url, cache_dir() / "bin")
+    c = Cluster(region.kubeconfig, region.prometheus_url, cache_dir() / "bin")
+    names = [f"{k.lower()}s.monitoring.coreos.com" for k in sorted(MONITORING_KINDS)]
+    ours = [n for n in names if c.get("crd", n) is None]
+    files = monitoring_crd_files()
+    try:
+        for f in files:
+            c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+        c.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names)
+        )
+        yield c
+    finally:
+        if ours:
+            c.kubectl("delete", "crd", *ours, "--ignore-not-found", "--timeout=120s", check=False)
 
 
 def _suffix() -> str:
@@ -158,14 +198,9 @@ def test_rendered_chart_passes_server_side_validation(
     for ns in sorted(needed):
         cluster.kubectl("create", "namespace", ns)
         namespaces.append(ns)
-    monitoring_crds = {
-        k for k in MONITORING_KINDS if cluster.get("crd", f"{k.lower()}s.monitoring.coreos.com")
-    }
-    checked = [o for o in objs if o["kind"] not in MONITORING_KINDS - monitoring_crds]
-    skipped = {o["kind"] for o in objs} - {o["kind"] for o in checked}
-    # Only Prometheus Operator kinds may go unchecked (their CRDs are not in the local cluster;
-    # the PrometheusRule's content is checked by promtool in tests/unit/test_rules.py).
-    assert skipped <= MONITORING_KINDS
+    # Every object, the Prometheus Operator kinds included (their real CRDs are installed; the
+    # PrometheusRule's PromQL is checked by promtool in tests/unit/test_rules.py).
+    checked = objs
     res = cluster.kubectl(
         "apply",
         "--dry-run=server",
@@ -281,6 +316,9 @@ def installed(
         "replicaCount": 0,
         "operator": {"peering": {"enabled": True, "name": f"dso-{suffix}"}},
         "rbac": {"kubeconfigSecrets": [MEMBER_SECRET]},
+        "monitoring": {"labels": MONITOR_LABELS},
+        "serviceMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True, "runbookBaseUrl": RUNBOOKS},
     }
     if mode == "namespaced":
         values["operator"]["watchNamespaces"] = [app_ns]
@@ -341,7 +379,24 @@ def _dsd_manifest(namespace: str) -> str:
          "kubeconfigSecretRef": {"name": MEMBER_SECRET}},
     ]  # fmt: skip
     doc["spec"]["failover"] = {"enabled": True, "healthCheckIntervalSeconds": 2}
+    doc["spec"]["monitoring"] = {"podMonitor": True, "labels": DSD_MONITOR_LABELS}
     return yaml.safe_dump(doc)
+
+
+def _chart_operator_flags(installed: Installed) -> list[str]:
+    """The monitoring flags the chart gives the operator container (replicas 0 here), for the
+    operator run locally."""
+    dep = installed.cluster.get(
+        "deployment", f"{installed.release}-deepseek-operator", "-n", installed.release_ns
+    )
+    assert dep is not None
+    args: list[str] = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    flags = [a for a in args if a.startswith(("--monitor-label=", "--runbook-base-url="))]
+    assert flags == [
+        *(f"--monitor-label={k}={v}" for k, v in sorted(MONITOR_LABELS.items())),
+        f"--runbook-base-url={RUNBOOKS}",
+    ]
+    return flags
 
 
 @pytest.fixture
@@ -365,7 +420,7 @@ def operator_run(installed: Installed, monkeypatch: pytest.MonkeyPatch) -> Itera
         namespaces=[installed.app_ns],
         prometheus_url=installed.cluster.prometheus_url,
         name=f"chart-{installed.mode}",
-        extra=[*peering, "--verbose"],
+        extra=[*peering, *_chart_operator_flags(installed), "--verbose"],
     ).start()
     try:
         yield op.log_path
@@ -439,6 +494,8 @@ def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator
         mirror = regions.get("mirror", {})
         return mirror if mirror.get("lastCheckTime") else None
 
+    _check_monitoring_objects(installed, operator_run)
+
     mirror = _wait_for("the member region's health check", mirror_checked, 60, operator_run)
     assert "Secret" not in mirror["message"] and "403" not in mirror["message"], mirror
     events = c.get("events", "-n", ns, f"--field-selector=involvedObject.name={DSD_NAME}")
@@ -474,6 +531,52 @@ def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator
         "the DeepSeekDeployment to go", lambda: c.get("dsd", DSD_NAME, "-n", ns) is None, 60,
         operator_run,
     )  # fmt: skip
+
+
+def _check_monitoring_objects(installed: Installed, log: Path) -> None:
+    """The Prometheus Operator objects, accepted by its real CRDs, carry the labels a
+    kube-prometheus-stack Prometheus selects them by: the operator's PodMonitor and
+    PrometheusRule (created under the chart's RBAC) with the chart's monitoring.labels and the
+    resource's spec.monitoring.labels, and the chart's own ServiceMonitor and PrometheusRule."""
+    c, ns = installed.cluster, installed.app_ns
+    for kind in ("podmonitor", "prometheusrule"):
+        obj = _wait_for(
+            f"the operator's {kind}", lambda k=kind: c.get(k, DSD_NAME, "-n", ns), 60, log
+        )
+        labels = obj["metadata"]["labels"]
+        assert labels.items() >= {**MONITOR_LABELS, **DSD_MONITOR_LABELS}.items(), labels
+        assert labels["app.kubernetes.io/managed-by"] == "deepseek-operator"
+        assert obj["metadata"]["ownerReferences"][0]["name"] == DSD_NAME
+    rule = c.get("prometheusrule", DSD_NAME, "-n", ns)
+    assert rule is not None
+    urls = {r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert all(u.startswith(f"{RUNBOOKS}/") for u in urls), urls
+    pm = c.get("podmonitor", DSD_NAME, "-n", ns)
+    assert pm is not None and pm["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    for kind in ("servicemonitor", "prometheusrule"):
+        obj = c.get(kind, f"{installed.release}-deepseek-operator", "-n", installed.release_ns)
+        assert obj is not None, kind
+        assert obj["metadata"]["labels"].items() >= MONITOR_LABELS.items(), obj["metadata"]
+    chart_rule = c.get(
+        "prometheusrule", f"{installed.release}-deepseek-operator", "-n", installed.release_ns
+    )
+    assert chart_rule is not None
+    alerts = [r for g in chart_rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts and all(a["annotations"]["runbook_url"].startswith(RUNBOOKS) for a in alerts)
+    # what the operator would write, checked strictly (unknown fields are errors, not pruned)
+    from deepseek_operator.api.resource import DeepSeekDeployment
+    from deepseek_operator.desired import MonitoringSettings, pod_monitor, prometheus_rule
+
+    dsd = DeepSeekDeployment.from_k8s(c.get("dsd", DSD_NAME, "-n", ns) or {})
+    settings = MonitoringSettings(labels=MONITOR_LABELS, runbook_base_url=RUNBOOKS)
+    for obj in (pod_monitor(dsd, settings), prometheus_rule(dsd, settings)):
+        obj["metadata"].pop("ownerReferences", None)
+        obj["metadata"]["name"] = f"{DSD_NAME}-dry"
+        res = c.kubectl(
+            "apply", "--dry-run=server", "--validate=strict", "-f", "-",
+            stdin=yaml.safe_dump(obj), check=False,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
 
 
 def _can_i(installed: Installed, verb: str, what: str, *args: str) -> bool:

@@ -252,6 +252,24 @@ INVALID = [
         "maximum",
     ),
     (
+        "monitoring label key with a space",
+        {"monitoring.labels": {"re lease": "x"}},
+        "spec.monitoring.labels",
+        "must be Kubernetes label keys",
+    ),
+    (
+        "monitoring label value too long",
+        {"monitoring.labels": {"release": "x" * 64}},
+        "spec.monitoring.labels.release",
+        "too long",
+    ),
+    (
+        "monitoring label value with a slash",
+        {"monitoring.labels": {"release": "a/b"}},
+        "spec.monitoring.labels.release",
+        "does not match",
+    ),
+    (
         "unknown kv cache dtype",
         {"quantization.ladder": [{"name": "a", "weights": "bf16", "kvCacheDtype": "int2"}]},
         "spec.quantization.ladder.0.kvCacheDtype",

@@ -68,6 +68,20 @@ VALUES_SETS: dict[str, dict[str, Any]] = {
             "podMonitor": {"enabled": True},
         }
     },
+    # kube-prometheus-stack's release label on every monitoring object, the operator's included;
+    # runbooks and the operator's scrape job elsewhere.
+    "monitoring-labels": {
+        "monitoring": {
+            "labels": {"release": "kube-prometheus-stack", "example.com/team": "serving"}
+        },
+        "serviceMonitor": {"enabled": True, "labels": {"example.com/team": "ops"}},
+        "prometheusRule": {
+            "enabled": True,
+            "runbookBaseUrl": "https://wiki.example.com/deepseek/runbooks/",
+            "operatorJob": "dso-metrics",
+        },
+        "nvmlExporter": {"enabled": True, "podMonitor": {"enabled": True}},
+    },
 }
 
 
@@ -437,6 +451,133 @@ def test_prometheus_rule_carries_the_generated_rules(tmp_path: Path) -> None:
     assert pr["spec"] == generated
     alerts = [r for g in pr["spec"]["groups"] for r in g["rules"] if "alert" in r]
     assert alerts and all(a["annotations"]["runbook_url"] for a in alerts)
+
+
+MONITORING_KINDS = ("ServiceMonitor", "PrometheusRule", "PodMonitor")
+
+
+def test_monitoring_labels_on_the_charts_objects_and_passed_to_the_operator(
+    tmp_path: Path,
+) -> None:
+    """monitoring.labels reach the chart's ServiceMonitor, PrometheusRule and exporter
+    PodMonitor (an object's own labels win) and, as --monitor-label flags the operator's own
+    parser reads back, the PodMonitors and PrometheusRules the operator creates."""
+    from deepseek_operator.cli import build_parser
+    from deepseek_operator.operator_main import monitoring_settings
+
+    values = VALUES_SETS["monitoring-labels"]
+    objs = render(values, tmp_path)
+    for kind in MONITORING_KINDS:
+        labels = one(objs, kind)["metadata"]["labels"]
+        assert labels["release"] == "kube-prometheus-stack", kind
+        team = "ops" if kind == "ServiceMonitor" else "serving"
+        assert labels["example.com/team"] == team, kind
+        assert labels["app.kubernetes.io/managed-by"] == "Helm", kind
+    args = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    settings = monitoring_settings(build_parser().parse_args(args))
+    assert dict(settings.labels) == values["monitoring"]["labels"]
+    assert settings.runbook_base_url == values["prometheusRule"]["runbookBaseUrl"]
+    default_args = one(render({}, tmp_path), "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["args"]
+    assert not [a for a in default_args if a.startswith("--monitor-label")]
+
+
+def _rules_text(spec: dict[str, Any]) -> str:
+    return yaml.safe_dump(spec)
+
+
+def test_prometheus_rule_runbook_base_and_operator_job_are_values(tmp_path: Path) -> None:
+    """prometheusRule.runbookBaseUrl and .operatorJob replace the generated defaults in every
+    alert, and nothing else changes."""
+    from dashboards import rules
+    from dashboards.queries import OPERATOR_JOB
+
+    values = VALUES_SETS["monitoring-labels"]
+    pr = one(render(values, tmp_path), "PrometheusRule")
+    base = values["prometheusRule"]["runbookBaseUrl"].rstrip("/")
+    alerts = [r for g in pr["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert len(alerts) == len(rules.alerts())
+    for a in alerts:
+        assert a["annotations"]["runbook_url"] == f"{base}/{a['alert']}.md"
+    text = _rules_text(pr["spec"])
+    assert f'job="{OPERATOR_JOB}"' not in text and rules.RUNBOOK_BASE not in text
+    generated = (CHART / "files" / "prometheus-rules.yaml").read_text()
+    assert text.count('job="dso-metrics"') == _rules_text(yaml.safe_load(generated)).count(
+        f'job="{OPERATOR_JOB}"'
+    )
+    down = next(a for a in alerts if a["alert"] == "DeepSeekOperatorDown")
+    assert down["expr"] == 'absent(up{job="dso-metrics"} == 1)'
+    # back to the defaults: the generated file unchanged
+    expected = yaml.safe_load(
+        generated.replace(f'job="{OPERATOR_JOB}"', 'job="dso-metrics"').replace(
+            rules.RUNBOOK_BASE, base
+        )
+    )
+    assert pr["spec"] == expected
+
+
+def test_operator_job_follows_the_service_monitors_job_by_default(tmp_path: Path) -> None:
+    """Empty operatorJob: the job the chart's ServiceMonitor gives the operator (the Service's
+    app.kubernetes.io/name, which nameOverride changes)."""
+    objs = render(
+        {
+            "nameOverride": "dso",
+            "serviceMonitor": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+        },
+        tmp_path,
+    )
+    sm, svc = one(objs, "ServiceMonitor"), one(objs, "Service")
+    job = svc["metadata"]["labels"][sm["spec"]["jobLabel"]]
+    assert job == "dso"
+    alerts = [r for g in one(objs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    down = next(a for a in alerts if a.get("alert") == "DeepSeekOperatorDown")
+    assert down["expr"] == 'absent(up{job="dso"} == 1)'
+
+
+def test_prometheus_rule_template_fails_when_the_generated_defaults_move(tmp_path: Path) -> None:
+    """The template substitutes literal defaults; a generated file without them fails the
+    render instead of silently ignoring the values."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART, chart)
+    f = chart / "files" / "prometheus-rules.yaml"
+    f.write_text(f.read_text().replace("blob/main/docs/runbooks", "tree/main/runbooks"))
+    res = subprocess.run(
+        [helm_binary(), "template", RELEASE, str(chart), "--set", "prometheusRule.enabled=true"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode != 0
+    assert "update templates/prometheusrule.yaml" in res.stderr
+
+
+def test_values_schema_rejects_bad_monitoring_values(tmp_path: Path) -> None:
+    assert 'monitoring.labels: "re lease" is not a Kubernetes label key' in render_error(
+        {"monitoring": {"labels": {"re lease": "x"}}}, tmp_path
+    )
+    assert "labels" in render_error({"monitoring": {"labels": {"release": "a b"}}}, tmp_path)
+    assert "runbookBaseUrl" in render_error(
+        {"prometheusRule": {"enabled": True, "runbookBaseUrl": "wiki/runbooks"}}, tmp_path
+    )
+    assert "operatorJob" in render_error(
+        {"prometheusRule": {"enabled": True, "operatorJob": 'x"} or vector(1)'}}, tmp_path
+    )
+
+
+def test_chart_defaults_equal_the_generators(tmp_path: Path) -> None:
+    from dashboards import rules
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["prometheusRule"]["runbookBaseUrl"] == rules.RUNBOOK_BASE
+    template = (CHART / "templates" / "prometheusrule.yaml").read_text()
+    assert f'"{rules.RUNBOOK_BASE}/"' in template
+    # the label-key check of monitoring.labels is the operator's own (--monitor-label)
+    from deepseek_operator.api.spec import LABEL_KEY
+
+    assert f"`{LABEL_KEY}`" in (CHART / "templates" / "deployment.yaml").read_text()
 
 
 def test_dashboard_configmaps_for_the_grafana_sidecar(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from deepseek_operator.api import Colour, DeepSeekDeployment
 from deepseek_operator.api.spec import DeepSeekDeploymentSpec, QuantizationRung
 from deepseek_operator.desired import (
     ColourPlan,
+    MonitoringSettings,
     Plan,
     pod_template,
     quantization_args,
@@ -252,6 +253,61 @@ def test_monitoring_objects_only_where_crds_exist_and_wanted() -> None:
     } in relabels
     off = dsd(monitoring={"serviceMonitor": False, "prometheusRule": False})
     assert kinds(render(off, plan_for(off, monitoring_crds=True))) == kinds(render(d, plan_for(d)))
+
+
+POD_MONITOR_SWITCH = [
+    # (spec.monitoring, PodMonitor created?)
+    ({}, True),
+    ({"podMonitor": False}, False),
+    ({"serviceMonitor": False}, False),  # the deprecated name still works
+    ({"serviceMonitor": True}, True),
+    ({"podMonitor": True, "serviceMonitor": False}, True),  # podMonitor wins
+    ({"podMonitor": False, "serviceMonitor": True}, False),
+]
+
+
+@pytest.mark.parametrize(("monitoring", "created"), POD_MONITOR_SWITCH)
+def test_pod_monitor_switch_and_its_deprecated_alias(
+    monitoring: dict[str, bool], created: bool
+) -> None:
+    d = dsd(monitoring=monitoring)
+    state = render(d, plan_for(d, monitoring_crds=True))
+    assert bool(state.by_kind("PodMonitor")) is created
+    assert len(state.by_kind("PrometheusRule")) == 1
+
+
+def test_monitoring_labels_operator_wide_then_per_resource_then_own() -> None:
+    """--monitor-label, then spec.monitoring.labels over them, then the operator's own labels
+    over both, on the PodMonitor and the PrometheusRule alike; other objects get none."""
+    d = dsd(
+        monitoring={
+            "labels": {"team": "serving", "release": "prom-b", L.MANAGED_BY: "someone-else"}
+        }
+    )
+    settings = MonitoringSettings(labels={"release": "prom-a", "tier": "gpu"})
+    state = render(d, plan_for(d, monitoring_crds=True), settings)
+    for kind in ("PodMonitor", "PrometheusRule"):
+        labels = state.get(kind, "r1")["metadata"]["labels"]
+        assert labels["release"] == "prom-b"
+        assert labels["tier"] == "gpu"
+        assert labels["team"] == "serving"
+        assert labels[L.MANAGED_BY] == L.MANAGED_BY_VALUE
+        assert labels[L.DEPLOYMENT] == "r1"
+    assert "release" not in state.get("Service", "r1")["metadata"]["labels"]
+    plain = render(d, plan_for(d, monitoring_crds=True))
+    assert plain.get("PodMonitor", "r1")["metadata"]["labels"]["release"] == "prom-b"
+    assert "tier" not in plain.get("PodMonitor", "r1")["metadata"]["labels"]
+
+
+def test_runbook_base_url_of_the_per_deployment_alerts() -> None:
+    d = dsd()
+    settings = MonitoringSettings(runbook_base_url="https://wiki.example.com/runbooks/")
+    rule = render(d, plan_for(d, monitoring_crds=True), settings).get("PrometheusRule", "r1")
+    urls = [r["annotations"]["runbook_url"] for r in rule["spec"]["groups"][0]["rules"]]
+    assert urls == [
+        "https://wiki.example.com/runbooks/DeepSeekDeploymentTTFTAboveSLO.md",
+        "https://wiki.example.com/runbooks/DeepSeekDeploymentErrorsAboveSLO.md",
+    ]
 
 
 def test_kept_colour_is_not_rendered() -> None:

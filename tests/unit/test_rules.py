@@ -239,3 +239,121 @@ def test_ttft_buckets_match_the_real_vllm_exposition() -> None:
     text = names.VLLM_EXPOSITION.read_text()
     les = re.findall(r'vllm:time_to_first_token_seconds_bucket\{[^}]*le="([^"]+)"', text)
     assert tuple(float(x) for x in les if x != "+Inf") == rules.TTFT_BUCKETS
+
+
+# ---- one page per symptom ------------------------------------------------------------------
+# A deployment failing 20% of its completions against a 1% error SLO trips both the chart's
+# DeepSeekErrorBudgetBurn (fast burn, critical) and the operator's per-deployment
+# DeepSeekDeploymentErrorsAboveSLO (critical). Where the chart's rules are loaded, only the
+# burn-rate alert may page; without them the per-deployment alert is the page.
+
+ERRORS_DSD = {
+    "metadata": {"name": "r1", "namespace": "prod"},
+    "spec": {
+        "model": {"checkpoint": "deepseek-ai/DeepSeek-R1"},
+        "scaling": {"slo": {"maxErrorRate": 0.01}},
+    },
+}
+ERROR_SERIES = [
+    {"series": 'deepseek_operator_slo_target{namespace="prod",dsd="r1",slo="error_rate"}',
+     "values": "0.01x40"},
+    {"series": 'up{job="deepseek-operator",namespace="ops",pod="op-1"}', "values": "1x40"},
+    *(
+        {"series": "http_requests_total{namespace=\"prod\",dsd=\"r1\",colour=\"blue\","
+         f"pod=\"r1-1\",handler=\"/v1/completions\",method=\"POST\",status=\"{status}\"}}",
+         "values": f"0+{per_min}x40"}
+        for status, per_min in (("2xx", 80), ("5xx", 20))
+    ),
+]  # fmt: skip
+BURN_PAGE = {
+    "exp_labels": {"severity": "critical", "namespace": "prod", "dsd": "r1"},
+    "exp_annotations": {
+        "summary": "DeepSeekDeployment prod/r1 burns its error-rate error budget fast.",
+        "description": "20% of requests failed with a 5xx over the long window; at this rate "
+        "the deployment spends 2% of its 30-day error budget in an hour or 5% in 6 hours.",
+        "runbook_url": f"{rules.RUNBOOK_BASE}/DeepSeekErrorBudgetBurn.md",
+    },
+}
+
+
+def _operator_rule_groups() -> list[dict[str, object]]:
+    from deepseek_operator import desired
+    from deepseek_operator.api.resource import DeepSeekDeployment
+
+    rule = desired.prometheus_rule(DeepSeekDeployment.from_k8s(ERRORS_DSD))
+    return rule["spec"]["groups"]  # type: ignore[no-any-return]
+
+
+def _critical_alerts_on(
+    tmp_path: Path, promtool: str, with_chart_rules: bool, expected: dict[str, list[object]]
+) -> subprocess.CompletedProcess[str]:
+    """promtool test rules on the error series above, 14 minutes in (past both alerts' `for`),
+    expecting exactly `expected` of every critical alert of both rule files (none elsewhere)."""
+    (tmp_path / "operator.rules.yaml").write_text(
+        yaml.safe_dump({"groups": _operator_rule_groups()})
+    )
+    files = ["operator.rules.yaml"] + ([str(CHART_RULES)] if with_chart_rules else [])
+    operator_critical = {
+        str(r["alert"])
+        for g in _operator_rule_groups()
+        for r in g["rules"]  # type: ignore[attr-defined]
+        if r["labels"]["severity"] == "critical"
+    }
+    critical = sorted(
+        {a.name for a in rules.alerts() if a.severity == "critical"} | operator_critical
+    )
+    assert "DeepSeekDeploymentErrorsAboveSLO" in critical and "DeepSeekErrorBudgetBurn" in critical
+    test = {
+        "rule_files": files,
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": ERROR_SERIES,
+                "alert_rule_test": [
+                    {"eval_time": "14m", "alertname": name, "exp_alerts": expected.get(name, [])}
+                    for name in critical
+                ],
+            }
+        ],
+    }
+    (tmp_path / "pages.test.yaml").write_text(yaml.safe_dump(test, sort_keys=False))
+    return _run(promtool, "test", "rules", "pages.test.yaml", cwd=tmp_path)
+
+
+def test_one_error_symptom_pages_once_with_the_chart_rules(promtool: str, tmp_path: Path) -> None:
+    """With the chart's rules and the operator's per-deployment rule both loaded, the error
+    series pages through DeepSeekErrorBudgetBurn only: every other critical alert, the
+    per-deployment DeepSeekDeploymentErrorsAboveSLO included, stays silent."""
+    res = _critical_alerts_on(tmp_path, promtool, True, {"DeepSeekErrorBudgetBurn": [BURN_PAGE]})
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_per_deployment_error_alert_pages_without_the_chart_rules(
+    promtool: str, tmp_path: Path
+) -> None:
+    """Only the operator's PrometheusRule loaded (the chart's prometheusRule.enabled=false):
+    DeepSeekDeploymentErrorsAboveSLO is the page. Also shows the check above can fail: the
+    same expectation as with the chart rules does not hold here."""
+    alert = next(
+        r
+        for g in _operator_rule_groups()
+        for r in g["rules"]  # type: ignore[attr-defined]
+        if r["alert"] == "DeepSeekDeploymentErrorsAboveSLO"
+    )
+    page = {"exp_labels": alert["labels"], "exp_annotations": alert["annotations"]}
+    res = _critical_alerts_on(
+        tmp_path, promtool, False, {"DeepSeekDeploymentErrorsAboveSLO": [page]}
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    res = _critical_alerts_on(tmp_path, promtool, False, {"DeepSeekErrorBudgetBurn": [BURN_PAGE]})
+    assert res.returncode != 0
+    assert "DeepSeekDeploymentErrorsAboveSLO" in res.stdout + res.stderr
+
+
+def test_per_deployment_error_alert_defers_to_the_chart_recording_rule() -> None:
+    """The series whose presence silences the per-deployment alert is one the chart records."""
+    from deepseek_operator import desired
+
+    assert rules.error_ratio("5m") == desired.FLEET_ERROR_RATIO
+    assert desired.FLEET_ERROR_RATIO in {r.record for r in rules.recordings()}

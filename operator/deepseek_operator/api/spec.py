@@ -8,6 +8,7 @@ and as a pydantic validator the operator and the unit tests use.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -826,24 +827,91 @@ class FailoverSpec(ApiModel):
     )
 
 
+# Kubernetes label syntax (apimachinery's validation.IsQualifiedName / IsValidLabelValue).
+LABEL_NAME = r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
+# `[.]` rather than an escaped dot: the same text is a CEL string literal in the CRD.
+LABEL_KEY = rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{LABEL_NAME}$"
+LABEL_VALUE = rf"^({LABEL_NAME})?$"
+MAX_MONITORING_LABELS = 16
+
+LabelValue = Annotated[str, Field(pattern=LABEL_VALUE, max_length=63)]
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why `key: value` is not a valid Kubernetes label, or None."""
+    prefix, _, name = key.rpartition("/")
+    if not re.match(LABEL_KEY, key) or len(name) > 63 or len(prefix) > 253:
+        return (
+            f"label key {key!r} must be a qualified name ([prefix/]name, name at most 63 "
+            "alphanumerics, '-', '_' or '.', starting and ending with an alphanumeric)"
+        )
+    if len(value) > 63 or not re.match(LABEL_VALUE, value):
+        return (
+            f"label value {value!r} of {key!r} must be at most 63 alphanumerics, '-', '_' or "
+            "'.', starting and ending with an alphanumeric"
+        )
+    return None
+
+
 class MonitoringSpec(ApiModel):
     """How the operator reads metrics and what monitoring objects it creates."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "!has(self.labels) || self.labels.all(k, size(k) <= 317 && "
+                f"k.matches('{LABEL_KEY}'))",
+                "monitoring.labels keys must be Kubernetes label keys ([prefix/]name)",
+                ".labels",
+            ),
+        )
+    }
 
     prometheus_url: str | None = Field(
         None,
         max_length=2048,
         description="Prometheus to query. Unset: the operator's --prometheus-url.",
     )
-    service_monitor: bool = Field(
-        True,
-        description="Create a PodMonitor for the engine pods where the monitoring.coreos.com "
-        "CRDs exist.",
+    pod_monitor: bool | None = Field(
+        None,
+        description="Create a PodMonitor (Prometheus Operator) that scrapes the engine pods, "
+        "where the monitoring.coreos.com CRDs exist. Unset: serviceMonitor if set, else true.",
+    )
+    service_monitor: bool | None = Field(
+        None,
+        description="Deprecated: use podMonitor (the object created has always been a "
+        "PodMonitor). Still accepted with the same meaning; when both are set, podMonitor wins.",
     )
     prometheus_rule: bool = Field(
         True,
         description="Create a PrometheusRule with this deployment's SLO alerts where the "
         "monitoring.coreos.com CRDs exist.",
     )
+    labels: dict[str, LabelValue] = Field(
+        default_factory=dict,
+        max_length=MAX_MONITORING_LABELS,
+        description="Labels for the PodMonitor and PrometheusRule the operator creates, e.g. "
+        "{release: kube-prometheus-stack}, the label a kube-prometheus-stack Prometheus selects "
+        "them by. Merged over the operator's --monitor-label ones (these win); the operator's "
+        "own labels (app.kubernetes.io/*, serving.deepseek.dev/*) win over both.",
+    )
+
+    @property
+    def pod_monitor_enabled(self) -> bool:
+        """podMonitor, else the deprecated serviceMonitor, else on."""
+        if self.pod_monitor is not None:
+            return self.pod_monitor
+        if self.service_monitor is not None:
+            return self.service_monitor
+        return True
+
+    @model_validator(mode="after")
+    def _labels_valid(self) -> Self:
+        for key, value in self.labels.items():
+            problem = label_problem(key, value)
+            if problem:
+                raise ValueError(f"monitoring.labels: {problem}")
+        return self
 
 
 class DeepSeekDeploymentSpec(ApiModel):
