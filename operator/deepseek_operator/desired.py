@@ -247,7 +247,10 @@ def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -
                     "hostPath": {"path": cache.host_path, "type": "Directory"},
                 }
             )
-    env += [{"name": e.name, "value": e.value} for e in eng.env]
+    # The user's entries come last and replace the operator's of the same name (the env of a
+    # Deployment is a map keyed by name: a duplicate would fail the server-side apply).
+    own = {e.name for e in eng.env}
+    env = [e for e in env if e["name"] not in own] + [e.to_k8s() for e in eng.env]
 
     probe = {"httpGet": {"path": "/health", "port": L.ENGINE_PORT_NAME}}
     container: Obj = {
@@ -335,6 +338,12 @@ def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -
         }
     if spec.placement.priority_class_name:
         pod_spec["priorityClassName"] = spec.placement.priority_class_name
+    if eng.service_account_name:
+        pod_spec["serviceAccountName"] = eng.service_account_name
+    if eng.runtime_class_name:
+        pod_spec["runtimeClassName"] = eng.runtime_class_name
+    if eng.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [s.to_k8s() for s in eng.image_pull_secrets]
 
     meta: Obj = {"labels": pod_labels}
     if spec.engine.pod_annotations:

@@ -30,7 +30,7 @@ from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller, Snapshot
 from .adapters.regions import RegionReader, RegionUnreachable, prometheus_view
 from .api.base import GROUP, PLURAL, VERSION
-from .api.resource import DeepSeekDeployment
+from .api.resource import DeepSeekDeployment, validation_message
 from .api.spec import RegionSpec
 from .api.status import (
     Colour,
@@ -111,9 +111,7 @@ def _ref(obj: dict[str, Any]) -> ObjectRef:
 def _invalid_by_schema(rt: Runtime, obj: dict[str, Any], err: ValidationError, now: float) -> None:
     """The object passed the API server's schema but not the models (e.g. an older CRD is
     installed): say which field, change nothing."""
-    first = err.errors()[0]
-    field_path = ".".join(str(p) for p in first["loc"])  # spec.x.y (or status.x.y)
-    message = f"{field_path}: {first['msg']}"
+    message = validation_message(err)  # spec.x.y (or status.x.y): what is wrong
     try:
         old = DeepSeekDeploymentStatus.model_validate(obj.get("status") or {})
     except ValidationError:

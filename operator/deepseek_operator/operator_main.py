@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -31,6 +32,38 @@ def monitoring_settings(args: argparse.Namespace) -> MonitoringSettings:
         settings = replace(settings, runbook_base_url=args.runbook_base_url)
     return settings
 
+# Kopf's messages that carry a whole object, its diff or a patch of it (with its
+# last-handled-configuration annotation, a copy of the spec): with --verbose it logs
+# "Creation is in progress: {body}", and a warning (which it also posts as an Event) can quote
+# a patch. A spec may hold tokens (engine.env[].value), so only the words before the payload
+# are kept.
+_KOPF_PAYLOAD = re.compile(
+    r"^(?P<head>.*?(?: is in progress| diff|Merge-patching the resource with"
+    r"|finished with inconsistencies)): "
+)
+_SPEC_MARKERS = ("'spec'", '"spec"', "last-handled-configuration")
+REDACTED = "<object not logged: it may hold secret values>"
+
+
+def redact_kopf_message(message: str) -> str:
+    """A Kopf log message without the object, diff or patch it would print."""
+    m = _KOPF_PAYLOAD.match(message)
+    if m:
+        return f"{m['head']}: {REDACTED}"
+    if any(marker in message for marker in _SPEC_MARKERS):
+        head, sep, _ = message.partition(": ")
+        return f"{head}: {REDACTED}" if sep else REDACTED
+    return message
+
+
+class _RedactKopfPayloads(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_kopf_message(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
 
 def _configure_logging(verbose: bool) -> None:
     logging.basicConfig(
@@ -40,6 +73,11 @@ def _configure_logging(verbose: bool) -> None:
     )
     for noisy in ("kubernetes", "urllib3", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # On the logger, not a handler: it runs before the log line and before Kopf's Event poster
+    # (a handler of this logger).
+    objects = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _RedactKopfPayloads) for f in objects.filters):
+        objects.addFilter(_RedactKopfPayloads())
 
 
 def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from . import labels as L
 from .api.base import GROUP, KIND, VERSION
+from .api.resource import validation_message
 from .api.spec import DeepSeekDeploymentSpec, RegionSpec
 from .api.status import RegionStatus
 from .rollout import Event
@@ -181,11 +182,9 @@ def plan(
     try:
         DeepSeekDeploymentSpec.model_validate(want)
     except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
         return Plan(
             Action.INVALID,
-            f"the copy for region {region.name} would be invalid ({where}: {first['msg']}); "
+            f"the copy for region {region.name} would be invalid ({validation_message(e)}); "
             f"check spec.regions[{region.name}] minReplicas/maxReplicas/standbyReplicas",
         )
     generation = str(meta.get("generation", ""))

@@ -8,7 +8,9 @@
    chart's ServiceAccount (TokenRequest), so every API call it makes goes through the chart's
    RBAC: a DeepSeekDeployment gets its engine Deployment and its status, and its member
    region is health-checked through a kubeconfig Secret, without a single 403, in namespaced
-   mode (Role per namespace + Kopf peering) and in cluster mode (ClusterRole);
+   mode (Role per namespace + Kopf peering) and in cluster mode (ClusterRole); under the same
+   RBAC, engine pods get HF_TOKEN from a Secret, imagePullSecrets, a ServiceAccount, a
+   RuntimeClass and a PriorityClass, and no token reaches the status, Events or the log;
 3. what the operator does not need is denied to that ServiceAccount (`kubectl auth can-i`
    with its own token: Secrets other than the named region kubeconfig, deleting Deployments,
    RBAC, other namespaces, ...).
@@ -38,6 +40,7 @@ from typing import Any
 
 import pytest
 import yaml
+from deepseek_operator.api.spec import DEFAULT_IMAGE
 from kubernetes import client
 
 from testbed.cluster import RegionInfo
@@ -577,6 +580,147 @@ def _check_monitoring_objects(installed: Installed, log: Path) -> None:
             stdin=yaml.safe_dump(obj), check=False,
         )  # fmt: skip
         assert res.returncode == 0, res.stderr
+
+
+POD_DSD = "chart-e2e-pod"
+PRIORITY_VALUE = 100000
+
+
+def _pod_settings_manifest(namespace: str, plain_token: str, priority: str, runtime: str) -> str:
+    doc = yaml.safe_load((ROOT / "examples" / "deepseek-r1-distill-7b.yaml").read_text())
+    doc["metadata"] = {"name": POD_DSD, "namespace": namespace}
+    doc["spec"]["scaling"].update(minReplicas=1, maxReplicas=1)
+    doc["spec"]["engine"] = {
+        "env": [
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}},
+            },
+            # what not to do, and still never printed: a token as a literal value
+            {"name": "DEBUG_TOKEN", "value": plain_token},
+        ],
+        "imagePullSecrets": [{"name": "ghcr-pull"}],
+        "serviceAccountName": "deepseek-engine",
+        "runtimeClassName": runtime,
+    }
+    doc["spec"]["placement"]["priorityClassName"] = priority
+    return yaml.safe_dump(doc)
+
+
+def test_engine_pod_settings_and_secrets_under_the_chart_rbac(
+    installed: Installed, operator_run: Path
+) -> None:
+    """HF_TOKEN from a Secret, imagePullSecrets, a ServiceAccount, a RuntimeClass and a
+    PriorityClass reach the engine pod template, with the chart's RBAC (which grants no read of
+    those Secrets: the kubelet reads them, not the operator); the API server admits the pods (it
+    refuses a pod naming a missing ServiceAccount, PriorityClass or RuntimeClass); and neither
+    the Secret's value nor a token written as a plain env value appears in the resource's status,
+    the namespace's Events or the operator's verbose log."""
+    c, ns = installed.cluster, installed.app_ns
+    suffix = _suffix()
+    secret_token = f"hf_{secrets.token_hex(16)}"
+    plain_token = f"plain_{secrets.token_hex(16)}"
+    priority, runtime = f"dso-serving-{suffix}", f"nvidia-{suffix}"
+    c.kubectl(
+        "create", "secret", "generic", "hf-token", "-n", ns, f"--from-literal=token={secret_token}"
+    )
+    c.kubectl(
+        "create", "secret", "docker-registry", "ghcr-pull", "-n", ns, "--docker-server=ghcr.io",
+        "--docker-username=puller", f"--docker-password={secrets.token_hex(8)}",
+    )  # fmt: skip
+    c.kubectl("create", "serviceaccount", "deepseek-engine", "-n", ns)
+    cluster_scoped = [
+        {
+            "apiVersion": "scheduling.k8s.io/v1",
+            "kind": "PriorityClass",
+            "metadata": {"name": priority},
+            "value": PRIORITY_VALUE,
+            "description": "chart e2e: engine pods",
+        },
+        {
+            "apiVersion": "node.k8s.io/v1",
+            "kind": "RuntimeClass",
+            "metadata": {"name": runtime},
+            "handler": "nvidia",
+        },
+    ]
+    c.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": cluster_scoped}),
+    )
+    try:
+        c.kubectl(
+            "apply", "-f", "-", stdin=_pod_settings_manifest(ns, plain_token, priority, runtime)
+        )
+        dep = _wait_for(
+            "the engine Deployment",
+            lambda: c.get("deployment", f"{POD_DSD}-blue", "-n", ns),
+            120,
+            operator_run,
+        )
+        pod_spec = dep["spec"]["template"]["spec"]
+        (engine,) = pod_spec["containers"]
+        env = {e["name"]: e for e in engine["env"]}
+        assert env["HF_TOKEN"] == {
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}},
+        }
+        assert engine["image"] == DEFAULT_IMAGE
+        assert pod_spec["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+        assert pod_spec["serviceAccountName"] == "deepseek-engine"
+        assert pod_spec["runtimeClassName"] == runtime
+        assert pod_spec["priorityClassName"] == priority
+
+        def engine_pod() -> dict[str, Any] | None:
+            pods = c.get("pods", "-n", ns, "-l", f"serving.deepseek.dev/deployment={POD_DSD}")
+            items = (pods or {}).get("items", [])
+            return items[0] if items else None
+
+        pod = _wait_for("an engine pod the API server admitted", engine_pod, 120, operator_run)
+        # the admission plugins resolved every name: the PriorityClass's value is on the pod
+        assert pod["spec"]["priority"] == PRIORITY_VALUE
+        assert pod["spec"]["serviceAccountName"] == "deepseek-engine"
+        assert pod["spec"]["runtimeClassName"] == runtime
+
+        def status_written() -> dict[str, Any] | None:
+            dsd = c.get("dsd", POD_DSD, "-n", ns)
+            st = (dsd or {}).get("status", {})
+            return (
+                dsd
+                if dsd and st.get("observedGeneration") == dsd["metadata"]["generation"]
+                else None
+            )
+
+        dsd = _wait_for("status.observedGeneration", status_written, 120, operator_run)
+        log = operator_run.read_text()
+        assert "reconcile_failed" not in log, log[-6000:]
+        denied = set(FORBIDDEN.findall(log))
+        assert denied <= KOPF_SCANNING, f"operator refused {denied - KOPF_SCANNING}:\n{log[-6000:]}"
+        surfaces = {
+            "operator log": log,
+            "events": json.dumps(c.get("events", "-n", ns) or {}),
+            "status": json.dumps(dsd.get("status", {})),
+        }
+        for what, value in (("Secret's value", secret_token), ("plain env value", plain_token)):
+            for where, text in surfaces.items():
+                assert value not in text, f"the {what} appears in the {where}"
+        # the verbose log did say what Kopf was doing, without the object
+        assert "is in progress: <object not logged" in log
+
+        c.kubectl("delete", "dsd", POD_DSD, "-n", ns, "--wait=false")
+        _wait_for(
+            "the DeepSeekDeployment to go", lambda: c.get("dsd", POD_DSD, "-n", ns) is None, 60,
+            operator_run,
+        )  # fmt: skip
+    finally:
+        c.kubectl(
+            "delete", "priorityclass", priority, "--ignore-not-found", "--wait=false", check=False
+        )
+        c.kubectl(
+            "delete", "runtimeclass", runtime, "--ignore-not-found", "--wait=false", check=False
+        )
 
 
 def _can_i(installed: Installed, verb: str, what: str, *args: str) -> bool:

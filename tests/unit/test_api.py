@@ -12,6 +12,7 @@ import pytest
 import yaml
 from deepseek_operator.api import DeepSeekDeployment, DeepSeekDeploymentSpec
 from deepseek_operator.api.crd import crd, crd_yaml
+from deepseek_operator.api.resource import validation_message
 from pydantic import ValidationError
 
 from .crdcheck import validate
@@ -88,7 +89,6 @@ def test_schema_is_structural_and_described() -> None:
         if "description" not in n
         and not p.endswith("[]")
         and not p.startswith("spec.placement.tolerations")
-        and not p.startswith("spec.engine.env")
         and not p.startswith("spec.regions[].kubeconfigSecretRef")
     ]
     assert undocumented == []
@@ -105,7 +105,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
     assert s.quantization.current().name == "bf16"
     assert s.rollout.strategy == "BlueGreen" and s.rollout.auto_promote
     assert s.placement.tolerations[0].key == "nvidia.com/gpu"
-    assert s.engine.image.startswith("vllm/vllm-openai:")
+    assert s.engine.image == "ghcr.io/deepseek-operator/deepseek-engine:v0.32.0"
     assert dsd.served_name() == "t"
 
 
@@ -152,6 +152,9 @@ def _set(spec: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
     node[leaf] = value
     return spec
 
+
+_HF = {"name": "hf-token", "key": "token"}
+_POD_IP = {"fieldPath": "status.podIP"}
 
 INVALID = [
     # (case, changes to spec, field the API server must name, words of the message)
@@ -275,6 +278,90 @@ INVALID = [
         "spec.quantization.ladder.0.kvCacheDtype",
         "is not one of",
     ),
+    (
+        "env with value and valueFrom",
+        {"engine.env": [{"name": "HF_TOKEN", "value": "x", "valueFrom": {"fieldRef": _POD_IP}}]},
+        "spec.engine.env[0]",
+        "set exactly one of engine.env[].value and engine.env[].valueFrom",
+    ),
+    (
+        "env with neither value nor valueFrom",
+        {"engine.env": [{"name": "HF_TOKEN"}]},
+        "spec.engine.env[0]",
+        "set exactly one of engine.env[].value and engine.env[].valueFrom",
+    ),
+    (
+        "valueFrom with two sources",
+        {"engine.env": [{"name": "A", "valueFrom": {"secretKeyRef": _HF, "fieldRef": _POD_IP}}]},
+        "spec.engine.env[0].valueFrom",
+        "set exactly one of engine.env[].valueFrom.secretKeyRef, configMapKeyRef and fieldRef",
+    ),
+    (
+        "valueFrom with no source",
+        {"engine.env": [{"name": "A", "valueFrom": {}}]},
+        "spec.engine.env[0].valueFrom",
+        "set exactly one of engine.env[].valueFrom.secretKeyRef",
+    ),
+    (
+        "secret name not a DNS subdomain",
+        {"engine.env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "HF", "key": "t"}}}]},
+        "spec.engine.env.0.valueFrom.secretKeyRef.name",
+        "does not match",
+    ),
+    (
+        "secret key with a slash",
+        {"engine.env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "h", "key": "a/b"}}}]},
+        "spec.engine.env.0.valueFrom.secretKeyRef.key",
+        "does not match",
+    ),
+    (
+        "configMap key missing",
+        {"engine.env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "c"}}}]},
+        "spec.engine.env.0.valueFrom.configMapKeyRef",
+        "'key' is a required property",
+    ),
+    (
+        "fieldRef to a field pods do not expose",
+        {"engine.env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.volumes"}}}]},
+        "spec.engine.env.0.valueFrom.fieldRef.fieldPath",
+        "does not match",
+    ),
+    (
+        "duplicate env names",
+        {"engine.env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]},
+        "spec.engine.env",
+        "engine.env names must be unique",
+    ),
+    (
+        "duplicate image pull secrets",
+        {"engine.imagePullSecrets": [{"name": "reg"}, {"name": "reg"}]},
+        "spec.engine.imagePullSecrets",
+        "engine.imagePullSecrets names must be unique",
+    ),
+    (
+        "image pull secret without a name",
+        {"engine.imagePullSecrets": [{}]},
+        "spec.engine.imagePullSecrets.0",
+        "'name' is a required property",
+    ),
+    (
+        "service account not a DNS subdomain",
+        {"engine.serviceAccountName": "Engine_SA"},
+        "spec.engine.serviceAccountName",
+        "does not match",
+    ),
+    (
+        "runtime class name too long",
+        {"engine.runtimeClassName": "n" * 254},
+        "spec.engine.runtimeClassName",
+        "is too long",
+    ),
+    (
+        "priority class with a space",
+        {"placement.priorityClassName": "gpu serving"},
+        "spec.placement.priorityClassName",
+        "does not match",
+    ),
 ]
 
 
@@ -359,3 +446,154 @@ def test_a_season_profile_with_unseen_bins_is_a_valid_status() -> None:
     assert errors == []
     obj["status"]["scaling"]["load"]["season"]["bins"] = ["many"]
     assert validate(obj)[1], "a bin that is not a number or null is still refused"
+
+
+ENGINE_POD_SETTINGS = [
+    # (case, spec.engine: accepted by the CRD and the models)
+    ("secret key", {"env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": _HF}}]}),
+    (
+        "optional secret key, dotted names",
+        {
+            "env": [
+                {
+                    "name": "HF_TOKEN",
+                    "valueFrom": {
+                        "secretKeyRef": {"name": "hf.token", "key": ".hf_token-1", "optional": True}
+                    },
+                }
+            ]
+        },
+    ),
+    (
+        "configMap key",
+        {
+            "env": [
+                {"name": "NCCL_IB_HCA", "valueFrom": {"configMapKeyRef": {"name": "n", "key": "k"}}}
+            ]
+        },
+    ),
+    ("pod IP", {"env": [{"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": _POD_IP}}]}),
+    (
+        "pod label",
+        {
+            "env": [
+                {
+                    "name": "COLOUR",
+                    "valueFrom": {
+                        "fieldRef": {"fieldPath": "metadata.labels['serving.deepseek.dev/colour']"}
+                    },
+                }
+            ]
+        },
+    ),
+    ("empty literal value", {"env": [{"name": "EMPTY", "value": ""}]}),
+    (
+        "pod settings",
+        {
+            "imagePullSecrets": [{"name": "ghcr-pull"}, {"name": "mirror.pull"}],
+            "serviceAccountName": "deepseek-engine",
+            "runtimeClassName": "nvidia",
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "engine", [c[1] for c in ENGINE_POD_SETTINGS], ids=[c[0] for c in ENGINE_POD_SETTINGS]
+)
+def test_engine_pod_settings_are_accepted_by_schema_and_models(engine: dict[str, Any]) -> None:
+    obj = manifest(engine=engine, placement={"priorityClassName": "gpu-serving"})
+    defaulted, errors = validate(obj)
+    assert errors == []
+    spec = DeepSeekDeployment.from_k8s(defaulted).spec
+    assert spec.engine.to_k8s() | engine == spec.engine.to_k8s()  # kept as written
+
+
+_ENGINE_POD_INVALID = [
+    c
+    for c in INVALID
+    if any(w in c[2] for w in ("engine.env", "imagePull", "ClassName", "Account"))
+]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [(c[1], c[2]) for c in _ENGINE_POD_INVALID],
+    ids=[c[0] for c in _ENGINE_POD_INVALID],
+)
+def test_invalid_engine_pod_settings_name_their_field_in_invalid_spec(
+    changes: dict[str, Any], field: str
+) -> None:
+    """Where the CRD is older than the operator, the models refuse what the API server let
+    through; the InvalidSpec message (handlers._invalid_by_schema) names the same field."""
+    obj = manifest()
+    for dotted, value in changes.items():
+        obj["spec"] = _set(obj["spec"], dotted, value)
+    with pytest.raises(ValidationError) as err:
+        DeepSeekDeployment.from_k8s(obj)
+    named = field.removeprefix("spec.").replace("[", ".").replace("]", "")
+    assert named in validation_message(err.value), validation_message(err.value)
+
+
+SECRET = "hf_Zq8vT3sEcReTtOkEnNeVeRpRiNtEd"
+LEAKS = [
+    # (case, spec changes besides the plain env value holding SECRET, field the message names)
+    ("replicas out of range (a rule on the whole spec)", {"replicas": 9}, "spec"),
+    ("bad pull policy elsewhere", {"engine.imagePullPolicy": "Sometimes"}, "spec.engine"),
+    ("an unknown field elsewhere", {"engine.imagePullSecret": [{"name": "x"}]}, "spec.engine"),
+    (
+        "a duplicate of the secret's entry (a rule on engine)",
+        {
+            "engine.env": [
+                {"name": "HF_TOKEN", "value": SECRET},
+                {"name": "HF_TOKEN", "value": SECRET},
+            ]
+        },
+        "spec.engine",
+    ),
+    (
+        "the secret's own entry also has valueFrom",
+        {"engine.env": [{"name": "HF_TOKEN", "value": SECRET, "valueFrom": {"fieldRef": _POD_IP}}]},
+        "spec.engine.env.0",
+    ),
+    (
+        "the secret's own entry has a bad name",
+        {"engine.env": [{"name": "HF TOKEN", "value": SECRET}]},
+        "spec.engine.env.0.name",
+    ),
+    (
+        "the secret is too long",
+        {"engine.env": [{"name": "HF_TOKEN", "value": SECRET * 200}]},
+        "spec.engine.env.0.value",
+    ),
+]
+
+
+@pytest.mark.parametrize(("changes", "field"), [c[1:] for c in LEAKS], ids=[c[0] for c in LEAKS])
+def test_invalid_spec_message_never_echoes_an_env_value(
+    changes: dict[str, Any], field: str
+) -> None:
+    """A token written as a plain engine.env[].value stays out of the InvalidSpec condition and
+    its Event (handlers._invalid_by_schema) whatever else is wrong: pydantic's own text of the
+    error (str(err)) carries the input, for a rule on a whole object the whole object."""
+    obj = manifest(
+        engine={"env": [{"name": "HF_TOKEN", "value": SECRET}]}, scaling={"maxReplicas": 4}
+    )
+    for dotted, value in changes.items():
+        obj["spec"] = _set(obj["spec"], dotted, value)
+    with pytest.raises(ValidationError) as err:
+        DeepSeekDeployment.from_k8s(obj)
+    message = validation_message(err.value)
+    assert message.startswith(field), message
+    assert SECRET[:12] not in message
+
+
+def test_pydantic_own_error_text_would_echo_the_value() -> None:
+    """Why validation_message exists: pydantic's str(err) shows (the start of) the input."""
+    entry = {"name": "HF_TOKEN", "value": SECRET * 200}
+    with pytest.raises(ValidationError) as err:
+        DeepSeekDeployment.from_k8s(manifest(engine={"env": [entry]}))
+    assert SECRET[:12] in str(err.value)
+    assert SECRET[:12] not in validation_message(err.value)
+    ok = DeepSeekDeployment.from_k8s(manifest(engine={"env": [{"name": "T", "value": SECRET}]}))
+    assert SECRET not in repr(ok) and SECRET not in str(ok.spec.engine)

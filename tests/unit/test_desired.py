@@ -322,13 +322,122 @@ def test_render_is_deterministic() -> None:
     assert render(d, plan_for(d)) == render(d, plan_for(d))
 
 
+HF_TOKEN = {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}
+
+POD_SETTINGS = [
+    # (case, spec changes, expected pod spec fields (None: left out), expected container env)
+    (
+        "nothing set: the pod spec says nothing",
+        {},
+        {
+            "imagePullSecrets": None,
+            "serviceAccountName": None,
+            "runtimeClassName": None,
+            "priorityClassName": None,
+        },
+        {},
+    ),
+    (
+        "every pod setting",
+        {
+            "engine": {
+                "imagePullSecrets": [{"name": "ghcr-pull"}, {"name": "mirror"}],
+                "serviceAccountName": "deepseek-engine",
+                "runtimeClassName": "nvidia",
+            },
+            "placement": {"priorityClassName": "gpu-serving"},
+        },
+        {
+            "imagePullSecrets": [{"name": "ghcr-pull"}, {"name": "mirror"}],
+            "serviceAccountName": "deepseek-engine",
+            "runtimeClassName": "nvidia",
+            "priorityClassName": "gpu-serving",
+        },
+        {},
+    ),
+    (
+        "a token from a Secret, passed as a reference",
+        {"engine": {"env": [HF_TOKEN]}},
+        {},
+        {"HF_TOKEN": {"valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}},
+    ),
+    (
+        "optional ConfigMap key and the pod IP",
+        {
+            "engine": {
+                "env": [
+                    {
+                        "name": "NCCL_IB_HCA",
+                        "valueFrom": {
+                            "configMapKeyRef": {"name": "nccl", "key": "hca", "optional": True}
+                        },
+                    },
+                    {
+                        "name": "VLLM_HOST_IP",
+                        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                    },
+                ]
+            }
+        },
+        {},
+        {
+            "NCCL_IB_HCA": {
+                "valueFrom": {"configMapKeyRef": {"name": "nccl", "key": "hca", "optional": True}}
+            },
+            "VLLM_HOST_IP": {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        },
+    ),
+    (
+        "a literal value, empty or not",
+        {"engine": {"env": [{"name": "A", "value": "1"}, {"name": "EMPTY", "value": ""}]}},
+        {},
+        {"A": {"value": "1"}, "EMPTY": {"value": ""}},
+    ),
+    (
+        "the user's entry replaces the operator's of the same name",
+        {
+            "model": {"checkpoint": "x", "cache": {"persistentVolumeClaim": "w"}},
+            "engine": {"env": [{"name": "HF_HOME", "value": "/models/hf"}, HF_TOKEN]},
+        },
+        {},
+        {"HF_HOME": {"value": "/models/hf"}, "VLLM_NO_USAGE_STATS": {"value": "1"}},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "pod_fields", "env"),
+    [c[1:] for c in POD_SETTINGS],
+    ids=[c[0] for c in POD_SETTINGS],
+)
+def test_engine_pod_settings_render_into_the_pod_template(
+    change: dict[str, Any], pod_fields: dict[str, Any], env: dict[str, Any]
+) -> None:
+    d = dsd(**change)
+    pod = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]
+    for name, value in pod_fields.items():
+        assert pod.get(name) == value, name
+    (c,) = pod["containers"]
+    names = [e["name"] for e in c["env"]]
+    assert len(names) == len(set(names)), names  # a map keyed by name for server-side apply
+    by_name = {e.pop("name"): e for e in c["env"]}
+    for name, entry in env.items():
+        assert by_name[name] == entry, name
+    assert by_name["POD_NAME"] == {"valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+
+
 HASH_CASES = [
     # (change, does the pod template change?)
     ({"replicas": 2, "scaling": {"maxReplicas": 8}}, False),
     ({"scaling": {"slo": {"ttftP99Seconds": 9}}}, False),
     ({"rollout": {"autoPromote": False}}, False),
     ({"model": {"checkpoint": "deepseek-ai/DeepSeek-R1", "revision": "v2"}}, True),
-    ({"engine": {"image": "vllm/vllm-openai:v0.33.0"}}, True),
+    ({"engine": {"image": "ghcr.io/deepseek-operator/deepseek-engine:v0.33.0"}}, True),
+    ({"engine": {"env": [HF_TOKEN]}}, True),
+    ({"engine": {"imagePullSecrets": [{"name": "ghcr-pull"}]}}, True),
+    ({"engine": {"serviceAccountName": "deepseek-engine"}}, True),
+    ({"engine": {"runtimeClassName": "nvidia"}}, True),
+    ({"placement": {"priorityClassName": "gpu-serving"}}, True),
     ({"engine": {"extraArgs": ["--enable-prefix-caching"]}}, True),
     ({"quantization": {"mode": "fp8"}}, True),
     ({"resources": {"gpusPerReplica": 2}}, True),

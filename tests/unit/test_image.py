@@ -20,7 +20,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from deepseek_operator.api import Colour, DeepSeekDeployment
+from deepseek_operator.api.spec import DEFAULT_IMAGE
 from deepseek_operator.cli import build_parser
+from deepseek_operator.desired import pod_template
+from deepseek_serving.entrypoint import parse_cli
 
 from .test_chart import VALUES_SETS, by_kind, render
 
@@ -137,3 +141,30 @@ def test_the_operator_wheel_and_image_carry_no_test_bed(tmp_path: Path) -> None:
     }
     assert "kopf" in required
     assert not required & TESTBED_DEPENDENCIES, required
+
+
+ENGINE_DOCKERFILE = REPO / "serving" / "engine" / "Dockerfile"
+
+
+def test_the_default_engine_image_is_the_engine_dockerfile_at_its_vllm_tag() -> None:
+    """spec.engine.image defaults to serving/engine/Dockerfile's image, tagged with the vLLM
+    release it is built on; the engine container the operator renders (no command, vLLM's flags
+    as args) reaches vLLM through that image's entrypoint unchanged."""
+    text = ENGINE_DOCKERFILE.read_text()
+    base = re.search(r"^ARG VLLM_IMAGE=(\S+)$", text, re.M)
+    assert base is not None
+    repo, tag = DEFAULT_IMAGE.rsplit(":", 1)
+    assert repo == "ghcr.io/deepseek-operator/deepseek-engine"
+    assert base[1] == f"vllm/vllm-openai:{tag}"
+    assert DEFAULT_IMAGE in text  # the header says how to build and tag it
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", text, re.M)
+    assert entrypoint is not None
+    assert exec_form(entrypoint[1]) == ["python3", "-m", "deepseek_serving.entrypoint"]
+
+    dsd = DeepSeekDeployment.from_k8s(
+        {"metadata": {"name": "r1"}, "spec": {"model": {"checkpoint": "m"}}}
+    )
+    (c,) = pod_template(dsd.name, Colour.BLUE, dsd.spec)["spec"]["containers"]
+    assert c["image"] == DEFAULT_IMAGE and "command" not in c
+    cli = parse_cli(c["args"])
+    assert cli.passthrough == c["args"] and not (cli.check_only or cli.print_args)

@@ -238,6 +238,16 @@ def test_invalid_overrides_name_the_region() -> None:
     assert "eu-west" in p.message and "scaling" in p.message
 
 
+def test_an_invalid_copy_message_never_echoes_an_env_value() -> None:
+    """The message goes into status.regions[] and an Event: it names the field, never a value
+    (pydantic's own error text would quote the input)."""
+    token = "hf_rEgIoNcOpYnEvErPrInTeD"
+    h = home(engine={"env": [{"name": "HF_TOKEN", "value": token}]})
+    p = P.plan(h, region(maxReplicas=1, standbyReplicas=3, role="standby"), None)
+    assert p.action is P.Action.INVALID and "scaling" in p.message
+    assert token not in p.message
+
+
 def test_region_bounds_validated() -> None:
     with pytest.raises(ValidationError, match="minReplicas must be less than or equal"):
         region(minReplicas=3, maxReplicas=2)

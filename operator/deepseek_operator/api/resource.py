@@ -85,3 +85,14 @@ def _without_unknown_status_fields(
         if isinstance(cur, dict):
             cur.pop(leaf, None)
     return out
+
+
+def validation_message(err: ValidationError) -> str:
+    """`field.path: what is wrong` for the first error of `err`: the message of an InvalidSpec
+    condition, an Event or a log line.
+
+    Never `str(err)` or the errors' `input`: pydantic puts the offending input there (for a rule
+    on a whole object, the whole object), so a token in engine.env[].value would be echoed."""
+    first = err.errors(include_url=False, include_context=False, include_input=False)[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']}"

@@ -17,10 +17,22 @@ from pydantic import Field, model_validator
 from .base import ApiModel, cel, k8s_extra
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# Names of Secrets, ConfigMaps, ServiceAccounts, PriorityClasses, RuntimeClasses (RFC 1123).
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# Keys of a Secret or ConfigMap, as the API server validates them.
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+# The pod fields a container's env may read through fieldRef (the Downward API).
+POD_FIELD_PATH = (
+    r"^(metadata\.(name|namespace|uid|labels\['[^']+'\]|annotations\['[^']+'\])"
+    r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$"
+)
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
-DEFAULT_IMAGE = "vllm/vllm-openai:v0.32.0"
+# The project's engine image: vllm/vllm-openai of the same tag plus the entrypoint
+# (serving/engine/Dockerfile), which passes the operator's vLLM arguments through.
+DEFAULT_IMAGE = "ghcr.io/deepseek-operator/deepseek-engine:v0.32.0"
 
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
+DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32)]
 
 
@@ -141,16 +153,119 @@ class ModelSpec(ApiModel):
     )
 
 
+class EnvSecretKeyRef(ApiModel):
+    """A key of a Secret in the namespace, read by the kubelet (never by the operator)."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret.")
+    key: str = Field(
+        min_length=1, max_length=253, pattern=DATA_KEY, description="Key in the Secret."
+    )
+    optional: bool | None = Field(
+        None,
+        description="Start the container even when the Secret or the key is missing (the "
+        "variable is then left out). Unset: false, the container waits for them.",
+    )
+
+
+class EnvConfigMapKeyRef(ApiModel):
+    """A key of a ConfigMap in the DeepSeekDeployment's namespace, read by the kubelet."""
+
+    name: DnsSubdomain = Field(description="Name of the ConfigMap.")
+    key: str = Field(
+        min_length=1, max_length=253, pattern=DATA_KEY, description="Key in the ConfigMap."
+    )
+    optional: bool | None = Field(
+        None,
+        description="Start the container even when the ConfigMap or the key is missing (the "
+        "variable is then left out). Unset: false, the container waits for them.",
+    )
+
+
+class EnvFieldRef(ApiModel):
+    """A field of the engine pod itself (the Downward API)."""
+
+    field_path: str = Field(
+        max_length=316,
+        pattern=POD_FIELD_PATH,
+        description="metadata.name, metadata.namespace, metadata.uid, metadata.labels['KEY'], "
+        "metadata.annotations['KEY'], spec.nodeName, spec.serviceAccountName, status.hostIP, "
+        "status.hostIPs, status.podIP or status.podIPs.",
+    )
+
+
+class EnvVarSource(ApiModel):
+    """Where the value comes from: exactly one of secretKeyRef, configMapKeyRef and fieldRef."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "(has(self.secretKeyRef) ? 1 : 0) + (has(self.configMapKeyRef) ? 1 : 0) + "
+                "(has(self.fieldRef) ? 1 : 0) == 1",
+                "set exactly one of engine.env[].valueFrom.secretKeyRef, configMapKeyRef and "
+                "fieldRef",
+            )
+        )
+    }
+
+    secret_key_ref: EnvSecretKeyRef | None = Field(
+        None,
+        description="A key of a Secret, e.g. a Hugging Face token: {name: hf-token, key: token}. "
+        "The kubelet reads it when the pod starts; the operator never does.",
+    )
+    config_map_key_ref: EnvConfigMapKeyRef | None = Field(None, description="A key of a ConfigMap.")
+    field_ref: EnvFieldRef | None = Field(None, description=EnvFieldRef.__doc__)
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> Self:
+        sources = (self.secret_key_ref, self.config_map_key_ref, self.field_ref)
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError(
+                "set exactly one of engine.env[].valueFrom.secretKeyRef, configMapKeyRef and "
+                "fieldRef"
+            )
+        return self
+
+
 class EnvVar(ApiModel):
-    """A plain environment variable for the engine container."""
+    """An engine environment variable: a literal value, or valueFrom a Secret, ConfigMap or pod."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "has(self.value) != has(self.valueFrom)",
+                "set exactly one of engine.env[].value and engine.env[].valueFrom",
+            )
+        )
+    }
 
     name: str = Field(
         min_length=1,
         max_length=256,
         pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$",
-        description="Variable name.",
+        description="Variable name. An entry named like one the operator sets itself "
+        "(POD_NAME, POD_NAMESPACE, VLLM_NO_USAGE_STATS, HF_HOME) replaces it.",
     )
-    value: str = Field("", max_length=4096, description="Variable value.")
+    value: str | None = Field(
+        None,
+        max_length=4096,
+        repr=False,  # kept out of any log line or assertion message that prints the spec
+        description='Literal value ("" for an empty variable). Anyone who may read the '
+        "DeepSeekDeployment reads it: keep tokens in a Secret and use valueFrom.secretKeyRef.",
+    )
+    value_from: EnvVarSource | None = Field(None, description=EnvVarSource.__doc__)
+
+    @model_validator(mode="after")
+    def _exactly_one_value(self) -> Self:
+        # The message names the field only: the value may be a secret and must not be echoed.
+        if (self.value is None) == (self.value_from is None):
+            raise ValueError("set exactly one of engine.env[].value and engine.env[].valueFrom")
+        return self
+
+
+class ImagePullSecret(ApiModel):
+    """A Secret of type kubernetes.io/dockerconfigjson in the DeepSeekDeployment's namespace."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret.")
 
 
 class DrainSpec(ApiModel):
@@ -175,7 +290,32 @@ class DrainSpec(ApiModel):
 class EngineSpec(ApiModel):
     """How vLLM runs."""
 
-    image: str = Field(DEFAULT_IMAGE, min_length=1, max_length=512, description="Engine image.")
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "self.env.all(e, self.env.exists_one(f, f.name == e.name))",
+                "engine.env names must be unique",
+                ".env",
+            ),
+            cel(
+                "self.imagePullSecrets.all(s, self.imagePullSecrets.exists_one(t, "
+                "t.name == s.name))",
+                "engine.imagePullSecrets names must be unique",
+                ".imagePullSecrets",
+            ),
+        )
+    }
+
+    image: str = Field(
+        DEFAULT_IMAGE,
+        min_length=1,
+        max_length=512,
+        description="Engine image. The default is the project's engine image "
+        "(serving/engine/Dockerfile: vllm/vllm-openai of the same tag plus an entrypoint that "
+        "passes the operator's vLLM arguments through, checks the model cache and drains on "
+        "SIGTERM). Any image whose entrypoint takes vLLM's `serve` arguments works, e.g. "
+        "vllm/vllm-openai.",
+    )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
         "IfNotPresent", description="Image pull policy of the engine container."
     )
@@ -205,7 +345,28 @@ class EngineSpec(ApiModel):
         description="More vLLM arguments, appended verbatim after the ones the operator sets.",
     )
     env: list[EnvVar] = Field(
-        default_factory=list, max_length=64, description="Extra environment variables."
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables of the engine container, e.g. "
+        "{name: HF_TOKEN, valueFrom: {secretKeyRef: {name: hf-token, key: token}}} for gated "
+        "Hugging Face models.",
+    )
+    image_pull_secrets: list[ImagePullSecret] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Secrets with the registry credentials for pulling the engine image "
+        "(the pod's imagePullSecrets). The operator passes the names on and never reads them.",
+    )
+    service_account_name: DnsSubdomain | None = Field(
+        None,
+        description="ServiceAccount the engine pods run as; it must exist in the namespace (the "
+        "API server refuses pods naming a missing one). Unset: the namespace's default.",
+    )
+    runtime_class_name: DnsSubdomain | None = Field(
+        None,
+        description="RuntimeClass of the engine pods, e.g. nvidia where the NVIDIA container "
+        "runtime is not the nodes' default. It must exist (the API server refuses pods naming "
+        "a missing one). Unset: the nodes' default runtime.",
     )
     pod_labels: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict,
@@ -223,6 +384,18 @@ class EngineSpec(ApiModel):
         "fails and it is restarted. 671B models take many minutes.",
     )
     drain: DrainSpec = Field(default_factory=DrainSpec, description=DrainSpec.__doc__)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Self:
+        # A Deployment's env and imagePullSecrets are maps keyed by name: a duplicate would
+        # make every server-side apply of the engine Deployment fail.
+        for what, names in (
+            ("engine.env", [e.name for e in self.env]),
+            ("engine.imagePullSecrets", [p.name for p in self.image_pull_secrets]),
+        ):
+            if len(set(names)) != len(names):
+                raise ValueError(f"{what} names must be unique")
+        return self
 
 
 class ResourcesSpec(ApiModel):
@@ -728,7 +901,12 @@ class PlacementSpec(ApiModel):
         max_length=32,
         description="Tolerations of engine pods. Default: tolerate the nvidia.com/gpu taint.",
     )
-    priority_class_name: str | None = Field(None, max_length=253, description="Pod priority class.")
+    priority_class_name: DnsSubdomain | None = Field(
+        None,
+        description="PriorityClass of the engine pods, e.g. to let serving replicas preempt "
+        "batch jobs for GPUs. It must exist (the API server refuses pods naming a missing one). "
+        "Unset: the cluster's default priority.",
+    )
 
 
 class SecretKeyRef(ApiModel):
