@@ -131,6 +131,7 @@ def run_operator(args: argparse.Namespace) -> int:
     from . import handlers
 
     kube = Kube(api)
+    kube.learn_server_version()
     poller = SignalPoller()
     handlers.RUNTIME = handlers.Runtime(
         kube=kube,
@@ -158,12 +159,15 @@ def run_operator(args: argparse.Namespace) -> int:
     if not args.standalone:
         priority = args.priority or random.SystemRandom().randint(1, 2**30)
     logging.getLogger("deepseek_operator").info(
-        "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s",
+        "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s "
+        "kube_version=%s pre_stop=%s",
         __version__,
         namespaces or "all",
         None if args.standalone else args.peering,
         priority,
         args.prometheus_url,
+        kube.server_version or "unknown",
+        "sleep" if kube.sleep_action else "exec",
     )
     kopf.run(
         clusterwide=not namespaces,
