@@ -137,3 +137,18 @@ def test_the_operator_wheel_and_image_carry_no_test_bed(tmp_path: Path) -> None:
     }
     assert "kopf" in required
     assert not required & TESTBED_DEPENDENCIES, required
+
+
+def test_the_image_can_label_gpu_series_with_pods() -> None:
+    """The chart's NVML exporter runs from this image; without grpcio it cannot ask the
+    kubelet's pod-resources API which pod holds a GPU, and the operator's GPU signals (joined
+    on namespace/pod) stay empty. The image installs the `exporter` extra, which has it."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(re.match(r"grpcio\b", d) for d in extras["exporter"]), extras["exporter"]
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    assert '"deepseek-operator[exporter]"' in final_stage()["RUN"]
+    assert re.search(r'pip wheel .*"\.\[exporter\]"', text)
+    source = (REPO / "serving" / "deepseek_serving" / "nvml_exporter.py").read_text()
+    assert "import grpc" in source  # what the extra is for
