@@ -27,6 +27,7 @@ class ClusterFacts:
     gpu_nodes: tuple[GpuNode, ...] = ()
     pvcs: frozenset[str] = field(default_factory=frozenset)  # PVC names in the namespace
     monitoring_crds: bool = False  # PodMonitor and PrometheusRule CRDs installed
+    sleep_action: bool = True  # the API server accepts the preStop `sleep` action (1.30+)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""`deepseek-operator` command line: run the operator, print the CRD, print the version."""
+"""`deepseek-operator` command line: run the operator, check an install (`selftest`, the chart's
+`helm test`), print the CRD, print the version."""
 
 from __future__ import annotations
 
@@ -40,6 +41,36 @@ def monitor_label(text: str) -> tuple[str, str]:
     if problem:
         raise argparse.ArgumentTypeError(problem)
     return key, value
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from kubernetes import client
+
+    from . import selftest
+    from .adapters.selftest import SelftestReader, load_api
+
+    reader = SelftestReader(load_api(args.kubeconfig))
+    listed, error = reader.count_dsds(args.namespace)
+    checks = [selftest.api_check(args.namespace, listed, error)]
+    try:
+        if args.peering:
+            for ns in args.peering_namespace or [None]:
+                peering, where = reader.peering(ns, args.peering)
+                now = datetime.now(UTC)
+                checks.append(selftest.peering_check(where, peering, now))
+        else:
+            deployment = reader.deployment(args.namespace, args.deployment)
+            checks.append(selftest.deployment_check(args.deployment, deployment))
+    except client.ApiException as e:
+        checks.append(
+            selftest.Check("operator", False, f"reading it failed: {e.status} {e.reason}")
+        )
+    lines, code = selftest.verdict(checks)
+    for line in lines:
+        print(line, flush=True)
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
+
+    test = sub.add_parser(
+        "selftest",
+        help="check an install: the DeepSeekDeployment API is served and the operator is up "
+        "(the chart's `helm test`); exit 0 when both hold",
+    )
+    test.add_argument(
+        "-n", "--namespace", required=True, help="namespace to list DeepSeekDeployments in"
+    )
+    test.add_argument(
+        "--peering",
+        default=None,
+        help="the operator's Kopf peering name: a peer in it must be alive",
+    )
+    test.add_argument(
+        "--peering-namespace",
+        action="append",
+        default=[],
+        help="namespace of a KopfPeering (repeatable); none: the ClusterKopfPeering",
+    )
+    test.add_argument(
+        "--deployment",
+        default="deepseek-operator",
+        help="without --peering: the operator Deployment (in --namespace) that must have an "
+        "available replica",
+    )
+    test.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: in-cluster, then $KUBECONFIG)"
+    )
+    test.set_defaults(func=_selftest)
 
     crd = sub.add_parser(
         "crd", help="print the DeepSeekDeployment CRD (YAML) generated from the models"

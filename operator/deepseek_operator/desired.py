@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,31 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 PROBE_PERIOD_SECONDS = 10
 RUNBOOK_BASE = "https://github.com/deepseek-operator/deepseek-operator/blob/main/docs/runbooks"
+# The preStop `sleep` action (PodLifecycleSleepAction) is beta and on by default from 1.30; a
+# 1.29 API server rejects it. Below, the engine image's own `sleep` binary does the same.
+SLEEP_ACTION_SINCE = (1, 30)
+_KUBE_VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+].*)?$")
+
+
+def parse_kube_version(git_version: str) -> tuple[int, int] | None:
+    """(major, minor) of an API server's `gitVersion` ("v1.30.0-gke.1", "v1.31.2+k3s1");
+    None when it is not a version."""
+    m = _KUBE_VERSION.match(git_version.strip())
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def supports_sleep_action(git_version: str) -> bool:
+    """Whether engine pods may use the preStop `sleep` action; an unknown version gets the
+    `exec sleep` form, which every supported version accepts."""
+    version = parse_kube_version(git_version)
+    return version is not None and version >= SLEEP_ACTION_SINCE
+
+
+def pre_stop(seconds: int, sleep_action: bool) -> Obj:
+    """The engine's preStop handler: wait `seconds` before SIGTERM."""
+    if sleep_action:
+        return {"sleep": {"seconds": seconds}}
+    return {"exec": {"command": ["sleep", str(seconds)]}}
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,8 @@ class Plan:
     # already runs (the serving colour during a rollout) is absent: it is only scaled.
     deployments: tuple[ColourPlan, ...] = ()
     monitoring_crds: bool = False  # monitoring.coreos.com PodMonitor/PrometheusRule exist
+    # The API server accepts the preStop `sleep` action (1.30+); else `exec: sleep N`.
+    sleep_action: bool = True
     # A stepped transition: the stable Service selects both colours' Ready pods, so capacity
     # moves from one to the other without a switch.
     mixed: bool = False
@@ -196,25 +224,31 @@ def termination_grace_seconds(spec: DeepSeekDeploymentSpec) -> int:
     return d.pre_stop_delay_seconds + d.timeout_seconds + 15
 
 
-def pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -> Obj:
+def pod_template(
+    dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec, sleep_action: bool = True
+) -> Obj:
     """The engine pod template for one colour, labelled with its template hash."""
-    template = _pod_template(dsd_name, colour, spec)
-    template["metadata"]["labels"][L.TEMPLATE_HASH] = template_hash(dsd_name, spec)
+    template = _pod_template(dsd_name, colour, spec, sleep_action)
+    template["metadata"]["labels"][L.TEMPLATE_HASH] = template_hash(dsd_name, spec, sleep_action)
     return template
 
 
-def template_hash(dsd_name: str, spec: DeepSeekDeploymentSpec) -> str:
+def template_hash(dsd_name: str, spec: DeepSeekDeploymentSpec, sleep_action: bool = True) -> str:
     """Hash of the engine pod template, colour aside.
 
     Two specs with the same hash run identical pods, so only a hash change needs a rollout;
-    replica, scaling and rollout-setting changes never alter it.
+    replica, scaling and rollout-setting changes never alter it. The preStop form is part of
+    the pod, so an operator that starts against an API server on the other side of 1.30 rolls
+    each resource once (blue-green, no request dropped).
     """
-    body = _pod_template(dsd_name, Colour.BLUE, spec)
+    body = _pod_template(dsd_name, Colour.BLUE, spec, sleep_action)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return digest[:10]
 
 
-def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -> Obj:
+def _pod_template(
+    dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec, sleep_action: bool
+) -> Obj:
     rung = spec.quantization.current()
     gpus = rung.gpus_per_replica or spec.resources.gpus_per_replica
     res = spec.resources
@@ -284,7 +318,7 @@ def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -
         # Keep serving while endpoints and load balancers forget this pod; then SIGTERM makes
         # vLLM finish in-flight requests (--shutdown-timeout) before it exits.
         container["lifecycle"] = {
-            "preStop": {"sleep": {"seconds": eng.drain.pre_stop_delay_seconds}}
+            "preStop": pre_stop(eng.drain.pre_stop_delay_seconds, sleep_action)
         }
 
     node_selector = dict(spec.placement.node_selector)
@@ -351,9 +385,9 @@ def _pod_template(dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec) -
     return {"metadata": meta, "spec": pod_spec}
 
 
-def engine_deployment(dsd: DeepSeekDeployment, plan: ColourPlan) -> Obj:
+def engine_deployment(dsd: DeepSeekDeployment, plan: ColourPlan, sleep_action: bool = True) -> Obj:
     name = deployment_name(dsd.name, plan.colour)
-    template = pod_template(dsd.name, plan.colour, plan.spec)
+    template = pod_template(dsd.name, plan.colour, plan.spec, sleep_action)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -526,7 +560,7 @@ def render(
 ) -> DesiredState:
     """Every object the DeepSeekDeployment owns, for this plan."""
     monitoring = monitoring or MonitoringSettings()
-    objs: list[Obj] = [engine_deployment(dsd, d) for d in plan.deployments]
+    objs: list[Obj] = [engine_deployment(dsd, d, plan.sleep_action) for d in plan.deployments]
     active = plan.active_colour
     stable = None if plan.mixed else active
     objs.append(_service(dsd, stable_service_name(dsd.name), stable, "stable"))

@@ -405,7 +405,8 @@ def _quantize(
         and rollout is not None
         and rollout.phase in (RolloutPhase.ROLLED_BACK.value, RolloutPhase.ABORTED.value)
         and rollout.failed_template_hash is not None
-        and rollout.failed_template_hash == template_hash(dsd.name, _with_mode(dsd, target).spec)
+        and rollout.failed_template_hash
+        == template_hash(dsd.name, _with_mode(dsd, target).spec, observed.facts.sleep_action)
     )
     inputs = Q.ModeInputs(
         served=served,

@@ -32,6 +32,7 @@ def monitoring_settings(args: argparse.Namespace) -> MonitoringSettings:
         settings = replace(settings, runbook_base_url=args.runbook_base_url)
     return settings
 
+
 # Kopf's messages that carry a whole object, its diff or a patch of it (with its
 # last-handled-configuration annotation, a copy of the spec): with --verbose it logs
 # "Creation is in progress: {body}", and a warning (which it also posts as an Event) can quote
@@ -179,6 +180,7 @@ def run_operator(args: argparse.Namespace) -> int:
     from . import handlers
 
     kube = Kube(api)
+    kube.learn_server_version()
     poller = SignalPoller()
     handlers.RUNTIME = handlers.Runtime(
         kube=kube,
@@ -207,13 +209,16 @@ def run_operator(args: argparse.Namespace) -> int:
     if not args.standalone:
         priority = args.priority or random.SystemRandom().randint(1, 2**30)
     logging.getLogger("deepseek_operator").info(
-        "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s monitor_labels=%s",
+        "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s "
+        "monitor_labels=%s kube_version=%s pre_stop=%s",
         __version__,
         namespaces or "all",
         None if args.standalone else args.peering,
         priority,
         args.prometheus_url,
         handlers.RUNTIME.monitoring.labels,
+        kube.server_version or "unknown",
+        "sleep" if kube.sleep_action else "exec",
     )
     kopf.run(
         clusterwide=not namespaces,

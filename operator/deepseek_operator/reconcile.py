@@ -207,7 +207,7 @@ class ReconcileContext:
         preview_signals: Signals | None = None,
     ) -> ReconcileContext:
         """The context of one reconcile, its derived facts computed here and nowhere else."""
-        desired_hash = template_hash(dsd.name, dsd.spec)
+        desired_hash = template_hash(dsd.name, dsd.spec, observed.facts.sleep_action)
         return cls(
             dsd=dsd,
             observed=observed,
@@ -371,6 +371,7 @@ def _plan_objects(ctx: ReconcileContext, rstep: RolloutStep | None) -> Plan | No
             if t.render_spec
         ),
         monitoring_crds=ctx.observed.facts.monitoring_crds,
+        sleep_action=ctx.observed.facts.sleep_action,
     )
 
 

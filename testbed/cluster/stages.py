@@ -11,7 +11,9 @@ Pod classes:
            in a cluster with the simulated fleet, and no `sim.deepseek.dev/fleet: "false"` pod
            annotation (set it in a pod template to opt out). The fleet plays their container
            runtime.
-  job      owned by a Job, or a Helm hook: runs to completion after the start delay.
+  test     a Helm test hook (helm.sh/hook: test or test-success), in a cluster with the
+           simulated fleet: the fleet's hook runner runs its command (testbed/sim/hooks.py).
+  job      owned by a Job, or another Helm hook: runs to completion after the start delay.
   ordinary everything else.
 
 Lifecycle:
@@ -20,6 +22,9 @@ Lifecycle:
                     sim.deepseek.dev/start-delay-seconds overrides the cluster's default);
                     deleted -> removed at once
   job            -> Succeeded at startTime + start delay
+  test           -> Succeeded once annotation sim.deepseek.dev/exit-code="0", Failed on any
+                    other code (the hook runner sets it when the command exits; its output's
+                    tail, sim.deepseek.dev/output, becomes the termination message)
   engine         -> Ready once annotation sim.deepseek.dev/engine-ready="true" (the fleet sets it
                     when its simulated engine listens), back to not Ready if it is removed;
                     deleted -> not Ready, removed once sim.deepseek.dev/drained="true" or when
@@ -38,7 +43,7 @@ from typing import Any
 
 from deepseek_operator import labels
 
-from ..labels import SIM_DRAINED, SIM_ENGINE_READY
+from ..labels import SIM_DRAINED, SIM_ENGINE_READY, SIM_EXIT_CODE, SIM_OUTPUT, TEST_HOOKS
 
 FLEET_ANNOTATION = "sim.deepseek.dev/fleet"  # "false": no simulated fleet for this pod
 START_DELAY_ANNOTATION = "sim.deepseek.dev/start-delay-seconds"
@@ -116,15 +121,19 @@ _JOB_OWNED = _c(".metadata.ownerReferences.[].kind", "In", "Job")
 _NOT_JOB_OWNED = _c(".metadata.ownerReferences.[].kind", "NotIn", "Job")
 _HOOK = _c(_annotation("helm.sh/hook"), "Exists")
 _NO_HOOK = _c(_annotation("helm.sh/hook"), "DoesNotExist")
+_TEST_HOOK = _c(_annotation("helm.sh/hook"), "In", *TEST_HOOKS)
+_NOT_TEST_HOOK = _c(_annotation("helm.sh/hook"), "NotIn", *TEST_HOOKS)
+EXITED = _c(_annotation(SIM_EXIT_CODE), "Exists")
 
 
 @dataclass(frozen=True)
 class PodClasses:
-    """The three pod classes as mutually exclusive DNFs covering every pod."""
+    """The pod classes as mutually exclusive DNFs covering every pod."""
 
     engine: DNF
     job: DNF
     ordinary: DNF
+    test: DNF = FALSE
 
 
 def pod_classes(fleet: bool) -> PodClasses:
@@ -137,11 +146,16 @@ def pod_classes(fleet: bool) -> PodClasses:
         )
     else:
         engine, not_engine = FALSE, TRUE
-    job_like = any_of(_JOB_OWNED, all_of(_NOT_JOB_OWNED, _HOOK))
+    if fleet:  # the fleet's hook runner runs Helm test pods; other hooks are jobs
+        test = all_of(not_engine, _TEST_HOOK)
+        job_like = all_of(_NOT_TEST_HOOK, any_of(_JOB_OWNED, all_of(_NOT_JOB_OWNED, _HOOK)))
+    else:
+        test, job_like = FALSE, any_of(_JOB_OWNED, all_of(_NOT_JOB_OWNED, _HOOK))
     return PodClasses(
         engine=engine,
         job=all_of(not_engine, job_like),
         ordinary=all_of(not_engine, _NOT_JOB_OWNED, _NO_HOOK),
+        test=test,
     )
 
 
@@ -275,6 +289,39 @@ containerStatuses:
 {{ end }}
 """
 
+# The hook runner's exit code decides the phase; its output's tail is the termination message.
+_EXITED = f"""\
+{{{{ $now := Now }}}}
+{{{{ $code := index .metadata.annotations "{SIM_EXIT_CODE}" }}}}
+{{{{ $out := or ( index .metadata.annotations "{SIM_OUTPUT}" ) "" }}}}
+phase: {{{{ if eq $code "0" }}}}Succeeded{{{{ else }}}}Failed{{{{ end }}}}
+conditions:
+- type: ContainersReady
+  status: "False"
+  reason: PodCompleted
+  lastTransitionTime: {{{{ $now | Quote }}}}
+- type: Ready
+  status: "False"
+  reason: PodCompleted
+  lastTransitionTime: {{{{ $now | Quote }}}}
+containerStatuses:
+{{{{ range .spec.containers }}}}
+- name: {{{{ .name | Quote }}}}
+  image: {{{{ .image | Quote }}}}
+  imageID: ""
+  ready: false
+  started: false
+  restartCount: 0
+  state:
+    terminated:
+      exitCode: {{{{ $code }}}}
+      reason: {{{{ if eq $code "0" }}}}Completed{{{{ else }}}}Error{{{{ end }}}}
+      message: {{{{ $out | Quote }}}}
+      startedAt: {{{{ $.status.startTime | Quote }}}}
+      finishedAt: {{{{ $now | Quote }}}}
+{{{{ end }}}}
+"""
+
 # A status the pod already has: kwok compares before patching, so this writes nothing, but
 # playing it re-reserves the pod's IP in a restarted kwok's pool.
 _NOOP = "phase: Running\n"
@@ -377,11 +424,19 @@ def pod_stages(*, start_delay_s: float, fleet: bool) -> list[PodStage]:
         PodStage(
             "pod-delete",
             all_of(
-                DELETING, NO_FINALIZERS, any_of(cls.ordinary, cls.job, all_of(cls.engine, NO_IP))
+                DELETING,
+                NO_FINALIZERS,
+                any_of(cls.ordinary, cls.job, cls.test, all_of(cls.engine, NO_IP)),
             ),
             {"delete": True},
         ),
     ]
+    if fleet:
+        stages.append(
+            PodStage(
+                "test-exited", all_of(cls.test, live_started, EXITED), {"statusTemplate": _EXITED}
+            )
+        )
     if fleet:
         engine_deleting = all_of(cls.engine, DELETING, HAS_IP)
         stages += [

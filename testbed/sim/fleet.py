@@ -29,6 +29,10 @@ Prometheus finds those through kubernetes_sd (role node) and the engines through
 own control endpoint, is registered as file_sd `<state>/prometheus/targets/sim-fleet.json`
 (job `sim-fleet`); the router registers itself the same way (job `sim-router`).
 
+Helm test pods (`helm.sh/hook: test`) of every namespace: the fleet that plays all namespaces
+runs their command on this machine under the pod's ServiceAccount and records the exit code,
+from which kwok completes the pod (hooks.py).
+
 Fault hooks (faults.py): the fleet follows the pod annotation `sim.deepseek.dev/fault`
 (slow/error/crash) and the node annotation `sim.deepseek.dev/zone-down`; they are written by
 `faults.apply_fault_request` / `faults.set_zone_down`, the CLI (`fault`, `zone`) or the control
@@ -80,6 +84,7 @@ from .faults import (
     parse_fault_request,
     set_zone_down,
 )
+from .hooks import HookRunner
 from .presets import EnginePreset, make_preset, model_for_checkpoint
 from .replica import ReplicaServer
 from .router import WatchHandle, file_sd_groups, watch_objects, write_file_sd
@@ -856,6 +861,8 @@ class Fleet:
             )
             region.core = client.CoreV1Api(region.api)
             self._watch(region)
+            if self.namespaces is None:  # one runner per region: the fleet of all namespaces
+                self._watch_test_hooks(region)
             self._tasks.append(
                 asyncio.create_task(self._worker(region), name=f"fleet-{region.name}")
             )
@@ -949,6 +956,24 @@ class Fleet:
                 lambda items: _hop(loop, self._nodes_synced, region, items),
                 lambda typ, obj: _hop(loop, self._node_event, region, typ, obj),
                 name=f"nodes-{region.name}",
+            )
+        )
+
+    def _watch_test_hooks(self, region: _Region) -> None:
+        """Helm test pods: run their command here (hooks.py); every pod is watched, since a
+        hook is an annotation, not a label."""
+        runner = HookRunner(region.name, region.cfg.kubeconfig, region.cfg.context, region.api)
+
+        def synced(items: list[dict[str, Any]]) -> None:
+            for p in items:
+                runner.on_pod(p)
+
+        region.watches.append(
+            watch_objects(
+                region.core.list_pod_for_all_namespaces,
+                synced,
+                lambda typ, obj: None if typ == "DELETED" else runner.on_pod(obj),
+                name=f"test-hooks-{region.name}",
             )
         )
 

@@ -11,11 +11,13 @@
    mode (Role per namespace + Kopf peering) and in cluster mode (ClusterRole); under the same
    RBAC, engine pods get HF_TOKEN from a Secret, imagePullSecrets, a ServiceAccount, a
    RuntimeClass and a PriorityClass, and no token reaches the status, Events or the log;
-3. what the operator does not need is denied to that ServiceAccount (`kubectl auth can-i`
+3. `helm test` (the chart's hook pod, `deepseek-operator selftest`, run by the test bed's hook
+   runner under the hook's own ServiceAccount) passes while the operator peers and fails,
+   naming the peering, when no operator is alive;
+4. what the operator does not need is denied to that ServiceAccount (`kubectl auth can-i`
    with its own token: Secrets other than the named region kubeconfig, deleting Deployments,
-   RBAC, other namespaces, ...).
-
-4. with the Prometheus Operator's real CRDs (scripts/fetch-monitoring-crds.sh) installed for this
+   RBAC, other namespaces, ...);
+5. with the Prometheus Operator's real CRDs (scripts/fetch-monitoring-crds.sh) installed for this
    module: the chart's ServiceMonitor and PrometheusRule and the operator's PodMonitor and
    PrometheusRule are accepted and carry monitoring.labels / spec.monitoring.labels.
 
@@ -35,6 +37,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +207,13 @@ def test_rendered_chart_passes_server_side_validation(
     # Every object, the Prometheus Operator kinds included (their real CRDs are installed; the
     # PrometheusRule's PromQL is checked by promtool in tests/unit/test_rules.py).
     checked = objs
+    # A Pod is admitted only when its ServiceAccount exists (helm test creates the hook's first,
+    # hook weight -1); a dry run creates nothing, so create it for real.
+    for pod in (o for o in checked if o["kind"] == "Pod"):
+        cluster.kubectl(
+            "create", "serviceaccount", pod["spec"]["serviceAccountName"],
+            "-n", pod["metadata"]["namespace"],
+        )  # fmt: skip
     res = cluster.kubectl(
         "apply",
         "--dry-run=server",
@@ -222,7 +232,8 @@ def test_operator_pod_is_admitted_under_the_restricted_pod_security_standard(
 ) -> None:
     """The API server's PodSecurity admission, enforcing "restricted" on the namespace, admits
     the chart's operator pod as rendered, and rejects it without the container's security
-    context (so the namespace label is enforced, and the check can fail)."""
+    context (so the namespace label is enforced, and the check can fail); it admits the
+    `helm test` pod as rendered too."""
     suffix = _suffix()
     ns = f"dso-pss-{suffix}"
     cluster.kubectl("create", "namespace", ns)
@@ -259,6 +270,14 @@ def test_operator_pod_is_admitted_under_the_restricted_pod_security_standard(
     res = admit(loose)
     assert res.returncode != 0
     assert 'violates PodSecurity "restricted:latest"' in res.stderr, res.stderr
+    # the `helm test` pod too, as rendered
+    hook = next(o for o in yaml.safe_load_all(out) if o and o["kind"] == "Pod")
+    assert hook["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    cluster.kubectl("create", "serviceaccount", hook["spec"]["serviceAccountName"], "-n", ns)
+    res = cluster.kubectl(
+        "create", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(hook), check=False
+    )
+    assert res.returncode == 0 and "would violate" not in res.stderr, res.stderr
 
 
 # ---- 2. install, then run the operator under the chart's RBAC --------------------------------
@@ -476,6 +495,11 @@ def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator
     )
     assert dep["metadata"]["ownerReferences"][0]["name"] == DSD_NAME
     assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "deepseek-operator"
+    # the operator read this API server's version under the chart's identity: 1.30+, so the
+    # engine's preStop is the kubelet's sleep action (below 1.30: `exec: sleep N`)
+    (engine,) = dep["spec"]["template"]["spec"]["containers"]
+    assert set(engine["lifecycle"]["preStop"]) == {"sleep"}, engine["lifecycle"]
+    assert re.search(r"kube_version=v1\.\d+\.\d+\S* pre_stop=sleep", operator_run.read_text())
 
     def status_written() -> dict[str, Any] | None:
         dsd = c.get("dsd", DSD_NAME, "-n", ns)
@@ -721,6 +745,80 @@ def test_engine_pod_settings_and_secrets_under_the_chart_rbac(
         c.kubectl(
             "delete", "runtimeclass", runtime, "--ignore-not-found", "--wait=false", check=False
         )
+
+
+# ---- helm test: the chart's hook pod, run by the test bed (testbed/sim/hooks.py) --------------
+
+
+def _helm_test(installed: Installed) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`helm test RELEASE` and the test pod as it ended (phase, termination message)."""
+    c = installed.cluster
+    res = subprocess.run(
+        [helm_binary(), f"--kubeconfig={c.kubeconfig}", "test", installed.release,
+         "--namespace", installed.release_ns, "--timeout=2m"],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    pod = c.get("pod", f"{installed.release}-deepseek-operator-test", "-n", installed.release_ns)
+    assert pod is not None, f"no test pod:\n{res.stdout}\n{res.stderr}"
+    return res, pod
+
+
+def _message(pod: dict[str, Any]) -> str:
+    (cs,) = pod["status"]["containerStatuses"]
+    return str(cs["state"]["terminated"].get("message", ""))
+
+
+def _peering_object(installed: Installed) -> dict[str, Any] | None:
+    if installed.mode == "namespaced":
+        return installed.cluster.get("kopfpeering", installed.peering, "-n", installed.app_ns)
+    return installed.cluster.get("clusterkopfpeering", installed.peering)
+
+
+def test_helm_test_passes_while_the_operator_peers(
+    installed: Installed, operator_run: Path
+) -> None:
+    if installed.mode == "cluster":
+        pytest.skip("the cluster-mode run is standalone (module docstring): no cluster peer")
+    from deepseek_operator.selftest import live_peers
+
+    _wait_for(
+        "the operator's keep-alive in the KopfPeering",
+        lambda: live_peers((_peering_object(installed) or {}).get("status"), datetime.now(UTC)),
+        60,
+        operator_run,
+    )
+    res, pod = _helm_test(installed)
+    msg = _message(pod)
+    assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{msg}"
+    assert "Succeeded" in res.stdout, res.stdout
+    assert pod["status"]["phase"] == "Succeeded"
+    assert "PASS api: deepseekdeployments.serving.deepseek.dev is served" in msg, msg
+    assert f"PASS operator: 1 live operator(s) in KopfPeering {installed.app_ns}/" in msg, msg
+    # the hook's ServiceAccount and RBAC are gone once the test passed (hook-succeeded)
+    name = f"{installed.release}-deepseek-operator-test"
+    assert installed.cluster.get("serviceaccount", name, "-n", installed.release_ns) is None
+    assert installed.cluster.get("role", name, "-n", installed.release_ns) is None
+
+
+def test_helm_test_fails_without_a_live_operator(installed: Installed) -> None:
+    """No operator runs (the previous test's stopped; Kopf removes its peer entry on exit)."""
+    from deepseek_operator.selftest import live_peers
+
+    deadline = time.monotonic() + 90
+    while live_peers((_peering_object(installed) or {}).get("status"), datetime.now(UTC)):
+        assert time.monotonic() < deadline, "a peer stayed alive with no operator running"
+        time.sleep(2)
+    res, pod = _helm_test(installed)
+    msg = _message(pod)
+    assert res.returncode != 0, res.stdout
+    assert pod["status"]["phase"] == "Failed"
+    where = (
+        f"KopfPeering {installed.app_ns}/{installed.peering}"
+        if installed.mode == "namespaced"
+        else f"ClusterKopfPeering {installed.peering}"
+    )
+    assert "PASS api:" in msg, msg  # the API is fine: only the operator is missing
+    assert f"FAIL operator: no live operator in {where}" in msg, msg
 
 
 def _can_i(installed: Installed, verb: str, what: str, *args: str) -> bool:

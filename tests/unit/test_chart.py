@@ -131,12 +131,17 @@ def render_error(values: dict[str, Any], tmp: Path) -> str:
     return res.stderr
 
 
-def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [o for o in objs if o["kind"] == kind]
+def is_hook(o: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in (o["metadata"].get("annotations") or {})
 
 
-def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = by_kind(objs, kind)
+def by_kind(objs: list[dict[str, Any]], kind: str, hooks: bool = False) -> list[dict[str, Any]]:
+    """Objects of a kind that `helm install` creates; hooks=True: those `helm test` creates."""
+    return [o for o in objs if o["kind"] == kind and is_hook(o) == hooks]
+
+
+def one(objs: list[dict[str, Any]], kind: str, hooks: bool = False) -> dict[str, Any]:
+    found = by_kind(objs, kind, hooks)
     assert len(found) == 1, f"{len(found)} {kind}"
     return found[0]
 
@@ -185,7 +190,7 @@ def test_every_object_is_labelled(name: str, tmp_path: Path) -> None:
 
 def test_defaults_cluster_mode(tmp_path: Path) -> None:
     objs = render({}, tmp_path)
-    kinds = sorted(o["kind"] for o in objs)
+    kinds = sorted(o["kind"] for o in objs if not is_hook(o))
     assert kinds == [
         "ClusterKopfPeering",
         "ClusterRole",
@@ -331,6 +336,135 @@ def test_values_schema_rejects_unsafe_or_misspelt_values(tmp_path: Path) -> None
     assert "serviceMonitr" in render_error({"serviceMonitr": {"enabled": True}}, tmp_path)
 
 
+def test_works_as_a_subchart_with_global_values(tmp_path: Path) -> None:
+    # Helm hands a parent chart's `global` to every subchart; the schema must let it through.
+    objs = render({"global": {"imageRegistry": "registry.example", "foo": "bar"}}, tmp_path)
+    assert one(objs, "Deployment")["metadata"]["name"] == FULLNAME
+    parent = tmp_path / "parent"
+    (parent / "charts").mkdir(parents=True)
+    (parent / "Chart.yaml").write_text("apiVersion: v2\nname: platform\nversion: 0.1.0\n")
+    (parent / "values.yaml").write_text("global:\n  foo: bar\n")
+    shutil.copytree(CHART, parent / "charts" / "deepseek-operator")
+    out = helm("template", RELEASE, str(parent), "--namespace", NAMESPACE, "--set", "global.x=1")
+    kinds = {d["kind"] for d in yaml.safe_load_all(out) if d}
+    assert {"Deployment", "ClusterRole", "ServiceAccount"} <= kinds
+
+
+# ---- helm test ------------------------------------------------------------------------------
+
+TEST_NAME = f"{FULLNAME}-test"
+
+
+def hooks(objs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [o for o in objs if is_hook(o)]
+
+
+@pytest.mark.parametrize("name", VALUES_SETS)
+def test_helm_test_hook_is_only_test_hooks_and_locked_down(name: str, tmp_path: Path) -> None:
+    objs = hooks(render(VALUES_SETS[name], tmp_path))
+    for o in objs:
+        ann = o["metadata"]["annotations"]
+        assert ann["helm.sh/hook"] == "test", o["metadata"]["name"]
+        assert "before-hook-creation" in ann["helm.sh/hook-delete-policy"]
+        # never selected by the operator's Service, PDB or NetworkPolicy
+        assert o["metadata"]["labels"]["app.kubernetes.io/component"] == "test"
+        if o["kind"] != "Pod":  # RBAC first, gone once the test passed
+            assert int(ann["helm.sh/hook-weight"]) < 0
+            assert "hook-succeeded" in ann["helm.sh/hook-delete-policy"]
+    pod = one(objs, "Pod", hooks=True)
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == TEST_NAME and spec["restartPolicy"] == "Never"
+    assert one(objs, "ServiceAccount", hooks=True)["metadata"]["name"] == TEST_NAME
+    # restricted Pod Security, like the operator pod
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = spec["containers"]
+    assert (
+        c["image"]
+        == one(render(VALUES_SETS[name], tmp_path), "Deployment")["spec"]["template"]["spec"][
+            "containers"
+        ][0]["image"]
+    )
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["command"] == ["deepseek-operator"] and c["args"][0] == "selftest"
+
+
+def rules_of(objs: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[dict[str, Any]]]:
+    """(kind, namespace, name) of each hook Role/ClusterRole -> its rules."""
+    return {
+        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o["rules"]
+        for o in hooks(objs)
+        if o["kind"] in ("Role", "ClusterRole")
+    }
+
+
+def test_helm_test_with_cluster_peering_reads_the_peering_by_name(tmp_path: Path) -> None:
+    objs = render({}, tmp_path)
+    assert one(objs, "Pod", hooks=True)["spec"]["containers"][0]["args"] == [
+        "selftest",
+        f"--namespace={NAMESPACE}",
+        "--peering=deepseek-operator",
+    ]
+    assert rules_of(objs) == {
+        ("Role", NAMESPACE, TEST_NAME): [
+            {
+                "apiGroups": ["serving.deepseek.dev"],
+                "resources": ["deepseekdeployments"],
+                "verbs": ["list"],
+            }
+        ],
+        ("ClusterRole", "", TEST_NAME): [
+            {
+                "apiGroups": ["kopf.dev"],
+                "resources": ["clusterkopfpeerings"],
+                "resourceNames": ["deepseek-operator"],
+                "verbs": ["get"],
+            }
+        ],
+    }
+    binding = one(objs, "ClusterRoleBinding", hooks=True)
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": TEST_NAME, "namespace": NAMESPACE}
+    ]
+
+
+def test_helm_test_namespaced_reads_each_watched_peering(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["namespaced"], tmp_path)
+    args = one(objs, "Pod", hooks=True)["spec"]["containers"][0]["args"]
+    assert args[-2:] == ["--peering-namespace=team-a", "--peering-namespace=team-b"]
+    rules = rules_of(objs)
+    assert set(rules) == {
+        ("Role", NAMESPACE, TEST_NAME),
+        ("Role", "team-a", TEST_NAME),
+        ("Role", "team-b", TEST_NAME),
+    }
+    assert rules[("Role", "team-a", TEST_NAME)][0]["resources"] == ["kopfpeerings"]
+    assert not by_kind(objs, "ClusterRole", hooks=True)
+
+
+def test_helm_test_without_peering_reads_the_operator_deployment(tmp_path: Path) -> None:
+    objs = render(VALUES_SETS["standalone-scaled-to-zero"], tmp_path)
+    args = one(objs, "Pod", hooks=True)["spec"]["containers"][0]["args"]
+    assert args == ["selftest", f"--namespace={NAMESPACE}", f"--deployment={FULLNAME}"]
+    (rules,) = rules_of(objs).values()
+    assert {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "resourceNames": [FULLNAME],
+        "verbs": ["get"],
+    } in rules
+
+
+def test_helm_test_hook_args_parse_with_the_cli(tmp_path: Path) -> None:
+    from deepseek_operator.cli import build_parser
+
+    for values in VALUES_SETS.values():
+        c = one(render(values, tmp_path), "Pod", hooks=True)["spec"]["containers"][0]
+        args = build_parser().parse_args(c["args"])
+        assert args.command == "selftest" and args.namespace == NAMESPACE
+
+
 # ---- RBAC -----------------------------------------------------------------------------------
 
 # What the operator calls, resource by resource (adapters/kube.py, adapters/events.py,
@@ -408,7 +542,8 @@ def test_region_kubeconfig_secrets_are_readable_by_name_only(tmp_path: Path) -> 
 @pytest.mark.parametrize("name", VALUES_SETS)
 def test_no_wildcards_secrets_or_escalation(name: str, tmp_path: Path) -> None:
     objs = render(VALUES_SETS[name], tmp_path)
-    for o in by_kind(objs, "ClusterRole") + by_kind(objs, "Role"):
+    roles = [o for o in objs if o["kind"] in ("ClusterRole", "Role")]  # helm test's too
+    for o in roles:
         for r in o["rules"]:
             assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r["apiGroups"]
             assert not {"configmaps", "serviceaccounts/token"} & set(r["resources"])

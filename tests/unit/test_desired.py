@@ -17,6 +17,7 @@ from deepseek_operator.desired import (
     pod_template,
     quantization_args,
     render,
+    supports_sleep_action,
     template_hash,
     vllm_args,
 )
@@ -191,6 +192,48 @@ def test_engine_deployment_shape() -> None:
     assert dep["metadata"]["ownerReferences"][0]["uid"] == "u-1"
     assert dep["metadata"]["ownerReferences"][0]["controller"] is True
     assert spec["strategy"] == {"type": "Recreate"}
+
+
+@pytest.mark.parametrize(
+    ("git_version", "sleep_action"),
+    [
+        ("v1.29.4", False),
+        ("v1.29.0-eks-1234", False),
+        ("v1.30.0", True),
+        ("v1.30.0-gke.1", True),
+        ("v1.31.2+k3s1", True),
+        ("v1.33.1", True),
+        ("v2.0.0", True),
+        ("v1.28.15", False),
+        ("", False),  # /version unreadable
+        ("garbage", False),
+        ("v1", False),
+    ],
+)
+def test_pre_stop_sleep_action_only_where_the_api_server_has_it(
+    git_version: str, sleep_action: bool
+) -> None:
+    assert supports_sleep_action(git_version) is sleep_action
+
+
+@pytest.mark.parametrize(
+    ("sleep_action", "pre_stop"),
+    [
+        (True, {"sleep": {"seconds": 10}}),
+        # below 1.30: the engine image's own `sleep` (coreutils) waits the same time
+        (False, {"exec": {"command": ["sleep", "10"]}}),
+    ],
+)
+def test_pre_stop_form_follows_the_cluster(sleep_action: bool, pre_stop: dict[str, Any]) -> None:
+    d = dsd(engine={"drain": {"preStopDelaySeconds": 10}})
+    dep = render(d, plan_for(d, sleep_action=sleep_action)).get("Deployment", "r1-blue")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["lifecycle"]["preStop"] == pre_stop
+    # the form is part of the pod: the template hash (what rollouts compare) follows it
+    assert dep["spec"]["template"]["metadata"]["labels"][L.TEMPLATE_HASH] == template_hash(
+        "r1", d.spec, sleep_action
+    )
+    assert template_hash("r1", d.spec, True) != template_hash("r1", d.spec, False)
 
 
 def test_pod_labels_and_annotations_never_override_ours() -> None:

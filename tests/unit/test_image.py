@@ -168,3 +168,18 @@ def test_the_default_engine_image_is_the_engine_dockerfile_at_its_vllm_tag() -> 
     assert c["image"] == DEFAULT_IMAGE and "command" not in c
     cli = parse_cli(c["args"])
     assert cli.passthrough == c["args"] and not (cli.check_only or cli.print_args)
+
+
+def test_the_image_can_label_gpu_series_with_pods() -> None:
+    """The chart's NVML exporter runs from this image; without grpcio it cannot ask the
+    kubelet's pod-resources API which pod holds a GPU, and the operator's GPU signals (joined
+    on namespace/pod) stay empty. The image installs the `exporter` extra, which has it."""
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(re.match(r"grpcio\b", d) for d in extras["exporter"]), extras["exporter"]
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    assert '"deepseek-operator[exporter]"' in final_stage()["RUN"]
+    assert re.search(r'pip wheel .*"\.\[exporter\]"', text)
+    source = (REPO / "serving" / "deepseek_serving" / "nvml_exporter.py").read_text()
+    assert "import grpc" in source  # what the extra is for

@@ -160,3 +160,29 @@ def test_rollout_state_survives_a_restart_through_status() -> None:
     )
     assert later.status.rollout is not None and later.status.rollout.phase == RolloutPhase.ANALYZING
     assert parse_time(later.status.rollout.started_at) == 20.0
+
+
+def test_below_1_30_the_plan_renders_exec_sleep_and_the_hash_matches_it() -> None:
+    facts = ClusterFacts(gpu_nodes=FACTS.gpu_nodes, pvcs=FACTS.pvcs, sleep_action=False)
+    d = dsd()
+    first = reconcile(d, Observed(facts=facts), now=100.0)
+    assert first.plan is not None and first.plan.sleep_action is False
+    running = dep(d, 2, hash_=template_hash(d.name, d.spec, False))
+    d2 = d.model_copy(update={"status": first.status})
+    out = reconcile(d2, Observed(facts=facts, deployments={Colour.BLUE: running}), now=200.0)
+    # the pods it rendered are the pods it wants: steady, no rollout
+    assert out.status.phase == "Ready"
+    assert out.status.rollout is not None and out.status.rollout.phase == "Idle"
+    assert out.status.template_hash == template_hash(d.name, d.spec, False)
+
+
+def test_an_api_server_upgraded_past_1_30_rolls_the_pods_once_blue_green() -> None:
+    old = ClusterFacts(gpu_nodes=FACTS.gpu_nodes, pvcs=FACTS.pvcs, sleep_action=False)
+    d = dsd()
+    running = dep(d, 2, hash_=template_hash(d.name, d.spec, False))
+    s1 = reconcile(d, Observed(facts=old, deployments={Colour.BLUE: running}), now=10.0).status
+    d2 = d.model_copy(update={"status": s1})
+    out = reconcile(d2, Observed(facts=FACTS, deployments={Colour.BLUE: running}), now=20.0)
+    assert out.status.rollout is not None and out.status.rollout.phase == "Progressing"
+    # blue keeps serving its exec-sleep pods; green gets the sleep action
+    assert out.plan is not None and [c.colour for c in out.plan.deployments] == [Colour.GREEN]

@@ -11,7 +11,7 @@ import pytest
 from deepseek_operator import labels
 
 from testbed.cluster import stages as S
-from testbed.labels import SIM_DRAINED, SIM_ENGINE_READY
+from testbed.labels import SIM_DRAINED, SIM_ENGINE_READY, SIM_EXIT_CODE
 
 ENGINE = {labels.COMPONENT: labels.ENGINE_COMPONENT, labels.DEPLOYMENT: "r1"}
 
@@ -78,9 +78,32 @@ NO_FLEET = S.pod_stages(start_delay_s=3, fleet=False)
         ),
         ("job pod completes", pod(owner="Job"), ["job-complete"]),
         (
-            "helm hook pod completes",
-            pod(owner="Pod", ann={"helm.sh/hook": "test"}),
+            "helm install hook pod completes",
+            pod(owner="Pod", ann={"helm.sh/hook": "pre-install"}),
             ["job-complete"],
+        ),
+        (
+            "helm test pod waits for the hook runner",
+            pod(owner="Pod", ann={"helm.sh/hook": "test"}),
+            [],
+        ),
+        (
+            "helm test pod completes with the runner's exit code",
+            pod(owner="Pod", ann={"helm.sh/hook": "test", SIM_EXIT_CODE: "1"}),
+            ["test-exited"],
+        ),
+        (
+            "finished helm test pod stays",
+            {
+                **pod(owner="Pod", ann={"helm.sh/hook": "test-success", SIM_EXIT_CODE: "0"}),
+                "status": {"phase": "Succeeded", "podIP": "10.16.1.2"},
+            },
+            [],
+        ),
+        (
+            "deleted helm test pod is removed",
+            pod(owner="Pod", ann={"helm.sh/hook": "test"}, deleting=True),
+            ["pod-delete"],
         ),
         ("deleted ordinary pod is removed", pod(ready=True, deleting=True), ["pod-delete"]),
         ("deleted pod with finalizers stays", pod(deleting=True, finalizers=True), []),
@@ -120,10 +143,18 @@ def test_without_the_fleet_engine_pods_become_ready_after_the_delay() -> None:
     assert not [s for s in NO_FLEET if s.name.startswith("engine-")]
 
 
-def test_pod_classes_partition_every_label_combination() -> None:
-    cls = S.pod_classes(True)
+def test_without_the_fleet_helm_test_pods_complete_like_jobs() -> None:
+    assert S.matching_stages(NO_FLEET, pod(owner="Pod", ann={"helm.sh/hook": "test"})) == [
+        "job-complete"
+    ]
+
+
+@pytest.mark.parametrize("fleet", [True, False])
+def test_pod_classes_partition_every_label_combination(fleet: bool) -> None:
+    cls = S.pod_classes(fleet)
+    hooks = ({"helm.sh/hook": "test"}, {"helm.sh/hook": "test-success"}, {"helm.sh/hook": "x"})
     for lbls in ({}, ENGINE, {labels.COMPONENT: "router"}, {labels.DEPLOYMENT: "x"}):
-        for ann in ({}, {S.FLEET_ANNOTATION: "false"}, {"helm.sh/hook": "test"}):
+        for ann in ({}, {S.FLEET_ANNOTATION: "false"}, *hooks):
             for owner in ("Job", "ReplicaSet"):
                 p = pod(lbls=lbls, ann=ann, owner=owner)
                 hits = [
@@ -132,6 +163,7 @@ def test_pod_classes_partition_every_label_combination() -> None:
                         ("engine", cls.engine),
                         ("job", cls.job),
                         ("ord", cls.ordinary),
+                        ("test", cls.test),
                     )
                     if any(S.matches(t, p) for t in dnf)
                 ]

@@ -19,7 +19,14 @@ from ..api.base import GROUP, PLURAL, VERSION
 from ..api.resource import DeepSeekDeployment
 from ..api.status import Colour
 from ..checks import ClusterFacts, GpuNode
-from ..desired import GPU_PRODUCT_LABEL, GPU_RESOURCE, ZONE_LABEL, DesiredState, deployment_name
+from ..desired import (
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    ZONE_LABEL,
+    DesiredState,
+    deployment_name,
+    supports_sleep_action,
+)
 from ..reconcile import Observed
 from ..rollout import ColourObservation
 
@@ -86,6 +93,22 @@ class Kube:
         self._nodes: tuple[float, tuple[GpuNode, ...]] | None = None
         self._crds: tuple[float, bool] | None = None
         self.calls = 0  # API requests made, for the operator's own metrics and benchmarks
+        # The API server's gitVersion, learned once by learn_server_version() at start.
+        self.server_version = ""
+        self.sleep_action = False
+
+    def learn_server_version(self) -> str:
+        """GET /version once: which preStop form engine pods get (`sleep` action on 1.30+).
+        An unreadable version keeps the `exec sleep` form every supported version accepts."""
+        self.calls += 1
+        try:
+            info = client.VersionApi(self.api).get_code()
+            self.server_version = str(info.git_version or "")
+        except (client.ApiException, OSError, ValueError) as e:
+            log.warning("server_version_unknown error=%s: engine pods get `exec sleep`", e)
+            self.server_version = ""
+        self.sleep_action = supports_sleep_action(self.server_version)
+        return self.server_version
 
     @property
     def dyn(self) -> DynamicClient:
@@ -238,7 +261,12 @@ class Kube:
             pvcs = frozenset({pvc})
         ann = dsd.metadata.annotations
         observed = Observed(
-            facts=ClusterFacts(gpu_nodes=self.gpu_nodes(), pvcs=pvcs, monitoring_crds=monitoring),
+            facts=ClusterFacts(
+                gpu_nodes=self.gpu_nodes(),
+                pvcs=pvcs,
+                monitoring_crds=monitoring,
+                sleep_action=self.sleep_action,
+            ),
             deployments=deployments,
             modes=modes,
             unschedulable_pods=unschedulable,

@@ -276,7 +276,9 @@ class DrainSpec(ApiModel):
         ge=0,
         le=300,
         description="Seconds the pod keeps serving after it is marked for deletion, so load "
-        "balancers see the endpoint go away before the engine stops accepting requests.",
+        "balancers see the endpoint go away before the engine stops accepting requests. A "
+        "preStop `sleep` action on Kubernetes 1.30+; below, `exec: sleep N`, so the engine "
+        "image needs a `sleep` binary there (the vLLM images have one).",
     )
     timeout_seconds: int = Field(
         300,
