@@ -42,6 +42,8 @@ contract: venv ## real vLLM (CPU build, ~6 GB, installed once) via the entrypoin
 	DEEPSEEK_CONTRACT_INSTALL=1 $(PYTEST) -v -m contract tests/contract
 
 check: lint typecheck unit ## fast inner loop: lint, types, unit tests (< 2 minutes)
+# The inner loop fuzzes a sample of generated manifests; `make test` runs the full 100 per property.
+check: export DEEPSEEK_FUZZ_EXAMPLES ?= 25
 
 tools: ## build/reuse the pinned Go binaries + promtool in $(CACHE)/bin (first build ~26 min)
 	scripts/build-tools.sh

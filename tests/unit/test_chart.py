@@ -10,6 +10,7 @@ the tests skip locally and fail under CI=true.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -112,9 +113,18 @@ def helm(*args: str, values: dict[str, Any] | None = None, tmp: Path | None = No
     return res.stdout
 
 
+_RENDERED: dict[str, list[dict[str, Any]]] = {}
+
+
 def render(values: dict[str, Any], tmp: Path) -> list[dict[str, Any]]:
-    out = helm("template", RELEASE, str(CHART), "--namespace", NAMESPACE, values=values, tmp=tmp)
-    return [d for d in yaml.safe_load_all(out) if d]
+    """`helm template` with these values; one helm run per distinct values in the session."""
+    key = json.dumps(values, sort_keys=True)
+    if key not in _RENDERED:
+        out = helm(
+            "template", RELEASE, str(CHART), "--namespace", NAMESPACE, values=values, tmp=tmp
+        )
+        _RENDERED[key] = [d for d in yaml.safe_load_all(out) if d]
+    return copy.deepcopy(_RENDERED[key])
 
 
 def render_error(values: dict[str, Any], tmp: Path) -> str:
