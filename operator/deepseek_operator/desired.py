@@ -20,6 +20,7 @@ from .api.resource import DeepSeekDeployment
 from .api.spec import (
     DeepSeekDeploymentSpec,
     KVCacheDtype,
+    PlacementSpec,
     QuantizationMethod,
     QuantizationRung,
     WeightPrecision,
@@ -246,6 +247,37 @@ def template_hash(dsd_name: str, spec: DeepSeekDeploymentSpec, sleep_action: boo
     return digest[:10]
 
 
+# The taints the node lifecycle controller puts on a node whose kubelet stopped reporting
+# (Ready Unknown: unreachable; Ready False: not-ready). Without a toleration of its own the API
+# server gives a pod 300 s of each (DefaultTolerationSeconds).
+NODE_FAILURE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+
+
+def engine_tolerations(placement: PlacementSpec) -> list[Obj]:
+    """The user's tolerations, then a NoExecute toleration of placement's
+    nodeNotReadyTolerationSeconds for each node-failure taint the user's do not cover already
+    (a toleration naming that key or every key, for NoExecute or every effect)."""
+    own = [t.to_k8s() for t in placement.tolerations]
+
+    def covered(key: str) -> bool:
+        return any(
+            (t.key == key or (t.key is None and t.operator == "Exists"))
+            and t.effect in ("NoExecute", None)
+            for t in placement.tolerations
+        )
+
+    return own + [
+        {
+            "key": key,
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": placement.node_not_ready_toleration_seconds,
+        }
+        for key in NODE_FAILURE_TAINTS
+        if not covered(key)
+    ]
+
+
 def _pod_template(
     dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec, sleep_action: bool
 ) -> Obj:
@@ -339,7 +371,7 @@ def _pod_template(
         "containers": [container],
         "volumes": volumes,
         "terminationGracePeriodSeconds": termination_grace_seconds(spec),
-        "tolerations": [t.to_k8s() for t in spec.placement.tolerations],
+        "tolerations": engine_tolerations(spec.placement),
         "topologySpreadConstraints": [
             {
                 "maxSkew": spec.placement.max_skew,

@@ -520,3 +520,67 @@ def test_examples_render_valid_engine_args(path: Path) -> None:
             }
         )
         assert check_args(vllm_args("x", spec)) == []
+
+
+# Engine pods leave a node whose kubelet stopped reporting after
+# placement.nodeNotReadyTolerationSeconds (default 30), not the cluster's 300 s; a toleration
+# of the user's own for a node-failure taint wins over the operator's.
+NOT_READY = "node.kubernetes.io/not-ready"
+UNREACHABLE = "node.kubernetes.io/unreachable"
+GPU = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def _failure_tolerations(seconds: int) -> list[dict[str, Any]]:
+    return [
+        {"key": k, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+        for k in (NOT_READY, UNREACHABLE)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("placement", "expected"),
+    [
+        ({}, [GPU, *_failure_tolerations(30)]),
+        ({"nodeNotReadyTolerationSeconds": 0}, [GPU, *_failure_tolerations(0)]),
+        ({"nodeNotReadyTolerationSeconds": 300}, [GPU, *_failure_tolerations(300)]),
+        # the user's own for one key: kept as written, the operator's only for the other
+        (
+            {
+                "tolerations": [
+                    {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"},
+                ],
+                "nodeNotReadyTolerationSeconds": 10,
+            },
+            [
+                {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute"},
+                _failure_tolerations(10)[0],
+            ],
+        ),
+        # tolerating every taint covers both
+        (
+            {"tolerations": [{"operator": "Exists"}]},
+            [{"operator": "Exists"}],
+        ),
+        # a NoSchedule toleration of the key does not cover eviction
+        (
+            {"tolerations": [{"key": NOT_READY, "operator": "Exists", "effect": "NoSchedule"}]},
+            [
+                {"key": NOT_READY, "operator": "Exists", "effect": "NoSchedule"},
+                *_failure_tolerations(30),
+            ],
+        ),
+    ],
+)
+def test_engine_pods_tolerate_a_failed_node_for_the_configured_seconds(
+    placement: dict[str, Any], expected: list[dict[str, Any]]
+) -> None:
+    d = dsd(placement=placement)
+    pod = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]
+    assert pod["tolerations"] == expected
+
+
+def test_node_not_ready_toleration_seconds_changes_the_template_hash() -> None:
+    """A new value is a new pod (tolerations are part of it): a blue-green rollout."""
+    assert template_hash("r1", dsd().spec) != template_hash(
+        "r1", dsd(placement={"nodeNotReadyTolerationSeconds": 60}).spec
+    )

@@ -903,6 +903,20 @@ class PlacementSpec(ApiModel):
         max_length=32,
         description="Tolerations of engine pods. Default: tolerate the nvidia.com/gpu taint.",
     )
+    node_not_ready_toleration_seconds: int = Field(
+        30,
+        ge=0,
+        le=86400,
+        description="How long an engine pod stays bound to a node that is NotReady or "
+        "unreachable (its kubelet stopped reporting) before Kubernetes evicts it and the "
+        "replica is recreated on a Ready node: the tolerationSeconds of the operator's "
+        "NoExecute tolerations for node.kubernetes.io/not-ready and "
+        "node.kubernetes.io/unreachable. A replica on a lost node serves nothing, so the "
+        "default is short; the cluster's default (DefaultTolerationSeconds) is 300. The node "
+        "is marked NotReady only after the controller manager's --node-monitor-grace-period "
+        "(50 s by default), so a replica is replaced that long plus this many seconds after "
+        "its node stops. A toleration of your own for either key in tolerations wins.",
+    )
     priority_class_name: DnsSubdomain | None = Field(
         None,
         description="PriorityClass of the engine pods, e.g. to let serving replicas preempt "
