@@ -666,6 +666,23 @@ def decide(
     return Action.NONE
 
 
+def engine_ready_wanted(view: PodView, phase: ReplicaPhase | None) -> bool | None:
+    """Whether the pod should carry `sim.deepseek.dev/engine-ready: "true"`, from which kwok
+    makes it Ready: what a real readiness probe would say, True only while its replica listens
+    (not while it loads, after a crash, when it cannot start, or when the fleet has no replica
+    for it, e.g. after the fleet itself restarted). None: not the fleet's to say (a terminating
+    pod, which kwok takes out of service itself, or a pod the fleet does not play).
+
+    Level-based on purpose: the annotation is compared with this after every event of the pod,
+    so a crash that races a replica's own "true" (a load finishing as the fault lands), or an
+    annotation left by the previous fleet process, is corrected once the pod is seen again."""
+    if not view.exists or not view.engine or view.terminating:
+        return None
+    if not (view.scheduled_on_sim_node and view.has_ip):
+        return None
+    return phase == ReplicaPhase.SERVING
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure: which GPUs of a node each pod holds
 
@@ -1093,6 +1110,10 @@ class Fleet:
                 await self._patch_pod(region, pod, {SIM_ENGINE_READY: None})
         if pod is None and slot is not None and slot.phase == ReplicaPhase.STOPPED:
             region.slots.pop(key, None)
+        wanted = engine_ready_wanted(view, slot.phase if slot else None)
+        marked = ann.get(SIM_ENGINE_READY) == "true"
+        if pod is not None and wanted is not None and wanted != marked:
+            await self._patch_pod(region, pod, {SIM_ENGINE_READY: "true" if wanted else None})
         if slot is not None and slot.server is not None and slot.phase == ReplicaPhase.SERVING:
             want = replace(faults, crashed=False)
             if slot.server.faults != want:

@@ -26,7 +26,7 @@ from testbed.sim.faults import (
     parse_fault_request,
     zone_down_node_patch,
 )
-from testbed.sim.fleet import Action, PodView, ReplicaPhase, decide
+from testbed.sim.fleet import Action, PodView, ReplicaPhase, decide, engine_ready_wanted
 from testbed.sim.presets import preset
 from testbed.sim.replica import ReplicaServer
 
@@ -147,6 +147,34 @@ def test_fleet_restarts_a_replica_whose_pod_changed():
     assert decide(
         PodView(identity=("uid-2", "10.16.1.2", "node-1")), ReplicaPhase.SERVING, old
     ) == (Action.RESTART)
+
+
+# A crashed replica makes its pod not Ready, as a real crashed vLLM fails its readiness probe,
+# whatever the annotation says now: one left by a load that finished as the crash landed, or by
+# the previous fleet process (no replica at all).
+@pytest.mark.parametrize(
+    ("view", "phase", "want"),
+    [
+        (PodView(), ReplicaPhase.SERVING, True),
+        (PodView(), ReplicaPhase.CRASHED, False),
+        (PodView(), ReplicaPhase.LOADING, False),
+        (PodView(), ReplicaPhase.FAILED, False),
+        (PodView(), ReplicaPhase.STOPPED, False),
+        (PodView(), None, False),
+        (PodView(node_down=True), ReplicaPhase.CRASHED, False),
+        # terminating: kwok takes it out of service; not the fleet's to say
+        (PodView(terminating=True), ReplicaPhase.DRAINING, None),
+        (PodView(terminating=True), ReplicaPhase.SERVING, None),
+        # pods the fleet does not play
+        (PodView(engine=False), None, None),
+        (PodView(has_ip=False), None, None),
+        (PodView(exists=False), None, None),
+    ],
+)
+def test_engine_ready_follows_the_replica(
+    view: PodView, phase: ReplicaPhase | None, want: bool | None
+) -> None:
+    assert engine_ready_wanted(view, phase) is want
 
 
 def _success(text: str, reason: str) -> float:
