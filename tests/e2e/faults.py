@@ -67,6 +67,15 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The zone's replicas are replaced in the other zones and serve again; status follows; "
         "requests in flight on the lost pods fail, the rest are served",
     ),
+    "node-not-ready": (
+        "One GPU node serving a replica stops: its kubelet no longer renews the node's Lease nor "
+        "posts status, its engine process dies; under client load, then the node comes back",
+        "The node lifecycle controller marks it NotReady and its pod not Ready, so the router "
+        "stops using it; the pod is evicted after placement.nodeNotReadyTolerationSeconds and "
+        "replaced on a Ready node within the zone spread; status follows; once the node is back "
+        "it is Ready and the evicted pod goes; requests in flight on the lost replica fail, the "
+        "rest are served",
+    ),
     "home-region-api-down": (
         "The home cluster's API server stopped (two regions, one resource)",
         "Member regions keep serving their copies, reconciled by their own operators",
@@ -137,7 +146,7 @@ def report(rows: list[Row], when: str) -> str:
     missing = [k for k in FAULTS if k not in last]
     lines += [
         "",
-        "Not in the matrix yet: a GPU node NotReady, the operator "
+        "Not in the matrix yet: the operator "
         "killed at every rollout phase and failover state, the home API server unreachable "
         "during failover.",
     ]

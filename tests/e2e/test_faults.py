@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from deepseek_operator import labels as L
 from kubernetes import client
 
 from testbed.cluster import LocalCluster, RegionInfo
@@ -260,6 +261,206 @@ def test_a_zone_lost_reschedules_its_replicas_into_the_other_zones(
         f"{back_in:.0f}s"
         + (
             f"; {counts['failed']} request(s) in flight on the lost pod failed"
+            if counts["failed"]
+            else "; no request failed"
+        ),
+        counts,
+    )
+
+
+# A GPU node lost: its kubelet stops renewing the node's Lease and posting its status (kwok
+# plays the kubelets: a node whose Lease another holder holds is not kwok's to play, the way
+# kwok shards nodes between its replicas) and the machine's engine process dies (the fleet
+# crashes the replicas of a node annotated down). Nothing touches the node's conditions: the
+# node lifecycle controller of kube-controller-manager sees no Lease renewal for
+# --node-monitor-grace-period (50 s, the default), marks the node Ready=Unknown, its pods not
+# Ready and taints it node.kubernetes.io/unreachable:NoExecute; the taint eviction controller
+# evicts the engine pod after its toleration (placement.nodeNotReadyTolerationSeconds).
+NODE_LEASES = "kube-node-lease"
+LOST_HOLDER = "e2e-node-lost"  # the Lease's holder while the node's kubelet is gone
+EVICT_AFTER = 10  # spec.placement.nodeNotReadyTolerationSeconds
+NODE_DOWN = "sim.deepseek.dev/zone-down"  # testbed.sim.faults.ZONE_DOWN_ANNOTATION
+LOST_AT = "e2e.deepseek.dev/kubelet-stopped-at"
+
+
+@pytest.fixture
+def serving_quick_eviction(
+    namespace: str,
+    operator: OperatorProcess,  # noqa: F811
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,  # noqa: F811
+    api_clients: dict[str, client.ApiClient],
+) -> Iterator[Traffic]:
+    body = dsd_body()
+    body["spec"].setdefault("placement", {})["nodeNotReadyTolerationSeconds"] = EVICT_AFTER
+    yield from _serve(namespace, core, custom, api_clients["us-east"], True, body)
+
+
+def _node_ready(core: client.CoreV1Api, name: str) -> str:
+    conds = core.read_node(name).status.conditions or []
+    return next((c.status for c in conds if c.type == "Ready"), "")
+
+
+def _stop_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node: str) -> None:
+    """The node's kubelet and engines die: its Lease is no longer renewed (another holder, a
+    long duration, the last renewTime kept), then the fleet crashes its replicas.
+
+    kwok checks the Lease when it plans a node's next status heartbeat, not when it plays it
+    (v0.8), so a heartbeat planned before the takeover (every 300-330 s) could still post a
+    fresh status mid-fault; touching the node first, while kwok still plays it, re-plans that
+    one 300 s ahead, past the fault. The fleet's crash comes only once kwok no longer plays
+    the node, so that the node lifecycle controller, not the simulated kubelet, takes the pod
+    out of service."""
+    core.patch_node(node, {"metadata": {"annotations": {LOST_AT: f"{time.time():.0f}"}}})
+    time.sleep(2)
+    leases.patch_namespaced_lease(
+        node,
+        NODE_LEASES,
+        {"spec": {"holderIdentity": LOST_HOLDER, "leaseDurationSeconds": 3600}},
+    )
+    time.sleep(2)
+    core.patch_node(node, {"metadata": {"annotations": {NODE_DOWN: "true"}}})
+
+
+def _start_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node: str) -> None:
+    """The node comes back: the Lease expired (kwok takes it again within its renew interval,
+    10 s, and plays the node: status Ready) and the fleet plays its pods again."""
+    lease = leases.read_namespaced_lease(node, NODE_LEASES)
+    if lease.spec.holder_identity == LOST_HOLDER:
+        leases.patch_namespaced_lease(node, NODE_LEASES, {"spec": {"leaseDurationSeconds": 1}})
+    core.patch_node(node, {"metadata": {"annotations": {NODE_DOWN: None, LOST_AT: None}}})
+
+
+def _pod_conditions(core: client.CoreV1Api, ns: str, name: str) -> dict[str, str]:
+    pod = core.read_namespaced_pod(name, ns)
+    return {c.type: c.status for c in pod.status.conditions or []}
+
+
+def _sent_to(traffic: Traffic, upstream: str) -> float:
+    """Requests the router sent to one endpoint (address:port), whatever their outcome."""
+    assert traffic.router is not None
+    return sum(
+        s.value
+        for fam in traffic.router.metrics.upstream.collect()
+        for s in fam.samples
+        if s.name.endswith("_total") and s.labels.get("upstream") == upstream
+    )
+
+
+def _engine_pods(core: client.CoreV1Api, ns: str) -> list[client.V1Pod]:
+    sel = f"{L.DEPLOYMENT}={NAME},{L.COMPONENT}={L.ENGINE_COMPONENT}"
+    return list(core.list_namespaced_pod(ns, label_selector=sel).items)
+
+
+def test_a_gpu_node_not_ready_has_its_replica_replaced_on_a_ready_node(
+    namespace: str,
+    serving_quick_eviction: Traffic,
+    api_clients: dict[str, client.ApiClient],
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,  # noqa: F811
+) -> None:
+    ns, traffic = namespace, serving_quick_eviction
+    leases = client.CoordinationV1Api(api_clients["us-east"])
+    before = _zones_of(core, ns)
+    assert len(before) == REPLICAS and len(set(before.values())) == REPLICAS, before
+    victim = sorted(before)[0]
+    pod = core.read_namespaced_pod(victim, ns)
+    port = pod.spec.containers[0].ports[0].container_port
+    node, upstream = pod.spec.node_name, f"{pod.status.pod_ip}:{port}"
+    # what `kubectl get pod -o yaml` shows: the operator's tolerations of a failed node
+    tolerations = {
+        (t.key, t.effect): t.toleration_seconds for t in pod.spec.tolerations or [] if t.key
+    }
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        assert tolerations.get((key, "NoExecute")) == EVICT_AFTER, tolerations
+    assert _node_ready(core, node) == "True"
+    assert traffic.stable_pods() == sorted(before), traffic.stable_pods()
+    t0 = time.monotonic()
+    try:
+        _stop_kubelet(leases, core, node)
+        wait_for(
+            lambda: _node_ready(core, node) != "True",
+            timeout=120,
+            what=f"{node} not Ready (node lifecycle controller, no Lease renewal)",
+        )
+        not_ready_in = time.monotonic() - t0
+        ready_state = _node_ready(core, node)
+        # the node lifecycle controller marks its pods not Ready (Ready False, the containers
+        # still Ready: nobody heard from them); the simulated kubelet would set both False
+        conds = wait_for(
+            lambda: c if (c := _pod_conditions(core, ns, victim)).get("Ready") == "False" else None,
+            timeout=30,
+            what=f"{victim} not Ready",
+        )
+        assert conds.get("ContainersReady") == "True", conds
+        # its pod is not Ready any more: the EndpointSlice drops it, the router follows
+        wait_for(
+            lambda: victim not in traffic.stable_pods(),
+            timeout=60,
+            what=f"the router to stop using {victim}",
+        )
+        dropped_in = time.monotonic() - t0
+        time.sleep(2)  # requests sent before the drop finish or fail
+        sent_after_drop = _sent_to(traffic, upstream)
+        # evicted after the toleration, recreated on a Ready node, spread over the zones
+        after = wait_for(
+            lambda: z if len(z := _zones_of(core, ns)) == REPLICAS and victim not in z else None,
+            timeout=120,
+            what=f"{REPLICAS} Ready blue pods without {victim}",
+        )
+        replaced_in = time.monotonic() - t0
+        wait_for(
+            lambda: (_dsd(custom, ns).get("status") or {}).get("readyReplicas") == REPLICAS,
+            timeout=60,
+            what="status.readyReplicas back at the desired count",
+        )
+        nodes_now = {
+            name: core.read_namespaced_pod(name, ns).spec.node_name for name in sorted(after)
+        }
+        evicted = core.read_namespaced_pod(victim, ns)
+    finally:
+        _start_kubelet(leases, core, node)
+    assert node not in nodes_now.values(), nodes_now
+    assert all(_node_ready(core, n) == "True" for n in nodes_now.values()), nodes_now
+    assert len(set(after.values())) == REPLICAS, after  # still one replica per zone
+    # a dead kubelet confirms no deletion: the evicted pod waits, terminating, for its node
+    assert evicted.metadata.deletion_timestamp is not None
+    assert _sent_to(traffic, upstream) == sent_after_drop, "the router used the lost replica"
+    # the node comes back: Ready, untainted, and the evicted pod goes; nothing else stays
+    wait_for(lambda: _node_ready(core, node) == "True", timeout=90, what=f"{node} Ready again")
+    back_in = time.monotonic() - t0
+    wait_for(
+        lambda: (
+            not [
+                t
+                for t in core.read_node(node).spec.taints or []
+                if t.key.startswith("node.kubernetes")
+            ]
+        ),
+        timeout=60,
+        what=f"{node} without the node lifecycle taints",
+    )
+    wait_for(
+        lambda: sorted(p.metadata.name for p in _engine_pods(core, ns)) == sorted(after),
+        timeout=90,
+        what=f"only the {REPLICAS} serving pods left (the evicted pod removed)",
+    )
+    assert sorted(ready_pods(core, ns, "blue")) == sorted(after)
+    served_before = traffic.counts()["ok"]
+    wait_for(lambda: traffic.counts()["ok"] > served_before + 10, timeout=60, what="load served")
+    counts = finish(traffic, "a GPU node NotReady")
+    assert counts["ok"] > 0, counts
+    # failures only while the lost replica was still an endpoint (streams cut by the crash)
+    assert counts["failed"] <= sent_after_drop, counts
+    record(
+        "node-not-ready",
+        f"{node} (serving {victim}) stopped: Ready={ready_state} after {not_ready_in:.0f}s, "
+        f"out of the router after {dropped_in:.0f}s, replaced on "
+        f"{', '.join(sorted(nodes_now.values()))} after {replaced_in:.0f}s "
+        f"(toleration {EVICT_AFTER}s), one replica per zone; back Ready after {back_in:.0f}s, "
+        "the evicted pod removed, nothing stuck"
+        + (
+            f"; {counts['failed']} request(s) in flight on the lost replica failed"
             if counts["failed"]
             else "; no request failed"
         ),
