@@ -254,9 +254,10 @@ NODE_FAILURE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unrea
 
 
 def engine_tolerations(placement: PlacementSpec) -> list[Obj]:
-    """The user's tolerations, then a NoExecute toleration of placement's
-    nodeNotReadyTolerationSeconds for each node-failure taint the user's do not cover already
-    (a toleration naming that key or every key, for NoExecute or every effect)."""
+    """The user's tolerations, then, where placement.nodeNotReadyTolerationSeconds is set, a
+    NoExecute toleration of that many seconds for each node-failure taint the user's do not
+    cover already (a toleration naming that key or every key, for NoExecute or every effect).
+    Unset adds nothing, so the pods of resources made before the field existed are unchanged."""
     own = [t.to_k8s() for t in placement.tolerations]
 
     def covered(key: str) -> bool:
@@ -266,12 +267,15 @@ def engine_tolerations(placement: PlacementSpec) -> list[Obj]:
             for t in placement.tolerations
         )
 
+    seconds = placement.node_not_ready_toleration_seconds
+    if seconds is None:
+        return own
     return own + [
         {
             "key": key,
             "operator": "Exists",
             "effect": "NoExecute",
-            "tolerationSeconds": placement.node_not_ready_toleration_seconds,
+            "tolerationSeconds": seconds,
         }
         for key in NODE_FAILURE_TAINTS
         if not covered(key)

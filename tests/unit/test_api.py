@@ -105,7 +105,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
     assert s.quantization.current().name == "bf16"
     assert s.rollout.strategy == "BlueGreen" and s.rollout.auto_promote
     assert s.placement.tolerations[0].key == "nvidia.com/gpu"
-    assert s.placement.node_not_ready_toleration_seconds == 30
+    assert s.placement.node_not_ready_toleration_seconds is None
     assert s.engine.image == "ghcr.io/deepseek-operator/deepseek-engine:v0.32.0"
     assert dsd.served_name() == "t"
 

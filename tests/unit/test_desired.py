@@ -523,8 +523,9 @@ def test_examples_render_valid_engine_args(path: Path) -> None:
 
 
 # Engine pods leave a node whose kubelet stopped reporting after
-# placement.nodeNotReadyTolerationSeconds (default 30), not the cluster's 300 s; a toleration
-# of the user's own for a node-failure taint wins over the operator's.
+# placement.nodeNotReadyTolerationSeconds when it is set (unset: no toleration added, the
+# cluster's 300 s, pods unchanged); a toleration of the user's own for a node-failure taint
+# wins over the operator's.
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 GPU = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
@@ -540,7 +541,8 @@ def _failure_tolerations(seconds: int) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("placement", "expected"),
     [
-        ({}, [GPU, *_failure_tolerations(30)]),
+        ({}, [GPU]),  # unset: the pods of existing resources do not change
+        ({"nodeNotReadyTolerationSeconds": 30}, [GPU, *_failure_tolerations(30)]),
         ({"nodeNotReadyTolerationSeconds": 0}, [GPU, *_failure_tolerations(0)]),
         ({"nodeNotReadyTolerationSeconds": 300}, [GPU, *_failure_tolerations(300)]),
         # the user's own for one key: kept as written, the operator's only for the other
@@ -558,12 +560,15 @@ def _failure_tolerations(seconds: int) -> list[dict[str, Any]]:
         ),
         # tolerating every taint covers both
         (
-            {"tolerations": [{"operator": "Exists"}]},
+            {"tolerations": [{"operator": "Exists"}], "nodeNotReadyTolerationSeconds": 30},
             [{"operator": "Exists"}],
         ),
         # a NoSchedule toleration of the key does not cover eviction
         (
-            {"tolerations": [{"key": NOT_READY, "operator": "Exists", "effect": "NoSchedule"}]},
+            {
+                "tolerations": [{"key": NOT_READY, "operator": "Exists", "effect": "NoSchedule"}],
+                "nodeNotReadyTolerationSeconds": 30,
+            },
             [
                 {"key": NOT_READY, "operator": "Exists", "effect": "NoSchedule"},
                 *_failure_tolerations(30),
@@ -581,6 +586,9 @@ def test_engine_pods_tolerate_a_failed_node_for_the_configured_seconds(
 
 def test_node_not_ready_toleration_seconds_changes_the_template_hash() -> None:
     """A new value is a new pod (tolerations are part of it): a blue-green rollout."""
+    assert template_hash("r1", dsd().spec) == template_hash(
+        "r1", dsd(placement={"nodeNotReadyTolerationSeconds": None}).spec
+    )
     assert template_hash("r1", dsd().spec) != template_hash(
         "r1", dsd(placement={"nodeNotReadyTolerationSeconds": 60}).spec
     )

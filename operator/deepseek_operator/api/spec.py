@@ -903,19 +903,21 @@ class PlacementSpec(ApiModel):
         max_length=32,
         description="Tolerations of engine pods. Default: tolerate the nvidia.com/gpu taint.",
     )
-    node_not_ready_toleration_seconds: int = Field(
-        30,
+    node_not_ready_toleration_seconds: int | None = Field(
+        None,
         ge=0,
         le=86400,
         description="How long an engine pod stays bound to a node that is NotReady or "
         "unreachable (its kubelet stopped reporting) before Kubernetes evicts it and the "
-        "replica is recreated on a Ready node: the tolerationSeconds of the operator's "
-        "NoExecute tolerations for node.kubernetes.io/not-ready and "
-        "node.kubernetes.io/unreachable. A replica on a lost node serves nothing, so the "
-        "default is short; the cluster's default (DefaultTolerationSeconds) is 300. The node "
-        "is marked NotReady only after the controller manager's --node-monitor-grace-period "
-        "(50 s by default), so a replica is replaced that long plus this many seconds after "
-        "its node stops. A toleration of your own for either key in tolerations wins.",
+        "replica is recreated on a Ready node: the tolerationSeconds of the NoExecute "
+        "tolerations the operator then adds for node.kubernetes.io/not-ready and "
+        "node.kubernetes.io/unreachable. A replica on a lost node serves nothing; 30 is a good "
+        "value for GPU serving. The node is marked NotReady only after the controller "
+        "manager's --node-monitor-grace-period (50 s by default), so a replica is replaced "
+        "that long plus this many seconds after its node stops. A toleration of your own for "
+        "either key in tolerations wins. Unset: no toleration is added and the cluster's "
+        "default applies (DefaultTolerationSeconds, 300 s); engine pods of resources made "
+        "before this field existed stay as they are (setting it rolls them out once).",
     )
     priority_class_name: DnsSubdomain | None = Field(
         None,
