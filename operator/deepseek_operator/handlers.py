@@ -29,6 +29,7 @@ from .adapters.events import EventRecorder, ObjectRef
 from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller, Snapshot
 from .adapters.regions import RegionReader, RegionUnreachable, prometheus_view
+from .adapters.store import DSD_KIND
 from .api.base import GROUP, PLURAL, VERSION
 from .api.resource import DeepSeekDeployment, validation_message
 from .api.spec import RegionSpec
@@ -758,8 +759,42 @@ def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> 
     wake(namespace, name)
 
 
+def _remember(kind: str, event: Mapping[str, Any]) -> None:
+    """Keep the event's body in the store the reconcile reads (adapters/store.py), before the
+    loop it concerns is woken."""
+    store = runtime().kube.store
+    body = event.get("object")
+    if store is None or not isinstance(body, dict) or not body.get("metadata"):
+        return
+    if event.get("type") == "DELETED":
+        store.delete(kind, body)
+    else:
+        store.put(kind, body)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
-def _owned_deployment(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+def _owned_deployment(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("Deployment", event)
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+# Services and budgets: watched so that a steady-state reconcile need not list them, and so that
+# deleting or editing one is corrected at once (not only at the next resync).
+@kopf.on.event("", "v1", "services", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
+def _owned_service(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("Service", event)
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
+def _owned_budget(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("PodDisruptionBudget", event)
     wake(namespace, labels.get(L.DEPLOYMENT))
 
 
@@ -882,9 +917,12 @@ _without_finalizer(_loop)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def _gone(*, type: str, namespace: str | None, name: str, **_: Any) -> None:
-    """A DeepSeekDeployment was removed: its loop wakes, finds it gone and ends; its metric
-    series go."""
+def _gone(
+    *, type: str, event: Mapping[str, Any], namespace: str | None, name: str, **_: Any
+) -> None:
+    """Every change of a DeepSeekDeployment is kept for its next reconcile (no GET). One that
+    was removed: its loop wakes, finds it gone and ends; its metric series go."""
+    _remember(DSD_KIND, event)
     if type != "DELETED" or namespace is None:
         return
     wake(namespace, name)
