@@ -91,7 +91,9 @@ def runtime() -> Runtime:
 
 
 def wake(namespace: str | None, name: str | None) -> None:
-    """Ask a DeepSeekDeployment's loop to reconcile now."""
+    """Ask a DeepSeekDeployment's loop to reconcile now. Called on the event loop (the event
+    handlers are coroutines: asyncio.Event is not thread-safe, and a set() from a worker thread
+    would not wake the loop until something else did)."""
     if not namespace or not name:
         return
     rt = runtime()
@@ -749,7 +751,7 @@ _background: set[asyncio.Task[None]] = set()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
+async def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
     url = (spec.get("monitoring") or {}).get("prometheusUrl")
     if url:
         _override_urls.add(url)
@@ -773,7 +775,7 @@ def _remember(kind: str, event: Mapping[str, Any]) -> None:
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
-def _owned_deployment(
+async def _owned_deployment(
     *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
 ) -> None:
     _remember("Deployment", event)
@@ -783,7 +785,7 @@ def _owned_deployment(
 # Services and budgets: watched so that a steady-state reconcile need not list them, and so that
 # deleting or editing one is corrected at once (not only at the next resync).
 @kopf.on.event("", "v1", "services", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
-def _owned_service(
+async def _owned_service(
     *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
 ) -> None:
     _remember("Service", event)
@@ -791,7 +793,7 @@ def _owned_service(
 
 
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
-def _owned_budget(
+async def _owned_budget(
     *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
 ) -> None:
     _remember("PodDisruptionBudget", event)
@@ -801,7 +803,10 @@ def _owned_budget(
 @kopf.on.event(
     "", "v1", "pods", labels={L.COMPONENT: L.ENGINE_COMPONENT, L.MANAGED_BY: L.MANAGED_BY_VALUE}
 )
-def _engine_pod(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+async def _engine_pod(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("Pod", event)
     wake(namespace, labels.get(L.DEPLOYMENT))
 
 
@@ -917,7 +922,7 @@ _without_finalizer(_loop)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def _gone(
+async def _gone(
     *, type: str, event: Mapping[str, Any], namespace: str | None, name: str, **_: Any
 ) -> None:
     """Every change of a DeepSeekDeployment is kept for its next reconcile (no GET). One that

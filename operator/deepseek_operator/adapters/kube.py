@@ -48,6 +48,8 @@ OWNED_APIS = (  # kind, apiVersion, plural of the owned kinds the store keeps fr
     ("Service", "v1", "services"),
     ("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets"),
 )
+# The engine pods the operator watches (handlers.py) and keeps in the store.
+ENGINE_SELECTOR = f"{L.COMPONENT}={L.ENGINE_COMPONENT},{L.MANAGED_BY}={L.MANAGED_BY_VALUE}"
 PRUNABLE = {
     "Service": ("v1", "services"),
     "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
@@ -88,6 +90,25 @@ def _deployment_observation(d: dict[str, Any]) -> ColourObservation:
         .get(L.TEMPLATE_HASH),
         up_to_date=(status.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
     )
+
+
+def unschedulable_pods(pods: list[dict[str, Any]]) -> tuple[int, str, dict[str, int]]:
+    """Engine pods the scheduler could not place (PodScheduled False, Unschedulable): how
+    many, the scheduler's last message, and how many per colour label."""
+    count, message = 0, ""
+    by_colour: dict[str, int] = {}
+    for p in pods:
+        for c in (p.get("status") or {}).get("conditions") or []:
+            if (
+                c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("reason") == "Unschedulable"
+            ):
+                count += 1
+                message = c.get("message") or message
+                colour = ((p.get("metadata") or {}).get("labels") or {}).get(L.COLOUR, "")
+                by_colour[colour] = by_colour.get(colour, 0) + 1
+    return count, message, by_colour
 
 
 class Kube:
@@ -231,6 +252,7 @@ class Kube:
             "poddisruptionbudgets": "PodDisruptionBudget",
             "podmonitors": "PodMonitor",
             "prometheusrules": "PrometheusRule",
+            "pods": "Pod",
         }[plural_kind]
         self._count("list", plural_kind)
         res = self.dyn.resources.get(api_version=api_version, kind=kind)
@@ -268,7 +290,17 @@ class Kube:
             for kind, api_version, plural in OWNED_APIS:
                 items, rv = self._list_at(api_version, plural, ns, selector)
                 self.store.relist(kind, ns, items, rv)
+            items, rv = self._list_at("v1", "pods", ns, ENGINE_SELECTOR)
+            self.store.relist("Pod", ns, items, rv)
             self._seeded_at[ns] = time.monotonic()
+
+    def _engine_pods(self, ns: str, name: str) -> list[dict[str, Any]]:
+        """The resource's engine pods: from the store (the pod watch) once listed in this
+        namespace, else listed now."""
+        if self.store is not None:
+            self._reseed(ns)
+            return [b for kind, b in self.store.owned(ns, name) if kind == "Pod"]
+        return self._list("v1", "pods", ns, f"{L.DEPLOYMENT}={name},{ENGINE_SELECTOR}")
 
     def observe(self, dsd: DeepSeekDeployment) -> tuple[Observed, Owned]:
         """Read everything the reconcile needs about one DeepSeekDeployment."""
@@ -301,22 +333,7 @@ class Kube:
         unschedulable, message = 0, ""
         by_colour: dict[str, int] = {}
         if any(d.ready < d.replicas for d in deployments.values()):
-            self._count("list", "pods")
-            pods = self.core.list_namespaced_pod(
-                ns, label_selector=f"{L.DEPLOYMENT}={name},{L.COMPONENT}={L.ENGINE_COMPONENT}"
-            ).items
-            for p in pods:
-                for c in (p.status.conditions or []) if p.status else []:
-                    if (
-                        c.type == "PodScheduled"
-                        and c.status == "False"
-                        and c.reason == "Unschedulable"
-                    ):
-                        unschedulable += 1
-                        message = c.message or message
-                        labels = (p.metadata.labels if p.metadata else None) or {}
-                        colour = labels.get(L.COLOUR, "")
-                        by_colour[colour] = by_colour.get(colour, 0) + 1
+            unschedulable, message, by_colour = unschedulable_pods(self._engine_pods(ns, name))
         for colour, count in by_colour.items():
             if colour in ("blue", "green") and Colour(colour) in deployments:
                 key = Colour(colour)
