@@ -49,7 +49,8 @@ def _selftest(args: argparse.Namespace) -> int:
     from kubernetes import client
 
     from . import selftest
-    from .adapters.selftest import SelftestReader, load_api
+    from .adapters.kube import load_api
+    from .adapters.selftest import SelftestReader
 
     reader = SelftestReader(load_api(args.kubeconfig))
     listed, error = reader.count_dsds(args.namespace)

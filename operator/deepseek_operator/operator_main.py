@@ -13,13 +13,13 @@ import time
 from dataclasses import replace
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from prometheus_client import start_http_server
 
 from . import __version__
 from .adapters import metrics
 from .adapters.events import EventRecorder
-from .adapters.kube import Kube
+from .adapters.kube import Kube, load_api
 from .adapters.prometheus import SignalPoller
 from .adapters.regions import RegionReader
 from .adapters.store import Store
@@ -84,14 +84,8 @@ def _configure_logging(verbose: bool) -> None:
 
 def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
     if kubeconfig:
-        os.environ["KUBECONFIG"] = kubeconfig
-        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    else:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+        os.environ["KUBECONFIG"] = kubeconfig  # Kopf's own login reads it
+    return load_api(kubeconfig)
 
 
 def _connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:

@@ -33,8 +33,10 @@ import json
 import os
 import re
 import secrets
+import shlex
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -951,8 +953,11 @@ def test_helm_upgrade_updates_the_crd_of_an_older_chart_and_uninstall_keeps_it(
         cluster.kubectl("replace", "-f", str(OLD_CRD))
         cluster.kubectl("wait", "--for=condition=Established", "crd/" + CRD_NAME, "--timeout=60s")
         assert "runtimeClassName" not in _engine_schema(cluster)
-        # The old CRD prunes the new field: the round trip below can fail.
-        cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(dsd))
+        # The old CRD does not know the new field: strict validation refuses it, and without
+        # validation it is pruned. So the round trip below can fail.
+        res = cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(dsd), check=False)
+        assert res.returncode != 0 and 'unknown field "spec.engine.runtimeClassName"' in res.stderr
+        cluster.kubectl("apply", "--validate=false", "-f", "-", stdin=yaml.safe_dump(dsd))
         got = cluster.get("dsd", "upgraded", "-n", ns)
         assert got is not None and "runtimeClassName" not in got["spec"].get("engine", {})
         cluster.kubectl("delete", "dsd", "upgraded", "-n", ns)
@@ -972,3 +977,158 @@ def test_helm_upgrade_updates_the_crd_of_an_older_chart_and_uninstall_keeps_it(
     finally:
         cluster.kubectl("delete", "dsd", "--all", "-n", ns, "--wait=false", check=False)
         install_crds(api_clients[PRIMARY])  # the current CRDs, as the other tests expect them
+
+
+# ---- the README's real-cluster quickstart, command by command -----------------------------
+
+QUICKSTART = "## On a real GPU cluster"
+
+
+def quickstart_commands() -> list[list[str]]:
+    """The shell block of the README's real-cluster quickstart: one argv per command (joined
+    continuation lines, comments and a trailing `&` dropped)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(QUICKSTART, 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+
+
+def _engine_address(cluster: Cluster, ns: str, service: str) -> str | None:
+    """Where `kubectl port-forward svc/...` would connect: a Ready endpoint of the Service, at
+    the simulated engine's local address (no kubelet here to forward through)."""
+    from testbed.sim.router import local_cluster_address
+
+    slices = cluster.get(
+        "endpointslices", "-n", ns, "-l", f"kubernetes.io/service-name={service}"
+    ) or {"items": []}
+    for s in slices["items"]:
+        port = (s.get("ports") or [{}])[0].get("port")
+        for ep in s.get("endpoints") or []:
+            if (ep.get("conditions") or {}).get("ready") and port:
+                return f"{local_cluster_address(ep['addresses'][0])}:{port}"
+    return None
+
+
+def test_the_readme_quickstart_on_the_local_cluster(
+    cluster: Cluster, namespaces: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every command of the README's real-cluster quickstart, as written, with three stand-ins
+    the local cluster needs: unique release and namespace names (a shared cluster), the
+    operator Deployment at 0 replicas with the operator run locally under the chart's
+    ServiceAccount and with the chart's arguments (no image runs on kwok nodes), and the
+    Service's Ready endpoint instead of `kubectl port-forward` (no kubelet). `--take-ownership`
+    because the CRD exists already (as after an install by an older chart)."""
+    cmds = quickstart_commands()
+    suffix = _suffix()
+    release, sys_ns, llm = f"qs-{suffix}", f"qs-sys-{suffix}", f"qs-llm-{suffix}"
+    namespaces.extend([sys_ns, llm])
+    rename = {"dso": release, "deepseek-system": sys_ns, "llm": llm}
+    ran: list[str] = []
+    op: OperatorProcess | None = None
+    try:
+        for argv in cmds:
+            argv = [rename.get(a, a) for a in argv if a != "&"]
+            argv = [str(ROOT / a) if "/" in a and (ROOT / a).exists() else a for a in argv]
+            tool, verb = argv[0], argv[1]
+            if tool == "git":
+                assert verb == "clone"  # this checkout
+            elif tool == "helm" and verb == "install":
+                assert "--wait" in argv  # so that `helm test` finds the operator up
+                cluster.helm(*argv[1:], "--set", "replicaCount=0", "--take-ownership")
+                op = _run_the_charts_operator(cluster, release, sys_ns, tmp_path, monkeypatch)
+            elif tool == "helm" and verb == "test":
+                assert op is not None
+                res = subprocess.run(
+                    [helm_binary(), f"--kubeconfig={cluster.kubeconfig}", *argv[1:],
+                     "--timeout=2m"],
+                    capture_output=True, text=True, timeout=180, check=False,
+                )  # fmt: skip
+                assert res.returncode == 0, f"{res.stdout}\n{res.stderr}\n{op.log_path}"
+            elif tool == "kubectl" and "get" in argv and "-w" in argv:
+                name = yaml.safe_load(
+                    (ROOT / "examples" / "deepseek-r1-distill-7b.yaml").read_text()
+                )["metadata"]["name"]
+                _wait_for(
+                    "READY 1",
+                    lambda n=name: (
+                        ((cluster.get("dsd", n, "-n", llm) or {}).get("status") or {}).get(
+                            "readyReplicas", 0
+                        )
+                        >= 1
+                    ),
+                    180,
+                    op.log_path if op else tmp_path,
+                )
+            elif tool == "kubectl" and "port-forward" in argv:
+                service = argv[argv.index("port-forward") + 1].removeprefix("svc/")
+                address = _wait_for(
+                    "a Ready endpoint of the Service",
+                    lambda s=service: _engine_address(cluster, llm, s),
+                    60,
+                    op.log_path if op else tmp_path,
+                )
+            elif tool == "curl":
+                url = next(a for a in argv if a.startswith("localhost:"))
+                body = argv[argv.index("-d") + 1]
+                path = url.split("/", 1)[1]
+                req = urllib.request.Request(
+                    f"http://{address}/{path}",
+                    data=body.encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(req, timeout=60) as resp:
+                    answer = json.loads(resp.read())
+                assert answer["choices"][0]["message"]["content"], answer
+                assert answer["model"] == json.loads(body)["model"]
+            elif tool == "kubectl":
+                cluster.kubectl(*argv[1:])
+            else:
+                raise AssertionError(f"the quickstart has a command this test does not run: {argv}")
+            ran.append(f"{tool} {verb}")
+    finally:
+        if op is not None:
+            op.stop()
+        cluster.kubectl("delete", "dsd", "--all", "-n", llm, "--wait=false", check=False)
+        subprocess.run(
+            [helm_binary(), f"--kubeconfig={cluster.kubeconfig}", "uninstall", release,
+             "--namespace", sys_ns, "--wait", "--timeout=1m"],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    assert ran[:3] == ["git clone", "helm install", "helm test"], ran
+    assert "curl -s" in ran, ran
+
+
+def _run_the_charts_operator(
+    cluster: Cluster, release: str, ns: str, tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> OperatorProcess:
+    """The operator the release would run: its Deployment's arguments (watch scope, peering,
+    monitoring labels, runbook URL), its ServiceAccount's token; the local Prometheus and ports."""
+    dep = cluster.get("deployment", f"{release}-deepseek-operator", "-n", ns)
+    assert dep is not None
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[:2] == ["run", "--all-namespaces"], args
+    local = ("--prometheus-url", "--metrics-port", "--health-port", "--signal-interval")
+    extra = [a for a in args[2:] if not a.startswith(local)]
+    sa = f"{release}-deepseek-operator"
+    kubeconfig = _sa_kubeconfig(cluster, ns, sa, tmp / "qs-sa.kubeconfig")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(ROOT / "operator"), str(ROOT / "serving")])
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    op = OperatorProcess(
+        kubeconfig, prometheus_url=cluster.prometheus_url, name=f"quickstart-{release}",
+        extra=extra,
+    ).start()  # fmt: skip
+    # what `helm install --wait` waits for where the operator runs in its pod: it is up
+    from deepseek_operator.selftest import live_peers
+
+    peering = next(a.split("=", 1)[1] for a in extra if a.startswith("--peering="))
+    _wait_for(
+        "the operator's keep-alive in the ClusterKopfPeering",
+        lambda: live_peers(
+            (cluster.get("clusterkopfpeering", peering) or {}).get("status"), datetime.now(UTC)
+        ),
+        60,
+        op.log_path,
+    )
+    return op

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
 from .. import labels as L
@@ -31,6 +31,20 @@ from ..reconcile import Observed
 from ..rollout import ColourObservation
 from . import metrics
 from .store import DSD_KIND, OWNED_KINDS, Store
+
+
+def load_api(kubeconfig: str | None) -> client.ApiClient:
+    """In-cluster (the pod's ServiceAccount) first, then $KUBECONFIG or ~/.kube/config;
+    --kubeconfig wins over both."""
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+    else:
+        try:
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+        except config.ConfigException:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
+
 
 log = logging.getLogger("deepseek_operator.kube")
 

@@ -5,22 +5,9 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from kubernetes import client, config
+from kubernetes import client
 
 from ..api.base import GROUP, PLURAL, VERSION
-
-
-def load_api(kubeconfig: str | None) -> client.ApiClient:
-    """In-cluster (the hook pod's ServiceAccount) first, then $KUBECONFIG or ~/.kube/config;
-    --kubeconfig wins over both."""
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
-    else:
-        try:
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-        except config.ConfigException:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
 
 
 def _reason(e: client.ApiException) -> str:
