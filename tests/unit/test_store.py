@@ -95,3 +95,13 @@ def test_relist_drops_what_is_gone_and_keeps_what_is_newer_than_the_list() -> No
     names = sorted(b["metadata"]["name"] for _, b in s.owned("ns", "dsd-a"))
     assert names == ["fresh", "kept"]
     assert s.get("Service", "other", "other-ns") is not None
+
+
+def test_managed_fields_are_not_kept_and_the_event_body_is_not_edited() -> None:
+    s = Store()
+    event_body = body("dsd-a-blue", "3")
+    event_body["metadata"]["managedFields"] = [{"manager": "kube-controller-manager"}]
+    s.put("Deployment", event_body)
+    held = s.get("Deployment", "ns", "dsd-a-blue")
+    assert held is not None and "managedFields" not in held["metadata"]
+    assert "managedFields" in event_body["metadata"]

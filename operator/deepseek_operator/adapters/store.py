@@ -72,8 +72,12 @@ class Store:
 
     def put(self, kind: str, body: dict[str, Any]) -> bool:
         """Store a body (from a watch event, a read or a write's answer); False when an
-        equally new or newer one is held."""
+        equally new or newer one is held. managedFields are left out: nothing reads them, and
+        they are often the larger part of a body."""
         key = self._key(kind, body)
+        if "managedFields" in body["metadata"]:
+            meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+            body = {**body, "metadata": meta}
         rv = body["metadata"].get("resourceVersion")
         with self._lock:
             held = self._objects.get(key)
