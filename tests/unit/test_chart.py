@@ -730,6 +730,20 @@ def test_dashboard_configmaps_for_the_grafana_sidecar(tmp_path: Path) -> None:
     assert {next(iter(c["data"])) for c in cms} == {f"{d.uid}.json" for d in DASHBOARDS}
 
 
+def test_dashboard_configmaps_carry_the_monitoring_labels_and_the_sidecar_label_wins(
+    tmp_path: Path,
+) -> None:
+    values = {
+        "dashboards": {"enabled": True},
+        "monitoring": {"labels": {"release": "kube-prometheus-stack", "grafana_dashboard": "0"}},
+    }
+    cms = by_kind(render(values, tmp_path), "ConfigMap")
+    assert len(cms) == len(DASHBOARDS)
+    for cm in cms:
+        assert cm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
 def test_nvml_exporter_daemonset(tmp_path: Path) -> None:
     objs = render(VALUES_SETS["nvml-exporter"], tmp_path)
     ds = one(objs, "DaemonSet")
