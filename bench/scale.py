@@ -87,6 +87,15 @@ def total(
     return sum(v for lab, v in samples.get(name, []) if keep is None or keep(lab))
 
 
+def requests_by_kind(samples: Samples) -> dict[str, float]:
+    """The operator's own count of its API requests, by "verb resource"."""
+    out: dict[str, float] = {}
+    for lab, v in samples.get("deepseek_operator_api_requests_total", []):
+        key = f"{lab.get('verb', '')} {lab.get('resource', '')}"
+        out[key] = out.get(key, 0.0) + v
+    return out
+
+
 def is_resource_request(labels: dict[str, str]) -> bool:
     """apiserver_request_total samples of resource requests: the operator's traffic is all of
     this kind; /metrics, /healthz and discovery are not counted."""
@@ -171,6 +180,8 @@ class Snapshot:
     queries: float  # deepseek_operator_prometheus_query_duration_seconds_count, summed
     queries_per_tick_gauge: float | None
     reconciles: float  # deepseek_operator_reconcile_duration_seconds_count (reconcile)
+    # deepseek_operator_api_requests_total by "verb resource": what the reconciles asked for
+    requests: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -226,6 +237,12 @@ def summarise(raw: PointRaw) -> dict[str, Any]:
             operator_api_rate * steady_s / reconciles if reconciles else None, 2
         ),
         "background_api_requests_per_s": _round(bg_rate, 2),
+        # the operator's own count over the steady window, per reconcile, by verb and resource
+        "operator_requests_per_reconcile": {
+            k: _round((v - a.requests.get(k, 0.0)) / reconciles, 3)
+            for k, v in sorted(b.requests.items())
+            if reconciles and v > a.requests.get(k, 0.0)
+        },
         "all_reconciled_s": _round(raw.all_reconciled_s, 1),
         "all_ready_s": _round(raw.all_ready_s, 1),
         "create_s": _round(raw.create_s, 1),
@@ -351,6 +368,7 @@ class Probe:
                 "deepseek_operator_reconcile_duration_seconds_count",
                 lambda lab: lab.get("handler") == "reconcile",
             ),
+            requests=requests_by_kind(op),
         )
 
 

@@ -29,6 +29,7 @@ from .adapters.events import EventRecorder, ObjectRef
 from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller, Snapshot
 from .adapters.regions import RegionReader, RegionUnreachable, prometheus_view
+from .adapters.store import DSD_KIND
 from .api.base import GROUP, PLURAL, VERSION
 from .api.resource import DeepSeekDeployment, validation_message
 from .api.spec import RegionSpec
@@ -90,7 +91,9 @@ def runtime() -> Runtime:
 
 
 def wake(namespace: str | None, name: str | None) -> None:
-    """Ask a DeepSeekDeployment's loop to reconcile now."""
+    """Ask a DeepSeekDeployment's loop to reconcile now. Called on the event loop (the event
+    handlers are coroutines: asyncio.Event is not thread-safe, and a set() from a worker thread
+    would not wake the loop until something else did)."""
     if not namespace or not name:
         return
     rt = runtime()
@@ -748,7 +751,7 @@ _background: set[asyncio.Task[None]] = set()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @kopf.on.resume(GROUP, VERSION, PLURAL)
-def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
+async def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
     url = (spec.get("monitoring") or {}).get("prometheusUrl")
     if url:
         _override_urls.add(url)
@@ -758,15 +761,52 @@ def _changed(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> 
     wake(namespace, name)
 
 
+def _remember(kind: str, event: Mapping[str, Any]) -> None:
+    """Keep the event's body in the store the reconcile reads (adapters/store.py), before the
+    loop it concerns is woken."""
+    store = runtime().kube.store
+    body = event.get("object")
+    if store is None or not isinstance(body, dict) or not body.get("metadata"):
+        return
+    if event.get("type") == "DELETED":
+        store.delete(kind, body)
+    else:
+        store.put(kind, body)
+
+
 @kopf.on.event("apps", "v1", "deployments", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
-def _owned_deployment(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+async def _owned_deployment(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("Deployment", event)
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+# Services and budgets: watched so that a steady-state reconcile need not list them, and so that
+# deleting or editing one is corrected at once (not only at the next resync).
+@kopf.on.event("", "v1", "services", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
+async def _owned_service(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("Service", event)
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
+async def _owned_budget(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("PodDisruptionBudget", event)
     wake(namespace, labels.get(L.DEPLOYMENT))
 
 
 @kopf.on.event(
     "", "v1", "pods", labels={L.COMPONENT: L.ENGINE_COMPONENT, L.MANAGED_BY: L.MANAGED_BY_VALUE}
 )
-def _engine_pod(*, namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+async def _engine_pod(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("Pod", event)
     wake(namespace, labels.get(L.DEPLOYMENT))
 
 
@@ -882,9 +922,12 @@ _without_finalizer(_loop)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def _gone(*, type: str, namespace: str | None, name: str, **_: Any) -> None:
-    """A DeepSeekDeployment was removed: its loop wakes, finds it gone and ends; its metric
-    series go."""
+async def _gone(
+    *, type: str, event: Mapping[str, Any], namespace: str | None, name: str, **_: Any
+) -> None:
+    """Every change of a DeepSeekDeployment is kept for its next reconcile (no GET). One that
+    was removed: its loop wakes, finds it gone and ends; its metric series go."""
+    _remember(DSD_KIND, event)
     if type != "DELETED" or namespace is None:
         return
     wake(namespace, name)

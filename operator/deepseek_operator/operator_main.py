@@ -22,6 +22,7 @@ from .adapters.events import EventRecorder
 from .adapters.kube import Kube, load_api
 from .adapters.prometheus import SignalPoller
 from .adapters.regions import RegionReader
+from .adapters.store import Store
 from .desired import MonitoringSettings
 
 
@@ -173,7 +174,7 @@ def run_operator(args: argparse.Namespace) -> int:
 
     from . import handlers
 
-    kube = Kube(api)
+    kube = Kube(api, Store())
     kube.learn_server_version()
     poller = SignalPoller()
     handlers.RUNTIME = handlers.Runtime(

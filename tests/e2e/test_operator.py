@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,6 +341,66 @@ def test_deleted_engine_deployment_is_recreated(
     assert any(e.reason in ("Created", "Create") for e in recreated), [
         (e.reason, e.message) for e in recreated
     ]
+
+
+RECONCILES = 'deepseek_operator_reconcile_duration_seconds_count{handler="reconcile"'
+
+
+def _api_requests(operator: OperatorProcess) -> tuple[dict[str, float], float]:
+    """The operator's API requests by `verb resource`, and its reconciles, from its /metrics."""
+    by: dict[str, float] = {}
+    reconciles = 0.0
+    for line in operator.metrics().splitlines():
+        if line.startswith("deepseek_operator_api_requests_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            by[f"{labels['verb']} {labels['resource']}"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(RECONCILES):
+            reconciles = float(line.rsplit(" ", 1)[1])
+    return by, reconciles
+
+
+def test_steady_reconciles_read_watches_and_a_deleted_service_is_recreated(
+    ns: str,
+    operator: OperatorProcess,
+    small: dict[str, Any],
+    core: client.CoreV1Api,
+) -> None:
+    """Issue 19: a reconcile whose resource and owned objects did not change reads them from the
+    watches (no GET, no LIST); its only request is the status write of the autoscaling decision.
+    Drift is still corrected at once: a deleted Service comes back from its watch event."""
+    wait_for(lambda: len(ready_engine_pods(core, ns, "small")) == 3, timeout=120, what="3 Ready")
+    time.sleep(3)
+    before, reconciles0 = _api_requests(operator)
+    time.sleep(33)  # two autoscaling intervals (15 s): at least two reconciles
+    after, reconciles1 = _api_requests(operator)
+    made = {k: v - before.get(k, 0.0) for k, v in after.items() if v - before.get(k, 0.0) > 0}
+    assert reconciles1 - reconciles0 >= 2, (reconciles0, reconciles1)
+    reads = {k: v for k, v in made.items() if k.split()[0] in ("get", "list")}
+    assert reads == {}, made
+    assert made.get("patch deepseekdeployments/status", 0) <= reconciles1 - reconciles0, made
+
+    first = core.read_namespaced_service("small", ns)
+    core.delete_namespaced_service("small", ns)
+    again = wait_for(
+        lambda: (
+            svc
+            if (svc := _get_service(core, ns, "small")) is not None
+            and svc.metadata.uid != first.metadata.uid
+            else None
+        ),
+        timeout=10,  # well inside the autoscaling interval: the watch event woke the loop
+        what="the Service created again",
+    )
+    assert again.spec.selector == first.spec.selector
+
+
+def _get_service(core: client.CoreV1Api, ns: str, name: str) -> client.V1Service | None:
+    try:
+        return core.read_namespaced_service(name, ns)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
 
 
 def _get_deployment(apps: client.AppsV1Api, ns: str, name: str) -> client.V1Deployment | None:

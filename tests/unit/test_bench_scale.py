@@ -98,8 +98,16 @@ def _raw(n: int, *, queries: float, api: float, bg: float) -> PointRaw:
         cpu_s_total=12.0,
         # 60 s steady: 6 ticks; the operator on top of a background of `bg` requests/s
         steady=(
-            Snapshot(100.0, 1000.0, 3.0, 70.0, 7.0, 50.0),
-            Snapshot(160.0, 1000.0 + (api + bg) * 60, 6.0, 70.0 + 7.5 * 6, queries, 70.0),
+            Snapshot(100.0, 1000.0, 3.0, 70.0, 7.0, 50.0, {"patch dsd/status": 4.0, "list x": 2}),
+            Snapshot(
+                160.0,
+                1000.0 + (api + bg) * 60,
+                6.0,
+                70.0 + 7.5 * 6,
+                queries,
+                70.0,
+                {"patch dsd/status": 14.0, "list x": 2, "get y": 1},
+            ),
         ),
         background=(
             Snapshot(170.0, 5000.0, 0, 0, None, 0),
@@ -126,6 +134,8 @@ def test_a_point_is_summarised_into_the_issue_s_keys() -> None:
     assert p["api_requests_per_tick"] == 30.0
     assert p["background_api_requests_per_s"] == 2.0
     assert p["api_requests_per_reconcile"] == 9.0  # 180 requests over 20 reconciles
+    # the operator's own count: only what grew in the window, per reconcile
+    assert p["operator_requests_per_reconcile"] == {"get y": 0.05, "patch dsd/status": 0.5}
     assert p["steady_cpu_cores"] == 0.05
     assert p["all_reconciled_s"] == 5.0 and p["all_ready_s"] == 8.0
 

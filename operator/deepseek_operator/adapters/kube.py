@@ -29,6 +29,8 @@ from ..desired import (
 )
 from ..reconcile import Observed
 from ..rollout import ColourObservation
+from . import metrics
+from .store import DSD_KIND, OWNED_KINDS, Store
 
 
 def load_api(kubeconfig: str | None) -> client.ApiClient:
@@ -49,8 +51,19 @@ log = logging.getLogger("deepseek_operator.kube")
 FIELD_MANAGER = "deepseek-operator"
 APPLIED_HASH = f"{L.DOMAIN}/applied-hash"
 NODE_CACHE_SECONDS = 30.0
+# A resource's owned objects are listed again this often even though watch events keep them
+# current: a safety net for what a watch cannot tell (an object deleted while a watch stream was
+# re-listing, or between the first list and the watch's start).
+RESEED_SECONDS = 600.0
 CRD_CACHE_SECONDS = 120.0
 MONITORING_CRDS = ("podmonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
+OWNED_APIS = (  # kind, apiVersion, plural of the owned kinds the store keeps from watches
+    ("Deployment", "apps/v1", "deployments"),
+    ("Service", "v1", "services"),
+    ("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets"),
+)
+# The engine pods the operator watches (handlers.py) and keeps in the store.
+ENGINE_SELECTOR = f"{L.COMPONENT}={L.ENGINE_COMPONENT},{L.MANAGED_BY}={L.MANAGED_BY_VALUE}"
 PRUNABLE = {
     "Service": ("v1", "services"),
     "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
@@ -93,11 +106,32 @@ def _deployment_observation(d: dict[str, Any]) -> ColourObservation:
     )
 
 
+def unschedulable_pods(pods: list[dict[str, Any]]) -> tuple[int, str, dict[str, int]]:
+    """Engine pods the scheduler could not place (PodScheduled False, Unschedulable): how
+    many, the scheduler's last message, and how many per colour label."""
+    count, message = 0, ""
+    by_colour: dict[str, int] = {}
+    for p in pods:
+        for c in (p.get("status") or {}).get("conditions") or []:
+            if (
+                c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("reason") == "Unschedulable"
+            ):
+                count += 1
+                message = c.get("message") or message
+                colour = ((p.get("metadata") or {}).get("labels") or {}).get(L.COLOUR, "")
+                by_colour[colour] = by_colour.get(colour, 0) + 1
+    return count, message, by_colour
+
+
 class Kube:
     """Thin, synchronous Kubernetes adapter (the handlers call it from worker threads)."""
 
-    def __init__(self, api: client.ApiClient) -> None:
+    def __init__(self, api: client.ApiClient, store: Store | None = None) -> None:
         self.api = api
+        # Bodies from watch events (store.py); None: every reconcile reads the API server.
+        self.store = store
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.custom = client.CustomObjectsApi(api)
@@ -107,14 +141,20 @@ class Kube:
         self._nodes: tuple[float, tuple[GpuNode, ...]] | None = None
         self._crds: tuple[float, bool] | None = None
         self.calls = 0  # API requests made, for the operator's own metrics and benchmarks
+        self._seeded_at: dict[str, float] = {}  # namespace -> when its owned objects were listed
+        self._seed_locks: dict[str, threading.Lock] = {}
         # The API server's gitVersion, learned once by learn_server_version() at start.
         self.server_version = ""
         self.sleep_action = False
 
+    def _count(self, verb: str, resource: str) -> None:
+        self.calls += 1
+        metrics.API_REQUESTS.labels(verb, resource).inc()
+
     def learn_server_version(self) -> str:
         """GET /version once: which preStop form engine pods get (`sleep` action on 1.30+).
         An unreadable version keeps the `exec sleep` form every supported version accepts."""
-        self.calls += 1
+        self._count("get", "version")
         try:
             info = client.VersionApi(self.api).get_code()
             self.server_version = str(info.git_version or "")
@@ -134,21 +174,30 @@ class Kube:
     # ---- reads -------------------------------------------------------------------------
 
     def get_dsd(self, namespace: str, name: str) -> dict[str, Any] | None:
-        self.calls += 1
+        """The resource's latest body: from the watch (store) when held, else a GET."""
+        if self.store is not None and (held := self.store.get(DSD_KIND, namespace, name)):
+            return held
+        self._count("get", "deepseekdeployments")
         try:
             obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            return cast(dict[str, Any], obj)
         except client.ApiException as e:
             if e.status == 404:
                 return None
             raise
+        self._keep(DSD_KIND, obj)
+        return cast(dict[str, Any], obj)
+
+    def _keep(self, kind: str, body: Any) -> None:
+        """Store a body read or written here (a copy: the caller may edit its own)."""
+        if self.store is not None and isinstance(body, dict) and body.get("metadata"):
+            self.store.put(kind, json.loads(json.dumps(body)))
 
     def gpu_nodes(self) -> tuple[GpuNode, ...]:
         now = time.monotonic()
         with self._lock:
             if self._nodes is not None and now - self._nodes[0] < NODE_CACHE_SECONDS:
                 return self._nodes[1]
-        self.calls += 1
+        self._count("list", "nodes")
         nodes = []
         for n in self.core.list_node().items:
             alloc = (n.status.allocatable or {}) if n.status else {}
@@ -180,7 +229,7 @@ class Kube:
                 return self._crds[1]
         present = True
         for name in MONITORING_CRDS:
-            self.calls += 1
+            self._count("get", "customresourcedefinitions")
             try:
                 self.apiext.read_custom_resource_definition(name)
             except client.ApiException as e:
@@ -193,7 +242,7 @@ class Kube:
         return present
 
     def pvc_exists(self, namespace: str, name: str) -> bool:
-        self.calls += 1
+        self._count("get", "persistentvolumeclaims")
         try:
             self.core.read_namespaced_persistent_volume_claim(name, namespace)
             return True
@@ -205,19 +254,67 @@ class Kube:
     def _list(
         self, api_version: str, plural_kind: str, namespace: str, selector: str
     ) -> list[dict[str, Any]]:
+        return self._list_at(api_version, plural_kind, namespace, selector)[0]
+
+    def _list_at(
+        self, api_version: str, plural_kind: str, namespace: str, selector: str
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The items and the list's resourceVersion."""
         kind = {
             "deployments": "Deployment",
             "services": "Service",
             "poddisruptionbudgets": "PodDisruptionBudget",
             "podmonitors": "PodMonitor",
             "prometheusrules": "PrometheusRule",
+            "pods": "Pod",
         }[plural_kind]
-        self.calls += 1
+        self._count("list", plural_kind)
         res = self.dyn.resources.get(api_version=api_version, kind=kind)
-        items: list[dict[str, Any]] = res.get(
-            namespace=namespace, label_selector=selector
-        ).to_dict()["items"]
-        return items
+        listed = res.get(namespace=namespace, label_selector=selector).to_dict()
+        items: list[dict[str, Any]] = listed["items"]
+        return items, (listed.get("metadata") or {}).get("resourceVersion")
+
+    def _owned(self, ns: str, name: str, selector: str) -> dict[str, list[dict[str, Any]]]:
+        """The Deployments, Services and PodDisruptionBudgets labelled as this resource's: from
+        the store, once they were listed in this namespace (watch events keep them current after
+        that; the list is repeated every RESEED_SECONDS), else listed for this resource now."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        store = self.store
+        if store is not None:
+            self._reseed(ns)
+            for kind, body in store.owned(ns, name):
+                out.setdefault(kind, []).append(body)
+            return out
+        for kind, api_version, plural in OWNED_APIS:
+            out[kind] = self._list(api_version, plural, ns, selector)
+        return out
+
+    def _reseed(self, ns: str) -> None:
+        """List every operator-labelled owned object of the namespace into the store when it
+        was never listed in this process, or not for RESEED_SECONDS. One thread lists; the
+        others wait for it."""
+        assert self.store is not None
+        with self._lock:
+            ns_lock = self._seed_locks.setdefault(ns, threading.Lock())
+        with ns_lock:
+            at = self._seeded_at.get(ns)
+            if at is not None and time.monotonic() - at < RESEED_SECONDS:
+                return
+            selector = f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE}"
+            for kind, api_version, plural in OWNED_APIS:
+                items, rv = self._list_at(api_version, plural, ns, selector)
+                self.store.relist(kind, ns, items, rv)
+            items, rv = self._list_at("v1", "pods", ns, ENGINE_SELECTOR)
+            self.store.relist("Pod", ns, items, rv)
+            self._seeded_at[ns] = time.monotonic()
+
+    def _engine_pods(self, ns: str, name: str) -> list[dict[str, Any]]:
+        """The resource's engine pods: from the store (the pod watch) once listed in this
+        namespace, else listed now."""
+        if self.store is not None:
+            self._reseed(ns)
+            return [b for kind, b in self.store.owned(ns, name) if kind == "Pod"]
+        return self._list("v1", "pods", ns, f"{L.DEPLOYMENT}={name},{ENGINE_SELECTOR}")
 
     def observe(self, dsd: DeepSeekDeployment) -> tuple[Observed, Owned]:
         """Read everything the reconcile needs about one DeepSeekDeployment."""
@@ -226,7 +323,8 @@ class Kube:
         owned = Owned()
         deployments: dict[Colour, ColourObservation] = {}
         modes: dict[Colour, str] = {}
-        for d in self._list("apps/v1", "deployments", ns, selector):
+        listed = self._owned(ns, name, selector)
+        for d in listed.get("Deployment", []):
             colour = d["metadata"].get("labels", {}).get(L.COLOUR)
             if colour not in ("blue", "green") or d["metadata"]["name"] != deployment_name(
                 name, colour
@@ -237,33 +335,19 @@ class Kube:
             if mode := d["metadata"].get("labels", {}).get(L.MODE):
                 modes[Colour(colour)] = mode
         monitoring = self.monitoring_crds()
-        kinds = ["services", "poddisruptionbudgets"] + (
-            ["podmonitors", "prometheusrules"] if monitoring else []
-        )
-        for plural in kinds:
-            kind = next(k for k, v in PRUNABLE.items() if v[1] == plural)
-            for o in self._list(PRUNABLE[kind][0], plural, ns, selector):
+        for kind in ("Service", "PodDisruptionBudget"):
+            for o in listed.get(kind, []):
+                owned.objects[(kind, o["metadata"]["name"])] = o
+        # PodMonitors and PrometheusRules are not watched (their CRDs may come and go while the
+        # operator runs): listed while the CRDs exist.
+        for kind in ("PodMonitor", "PrometheusRule") if monitoring else ():
+            for o in self._list(PRUNABLE[kind][0], PRUNABLE[kind][1], ns, selector):
                 owned.objects[(kind, o["metadata"]["name"])] = o
 
         unschedulable, message = 0, ""
         by_colour: dict[str, int] = {}
         if any(d.ready < d.replicas for d in deployments.values()):
-            self.calls += 1
-            pods = self.core.list_namespaced_pod(
-                ns, label_selector=f"{L.DEPLOYMENT}={name},{L.COMPONENT}={L.ENGINE_COMPONENT}"
-            ).items
-            for p in pods:
-                for c in (p.status.conditions or []) if p.status else []:
-                    if (
-                        c.type == "PodScheduled"
-                        and c.status == "False"
-                        and c.reason == "Unschedulable"
-                    ):
-                        unschedulable += 1
-                        message = c.message or message
-                        labels = (p.metadata.labels if p.metadata else None) or {}
-                        colour = labels.get(L.COLOUR, "")
-                        by_colour[colour] = by_colour.get(colour, 0) + 1
+            unschedulable, message, by_colour = unschedulable_pods(self._engine_pods(ns, name))
         for colour, count in by_colour.items():
             if colour in ("blue", "green") and Colour(colour) in deployments:
                 key = Colour(colour)
@@ -301,26 +385,30 @@ class Kube:
             kind, name = obj["kind"], obj["metadata"]["name"]
             wanted.add((kind, name))
             h = applied_hash(obj)
-            body = json.loads(json.dumps(obj))
-            body["metadata"].setdefault("annotations", {})[APPLIED_HASH] = h
             current = owned.objects.get((kind, name))
             if current is not None and not force and not self._drifted(current, obj, h):
                 continue
-            self.calls += 1
+            body = json.loads(json.dumps(obj))
+            body["metadata"].setdefault("annotations", {})[APPLIED_HASH] = h
+            self._count("apply", kind.lower() + "s")
             res = self.dyn.resources.get(api_version=obj["apiVersion"], kind=kind)
-            res.server_side_apply(
+            applied = res.server_side_apply(
                 body=body,
                 name=name,
                 namespace=obj["metadata"]["namespace"],
                 field_manager=FIELD_MANAGER,
                 force_conflicts=True,
             )
+            if kind in OWNED_KINDS:
+                self._keep(kind, applied.to_dict())
             changes.append(Change(kind, name, "created" if current is None else "updated"))
         for (kind, name), obj in owned.objects.items():
             if kind in PRUNABLE and (kind, name) not in wanted:
-                self.calls += 1
+                self._count("delete", kind.lower() + "s")
                 res = self.dyn.resources.get(api_version=PRUNABLE[kind][0], kind=kind)
                 res.delete(name=name, namespace=obj["metadata"]["namespace"])
+                if self.store is not None:
+                    self.store.forget(kind, obj["metadata"]["namespace"], name)
                 changes.append(Change(kind, name, "deleted"))
         return changes
 
@@ -342,7 +430,7 @@ class Kube:
         current = owned.objects.get(("Deployment", name))
         if current is None or current["spec"].get("replicas") == replicas:
             return None
-        self.calls += 1
+        self._count("patch", "deployments/scale")
         self.apps.patch_namespaced_deployment_scale(
             name, namespace, {"spec": {"replicas": replicas}}
         )
@@ -351,14 +439,15 @@ class Kube:
         )
 
     def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.calls += 1
-        self.custom.patch_namespaced_custom_object_status(
+        self._count("patch", "deepseekdeployments/status")
+        body = self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": patch}
         )
+        self._keep(DSD_KIND, body)
 
     def remove_annotations(self, namespace: str, name: str, keys: list[str]) -> None:
-        self.calls += 1
-        self.custom.patch_namespaced_custom_object(
+        self._count("patch", "deepseekdeployments")
+        body = self.custom.patch_namespaced_custom_object(
             GROUP,
             VERSION,
             namespace,
@@ -366,6 +455,7 @@ class Kube:
             name,
             {"metadata": {"annotations": dict.fromkeys(keys)}},
         )
+        self._keep(DSD_KIND, body)
 
     def set_dsd_replicas(
         self, namespace: str, name: str, replicas: int, *, unset: bool = False
@@ -373,13 +463,20 @@ class Kube:
         """Write spec.replicas through the scale subresource, as an autoscaler does. The API
         server answers 500 to any scale request while spec.replicas is unset (`unset`): the
         first write then goes to the resource itself."""
-        self.calls += 1
+        self._count("patch", "deepseekdeployments/scale" if not unset else "deepseekdeployments")
         body = {"spec": {"replicas": replicas}}
         if unset:
-            self.custom.patch_namespaced_custom_object(
+            obj = self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, body
             )
-        else:
-            self.custom.patch_namespaced_custom_object_scale(
-                GROUP, VERSION, namespace, PLURAL, name, body
-            )
+            self._keep(DSD_KIND, obj)
+            return
+        scale = self.custom.patch_namespaced_custom_object_scale(
+            GROUP, VERSION, namespace, PLURAL, name, body
+        )
+        # The answer is a Scale, not the resource: drop the stored body, and refuse bodies older
+        # than this write.
+        if self.store is not None:
+            meta = scale.get("metadata") if isinstance(scale, dict) else None
+            rv = meta.get("resourceVersion") if isinstance(meta, dict) else None
+            self.store.forget(DSD_KIND, namespace, name, str(rv) if rv else None)

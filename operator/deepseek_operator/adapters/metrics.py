@@ -151,3 +151,10 @@ PENDING_PODS = Gauge(
     [*_DSD, "reason"],
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "deepseek_operator_api_requests_total",
+    "Kubernetes API requests the reconciles made, by verb (get, list, apply, patch, delete) and "
+    "resource. Kopf's watches and Event posts are not counted.",
+    ["verb", "resource"],
+    registry=REGISTRY,
+)
