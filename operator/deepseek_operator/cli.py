@@ -12,6 +12,13 @@ from . import __version__
 Command = Callable[[argparse.Namespace], int]
 
 
+def _positive_int(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def _crd(_: argparse.Namespace) -> int:
     from .api.crd import crd_yaml
 
@@ -113,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=10.0,
         help="seconds between two polls of Prometheus (one query per signal for all resources)",
+    )
+    run.add_argument(
+        "--reconcile-workers",
+        type=_positive_int,
+        default=16,
+        help="threads that run reconciles at once; a reconcile mostly waits for the API server, "
+        "so there are more of them than cores (the signal poller has a thread of its own)",
     )
     run.add_argument(
         "--peering",

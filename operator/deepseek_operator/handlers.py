@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,6 +80,14 @@ class Runtime:
     generation_seen: dict[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
     loop: asyncio.AbstractEventLoop | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Reconciles run here (they mostly wait for the API server); the signal poll has a thread of
+    # its own, so that a thousand queued reconciles do not delay the metrics they decide on.
+    reconcile_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(16, thread_name_prefix="reconcile")
+    )
+    poll_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="signals")
+    )
 
 
 RUNTIME: Runtime | None = None
@@ -738,7 +747,7 @@ async def _signal_loop(rt: Runtime) -> None:
         urls |= _override_urls
         if urls:
             try:
-                await asyncio.to_thread(rt.poller.poll, urls)
+                await asyncio.get_running_loop().run_in_executor(rt.poll_pool, rt.poller.poll, urls)
             except Exception:  # keep polling; missing signals make every policy hold
                 log.exception("signal_poll_failed")
         await asyncio.sleep(rt.signal_interval)
@@ -889,7 +898,9 @@ async def _loop(*, stopped: kopf.DaemonStopped, namespace: str | None, name: str
         while not stopped:
             ev.clear()
             try:
-                due = await asyncio.to_thread(reconcile_once, namespace, name)
+                due = await asyncio.get_running_loop().run_in_executor(
+                    rt.reconcile_pool, reconcile_once, namespace, name
+                )
             except kopf.PermanentError:
                 raise
             except Exception as e:  # a failed reconcile is retried; the error is reported

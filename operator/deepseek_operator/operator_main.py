@@ -10,6 +10,7 @@ import re
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import kopf
@@ -82,10 +83,10 @@ def _configure_logging(verbose: bool) -> None:
         objects.addFilter(_RedactKopfPayloads())
 
 
-def _load_kube_config(kubeconfig: str | None) -> client.ApiClient:
+def _load_kube_config(kubeconfig: str | None, connections: int | None = None) -> client.ApiClient:
     if kubeconfig:
         os.environ["KUBECONFIG"] = kubeconfig  # Kopf's own login reads it
-    return load_api(kubeconfig)
+    return load_api(kubeconfig, connections)
 
 
 def _connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
@@ -170,7 +171,8 @@ def _keep_ensuring_peering(api: client.ApiClient, name: str, missing: list[str |
 
 def run_operator(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
-    api = _load_kube_config(args.kubeconfig)
+    # Every reconcile thread and the signal poller may talk to the API server at once.
+    api = _load_kube_config(args.kubeconfig, args.reconcile_workers + 4)
 
     from . import handlers
 
@@ -183,6 +185,7 @@ def run_operator(args: argparse.Namespace) -> int:
         poller=poller,
         prometheus_url=args.prometheus_url,
         signal_interval=args.signal_interval,
+        reconcile_pool=ThreadPoolExecutor(args.reconcile_workers, thread_name_prefix="reconcile"),
         regions=RegionReader(kube.core, poller),
         monitoring=monitoring_settings(args),
     )

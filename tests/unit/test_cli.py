@@ -48,3 +48,11 @@ def test_invalid_monitor_label_is_rejected_naming_it(
         build_parser().parse_args(["run", "--monitor-label", flag])
     err = capsys.readouterr().err
     assert "--monitor-label" in err and words in err, err
+
+
+def test_reconcile_workers_default_and_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert build_parser().parse_args(["run"]).reconcile_workers == 16
+    assert build_parser().parse_args(["run", "--reconcile-workers", "64"]).reconcile_workers == 64
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--reconcile-workers", "0"])
+    assert "must be at least 1, not 0" in capsys.readouterr().err

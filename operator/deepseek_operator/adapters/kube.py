@@ -33,9 +33,10 @@ from . import metrics
 from .store import DSD_KIND, OWNED_KINDS, Store
 
 
-def load_api(kubeconfig: str | None) -> client.ApiClient:
+def load_api(kubeconfig: str | None, connections: int | None = None) -> client.ApiClient:
     """In-cluster (the pod's ServiceAccount) first, then $KUBECONFIG or ~/.kube/config;
-    --kubeconfig wins over both."""
+    --kubeconfig wins over both. `connections`: the HTTP connections kept to the API server
+    (one per thread that may call it at once; the client's default is 5 per core)."""
     if kubeconfig:
         config.load_kube_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
     else:
@@ -43,7 +44,11 @@ def load_api(kubeconfig: str | None) -> client.ApiClient:
             config.load_incluster_config()  # type: ignore[no-untyped-call]
         except config.ConfigException:
             config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    if connections is None:
+        return client.ApiClient()
+    cfg = client.Configuration.get_default_copy()
+    cfg.connection_pool_maxsize = connections
+    return client.ApiClient(cfg)
 
 
 log = logging.getLogger("deepseek_operator.kube")
