@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from deepseek_operator import labels as L
+from deepseek_operator.adapters.kube import unschedulable_pods
 from deepseek_operator.adapters.store import DSD_KIND, Store, accepts
 
 
@@ -105,3 +106,33 @@ def test_managed_fields_are_not_kept_and_the_event_body_is_not_edited() -> None:
     held = s.get("Deployment", "ns", "dsd-a-blue")
     assert held is not None and "managedFields" not in held["metadata"]
     assert "managedFields" in event_body["metadata"]
+
+
+def test_an_engine_pod_keeps_what_the_reconcile_reads() -> None:
+    """Of a pod the store keeps its metadata and status conditions, which is what finds
+    unschedulable pods per colour; spec and container statuses (most of a pod) go."""
+    s = Store()
+    unschedulable = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
+    }
+    pod = body("dsd-a-green-x1", "5")
+    pod["metadata"]["labels"][L.COLOUR] = "green"
+    pod["spec"] = {"containers": [{"name": "engine", "args": ["--model", "m"] * 50}]}
+    pod["status"] = {
+        "phase": "Pending",
+        "conditions": [unschedulable],
+        "containerStatuses": [{"name": "engine", "ready": False}],
+    }
+    s.put("Pod", pod)
+    pods = [b for kind, b in s.owned("ns", "dsd-a") if kind == "Pod"]
+    assert pods == [
+        {
+            "metadata": pod["metadata"],
+            "status": {"phase": "Pending", "conditions": [unschedulable]},
+        }
+    ]
+    assert unschedulable_pods(pods) == (1, unschedulable["message"], {"green": 1})
+    assert "spec" in pod  # the event's body is not edited

@@ -51,6 +51,21 @@ def accepts(held: str | None, floor: str | None, incoming: str | None) -> bool:
     return old is None or new >= old
 
 
+def slim(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    """The part of a body the store keeps. managedFields go: nothing reads them, and they are
+    often the larger part of a body. Of an engine pod a reconcile reads its metadata and its
+    status conditions (kube.unschedulable_pods); its spec and container statuses, most of a
+    pod, go too (a thousand resources' pods were ~0.1 MB each in memory)."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    if kind != "Pod":
+        return {**body, "metadata": meta}
+    status = body.get("status") or {}
+    return {
+        "metadata": meta,
+        "status": {k: status[k] for k in ("phase", "conditions") if k in status},
+    }
+
+
 class Store:
     """Thread-safe: the Kopf handlers write from the event loop, reconciles read and write from
     worker threads. Bodies handed out are the stored dicts: callers only read them (the
@@ -72,12 +87,9 @@ class Store:
 
     def put(self, kind: str, body: dict[str, Any]) -> bool:
         """Store a body (from a watch event, a read or a write's answer); False when an
-        equally new or newer one is held. managedFields are left out: nothing reads them, and
-        they are often the larger part of a body."""
+        equally new or newer one is held. Only what a reconcile reads is kept (`slim`)."""
         key = self._key(kind, body)
-        if "managedFields" in body["metadata"]:
-            meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
-            body = {**body, "metadata": meta}
+        body = slim(kind, body)
         rv = body["metadata"].get("resourceVersion")
         with self._lock:
             held = self._objects.get(key)
