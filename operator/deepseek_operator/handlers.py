@@ -626,7 +626,9 @@ def _publish_dns(
     before = next((c for c in status.conditions if c.type == ConditionType.DNS_PUBLISHED), None)
 
     def report(ok: bool, reason: str, message: str) -> DeepSeekDeploymentStatus:
-        if not ok and (before is None or before.reason != reason):
+        # A problem to act on is said once, when it starts (NoRegionInRotation has its
+        # RegionUnhealthy Events already).
+        if reason in traffic.NEEDS_ACTION and (before is None or before.reason != reason):
             rt.events.record(ref, "Warning", reason, message)
         conds = set_condition(
             list(status.conditions),
@@ -671,7 +673,7 @@ def _publish_dns(
         log.warning("dns_failed namespace=%s name=%s error=%s", ns, name, why)
         return report(
             False,
-            "DNSEndpointWriteFailed",
+            traffic.WRITE_FAILED,
             f"DNSEndpoint {name} could not be read or written: {why}",
         )
 

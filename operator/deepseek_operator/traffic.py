@@ -41,6 +41,9 @@ PUBLISHED = "RecordsPublished"
 NO_REGION_IN_ROTATION = "NoRegionInRotation"
 CRD_MISSING = "DNSEndpointCRDMissing"
 NOT_OWNED = "DNSEndpointNotOwned"
+WRITE_FAILED = "DNSEndpointWriteFailed"
+# Reasons a person has to act on: a Warning Event when the condition turns to one of them.
+NEEDS_ACTION = (CRD_MISSING, NOT_OWNED, WRITE_FAILED)
 UPDATED_EVENT = "DNSRecordsUpdated"
 
 

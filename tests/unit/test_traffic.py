@@ -13,10 +13,16 @@ import yaml
 from deepseek_operator.api import DeepSeekDeploymentSpec
 from deepseek_operator.api.status import RegionStatus
 from deepseek_operator.traffic import (
+    CRD_MISSING,
+    NEEDS_ACTION,
     NO_REGION_IN_ROTATION,
+    NOT_OWNED,
     PUBLISHED,
+    WRITE_FAILED,
+    crd_missing_message,
     decide,
     dns_endpoint,
+    not_owned_message,
     owned,
     published_endpoints,
 )
@@ -277,3 +283,12 @@ def test_the_dns_endpoint_passes_the_real_crd_schema(case: tuple[Any, ...]) -> N
     d = decide(case[1], case[2], case[3])
     assert d.endpoints is not None
     jsonschema.Draft4Validator(schema).validate(dns_endpoint("r1", "ns", "u", d.endpoints))
+
+
+def test_problems_to_act_on_name_the_crd_and_the_way_out() -> None:
+    missing = crd_missing_message()
+    assert "dnsendpoints.externaldns.k8s.io CRD is not installed" in missing
+    assert "config/crd/standard/dnsendpoints.externaldns.k8s.io.yaml" in missing
+    assert "left alone" in not_owned_message("r1") and "DNSEndpoint r1" in not_owned_message("r1")
+    assert NEEDS_ACTION == (CRD_MISSING, NOT_OWNED, WRITE_FAILED)
+    assert NO_REGION_IN_ROTATION not in NEEDS_ACTION  # RegionUnhealthy Events say it already
