@@ -58,10 +58,14 @@ def external_dns_crd() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def crds(api_clients: dict[str, client.ApiClient]) -> None:
-    """The project's CRDs in both regions, and external-dns's DNSEndpoint CRD in the home
-    region (left installed: the operator writes DNSEndpoints only for spec.failover.dns)."""
     for api in api_clients.values():
         install_crds(api)
+
+
+@pytest.fixture
+def dns_crd(api_clients: dict[str, client.ApiClient], crds: None) -> None:
+    """external-dns's DNSEndpoint CRD in the home region (left installed: the operator writes
+    DNSEndpoints only for spec.failover.dns)."""
     ext = client.ApiextensionsV1Api(api_clients["us-east"])
     try:
         ext.read_custom_resource_definition(DNS_CRD)
@@ -75,6 +79,25 @@ def crds(api_clients: dict[str, client.ApiClient]) -> None:
         return any(c.type == "Established" and c.status == "True" for c in conds)
 
     wait_for(established, timeout=60, what=f"{DNS_CRD} Established")
+
+
+@pytest.fixture
+def no_dns_crd(api_clients: dict[str, client.ApiClient], crds: None) -> None:
+    """No DNSEndpoint CRD in the home region (removed if an earlier test installed it)."""
+    ext = client.ApiextensionsV1Api(api_clients["us-east"])
+
+    def gone() -> bool:
+        try:
+            ext.read_custom_resource_definition(DNS_CRD)
+        except client.ApiException as e:
+            if e.status == 404:
+                return True
+            raise
+        return False
+
+    if not gone():
+        ext.delete_custom_resource_definition(DNS_CRD)
+        wait_for(gone, timeout=60, what=f"{DNS_CRD} deleted")
 
 
 @pytest.fixture
@@ -202,6 +225,12 @@ def events(core: client.CoreV1Api, ns: str) -> list[tuple[str, str]]:
     return [(e.reason, e.message) for e in evs]
 
 
+def warning_counts(core: client.CoreV1Api, ns: str, reason: str) -> list[int]:
+    """How often each Event of this reason was recorded (repeats bump an Event's count)."""
+    evs = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={DSD}").items
+    return [e.count for e in evs if e.reason == reason]
+
+
 def event_reasons(core: client.CoreV1Api, ns: str) -> list[str]:
     return [r for r, _ in events(core, ns)]
 
@@ -289,6 +318,7 @@ def dns_events(core: client.CoreV1Api, ns: str) -> list[str]:
 
 @pytest.mark.parametrize("dns", [DNS], ids=["dns"])
 def test_primary_loss_fails_over_to_the_standby_and_back(
+    dns_crd: None,
     fleet: dict[str, client.CustomObjectsApi],
     regions: dict[str, RegionInfo],
     namespace: str,
@@ -432,7 +462,7 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
 
 @pytest.fixture
 def foreign_dns_endpoint(
-    api_clients: dict[str, client.ApiClient], namespace: str, crds: None
+    api_clients: dict[str, client.ApiClient], namespace: str, dns_crd: None
 ) -> dict[str, Any]:
     """A DNSEndpoint of the DeepSeekDeployment's name that someone else made, before it."""
     body = {
@@ -468,6 +498,7 @@ def test_a_dns_endpoint_the_operator_did_not_create_is_left_alone(
     assert theirs["metadata"]["generation"] == 1 and not theirs["metadata"].get("ownerReferences")
     warned = [m for r, m in events(core, namespace) if r == "DNSEndpointNotOwned"]
     assert len(warned) == 1 and "left alone" in warned[0], warned
+    assert warning_counts(core, namespace, "DNSEndpointNotOwned") == [1]  # not repeated
     cond = condition(dsd(east, namespace), "DNSPublished") or {}
     assert cond.get("status") == "False", cond
 
@@ -477,6 +508,33 @@ def test_a_dns_endpoint_the_operator_did_not_create_is_left_alone(
     )
     wait_records(east, namespace, {"us-east": 100}, "the operator's own records")
     wait_for(lambda: reason() == "RecordsPublished", timeout=30, what="DNSPublished True")
+
+
+@pytest.mark.parametrize("dns", [DNS], ids=["dns"])
+def test_without_the_dns_endpoint_crd_the_condition_says_how_to_install_it(
+    no_dns_crd: None,
+    fleet: dict[str, client.CustomObjectsApi],
+    namespace: str,
+    core: client.CoreV1Api,
+    operators: dict[str, OperatorProcess],
+) -> None:
+    east = fleet["us-east"]
+    wait_all_healthy(east, namespace)  # failover itself goes on
+    cond = wait_for(
+        lambda: (c := condition(dsd(east, namespace), "DNSPublished")) and c,
+        timeout=30,
+        what="the DNSPublished condition",
+    )
+    assert (cond["status"], cond["reason"]) == ("False", "DNSEndpointCRDMissing"), cond
+    assert "dnsendpoints.externaldns.k8s.io CRD is not installed" in cond["message"], cond
+    hint = "kubectl apply -f https://raw.githubusercontent.com/kubernetes-sigs/external-dns"
+    assert hint in cond["message"], cond
+    time.sleep(3)  # several reconciles: one Warning (not repeated), no error loop
+    warned = warning_counts(core, namespace, "DNSEndpointCRDMissing")
+    assert warned == [1], warned
+    op = operators["us-east"]
+    assert op.proc is not None and op.proc.poll() is None, "the operator exited"
+    assert metric(op, "deepseek_operator_region_weight", "us-east") == 100.0
 
 
 def test_an_unreachable_standby_is_reported_without_moving_traffic(
