@@ -9,6 +9,8 @@
 #   promtool                                                          Debian bookworm 2.42.0
 #   monitoring-crds/ (PodMonitor, ServiceMonitor, PrometheusRule CRDs)   github.com/prometheus-operator/prometheus-operator v0.85.0
 #     (scripts/fetch-monitoring-crds.sh: the module's example/prometheus-operator-crd-full)
+#   external-dns-crd/ (the DNSEndpoint CRD)                            sigs.k8s.io/external-dns v0.23.0
+#     (scripts/fetch-external-dns-crd.sh: the module's config/crd/standard)
 # The Go tools come from the Go module proxy through the wrapper modules in tools/go/<name>/
 # (committed go.mod/go.sum pin every dependency). Each tool lands in a directory named after its
 # version and a hash of its go.mod/go.sum/flags, $CACHE/bin/<name>-<version>-<hash>/, so a version
@@ -259,6 +261,8 @@ BUILD_TAGS=remove_all_sd,enable_kubernetes_sd \
 
 # The Prometheus Operator's CRDs for the e2e tests (a module download, no build).
 GO=$GO DEEPSEEK_CACHE=$cache "$here/scripts/fetch-monitoring-crds.sh" $([ $check_only = 1 ] && echo --check)
+# external-dns's DNSEndpoint CRD for the unit and e2e tests of spec.failover.dns (likewise).
+GO=$GO DEEPSEEK_CACHE=$cache "$here/scripts/fetch-external-dns-crd.sh" $([ $check_only = 1 ] && echo --check)
 
 if [ ${#built[@]} -gt 0 ]; then
   log "built: ${built[*]}"

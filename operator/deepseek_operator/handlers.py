@@ -19,9 +19,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
+from kubernetes.client import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
 from pydantic import ValidationError
 
-from . import failover
+from . import failover, traffic
 from . import labels as L
 from . import propagation as P
 from . import quantization as Q
@@ -247,6 +249,10 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         outcome = replace(outcome, status=_without_regions(dsd, outcome.status))
     if _copies_due(dsd, outcome.status, checked=next_check is not None and due_check):
         outcome = replace(outcome, status=_sync_copies(rt, obj, dsd, outcome.status, now, reads))
+    if dsd.spec.failover.dns is not None or _has_condition(
+        outcome.status, ConditionType.DNS_PUBLISHED
+    ):
+        outcome = replace(outcome, status=_publish_dns(rt, dsd, outcome.status, now))
 
     if outcome.plan is not None:
         changes = rt.kube.apply(render(dsd, outcome.plan, rt.monitoring), owned)
@@ -614,6 +620,74 @@ def _sync_copies(
         now,
     )
     return status.model_copy(update={"regions": regions, "conditions": conds})
+
+
+def _has_condition(status: DeepSeekDeploymentStatus, type_: str) -> bool:
+    return any(c.type == type_ for c in status.conditions)
+
+
+def _publish_dns(
+    rt: Runtime, dsd: DeepSeekDeployment, status: DeepSeekDeploymentStatus, now: float
+) -> DeepSeekDeploymentStatus:
+    """Keep the external-dns DNSEndpoint of spec.failover.dns in line with the region weights
+    (decided by `traffic.decide`); written only when its records change. Reported in the
+    DNSPublished condition and DNSRecordsUpdated Events. Without failover.dns any longer: the
+    DNSEndpoint the operator made is deleted and the condition dropped."""
+    ns, name, uid = dsd.namespace, dsd.name, dsd.metadata.uid
+    ref = ObjectRef(ns, name, uid)
+    before = next((c for c in status.conditions if c.type == ConditionType.DNS_PUBLISHED), None)
+
+    def report(ok: bool, reason: str, message: str) -> DeepSeekDeploymentStatus:
+        # A problem to act on is said once, when it starts (NoRegionInRotation has its
+        # RegionUnhealthy Events already).
+        if reason in traffic.NEEDS_ACTION and (before is None or before.reason != reason):
+            rt.events.record(ref, "Warning", reason, message)
+        conds = set_condition(
+            list(status.conditions),
+            ConditionType.DNS_PUBLISHED,
+            ok,
+            reason,
+            message,
+            dsd.metadata.generation,
+            now,
+        )
+        return status.model_copy(update={"conditions": conds})
+
+    try:
+        if dsd.spec.failover.dns is None:
+            current = rt.kube.get_dns_endpoint(ns, name) if rt.kube.dns_crd() else None
+            if current is not None and traffic.owned(current, uid):
+                rt.kube.delete_dns_endpoint(ns, name, current["metadata"]["uid"])
+                rt.events.record(
+                    ref,
+                    "Normal",
+                    traffic.UPDATED_EVENT,
+                    f"failover.dns was removed: DNSEndpoint {name} deleted, its records withdrawn",
+                )
+            conds = [c for c in status.conditions if c.type != ConditionType.DNS_PUBLISHED]
+            return status.model_copy(update={"conditions": conds})
+        if not rt.kube.dns_crd():
+            return report(False, traffic.CRD_MISSING, traffic.crd_missing_message())
+        current = rt.kube.get_dns_endpoint(ns, name)
+        if current is not None and not traffic.owned(current, uid):
+            return report(False, traffic.NOT_OWNED, traffic.not_owned_message(name))
+        d = traffic.decide(dsd.spec, list(status.regions), traffic.published_endpoints(current))
+        if d.write and d.endpoints is not None:
+            rt.kube.apply_dns_endpoint(traffic.dns_endpoint(name, ns, uid, d.endpoints))
+            verb = "created" if current is None else "updated"
+            rt.events.record(
+                ref, "Normal", traffic.UPDATED_EVENT, f"DNSEndpoint {name} {verb}: {d.message}"
+            )
+            log.info("dns_published namespace=%s name=%s records=%r", ns, name, d.message)
+        return report(d.published, d.reason, d.message)
+    except (ApiException, ResourceNotFoundError) as e:
+        why = f"{e.status} {e.reason}" if isinstance(e, ApiException) else str(e)
+        log.warning("dns_failed namespace=%s name=%s error=%s", ns, name, why)
+        return report(
+            False,
+            traffic.WRITE_FAILED,
+            f"DNSEndpoint {name} could not be read or written: {why}",
+        )
 
 
 def _without_regions(

@@ -873,6 +873,11 @@ def test_the_service_account_can_do_what_the_operator_needs(installed: Installed
         ("create", "events", ()),
         ("list", "nodes", ()),
         ("get", f"{CRD_RESOURCE}/prometheusrules.monitoring.coreos.com", ()),
+        ("get", f"{CRD_RESOURCE}/dnsendpoints.externaldns.k8s.io", ()),
+        ("get", "dnsendpoints.externaldns.k8s.io", ()),
+        ("create", "dnsendpoints.externaldns.k8s.io", ()),
+        ("patch", "dnsendpoints.externaldns.k8s.io", ()),
+        ("delete", "dnsendpoints.externaldns.k8s.io", ()),
         ("get", f"secrets/{MEMBER_SECRET}", ()),
     ):  # fmt: skip
         assert _can_i(installed, verb, resource, "-n", ns, *extra), (verb, resource, extra)
@@ -899,6 +904,8 @@ def test_the_service_account_is_denied_what_the_operator_does_not_need(
         ("create", "pods", "-n", ns),
         ("delete", "pods", "-n", ns),
         ("create", "pods/exec", "-n", ns),
+        ("update", "dnsendpoints.externaldns.k8s.io", "-n", ns),
+        ("list", "dnsendpoints.externaldns.k8s.io", "-n", ns),
         ("delete", "deepseekdeployments.serving.deepseek.dev", "-n", ns),
         ("create", "deepseekdeployments.serving.deepseek.dev", "-n", ns),
         ("patch", "nodes"),

@@ -4,13 +4,16 @@ An operator runs against each region. The us-east DeepSeekDeployment names both 
 (primary, weight 100) and eu-west (a warm standby, weight 0) reached through a kubeconfig in a
 Secret. Faults are real: the primary's engine pods go away (scaled to 0), the standby's API
 becomes unreachable (its kubeconfig points at a closed port). The outcomes are what a user
-checks: status.regions, the RegionsHealthy condition, Events, and the operator's metrics.
+checks: status.regions, the RegionsHealthy condition, Events, and the operator's metrics. With
+spec.failover.dns, the external-dns DNSEndpoint the operator keeps in us-east follows the weights
+(external-dns's real CRD is installed there; external-dns itself does not run here).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 import urllib.request
@@ -33,12 +36,74 @@ pytestmark = pytest.mark.e2e
 DSD = "r1-distill-7b"
 SECRET = "eu-west-kubeconfig"
 FAILBACK_DELAY = 8
+HOSTNAME = "deepseek.global.test"
+# Documentation addresses (RFC 5737) for each region's load balancer.
+TARGETS = {"us-east": ["192.0.2.10"], "eu-west": ["198.51.100.10"]}
+DNS = {"hostname": HOSTNAME, "ttlSeconds": 5}
+DNS_CRD = "dnsendpoints.externaldns.k8s.io"
+
+
+def external_dns_crd() -> dict[str, Any]:
+    """external-dns's own DNSEndpoint CRD (scripts/fetch-external-dns-crd.sh, make tools)."""
+    from testbed.cluster import cache_dir
+
+    f = cache_dir() / "external-dns-crd" / "current" / f"{DNS_CRD}.yaml"
+    if not f.exists():
+        msg = f"no external-dns CRD at {f}: run scripts/fetch-external-dns-crd.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return dict(yaml.safe_load(f.read_text()))
 
 
 @pytest.fixture(scope="module")
 def crds(api_clients: dict[str, client.ApiClient]) -> None:
     for api in api_clients.values():
         install_crds(api)
+
+
+@pytest.fixture
+def dns_crd(api_clients: dict[str, client.ApiClient], crds: None) -> None:
+    """external-dns's DNSEndpoint CRD in the home region (left installed: the operator writes
+    DNSEndpoints only for spec.failover.dns)."""
+    ext = client.ApiextensionsV1Api(api_clients["us-east"])
+    try:
+        ext.read_custom_resource_definition(DNS_CRD)
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+        ext.create_custom_resource_definition(external_dns_crd())
+
+    def established() -> bool:
+        conds = ext.read_custom_resource_definition(DNS_CRD).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conds)
+
+    wait_for(established, timeout=60, what=f"{DNS_CRD} Established")
+
+
+@pytest.fixture
+def no_dns_crd(api_clients: dict[str, client.ApiClient], crds: None) -> None:
+    """No DNSEndpoint CRD in the home region (removed if an earlier test installed it)."""
+    ext = client.ApiextensionsV1Api(api_clients["us-east"])
+
+    def gone() -> bool:
+        try:
+            ext.read_custom_resource_definition(DNS_CRD)
+        except client.ApiException as e:
+            if e.status == 404:
+                return True
+            raise
+        return False
+
+    if not gone():
+        ext.delete_custom_resource_definition(DNS_CRD)
+        wait_for(gone, timeout=60, what=f"{DNS_CRD} deleted")
+
+
+@pytest.fixture
+def dns() -> dict[str, Any] | None:
+    """spec.failover.dns of the fleet's DeepSeekDeployment; a test parametrizes it to set it."""
+    return None
 
 
 @pytest.fixture
@@ -65,7 +130,9 @@ def kubeconfig_secret(region: RegionInfo, *, server: str | None = None) -> dict[
     return {"metadata": {"name": SECRET}, "data": {"kubeconfig": data}}
 
 
-def body(*, regions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def body(
+    *, regions: list[dict[str, Any]] | None = None, dns: dict[str, Any] | None = None
+) -> dict[str, Any]:
     b = example("deepseek-r1-distill-7b.yaml")
     b["spec"]["replicas"] = 1
     # Replicas only change by hand here (scaled to 0 to lose the region's engines).
@@ -83,6 +150,9 @@ def body(*, regions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
             "failureThreshold": 2,
             "failbackDelaySeconds": FAILBACK_DELAY,
         }
+        if dns is not None:
+            b["spec"]["failover"]["dns"] = dns
+            b["spec"]["regions"] = [{**r, "dnsTargets": TARGETS[r["name"]]} for r in regions]
     return b
 
 
@@ -106,6 +176,7 @@ def fleet(
     api_clients: dict[str, client.ApiClient],
     namespace: str,
     operators: dict[str, OperatorProcess],
+    dns: dict[str, Any] | None,
 ) -> dict[str, client.CustomObjectsApi]:
     """The kubeconfig Secret and the DeepSeekDeployment in us-east, which creates its copy in
     eu-west; returns a CustomObjectsApi per region."""
@@ -113,7 +184,7 @@ def fleet(
     client.CoreV1Api(api_clients["us-east"]).create_namespaced_secret(
         namespace, kubeconfig_secret(regions["eu-west"])
     )
-    home = body(regions=REGIONS)
+    home = body(regions=REGIONS, dns=dns)
     home["spec"]["replicas"] = 2  # the primary runs 2, the standby keeps 1
     custom["us-east"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, home)
     return custom
@@ -152,6 +223,12 @@ def events(core: client.CoreV1Api, ns: str) -> list[tuple[str, str]]:
     evs = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={DSD}").items
     evs.sort(key=lambda e: e.first_timestamp or e.event_time or e.metadata.creation_timestamp)
     return [(e.reason, e.message) for e in evs]
+
+
+def warning_counts(core: client.CoreV1Api, ns: str, reason: str) -> list[int]:
+    """How often each Event of this reason was recorded (repeats bump an Event's count)."""
+    evs = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={DSD}").items
+    return [e.count for e in evs if e.reason == reason]
 
 
 def event_reasons(core: client.CoreV1Api, ns: str) -> list[str]:
@@ -194,7 +271,54 @@ def wait_all_healthy(custom: client.CustomObjectsApi, ns: str) -> None:
     wait_for(ok, timeout=180, what="both regions Healthy, weights 100/0", every=1)
 
 
+def dns_endpoint(custom: client.CustomObjectsApi, ns: str) -> dict[str, Any] | None:
+    try:
+        obj = custom.get_namespaced_custom_object(
+            "externaldns.k8s.io", "v1alpha1", ns, "dnsendpoints", DSD
+        )
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    return dict(obj)
+
+
+def record_set(region: str, weight: int) -> dict[str, Any]:
+    """The weighted record set external-dns reads for one region (what the operator writes;
+    read back from the API server, so nothing of it was pruned by the real CRD's schema)."""
+    return {
+        "dnsName": HOSTNAME,
+        "recordType": "A",
+        "targets": TARGETS[region],
+        "setIdentifier": region,
+        "recordTTL": 5,
+        "providerSpecific": [{"name": "aws/weight", "value": str(weight)}],
+    }
+
+
+def wait_records(
+    custom: client.CustomObjectsApi, ns: str, expected: dict[str, int], what: str
+) -> dict[str, Any]:
+    """Wait until the DNSEndpoint holds exactly these regions' record sets; returns it."""
+    want = [record_set(r, w) for r, w in expected.items()]
+
+    def now() -> dict[str, Any] | None:
+        obj = dns_endpoint(custom, ns)
+        return obj if obj is not None and obj["spec"].get("endpoints") == want else None
+
+    try:
+        return wait_for(now, timeout=60, what=what, every=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; DNSEndpoint: {dns_endpoint(custom, ns)}") from None
+
+
+def dns_events(core: client.CoreV1Api, ns: str) -> list[str]:
+    return [m for r, m in events(core, ns) if r == "DNSRecordsUpdated"]
+
+
+@pytest.mark.parametrize("dns", [DNS], ids=["dns"])
 def test_primary_loss_fails_over_to_the_standby_and_back(
+    dns_crd: None,
     fleet: dict[str, client.CustomObjectsApi],
     regions: dict[str, RegionInfo],
     namespace: str,
@@ -208,6 +332,17 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     op = operators["us-east"]
     assert metric(op, "deepseek_operator_region_healthy", "eu-west") == 1.0
     assert metric(op, "deepseek_operator_region_weight", "us-east") == 100.0
+    # DNS: us-east's record set at weight 100 (the warm standby, weight 0, has none), owned by
+    # the DeepSeekDeployment (garbage-collected with it).
+    records = wait_records(east, namespace, {"us-east": 100}, "us-east's record at weight 100")
+    (owner,) = records["metadata"]["ownerReferences"]
+    assert owner["kind"] == "DeepSeekDeployment" and owner["name"] == DSD, owner
+    assert owner["uid"] == dsd(east, namespace)["metadata"]["uid"], owner
+    published = condition(dsd(east, namespace), "DNSPublished") or {}
+    assert (published.get("status"), published.get("reason")) == ("True", "RecordsPublished")
+    assert f"{HOSTNAME}: us-east=100" in published["message"], published
+    # (eu-west may have passed its first check before us-east and held the records a moment.)
+    generation, writes = records["metadata"]["generation"], len(dns_events(core, namespace))
 
     # The primary's GPUs go away (every zone down: engine pods killed, replacements Pending;
     # its control plane, and its desired replicas, stay).
@@ -228,6 +363,12 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         assert metric(op, "deepseek_operator_region_healthy", "us-east") == 0.0
         reasons = event_reasons(core, namespace)
         assert "RegionUnhealthy" in reasons and "TrafficShifted" in reasons, reasons
+        # DNS: us-east's record withdrawn, eu-west's at 100; one write per change.
+        records = wait_records(east, namespace, {"eu-west": 100}, "eu-west's record alone")
+        assert records["metadata"]["generation"] == generation + 1, records["metadata"]
+        said = dns_events(core, namespace)
+        assert len(said) == writes + 1, said
+        assert "eu-west=100; withdrawn: us-east (Unhealthy)" in said[-1], said
 
         # The standby is raised to what the primary ran, and serves with it.
         west = fleet["eu-west"]
@@ -265,6 +406,11 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         for once in ("RegionUnhealthy", "TrafficShifted", "StandbyRaised"):
             assert said.count(once) == 1, (once, said)
         assert dsd(west, namespace)["spec"]["replicas"] == 2
+        # The records the restarted operator found were already right: not rewritten.
+        records = dns_endpoint(east, namespace) or {}
+        assert records["metadata"]["generation"] == generation + 1, records
+        assert len(dns_events(core, namespace)) == writes + 1
+        assert records["spec"]["endpoints"] == [record_set("eu-west", 100)], records
     finally:
         # It comes back: recovering first (traffic stays in eu-west), then back in rotation
         # after the failback delay.
@@ -287,6 +433,11 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     healthy = regions_now(east, namespace)["us-east"]
     if recovering["state"] == "Recovering":
         assert healthy["since"] - recovering["since"] >= FAILBACK_DELAY, (recovering, healthy)
+    # DNS: back to us-east at 100, the standby's record withdrawn again.
+    records = wait_records(east, namespace, {"us-east": 100}, "us-east's record back")
+    assert records["metadata"]["generation"] == generation + 2, records["metadata"]
+    published = condition(dsd(east, namespace), "DNSPublished") or {}
+    assert published.get("status") == "True", published
     # The floor goes with the failback: the standby is back to its 1 replica.
     wait_for(
         lambda: (
@@ -303,8 +454,87 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         "TrafficShifted), eu-west raised to the 2 replicas us-east ran (StandbyRaised); back "
         "after the failback delay (RegionRecovering, RegionHealthy) and eu-west lowered "
         "(StandbyLowered). The home operator killed while failed over resumed with no "
-        "action repeated. Weights are published, not yet applied to client traffic (#17)",
+        "action repeated. The external-dns DNSEndpoint followed: us-east's record withdrawn, "
+        "eu-west's at weight 100, us-east's back at failback (external-dns itself not run "
+        "here, #17)",
     )
+
+
+@pytest.fixture
+def foreign_dns_endpoint(
+    api_clients: dict[str, client.ApiClient], namespace: str, dns_crd: None
+) -> dict[str, Any]:
+    """A DNSEndpoint of the DeepSeekDeployment's name that someone else made, before it."""
+    body = {
+        "apiVersion": "externaldns.k8s.io/v1alpha1",
+        "kind": "DNSEndpoint",
+        "metadata": {"name": DSD},
+        "spec": {"endpoints": [{"dnsName": "other.global.test", "targets": ["203.0.113.1"]}]},
+    }
+    return dict(
+        client.CustomObjectsApi(api_clients["us-east"]).create_namespaced_custom_object(
+            "externaldns.k8s.io", "v1alpha1", namespace, "dnsendpoints", body
+        )
+    )
+
+
+@pytest.mark.parametrize("dns", [DNS], ids=["dns"])
+def test_a_dns_endpoint_the_operator_did_not_create_is_left_alone(
+    foreign_dns_endpoint: dict[str, Any],
+    fleet: dict[str, client.CustomObjectsApi],
+    namespace: str,
+    core: client.CoreV1Api,
+) -> None:
+    east = fleet["us-east"]
+    wait_all_healthy(east, namespace)
+
+    def reason() -> str | None:
+        return (condition(dsd(east, namespace), "DNSPublished") or {}).get("reason")
+
+    wait_for(lambda: reason() == "DNSEndpointNotOwned", timeout=30, what="DNSEndpointNotOwned")
+    time.sleep(3)  # several reconciles: the object stays as it was, one Warning
+    theirs = dns_endpoint(east, namespace) or {}
+    assert theirs["spec"] == foreign_dns_endpoint["spec"], theirs
+    assert theirs["metadata"]["generation"] == 1 and not theirs["metadata"].get("ownerReferences")
+    warned = [m for r, m in events(core, namespace) if r == "DNSEndpointNotOwned"]
+    assert len(warned) == 1 and "left alone" in warned[0], warned
+    assert warning_counts(core, namespace, "DNSEndpointNotOwned") == [1]  # not repeated
+    cond = condition(dsd(east, namespace), "DNSPublished") or {}
+    assert cond.get("status") == "False", cond
+
+    # Once it is gone, the operator publishes its own.
+    east.delete_namespaced_custom_object(
+        "externaldns.k8s.io", "v1alpha1", namespace, "dnsendpoints", DSD
+    )
+    wait_records(east, namespace, {"us-east": 100}, "the operator's own records")
+    wait_for(lambda: reason() == "RecordsPublished", timeout=30, what="DNSPublished True")
+
+
+@pytest.mark.parametrize("dns", [DNS], ids=["dns"])
+def test_without_the_dns_endpoint_crd_the_condition_says_how_to_install_it(
+    no_dns_crd: None,
+    fleet: dict[str, client.CustomObjectsApi],
+    namespace: str,
+    core: client.CoreV1Api,
+    operators: dict[str, OperatorProcess],
+) -> None:
+    east = fleet["us-east"]
+    wait_all_healthy(east, namespace)  # failover itself goes on
+    cond = wait_for(
+        lambda: (c := condition(dsd(east, namespace), "DNSPublished")) and c,
+        timeout=30,
+        what="the DNSPublished condition",
+    )
+    assert (cond["status"], cond["reason"]) == ("False", "DNSEndpointCRDMissing"), cond
+    assert "dnsendpoints.externaldns.k8s.io CRD is not installed" in cond["message"], cond
+    hint = "kubectl apply -f https://raw.githubusercontent.com/kubernetes-sigs/external-dns"
+    assert hint in cond["message"], cond
+    time.sleep(3)  # several reconciles: one Warning (not repeated), no error loop
+    warned = warning_counts(core, namespace, "DNSEndpointCRDMissing")
+    assert warned == [1], warned
+    op = operators["us-east"]
+    assert op.proc is not None and op.proc.poll() is None, "the operator exited"
+    assert metric(op, "deepseek_operator_region_weight", "us-east") == 100.0
 
 
 def test_an_unreachable_standby_is_reported_without_moving_traffic(

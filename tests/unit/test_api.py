@@ -358,6 +358,78 @@ INVALID = [
         "is too long",
     ),
     (
+        "failover.dns without dnsTargets in a region",
+        {
+            "regions": [{"name": "us-east", "dnsTargets": ["10.0.0.1"]}, {"name": "eu-west"}],
+            "failover.dns": {"hostname": "deepseek.example.com"},
+        },
+        "spec.regions",
+        "failover.dns needs regions[].dnsTargets in every region",
+    ),
+    (
+        "failover.dns without regions",
+        {"failover.dns": {"hostname": "deepseek.example.com"}},
+        "spec.regions",
+        "failover.dns needs regions[].dnsTargets in every region",
+    ),
+    (
+        "dnsTargets mixing an address and a hostname",
+        {"regions": [{"name": "us-east", "dnsTargets": ["10.0.0.1", "lb.example.com"]}]},
+        "spec.regions[0].dnsTargets",
+        "must be IP addresses (A/AAAA records) or one hostname (a CNAME), not both",
+    ),
+    (
+        "dnsTargets with two hostnames",
+        {"regions": [{"name": "us-east", "dnsTargets": ["a.example.com", "b.example.com"]}]},
+        "spec.regions[0].dnsTargets",
+        "must be IP addresses (A/AAAA records) or one hostname (a CNAME), not both",
+    ),
+    (
+        "a CNAME region and an address region under one hostname",
+        {
+            "regions": [
+                {"name": "us-east", "dnsTargets": ["lb.example.com"]},
+                {"name": "eu-west", "dnsTargets": ["10.1.0.1"]},
+            ],
+            "failover.dns": {"hostname": "deepseek.example.com"},
+        },
+        "spec.regions",
+        "must be addresses in every region or hostnames in every region",
+    ),
+    (
+        "dns target that is no hostname",
+        {"regions": [{"name": "us-east", "dnsTargets": ["lb_1.example.com"]}]},
+        "spec.regions.0.dnsTargets.0",
+        "does not match",
+    ),
+    (
+        "dns hostname with upper case",
+        {
+            "regions": [{"name": "us-east", "dnsTargets": ["10.0.0.1"]}],
+            "failover.dns": {"hostname": "DeepSeek.example.com"},
+        },
+        "spec.failover.dns.hostname",
+        "does not match",
+    ),
+    (
+        "dns weight property with a space",
+        {
+            "regions": [{"name": "us-east", "dnsTargets": ["10.0.0.1"]}],
+            "failover.dns": {"hostname": "deepseek.example.com", "weightProperty": "aws weight"},
+        },
+        "spec.failover.dns.weightProperty",
+        "does not match",
+    ),
+    (
+        "dns ttl of 0",
+        {
+            "regions": [{"name": "us-east", "dnsTargets": ["10.0.0.1"]}],
+            "failover.dns": {"hostname": "deepseek.example.com", "ttlSeconds": 0},
+        },
+        "spec.failover.dns.ttlSeconds",
+        "less than the minimum",
+    ),
+    (
         "priority class with a space",
         {"placement.priorityClassName": "gpu serving"},
         "spec.placement.priorityClassName",
@@ -393,6 +465,32 @@ def test_invalid_specs_are_rejected_by_schema_and_models(
     assert any(words in e for e in errors), errors
     with pytest.raises(ValidationError):
         DeepSeekDeployment.from_k8s(obj)
+
+
+def test_failover_dns_is_accepted_with_targets_in_every_region() -> None:
+    regions = [
+        {"name": "us-east", "dnsTargets": ["10.0.0.1", "2001:db8::1"]},
+        {"name": "eu-west", "role": "standby", "weight": 0, "dnsTargets": ["10.1.0.1"]},
+    ]
+    obj = manifest(regions=regions, failover={"dns": {"hostname": "deepseek.example.com"}})
+    defaulted, errors = validate(obj)
+    assert errors == []
+    assert defaulted["spec"]["failover"]["dns"] == {
+        "hostname": "deepseek.example.com",
+        "ttlSeconds": 30,
+        "weightProperty": "aws/weight",
+    }
+    dns = DeepSeekDeployment.from_k8s(obj).spec.failover.dns
+    assert dns is not None and (dns.ttl_seconds, dns.weight_property) == (30, "aws/weight")
+    assert DeepSeekDeployment.from_k8s(manifest()).spec.failover.dns is None  # optional
+
+
+def test_an_ipv6_target_the_schema_cannot_check_names_its_field_in_invalid_spec() -> None:
+    obj = manifest(regions=[{"name": "us-east", "dnsTargets": ["1::2::3"]}])
+    with pytest.raises(ValidationError) as e:
+        DeepSeekDeployment.from_k8s(obj)
+    msg = validation_message(e.value)
+    assert "spec.regions" in msg and "'1::2::3' is neither an IP address nor a hostname" in msg
 
 
 def test_unknown_field_is_an_error_for_the_models() -> None:

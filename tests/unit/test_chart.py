@@ -489,6 +489,7 @@ NAMESPACED_RULES = {
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
     ("monitoring.coreos.com", "podmonitors"): {"get", "list", "create", "patch", "delete"},
     ("monitoring.coreos.com", "prometheusrules"): {"get", "list", "create", "patch", "delete"},
+    ("externaldns.k8s.io", "dnsendpoints"): {"get", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "persistentvolumeclaims"): {"get"},
     ("", "events"): {"create", "patch"},
@@ -519,6 +520,7 @@ def test_cluster_mode_rbac_is_exactly_what_the_operator_calls(tmp_path: Path) ->
     assert flatten(rules) == expected
     crd_rule = next(r for r in rules if "customresourcedefinitions" in r["resources"])
     assert sorted(crd_rule["resourceNames"]) == [
+        "dnsendpoints.externaldns.k8s.io",
         "podmonitors.monitoring.coreos.com",
         "prometheusrules.monitoring.coreos.com",
     ]

@@ -29,6 +29,7 @@ from ..desired import (
 )
 from ..reconcile import Observed
 from ..rollout import ColourObservation
+from ..traffic import DNSENDPOINT_API_VERSION, DNSENDPOINT_CRD, DNSENDPOINT_KIND
 from . import metrics
 from .store import DSD_KIND, OWNED_KINDS, Store
 
@@ -145,6 +146,7 @@ class Kube:
         self._lock = threading.Lock()
         self._nodes: tuple[float, tuple[GpuNode, ...]] | None = None
         self._crds: tuple[float, bool] | None = None
+        self._dns_crd: tuple[float, bool] | None = None
         self.calls = 0  # API requests made, for the operator's own metrics and benchmarks
         self._seeded_at: dict[str, float] = {}  # namespace -> when its owned objects were listed
         self._seed_locks: dict[str, threading.Lock] = {}
@@ -245,6 +247,57 @@ class Kube:
         with self._lock:
             self._crds = (now, present)
         return present
+
+    def dns_crd(self) -> bool:
+        """Whether external-dns's DNSEndpoint CRD is installed (read by name, cached like the
+        monitoring CRDs: installing it later is noticed within CRD_CACHE_SECONDS)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._dns_crd is not None and now - self._dns_crd[0] < CRD_CACHE_SECONDS:
+                return self._dns_crd[1]
+        self.calls += 1
+        try:
+            self.apiext.read_custom_resource_definition(DNSENDPOINT_CRD)
+            present = True
+        except client.ApiException as e:
+            if e.status not in (403, 404):
+                raise
+            present = False
+        with self._lock:
+            self._dns_crd = (now, present)
+        return present
+
+    def get_dns_endpoint(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls += 1
+        res = self.dyn.resources.get(api_version=DNSENDPOINT_API_VERSION, kind=DNSENDPOINT_KIND)
+        try:
+            return cast(dict[str, Any], res.get(name=name, namespace=namespace).to_dict())
+        except client.ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def apply_dns_endpoint(self, body: dict[str, Any]) -> None:
+        """Server-side apply (creates it, or updates the fields the operator owns)."""
+        self.calls += 1
+        res = self.dyn.resources.get(api_version=DNSENDPOINT_API_VERSION, kind=DNSENDPOINT_KIND)
+        res.server_side_apply(
+            body=body,
+            name=body["metadata"]["name"],
+            namespace=body["metadata"]["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+
+    def delete_dns_endpoint(self, namespace: str, name: str, uid: str) -> None:
+        """Delete it only while it is the one read (a precondition on its uid)."""
+        self.calls += 1
+        res = self.dyn.resources.get(api_version=DNSENDPOINT_API_VERSION, kind=DNSENDPOINT_KIND)
+        try:
+            res.delete(name=name, namespace=namespace, body={"preconditions": {"uid": uid}})
+        except client.ApiException as e:
+            if e.status not in (404, 409):
+                raise
 
     def pvc_exists(self, namespace: str, name: str) -> bool:
         self._count("get", "persistentvolumeclaims")

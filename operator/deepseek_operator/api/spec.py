@@ -8,6 +8,7 @@ and as a pydantic validator the operator and the unit tests use.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
@@ -27,6 +28,18 @@ POD_FIELD_PATH = (
     r"|spec\.(nodeName|serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$"
 )
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+# DNS: an IPv4 address (an A record), anything with a colon (an IPv6 address: an AAAA record; the
+# models check it fully), else a hostname (a CNAME). `[.]` rather than an escaped dot: the same
+# text is a CEL string literal in the CRD.
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = rf"^({_OCTET}[.]){{3}}{_OCTET}$"
+_HOST = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*[.]?"
+HOSTNAME = rf"^{_HOST}$"
+DNS_TARGET = rf"^([0-9a-fA-F:.]*:[0-9a-fA-F:.]*|{_HOST})$"
+# `aws/weight`, `webhook/weight`, `weight`: external-dns keeps a `x/` property only for provider x.
+PROVIDER_PROPERTY = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+# CEL: a target that is an IP address (A or AAAA), not a hostname (CNAME).
+_CEL_IP = f"(t.matches('{IPV4}') || t.contains(':'))"
 # The project's engine image: vllm/vllm-openai of the same tag plus the entrypoint
 # (serving/engine/Dockerfile), which passes the operator's vLLM arguments through.
 DEFAULT_IMAGE = "ghcr.io/deepseek-operator/deepseek-engine:v0.32.0"
@@ -34,6 +47,15 @@ DEFAULT_IMAGE = "ghcr.io/deepseek-operator/deepseek-engine:v0.32.0"
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
 DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=32)]
+DnsTarget = Annotated[str, Field(pattern=DNS_TARGET, min_length=1, max_length=253)]
+
+
+def dns_record_type(target: str) -> Literal["A", "AAAA", "CNAME"]:
+    """The DNS record a target makes: an IPv4 address an A, an IPv6 address an AAAA, a hostname
+    a CNAME (the same split as the CRD's rules)."""
+    if ":" in target:
+        return "AAAA"
+    return "A" if re.match(IPV4, target) else "CNAME"
 
 
 class WeightPrecision(StrEnum):
@@ -945,6 +967,13 @@ class RegionSpec(ApiModel):
                 "regions[].minReplicas must be less than or equal to regions[].maxReplicas",
                 ".minReplicas",
             ),
+            cel(
+                f"!has(self.dnsTargets) || self.dnsTargets.all(t, {_CEL_IP}) || "
+                "(size(self.dnsTargets) == 1 && self.dnsTargets.all(t, !" + _CEL_IP + "))",
+                "regions[].dnsTargets must be IP addresses (A/AAAA records) or one hostname (a "
+                "CNAME), not both",
+                ".dnsTargets",
+            ),
         )
     }
 
@@ -991,6 +1020,33 @@ class RegionSpec(ApiModel):
         "(by weight) of the replicas they ran (status.regions[].carryingReplicas), within its "
         "maxReplicas, and lowered back at failback.",
     )
+    dns_targets: list[DnsTarget] = Field(
+        default_factory=list,
+        max_length=8,
+        description="With failover.dns: where the global hostname points for this region, e.g. "
+        "its load balancer's hostname (one, a CNAME record, e.g. "
+        "abc-123.elb.us-east-1.amazonaws.com) or its IP addresses (A records for IPv4, AAAA for "
+        "IPv6). The region's weighted record set (set identifier: the region name) has these "
+        "targets. Every region's targets must be of one kind: all hostnames or all addresses.",
+    )
+
+    @model_validator(mode="after")
+    def _dns_targets(self) -> RegionSpec:
+        kinds = {dns_record_type(t) for t in self.dns_targets}
+        for t in self.dns_targets:
+            if ":" in t:
+                try:
+                    ipaddress.IPv6Address(t)
+                except ValueError:
+                    raise ValueError(
+                        f"regions[].dnsTargets: {t!r} is neither an IP address nor a hostname"
+                    ) from None
+        if "CNAME" in kinds and len(self.dns_targets) > 1:
+            raise ValueError(
+                "regions[].dnsTargets must be IP addresses (A/AAAA records) or one hostname (a "
+                "CNAME), not both"
+            )
+        return self
 
     @model_validator(mode="after")
     def _bounds(self) -> RegionSpec:
@@ -1003,6 +1059,44 @@ class RegionSpec(ApiModel):
                 "regions[].minReplicas must be less than or equal to regions[].maxReplicas"
             )
         return self
+
+
+DNS_DESCRIPTION = (
+    "Publish the traffic weights as DNS: one external-dns DNSEndpoint (externaldns.k8s.io/"
+    "v1alpha1) named after this resource, in its namespace, with one weighted record set per "
+    "region in rotation (set identifier: the region name; weight: status.regions[].weight; "
+    "targets: regions[].dnsTargets). A region out of rotation, or with weight 0, has no record; "
+    "while no region is in rotation the records published last stay. external-dns "
+    "(--source=crd) writes them to Route53-style weighted routing. Needs external-dns's "
+    "DNSEndpoint CRD in this cluster. Unset: nothing is published."
+)
+
+
+class DnsSpec(ApiModel):
+    """Weighted DNS records for the regions, through an external-dns DNSEndpoint."""
+
+    hostname: str = Field(
+        pattern=HOSTNAME,
+        min_length=1,
+        max_length=253,
+        description="The global name clients resolve, e.g. deepseek.example.com (in a zone "
+        "external-dns manages).",
+    )
+    ttl_seconds: int = Field(
+        30,
+        ge=1,
+        le=86400,
+        description="TTL of the records: how long resolvers may keep sending clients to a "
+        "region after its record changed (part of the failover time).",
+    )
+    weight_property: str = Field(
+        "aws/weight",
+        pattern=PROVIDER_PROPERTY,
+        max_length=127,
+        description="The external-dns provider-specific property that carries each record's "
+        "weight: aws/weight for Route53 (--provider=aws). external-dns drops a `x/` property "
+        "unless x is its --provider, so a webhook provider needs webhook/weight.",
+    )
 
 
 class FailoverSpec(ApiModel):
@@ -1021,6 +1115,7 @@ class FailoverSpec(ApiModel):
         le=86400,
         description="How long a recovered region must stay healthy before traffic returns.",
     )
+    dns: DnsSpec | None = Field(None, description=DNS_DESCRIPTION)
 
 
 # Kubernetes label syntax (apimachinery's validation.IsQualifiedName / IsValidLabelValue).
@@ -1139,6 +1234,20 @@ class DeepSeekDeploymentSpec(ApiModel):
                 "region names must be unique",
                 ".regions",
             ),
+            cel(
+                "!has(self.failover) || !has(self.failover.dns) || (size(self.regions) > 0 && "
+                "self.regions.all(r, has(r.dnsTargets) && size(r.dnsTargets) > 0))",
+                "failover.dns needs regions[].dnsTargets in every region (where its record points)",
+                ".regions",
+            ),
+            cel(
+                "!has(self.failover) || !has(self.failover.dns) || "
+                f"self.regions.all(r, !has(r.dnsTargets) || r.dnsTargets.all(t, {_CEL_IP})) || "
+                "self.regions.all(r, !has(r.dnsTargets) || r.dnsTargets.all(t, !" + _CEL_IP + "))",
+                "regions[].dnsTargets must be addresses in every region or hostnames in every "
+                "region: a CNAME cannot share the failover.dns hostname with A/AAAA records",
+                ".regions",
+            ),
         )
     }
 
@@ -1193,7 +1302,22 @@ class DeepSeekDeploymentSpec(ApiModel):
             names = [r.name for r in self.regions]
             if len(set(names)) != len(names):
                 raise ValueError("region names must be unique")
+        self._dns_cross_field()
         return self
+
+    def _dns_cross_field(self) -> None:
+        if self.failover.dns is None:
+            return
+        if not self.regions or any(not r.dns_targets for r in self.regions):
+            raise ValueError(
+                "failover.dns needs regions[].dnsTargets in every region (where its record points)"
+            )
+        cname = {r.name: dns_record_type(r.dns_targets[0]) == "CNAME" for r in self.regions}
+        if len(set(cname.values())) > 1:
+            raise ValueError(
+                "regions[].dnsTargets must be addresses in every region or hostnames in every "
+                "region: a CNAME cannot share the failover.dns hostname with A/AAAA records"
+            )
 
     def desired_replicas(self) -> int:
         """spec.replicas, or scaling.minReplicas when unset."""

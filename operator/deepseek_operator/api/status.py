@@ -38,6 +38,7 @@ class ConditionType(StrEnum):
     METRICS_AVAILABLE = "MetricsAvailable"
     REGIONS_HEALTHY = "RegionsHealthy"
     REGIONS_SYNCED = "RegionsSynced"
+    DNS_PUBLISHED = "DNSPublished"
 
 
 class Condition(ApiModel):
