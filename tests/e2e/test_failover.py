@@ -256,7 +256,7 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         # the restart would be a new one).
         op.kill()
         restarted = time.time()
-        op.start()
+        op.start_outranking()
         wait_for(
             lambda: all(
                 (r.get("lastCheckTime") or 0) > restarted + 2
@@ -296,7 +296,7 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         "us-east": ("Recovering", 0),
         "eu-west": ("Healthy", 100),
     }
-    op.start()
+    op.start_outranking()
     wait_all_healthy(east, namespace)
     healthy = regions_now(east, namespace)["us-east"]
     assert healthy["since"] - recovering["since"] >= FAILBACK_DELAY, (recovering, healthy)
