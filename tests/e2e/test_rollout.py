@@ -807,8 +807,7 @@ def test_a_failed_analysis_on_a_full_cluster_rolls_back_in_steps(
     killed while it rolls back (RollingBack). RollingBack ends as soon as the preview's pods
     are gone, which takes the Deployment controller well under a second here; so that the kill
     lands inside it, the region's kube-controller-manager is frozen (SIGSTOP) before the errors
-    start (the operator's scale-down of the preview then waits) and thawed after the kill. (A
-    stop and restart of it instead left the test's namespace Terminating for ~3 minutes.)"""
+    start (the operator's scale-down of the preview then waits) and thawed after the kill."""
     ns = namespace
     patch_spec(custom, ns, {"model": {"revision": "bad"}})
     analysing = wait_phase(custom, ns, "Analyzing", "Completed", "RolledBack")
