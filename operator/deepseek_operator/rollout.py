@@ -560,13 +560,18 @@ def _start_rolling_back(
 
 def _rolling_back(ctx: RolloutContext, st: RolloutState, *events: Event) -> RolloutStep:
     """RollingBack's targets: the old colour asks for every replica (its new pods take GPUs as
-    they free up); the preview keeps n - (old Ready) - u, never more than it has."""
+    they free up); the preview keeps base - (old Ready) - u, never more than it has. base (the
+    old colour's Ready pods when the transition went stepped, _base) rather than n: replicas
+    the old colour never placed hold no GPUs to come back to, and waiting for them would keep
+    the preview, and RollingBack, for good. E.g. n=3 where 2 fit, u=1: old 1 Ready, preview 1
+    -> preview 2 - 1 - 1 = 0 at once (with n, 3 - 1 - 1 = 1: the old colour's second pod
+    never gets the preview's GPUs)."""
     assert st.preview_colour is not None
     n = ctx.replicas
     u = max(1, ctx.inp.settings.max_unavailable)
     back = min(ctx.inp.active.ready, n) if ctx.inp.active.exists else 0
     have = ctx.inp.other.replicas if ctx.inp.other.exists else 0
-    preview = max(0, min(have, n - back - u))
+    preview = max(0, min(have, _base(ctx, st) - back - u))
     return RolloutStep(
         state=replace(st, stable_replicas=n),
         active=ColourTarget(st.active_colour, n, ctx.inp.desired_hash == st.active_hash),

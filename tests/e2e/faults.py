@@ -35,6 +35,25 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The same rollout resumes (same start time, one RolloutStarted) and promotes; no client "
         "request fails",
     ),
+    "operator-killed-progressing": (
+        "The operator killed while a rollout's preview colour starts (Progressing), under "
+        "client load",
+        "Nothing moves while it is down; once back the same rollout (same start time, one "
+        "RolloutStarted) goes on to its analysis; no client request fails",
+    ),
+    "operator-killed-paused": (
+        "The operator killed while a manual rollout waits for promotion (Paused), under "
+        "client load",
+        "It stays Paused, the stable colour serving; once back the promote annotation "
+        "completes the same rollout (one RolloutPaused, one RolloutPromoted); no client "
+        "request fails",
+    ),
+    "operator-killed-rolling-back": (
+        "The operator killed while a failed stepped rollout rolls back (RollingBack) on a "
+        "full cluster, under client load",
+        "Once back it ends the same rollback (one AnalysisFailed, one RolledBackInSteps); "
+        "capacity stays served; no client request fails",
+    ),
     "leader-killed": (
         "The leading operator replica killed with a second replica running",
         "The other replica takes the lease and reconciles",
@@ -84,6 +103,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "The primary region's engines gone (two-region failover)",
         "The standby takes the traffic weight (status, Events) and is raised to what the "
         "primary ran; failback after the delay, standby lowered back",
+    ),
+    "operator-killed-failover": (
+        "The home operator killed while the primary region is failed over (Unhealthy), and "
+        "again while it recovers (Recovering, inside the failback delay)",
+        "No failover action repeated; failback once, after the whole delay (one "
+        "RegionRecovering, RegionHealthy, StandbyLowered)",
     ),
 }
 
@@ -146,9 +171,8 @@ def report(rows: list[Row], when: str) -> str:
     missing = [k for k in FAULTS if k not in last]
     lines += [
         "",
-        "Not in the matrix yet: the operator "
-        "killed at every rollout phase and failover state, the home API server unreachable "
-        "during failover.",
+        "Not in the matrix yet: the home API server unreachable during failover, the operator "
+        "killed while a region is Pending (before its first check).",
     ]
     if missing:
         lines += ["", f"Not run in this session: {', '.join(missing)}."]

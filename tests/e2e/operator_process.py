@@ -76,6 +76,7 @@ class OperatorProcess:
         self.health_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.outranked = 0  # start_outranking() calls
 
     @property
     def metrics_url(self) -> str:
@@ -169,6 +170,16 @@ class OperatorProcess:
 
     def restart(self) -> OperatorProcess:
         self.stop()
+        return self.start()
+
+    def start_outranking(self) -> OperatorProcess:
+        """start() again after kill(), with a peering priority above every earlier start's.
+        The killed process's peering record stays until it expires (Kopf's 60 s); a new
+        process with a lower (random) priority stays paused until then, one with a higher one
+        works at once. The kill tests that are about what the operator does once back, rather
+        than when, use this to skip that wait (up to a minute, half the time)."""
+        self.outranked += 1
+        self.extra = [*self.extra, "--priority", str(2**30 + self.outranked)]
         return self.start()
 
 

@@ -16,7 +16,10 @@ loopback.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +29,8 @@ import pytest
 from deepseek_operator import labels as L
 from kubernetes import client
 
-from testbed.cluster import RegionInfo
+from testbed.cluster import LocalCluster, RegionInfo
+from testbed.sim.faults import FAULT_ANNOTATION as FAULT
 from testbed.sim.loadgen import LoadGenerator, constant_rate
 from testbed.sim.router import Route, Router, local_cluster_address
 
@@ -266,6 +270,25 @@ def reasons(core: client.CoreV1Api, ns: str) -> list[str]:
     return [e.reason for e in events_of(core, ns, NAME)]
 
 
+def times_said(core: client.CoreV1Api, ns: str) -> Counter[str]:
+    """How many times each Event reason was said: an Event repeated by one process aggregates
+    (its count goes up), one repeated after a restart is a new Event; both count here."""
+    said: Counter[str] = Counter()
+    for e in events_of(core, ns, NAME):
+        said[e.reason] += e.count or 1
+    return said
+
+
+def reconciled_at(op: OperatorProcess) -> float | None:
+    """When `op` last reconciled the resource (its last-reconcile gauge), None before."""
+    for line in op.metrics().splitlines():
+        if line.startswith("deepseek_operator_last_reconcile_timestamp_seconds{") and (
+            f'dsd="{NAME}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def active_column(region: RegionInfo, ns: str) -> str:
     row = kubectl(region, "get", "dsd", NAME, "-n", ns, "--no-headers").stdout.split()
     return row[5]  # NAME MODEL MODE READY DESIRED ACTIVE PHASE AGE
@@ -443,23 +466,59 @@ def test_erroring_preview_is_rolled_back_and_clients_see_no_errors(
 def test_manual_promote_waits_in_paused_then_promotes(
     namespace: str,
     serving_manual: Traffic,
+    operator: OperatorProcess,
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
     custom: client.CustomObjectsApi,
 ) -> None:
+    """The operator is also killed in the two phases that wait on the cluster or a person:
+    Progressing (the preview starting) and Paused (waiting for the promote annotation)."""
     ns = namespace
     patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
+    starting = wait_phase(custom, ns, "Progressing", "Analyzing", "Paused")
+    assert starting["phase"] == "Progressing", starting
+    operator.kill()
+    starting = rollout(custom, ns)  # as the operator last wrote it
+    assert starting["phase"] == "Progressing", starting
+    # The preview gets Ready while it is down (the Deployment controller's work), and nothing
+    # else moves: no analysis starts, the rollout's status is what it was.
+    wait_for(
+        lambda: len(ready_pods(core, ns, "green")) == REPLICAS,
+        timeout=120,
+        what="2 Ready green pods with the operator down",
+    )
+    assert rollout(custom, ns) == starting
+    assert service_colour(core, ns) == "blue"
+    operator.start_outranking()
+
     paused = wait_phase(custom, ns, "Paused", "Completed", "RolledBack")
     assert paused["phase"] == "Paused", paused
+    assert paused["startedAt"] == starting["startedAt"]  # the same rollout, resumed
     assert paused["activeColour"] == "blue" and paused["previewColour"] == "green"
     assert all(a["passed"] is True for a in paused["analysis"]), paused["analysis"]
     assert service_colour(core, ns) == "blue"
     assert len(ready_pods(core, ns, "green")) == REPLICAS
     assert "RolloutPaused" in reasons(core, ns)
 
+    # Killed while Paused: it stays Paused, the stable colour serving, across the restart.
+    operator.kill()
+    assert rollout(custom, ns)["phase"] == "Paused"
+    restarted = time.time()
+    operator.start_outranking()
+    wait_for(
+        lambda: (reconciled_at(operator) or 0) > restarted,
+        timeout=60,
+        what="a reconcile by the restarted operator",
+    )
+    assert rollout(custom, ns)["phase"] == "Paused"
+    assert rollout(custom, ns)["startedAt"] == starting["startedAt"]
+    assert service_colour(core, ns) == "blue"
+    assert deployment_replicas(apps, ns, "blue") == REPLICAS
+
     annotate(custom, ns, L.PROMOTE)
     done = wait_phase(custom, ns, "ScalingDown", "Completed")
     assert done["activeColour"] == "green"
+    assert done["startedAt"] == starting["startedAt"]
     assert service_colour(core, ns) == "green"
     wait_for(
         lambda: L.PROMOTE not in (get_dsd(custom, ns, NAME)["metadata"].get("annotations") or {}),
@@ -467,10 +526,26 @@ def test_manual_promote_waits_in_paused_then_promotes(
     )
     wait_phase(custom, ns, "Completed")
     wait_for(lambda: deployment_replicas(apps, ns, "blue") == 0, what="blue scaled to 0")
-    assert "RolloutPromoted" in reasons(core, ns)
+    said = times_said(core, ns)
+    for once in ("RolloutStarted", "PreviewReady", "RolloutPaused", "RolloutPromoted"):
+        assert said[once] == 1, (once, said)
 
     counts = finish(serving_manual, "manual promote")
     assert_no_client_errors(counts)
+    record(
+        "operator-killed-progressing",
+        "killed in Progressing; the preview got Ready while it was down and the status did "
+        "not move; once back the same rollout (same startedAt, one RolloutStarted, one "
+        "PreviewReady) was analysed and paused",
+        counts,
+    )
+    record(
+        "operator-killed-paused",
+        "killed in Paused; still Paused after the restart's first reconcile, blue serving; "
+        "the promote annotation completed the same rollout to green (one RolloutPaused, one "
+        "RolloutPromoted)",
+        counts,
+    )
 
 
 def test_manual_abort_returns_to_the_stable_colour(
@@ -721,37 +796,68 @@ def test_a_rollout_on_a_full_cluster_moves_capacity_in_steps_with_zero_failed_re
 def test_a_failed_analysis_on_a_full_cluster_rolls_back_in_steps(
     namespace: str,
     serving_full: Traffic,
+    operator: OperatorProcess,
+    local_cluster: LocalCluster,
+    region: RegionInfo,
     core: client.CoreV1Api,
     apps: client.AppsV1Api,
     custom: client.CustomObjectsApi,
 ) -> None:
+    """The first new pod starts failing its requests while it is analysed; the operator is
+    killed while it rolls back (RollingBack). RollingBack ends as soon as the preview's pods
+    are gone, which takes the Deployment controller well under a second here; so that the kill
+    lands inside it, the region's kube-controller-manager is frozen (SIGSTOP) before the errors
+    start (the operator's scale-down of the preview then waits) and thawed after the kill."""
     ns = namespace
-    patch_spec(
-        custom,
-        ns,
-        {
-            "model": {"revision": "bad"},
-            "engine": {"podAnnotations": {"sim.deepseek.dev/fault": "error"}},
-        },
+    patch_spec(custom, ns, {"model": {"revision": "bad"}})
+    analysing = wait_phase(custom, ns, "Analyzing", "Completed", "RolledBack")
+    assert analysing["phase"] == "Analyzing" and analysing["stepped"], analysing
+    wait_for(
+        lambda: serving_full.counts()["preview"].get(200, 0) > 0,
+        timeout=30,
+        what="the preview answering its analysis traffic",
     )
-    seen: set[str] = set()
+    green = [  # the one analysed, and the one Pending for the next step's GPUs
+        p.metadata.name
+        for p in core.list_namespaced_pod(
+            ns, label_selector=f"{L.DEPLOYMENT}={NAME},{L.COLOUR}=green"
+        ).items
+        if p.metadata.deletion_timestamp is None
+    ]
+    kcm = next(
+        c.pid
+        for c in local_cluster.status()[region.name].components
+        if c.name == "kube-controller-manager"
+    )
+    assert kcm is not None
+    os.kill(kcm, signal.SIGSTOP)
+    try:
+        for pod in green:  # the fleet's fault hook: every completion answers 500
+            core.patch_namespaced_pod(pod, ns, {"metadata": {"annotations": {FAULT: "error"}}})
+        back = wait_phase(custom, ns, "RollingBack", "RolledBack", "Completed")
+        assert back["phase"] == "RollingBack", back
+        operator.kill()
+        assert rollout(custom, ns)["phase"] == "RollingBack"
+        assert deployment_replicas(apps, ns, "green") == 0  # the preview's scale-down, asked
+    finally:
+        os.kill(kcm, signal.SIGCONT)
+    # The controllers act on what was asked (the preview goes, blue comes back), and nobody
+    # ends the rollback while the operator is down.
+    wait_for(lambda: not ready_pods(core, ns, "green"), timeout=60, what="the preview pod gone")
+    assert rollout(custom, ns)["phase"] == "RollingBack"
+    operator.start_outranking()
 
-    def rolled_back() -> dict[str, Any] | None:
-        r = rollout(custom, ns)
-        seen.add(r.get("phase", ""))
-        return r if r.get("phase") in ("RolledBack", "Completed") else None
-
-    done = wait_for(rolled_back, timeout=ROLLOUT_TIMEOUT, every=1.0, what="rolled back")
+    done = wait_phase(custom, ns, "RolledBack", "Completed")
     assert done["phase"] == "RolledBack" and done["activeColour"] == "blue", done
-    # back the way it came (RollingBack may last less than a poll: the message and the Event
-    # say it), the failing version kept away from the stable Service
+    assert done["startedAt"] == analysing["startedAt"], done  # the same rollout
+    # back the way it came, the failing version kept away from the stable Service
     assert "rolled back in steps" in done["message"] and "errorRate" in done["message"], done
-    assert {"Progressing", "Analyzing"} <= seen, seen
     wait_for(lambda: len(ready_pods(core, ns, "blue")) == REPLICAS, what="2 Ready blue pods")
-    wait_for(lambda: deployment_replicas(apps, ns, "green") == 0, what="preview at 0")
+    assert deployment_replicas(apps, ns, "green") == 0
     assert service_colour(core, ns) == "blue"
-    want = {"SteppedTransition", "AnalysisFailed", "RolledBackInSteps"}
-    wait_for(lambda: want <= set(reasons(core, ns)), what=f"Events {want}")
+    said = times_said(core, ns)
+    for once in ("RolloutStarted", "SteppedTransition", "AnalysisFailed", "RolledBackInSteps"):
+        assert said[once] == 1, (once, said)
     status = get_dsd(custom, ns, NAME)["status"]
     cond = {c["type"]: c for c in status["conditions"]}
     assert cond["Degraded"]["status"] == "True", cond["Degraded"]
@@ -762,5 +868,12 @@ def test_a_failed_analysis_on_a_full_cluster_rolls_back_in_steps(
         "analysis-fails-full-cluster",
         "rolled back in steps (SteppedTransition, AnalysisFailed, RolledBackInSteps Events), "
         "2 Ready blue pods, Degraded=True",
+        counts,
+    )
+    record(
+        "operator-killed-rolling-back",
+        "killed in RollingBack (the preview's scale-down asked, its pod not gone yet); the "
+        "status did not move while it was down; once back the same rollout ended RolledBack "
+        "(one AnalysisFailed, one RolledBackInSteps), 2 Ready blue pods, green at 0",
         counts,
     )

@@ -205,6 +205,32 @@ def test_replicas_the_old_colour_never_placed_do_not_block_the_transition() -> N
     assert min(served[1:]) >= 1  # 2 served before, never fewer than 2 - maxUnavailable
 
 
+@pytest.mark.parametrize(
+    ("n", "slots", "fail_after"),
+    [
+        (3, 2, 0.0),  # the first new pod fails its analysis
+        (4, 3, 0.0),
+        (5, 3, 0.0),
+        (4, 3, 115.0),  # errors once the first pods passed and more moved
+    ],
+)
+def test_replicas_the_old_colour_never_placed_do_not_block_a_rollback(
+    n: int, slots: int, fail_after: float
+) -> None:
+    """The same GPU pressure, and the new version fails: RollingBack gives the preview's GPUs
+    back to the old colour's pods that ran, and ends; it does not wait for the ones that
+    never had GPUs (before, it kept the failing preview pod, and RollingBack, for good)."""
+    s = settings(maxUnavailable=1)
+    st, steps, served, world = run(n, slots, s, fail_after=fail_after, placed=slots)
+
+    assert st.phase is RolloutPhase.ROLLED_BACK and st.active_colour is B
+    assert world.colours[G].want == 0 and world.colours[B].want == n
+    assert world.colours[B].scheduled == slots  # every GPU back with the old colour
+    if fail_after == 0.0:  # (after errors in mixed serving the old colour serves alone)
+        assert min(served[1:]) >= slots - 1  # never fewer than base - maxUnavailable
+    assert "RolledBackInSteps" in reasons(steps)
+
+
 def test_the_first_pods_are_analysed_before_the_rest_follow() -> None:
     s = settings(maxUnavailable=1)
     _, steps, _, _ = run(4, 4, s)
