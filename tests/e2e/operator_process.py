@@ -207,8 +207,13 @@ def release_namespace(api: client.ApiClient, name: str) -> None:
         except client.ApiException as e:
             if e.status != 404:
                 raise
+    core = client.CoreV1Api(api)
     try:
-        client.CoreV1Api(api).delete_namespace(name, propagation_policy="Background")
+        core.delete_namespace(name, propagation_policy="Background")
+        # The test is over: its pods need no graceful drain. Engine pods have grace periods of
+        # minutes (preStop + vLLM's shutdown timeout), which kwok honours, so a namespace whose
+        # pods were still serving would stay Terminating that long.
+        core.delete_collection_namespaced_pod(name, grace_period_seconds=0)
     except client.ApiException as e:
         if e.status != 404:
             raise
