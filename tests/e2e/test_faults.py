@@ -385,14 +385,13 @@ def test_a_gpu_node_not_ready_has_its_replica_replaced_on_a_ready_node(
         )
         not_ready_in = time.monotonic() - t0
         ready_state = _node_ready(core, node)
-        # the node lifecycle controller marks its pods not Ready (Ready False, the containers
-        # still Ready: nobody heard from them); the simulated kubelet would set both False
-        conds = wait_for(
-            lambda: c if (c := _pod_conditions(core, ns, victim)).get("Ready") == "False" else None,
+        # its pod is marked not Ready (by the node lifecycle controller, or first by the
+        # crashed engine's readiness, whichever comes first)
+        wait_for(
+            lambda: _pod_conditions(core, ns, victim).get("Ready") == "False",
             timeout=30,
             what=f"{victim} not Ready",
         )
-        assert conds.get("ContainersReady") == "True", conds
         # its pod is not Ready any more: the EndpointSlice drops it, the router follows
         wait_for(
             lambda: victim not in traffic.stable_pods(),
