@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import time
 import urllib.request
@@ -25,6 +24,7 @@ import yaml
 from kubernetes import client
 
 from testbed.cluster import LocalCluster, RegionInfo
+from tests.unit.test_traffic import external_dns_crd
 
 from .faults import record
 from .operator_process import OperatorProcess, free_port, install_crds
@@ -41,19 +41,6 @@ HOSTNAME = "deepseek.global.test"
 TARGETS = {"us-east": ["192.0.2.10"], "eu-west": ["198.51.100.10"]}
 DNS = {"hostname": HOSTNAME, "ttlSeconds": 5}
 DNS_CRD = "dnsendpoints.externaldns.k8s.io"
-
-
-def external_dns_crd() -> dict[str, Any]:
-    """external-dns's own DNSEndpoint CRD (scripts/fetch-external-dns-crd.sh, make tools)."""
-    from testbed.cluster import cache_dir
-
-    f = cache_dir() / "external-dns-crd" / "current" / f"{DNS_CRD}.yaml"
-    if not f.exists():
-        msg = f"no external-dns CRD at {f}: run scripts/fetch-external-dns-crd.sh"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return dict(yaml.safe_load(f.read_text()))
 
 
 @pytest.fixture(scope="module")
