@@ -158,12 +158,19 @@ REGIONS = [
 
 
 @pytest.fixture
+def fleet_regions() -> list[dict[str, Any]]:
+    """spec.regions of the fleet's DeepSeekDeployment; a test parametrizes it to change it."""
+    return REGIONS
+
+
+@pytest.fixture
 def fleet(
     regions: dict[str, RegionInfo],
     api_clients: dict[str, client.ApiClient],
     namespace: str,
     operators: dict[str, OperatorProcess],
     dns: dict[str, Any] | None,
+    fleet_regions: list[dict[str, Any]],
 ) -> dict[str, client.CustomObjectsApi]:
     """The kubeconfig Secret and the DeepSeekDeployment in us-east, which creates its copy in
     eu-west; returns a CustomObjectsApi per region."""
@@ -171,7 +178,7 @@ def fleet(
     client.CoreV1Api(api_clients["us-east"]).create_namespaced_secret(
         namespace, kubeconfig_secret(regions["eu-west"])
     )
-    home = body(regions=REGIONS, dns=dns)
+    home = body(regions=fleet_regions, dns=dns)
     home["spec"]["replicas"] = 2  # the primary runs 2, the standby keeps 1
     custom["us-east"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, home)
     return custom
@@ -689,3 +696,172 @@ def test_one_apply_serves_in_both_regions_and_the_copy_follows(
     east.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, DSD)
     wait_for(lambda: copy_in(west, namespace) is None, timeout=90, what="the eu-west copy deleted")
     wait_for(lambda: copy_in(east, namespace) is None, timeout=60, what="the home resource gone")
+
+
+# eu-west in rotation beside us-east (half its weight): its first passed check moves traffic.
+SHARED = [REGIONS[0], {**REGIONS[1], "weight": 50}]
+
+
+@pytest.fixture
+def west_without_gpus(regions: dict[str, RegionInfo]) -> Iterator[None]:
+    """eu-west's GPUs gone before the resource is applied: its copy is made, but none of its
+    engines can start, so the region has not passed a health check (Pending)."""
+    gpus_gone(regions["eu-west"], down=True)
+    try:
+        yield
+    finally:
+        gpus_gone(regions["eu-west"], down=False)
+
+
+@pytest.mark.parametrize("fleet_regions", [SHARED], ids=["eu-west-weight-50"])
+def test_the_operator_killed_while_a_region_is_pending_resumes_it(
+    west_without_gpus: None,
+    fleet: dict[str, client.CustomObjectsApi],
+    regions: dict[str, RegionInfo],
+    namespace: str,
+    core: client.CoreV1Api,
+    operators: dict[str, OperatorProcess],
+) -> None:
+    east = fleet["us-east"]
+    # us-east passes its checks; eu-west fails every one and stays Pending, out of rotation
+    # (a Pending region is never Unhealthy: failureThreshold is 2 here).
+    waiting = {"us-east": ("Healthy", 100), "eu-west": ("Pending", 0)}
+
+    def pending() -> dict[str, Any]:
+        west = regions_now(east, namespace).get("eu-west") or {}
+        enough = (west.get("consecutiveFailures") or 0) >= 3
+        return west if enough and weights_and_states(east, namespace) == waiting else {}
+
+    before = wait_for(pending, timeout=180, what="us-east Healthy, eu-west Pending", every=1)
+    assert "no ready engine pod" in before["message"], before
+    assert copy_in(fleet["eu-west"], namespace) is not None
+    op = operators["us-east"]
+    assert metric(op, "deepseek_operator_region_weight", "eu-west") == 0.0
+    said = times_said(core, namespace)
+
+    op.kill()
+    killed = time.time()
+    time.sleep(4)  # four health-check intervals without the operator: nothing moves
+    assert weights_and_states(east, namespace) == waiting
+    checked = [r.get("lastCheckTime") or 0 for r in regions_now(east, namespace).values()]
+    assert max(checked) < killed, checked
+    op.start_outranking()
+    restarted = time.time()
+    wait_for(
+        lambda: all(
+            (r.get("lastCheckTime") or 0) > restarted + 2
+            for r in regions_now(east, namespace).values()
+        ),
+        timeout=60,
+        what="health checks by the restarted operator",
+    )
+    # It resumes from the status: still Pending, the failed checks counted on, nothing said again.
+    assert weights_and_states(east, namespace) == waiting
+    after = regions_now(east, namespace)["eu-west"]
+    assert after["consecutiveFailures"] > before["consecutiveFailures"], (before, after)
+    assert after["since"] == before["since"], (before, after)
+    assert times_said(core, namespace) == said
+
+    # eu-west's GPUs come back: in rotation at its first passed check, said once.
+    gpus_gone(regions["eu-west"], down=False)
+    wait_regions(
+        east,
+        namespace,
+        {"us-east": ("Healthy", 100), "eu-west": ("Healthy", 50)},
+        "eu-west in rotation at its first passed check",
+    )
+    said = times_said(core, namespace)
+    assert "RegionUnhealthy" not in event_reasons(core, namespace), said
+    for once in ("RegionHealthy", "TrafficShifted", "CopyCreated"):
+        assert all(n == 1 for r, n in said if r == once), (once, said)
+    healthy = [m for r, m in events(core, namespace) if r == "RegionHealthy"]
+    assert len(healthy) == 2 and "region eu-west passes its first health check" in healthy[1]
+    shifted = [m for r, m in events(core, namespace) if r == "TrafficShifted"]
+    assert shifted == [
+        "traffic weights us-east=100, eu-west=50 -> us-east=100, eu-west=0",
+        "traffic weights us-east=100, eu-west=0 -> us-east=100, eu-west=50",
+    ], shifted
+    record(
+        "operator-killed-pending",
+        f"killed while eu-west was Pending ({before['consecutiveFailures']} failed checks, "
+        "its engines unschedulable): nothing moved while it was down; the restarted operator "
+        "kept it Pending at weight 0, counting its failed checks on, and posted no Event; once "
+        "its GPUs were back eu-west passed its first check and went into rotation "
+        "(us-east=100, eu-west=50) with one RegionHealthy and one TrafficShifted",
+    )
+
+
+@pytest.mark.parametrize("dns", [DNS], ids=["dns"])
+def test_the_home_api_server_gone_while_failed_over_changes_nothing(
+    dns_crd: None,
+    fleet: dict[str, client.CustomObjectsApi],
+    regions: dict[str, RegionInfo],
+    namespace: str,
+    core: client.CoreV1Api,
+    operators: dict[str, OperatorProcess],
+    local_cluster: LocalCluster,
+) -> None:
+    east, west = fleet["us-east"], fleet["eu-west"]
+    wait_all_healthy(east, namespace)
+    failed_over = {"us-east": ("Unhealthy", 0), "eu-west": ("Healthy", 100)}
+    gpus_gone(regions["us-east"], down=True)
+    try:
+        wait_regions(east, namespace, failed_over, "traffic moved to eu-west")
+        wait_records(east, namespace, {"eu-west": 100}, "eu-west's record alone")
+        wait_for(
+            lambda: (dsd(west, namespace).get("status") or {}).get("readyReplicas") == 2,
+            timeout=120,
+            what="eu-west raised to the 2 replicas us-east ran, Ready",
+            every=1,
+        )
+        said = times_said(core, namespace)
+        records = dns_endpoint(east, namespace) or {}
+        op = operators["us-east"]
+
+        # The home API server goes away while eu-west carries the traffic. The home operator
+        # keeps its status, Events and DNS records there, so it can change nothing; eu-west
+        # goes on serving at the raised capacity, its own operator reconciling the copy.
+        try:
+            assert local_cluster.stop_component("us-east", "kube-apiserver")
+            time.sleep(8)  # eight of the home operator's health checks meanwhile
+            copy = dsd(west, namespace)
+            assert copy["spec"]["replicas"] == 2, copy["spec"]  # not lowered meanwhile
+            assert copy["status"]["readyReplicas"] == 2, copy["status"]
+            assert (condition(copy, "Ready") or {}).get("status") == "True", copy["status"]
+            assert op.proc is not None and op.proc.poll() is None, "the operator exited"
+            assert metric(op, "deepseek_operator_region_weight", "eu-west") == 100.0
+        finally:
+            local_cluster.up()
+        back = time.time()
+        wait_for(
+            lambda: all(
+                (r.get("lastCheckTime") or 0) > back + 2
+                for r in regions_now(east, namespace).values()
+            ),
+            timeout=90,
+            what="health checks written again once the API server is back",
+        )
+        # The same process resumes the same failover: nothing repeated, nothing rewritten.
+        assert op.proc is not None and op.proc.poll() is None, "the operator exited"
+        assert weights_and_states(east, namespace) == failed_over
+        assert regions_now(east, namespace)["eu-west"]["consecutiveFailures"] == 0
+        now_said = times_said(core, namespace)
+        for once in ("RegionUnhealthy", "TrafficShifted", "StandbyRaised", "DNSRecordsUpdated"):
+            assert sum(n for r, n in now_said if r == once) == sum(
+                n for r, n in said if r == once
+            ), (once, said, now_said)
+        assert sum(n for r, n in now_said if r == "StandbyRaised") == 1, now_said
+        assert dsd(west, namespace)["spec"]["replicas"] == 2
+        again = dns_endpoint(east, namespace) or {}
+        assert again["metadata"]["generation"] == records["metadata"]["generation"], again
+        assert again["spec"]["endpoints"] == [record_set("eu-west", 100)], again
+    finally:
+        gpus_gone(regions["us-east"], down=False)
+    record(
+        "home-region-api-down-failover",
+        "us-east's kube-apiserver stopped for 8 s while failed over to eu-west: eu-west kept "
+        "serving its copy at the raised 2 replicas (Ready), the home operator kept running and "
+        "changed nothing; once the API server was back the same process went on checking with "
+        "the weights as they were (us-east=0, eu-west=100): no RegionUnhealthy, TrafficShifted, "
+        "StandbyRaised or DNSRecordsUpdated repeated, the DNSEndpoint not rewritten",
+    )
