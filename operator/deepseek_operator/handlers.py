@@ -31,7 +31,12 @@ from .adapters import metrics
 from .adapters.events import EventRecorder, ObjectRef
 from .adapters.kube import Kube
 from .adapters.prometheus import SignalPoller, Snapshot
-from .adapters.regions import RegionReader, RegionUnreachable, prometheus_view
+from .adapters.regions import (
+    HomeApiUnavailable,
+    RegionReader,
+    RegionUnreachable,
+    prometheus_view,
+)
 from .adapters.store import DSD_KIND
 from .api.base import GROUP, PLURAL, VERSION
 from .api.resource import DeepSeekDeployment, validation_message
@@ -477,6 +482,17 @@ def _check_regions(
         elif rt.regions is not None:
             try:
                 obs = rt.regions.observation(ns, name, region, _copy(rt, ns, name, region, reads))
+            except HomeApiUnavailable as e:
+                # Not the region's failure: no verdict, it keeps its state (counted as a failed
+                # check, a blip of this API server could fail over a region that serves).
+                log.warning(
+                    "region_not_checked namespace=%s name=%s region=%s reason=%r",
+                    ns,
+                    name,
+                    region.name,
+                    str(e),
+                )
+                continue
             except RegionUnreachable as e:
                 obs = failover.Observation(error=str(e))
         else:  # pragma: no cover - always configured by operator_main

@@ -9,7 +9,8 @@ when `prometheusUrl` is set, through the snapshot the signal poller keeps for th
 decisions are made here.
 
 Errors become `RegionUnreachable` (or `RegionApiError` with the HTTP status), whose message is
-what status and Events show.
+what status and Events show; `HomeApiUnavailable` when it was this cluster's API server that
+did not answer (the Secret could not be read), which says nothing about the region.
 """
 
 from __future__ import annotations
@@ -62,7 +63,22 @@ class RegionReader:
         self._clients: dict[tuple[str, str, str], tuple[str, client.ApiClient]] = {}
 
     def _client(self, namespace: str, secret: str, key: str) -> client.ApiClient:
-        s = self.core.read_namespaced_secret(secret, namespace, _request_timeout=REQUEST_TIMEOUT)
+        try:
+            s = self.core.read_namespaced_secret(
+                secret, namespace, _request_timeout=REQUEST_TIMEOUT
+            )
+        except client.ApiException as e:
+            if e.status not in (429,) and not 500 <= (e.status or 0) < 600:
+                raise  # 403, 404: the Secret (or its RBAC) is wrong, said as the region's error
+            raise HomeApiUnavailable(
+                f"cannot read Secret {secret} (kubeconfigSecretRef): this cluster's API server "
+                f"answered {e.status} {e.reason}"
+            ) from e
+        except Exception as e:  # connection refused, timeout: this cluster's API server is gone
+            raise HomeApiUnavailable(
+                f"cannot read Secret {secret} (kubeconfigSecretRef): this cluster's API server "
+                f"did not answer: {_short(e)}"
+            ) from e
         version = (s.metadata.resource_version if s.metadata else None) or ""
         with self._lock:
             cached = self._clients.get((namespace, secret, key))
@@ -82,6 +98,8 @@ class RegionReader:
         assert ref is not None, "local regions are observed by the reconcile"
         try:
             return client.CustomObjectsApi(self._client(namespace, ref.name, ref.key))
+        except HomeApiUnavailable:
+            raise
         except client.ApiException as e:
             raise RegionUnreachable(
                 f"cannot read Secret {ref.name} (kubeconfigSecretRef): {e.status} {e.reason}"
@@ -178,6 +196,12 @@ class RegionReader:
 
 class RegionUnreachable(Exception):
     """A member region's API, or the Secret that reaches it, could not be used."""
+
+
+class HomeApiUnavailable(RegionUnreachable):
+    """The region's kubeconfig Secret could not be read because this cluster's own API server
+    did not answer (refused, timed out, 5xx, 429): nothing was learnt about the region itself,
+    so a health check takes no verdict from it (a copy sync still reports it unreachable)."""
 
 
 class RegionApiError(RegionUnreachable):
