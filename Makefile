@@ -82,14 +82,17 @@ demo-down: venv ## stop what `make demo` started (its namespace deleted; cluster
 clean: venv ## stop every local cluster (demo's and tests') and delete their state and the demo's logs (keeps the tool cache)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo clean
 
-.PHONY: bench bench-autoscale bench-quantization bench-scale
-bench: bench-autoscale bench-quantization bench-scale ## every benchmark -> bench/results/
+.PHONY: bench bench-autoscale bench-quantization bench-scale bench-capacity
+bench: bench-autoscale bench-quantization bench-scale bench-capacity ## every benchmark -> bench/results/
 
 bench-autoscale: venv ## autoscaling benchmark: ours vs HPA, KEDA, KPA, static, oracle
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale $(BENCH_ARGS)
 
 bench-quantization: venv ## quantization ladder under a GPU cap: ours with/without the ladder, HPA, static
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.quantization $(BENCH_QUANT_ARGS)
+
+bench-capacity: venv ## capacity learning: what the autoscaler learns a replica carries vs what it carries, per preset and workload
+	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.capacity $(BENCH_CAPACITY_ARGS)
 
 bench-scale: venv tools ## the operator at 10, 100, 1000 DeepSeekDeployments on its own local cluster (profile bench): RSS, CPU, reconcile p50/p99, queries and API requests per tick
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m bench.scale --out bench/results $(BENCH_SCALE_ARGS)
