@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client
 
 from ..api.base import API_VERSION, KIND
@@ -83,11 +84,21 @@ class EventRecorder:
                 if len(self._recent) > 10000:
                     cutoff = now - AGGREGATE_SECONDS
                     self._recent = {k: v for k, v in self._recent.items() if v[2] >= cutoff}
-        except client.ApiException as e:  # an Event is never worth failing a reconcile for
+        # An Event is never worth failing a reconcile for: one that fails after its decision
+        # was applied would leave that decision out of the status, to be taken again.
+        except client.ApiException as e:
             log.warning(
                 "event_failed namespace=%s name=%s reason=%s status=%s",
                 ref.namespace,
                 ref.name,
                 reason,
                 e.status,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as e:  # refused, reset, timed out
+            log.warning(
+                "event_failed namespace=%s name=%s reason=%s error=%s",
+                ref.namespace,
+                ref.name,
+                reason,
+                type(e).__name__,
             )
