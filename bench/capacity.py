@@ -34,6 +34,7 @@ import argparse
 import itertools
 import json
 import os
+import random
 import statistics
 import sys
 import time
@@ -49,6 +50,7 @@ from deepseek_operator.scaling import ScalingInputs, decide, replica_capacity
 from deepseek_operator.signals import Signal
 
 from testbed.sim import traces as T
+from testbed.sim.engine import SimRequest
 from testbed.sim.presets import EnginePreset, preset
 
 from .autoscale import Config, calibrate
@@ -59,6 +61,7 @@ REPLICAS = 4
 WARM_S = 600  # before the first decision counted: the queues and the KV cache settle
 STEADY_S = 900
 LEVELS = (0.4, 0.6, 0.8, 0.95)
+RAMP = (0.3, 0.95)  # the "ramp" level: the load rises from 30% to 95% over the steady window
 COLOUR = "blue"
 
 
@@ -88,13 +91,38 @@ def _calibrated(case: str, seed: int) -> float:
     return calibrate(Config(seed=seed), probe, _presets()[name])
 
 
+def ramp_trace(lo: float, hi: float, lengths: T.LengthModel, seed: int) -> T.Trace:
+    """`lo` req/s for WARM_S, then rising linearly to `hi` over STEADY_S (Poisson)."""
+    rng = random.Random(seed)
+
+    def rate(t: float) -> float:
+        return lo if t < WARM_S else lo + (hi - lo) * (t - WARM_S) / STEADY_S
+
+    arrivals = T.poisson_arrivals(rate, WARM_S + STEADY_S, hi, rng)
+    reqs = []
+    for i, t in enumerate(arrivals):
+        prompt, out = lengths.sample(rng)
+        reqs.append(SimRequest(f"ramp-{i:06d}", prompt, out, t, "stop"))
+    return T.Trace("ramp", reqs, "synthetic", {"kind": "ramp", "lo": lo, "hi": hi})
+
+
 def steady_level(
-    p: EnginePreset, lengths: T.LengthModel, per_replica_rps: float, seed: int
+    p: EnginePreset,
+    lengths: T.LengthModel,
+    per_replica_rps: float,
+    seed: int,
+    ramp_to: float | None = None,
 ) -> dict[str, Any]:
-    """REPLICAS replicas at a steady load; what `decide` learned from their signals."""
+    """REPLICAS replicas at a steady load (or one rising to `ramp_to` req/s per replica); what
+    `decide` learned from their signals."""
     spec = ScalingSpec()
     interval = float(spec.interval_seconds)
-    trace = T.constant(per_replica_rps * REPLICAS, WARM_S + STEADY_S, seed=seed, lengths=lengths)
+    if ramp_to is None:
+        trace = T.constant(
+            per_replica_rps * REPLICAS, WARM_S + STEADY_S, seed=seed, lengths=lengths
+        )
+    else:
+        trace = ramp_trace(per_replica_rps * REPLICAS, ramp_to * REPLICAS, lengths, seed)
     fleet = Fleet(p, 300.0, seed=seed)
     for _ in range(REPLICAS):
         fleet.add_pod(0.0, warm=True)
@@ -129,10 +157,16 @@ def steady_level(
     }
 
 
-def _level_job(args: tuple[str, float, float, int]) -> tuple[str, float, dict[str, Any]]:
+def _level_job(
+    args: tuple[str, float | str, float, int],
+) -> tuple[str, float | str, dict[str, Any]]:
     case, level, calibrated, seed = args
     _, name, workload = next(c for c in CASES if c[0] == case)
-    res = steady_level(_presets()[name], WORKLOADS[workload], level * calibrated, seed)
+    p, lengths = _presets()[name], WORKLOADS[workload]
+    if level == "ramp":
+        res = steady_level(p, lengths, RAMP[0] * calibrated, seed, ramp_to=RAMP[1] * calibrated)
+    else:
+        res = steady_level(p, lengths, float(level) * calibrated, seed)
     return case, level, res
 
 
@@ -142,7 +176,7 @@ def kv_capped(levels: dict[str, dict[str, Any]], calibrated: float, target: floa
     pts: list[tuple[float, float]] = sorted(
         (float(k) * calibrated, float(v["kv_usage"]))
         for k, v in levels.items()
-        if v.get("kv_usage") is not None
+        if k != "ramp" and v.get("kv_usage") is not None
     )
     for (r0, u0), (r1, u1) in itertools.pairwise(pts):
         if u0 < target <= u1 and u1 > u0:
@@ -181,12 +215,14 @@ def report_md(doc: dict[str, Any]) -> str:
         "(>= 99% of requests within TTFT 2 s and TPOT 0.1 s), or the rate at which the KV "
         "cache reads the 80% target where that comes first.",
         "",
-        "| case | truth req/s | " + " | ".join(f"learned at {lv:.0%}" for lv in LEVELS) + " |",
-        "| --- | ---: | " + " | ".join("---:" for _ in LEVELS) + " |",
+        "| case | truth req/s | "
+        + " | ".join(f"learned at {lv:.0%}" for lv in LEVELS)
+        + f" | learned on a ramp {RAMP[0]:.0%} -> {RAMP[1]:.0%} |",
+        "| --- | ---: | " + " | ".join("---:" for _ in (*LEVELS, "ramp")) + " |",
     ]
     for name, c in doc["cases"].items():
         cells = []
-        for lv in LEVELS:
+        for lv in (*LEVELS, "ramp"):
             v = c["levels"].get(f"{lv}")
             if v is None or v["learned_rps"] is None:
                 cells.append("none")
@@ -213,14 +249,17 @@ def plot(doc: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, c in doc["cases"].items():
-        xs = [float(k) for k, v in c["levels"].items() if v.get("ratio") is not None]
-        ys = [v["ratio"] for v in c["levels"].values() if v.get("ratio") is not None]
-        ax.plot(xs, ys, marker="o", label=name)
+        pts = [(float(k), v["ratio"]) for k, v in c["levels"].items() if k != "ramp"]
+        pts = [(x, y) for x, y in pts if y is not None]
+        line = ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", label=name)
+        ramp = c["levels"].get("ramp", {}).get("ratio")
+        if ramp is not None:  # learned on the ramp: drawn at its end
+            ax.plot([RAMP[1]], [ramp], marker="*", markersize=12, color=line[0].get_color())
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.axhspan(0.9, 1.1, color="grey", alpha=0.15)
     ax.set_xlabel("steady load per replica (fraction of the calibrated capacity)")
     ax.set_ylabel("learned / true capacity")
-    ax.set_title("What the autoscaler learns a replica carries")
+    ax.set_title("What the autoscaler learns a replica carries (star: learned on a ramp)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -231,7 +270,7 @@ def run(out: Path, jobs: int, seed: int, say: Callable[[str], None], command: st
     t0 = time.perf_counter()
     pool = ProcessPoolExecutor(jobs) if jobs > 1 else None
     names = [c[0] for c in CASES]
-    say(f"==> bench.capacity: {len(CASES)} cases x {len(LEVELS)} load levels, {jobs} worker(s)")
+    say(f"==> bench.capacity: {len(CASES)} cases x {len(LEVELS)} levels + a ramp, {jobs} worker(s)")
     seeds = [seed] * len(names)
     cals = list(pool.map(_calibrated, names, seeds) if pool else map(_calibrated, names, seeds))
     cases: dict[str, dict[str, Any]] = {}
@@ -243,17 +282,20 @@ def run(out: Path, jobs: int, seed: int, say: Callable[[str], None], command: st
             "calibrated_rps": round(cal, 4),
             "levels": {},
         }
-    args = [(n, lv, cases[n]["calibrated_rps"], seed) for n in names for lv in LEVELS]
+    args: list[tuple[str, float | str, float, int]] = [
+        (n, lv, cases[n]["calibrated_rps"], seed) for n in names for lv in (*LEVELS, "ramp")
+    ]
     for name, lv, res in pool.map(_level_job, args) if pool else map(_level_job, args):
         cases[name]["levels"][f"{lv}"] = res
-        say(f"    {name} at {lv:.0%}: learned {res['learned_rps']} ({res['source']})")
+        say(f"    {name} at {lv}: learned {res['learned_rps']} ({res['source']})")
     if pool:
         pool.shutdown()
     kv_target = ScalingSpec().targets.kv_cache_usage
     doc: dict[str, Any] = {
         "cases": cases,
         "summary": summarize(cases, kv_target),
-        "levels": list(LEVELS),
+        "levels": [*LEVELS, "ramp"],
+        "ramp": list(RAMP),
         "replicas": REPLICAS,
         "seed": seed,
         "command": command,

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from bench.capacity import LEVELS, kv_capped, report_md, summarize
+from bench.capacity import LEVELS, STEADY_S, WARM_S, kv_capped, ramp_trace, report_md, summarize
+from testbed.sim import traces as T
 
 
 def level(learned: float | None, kv: float | None) -> dict[str, Any]:
@@ -73,5 +74,26 @@ def test_summary_compares_with_the_lower_of_slo_and_kv_capacity() -> None:
             "runtime_s": 1.0,
         }
     )
-    assert "| reasoning | 0.875 | 1.05 (1.20x) | 1 (1.14x) | 0.875 (1.00x) | 0.7 (0.80x) |" in md
-    assert "| chat | 5 | 4.5 (0.90x) | 5 (1.00x) | 5.5 (1.10x) | none |" in md
+    # no ramp measured in these cases: "none" in its column
+    assert (
+        "| reasoning | 0.875 | 1.05 (1.20x) | 1 (1.14x) | 0.875 (1.00x) | 0.7 (0.80x) | none |"
+        in md
+    )
+    assert "| chat | 5 | 4.5 (0.90x) | 5 (1.00x) | 5.5 (1.10x) | none | none |" in md
+
+
+def test_the_ramp_holds_its_first_rate_then_rises_to_its_last() -> None:
+    lengths = T.AZURE_CONV_LENGTHS
+    tr = ramp_trace(2.0, 8.0, lengths, seed=1)
+    arrivals = [r.arrival for r in tr.requests]
+    settle = sum(1 for a in arrivals if a < WARM_S) / WARM_S
+    last = sum(1 for a in arrivals if a >= WARM_S + STEADY_S - 120) / 120
+    assert settle == pytest.approx(2.0, rel=0.15)
+    assert last == pytest.approx(8.0 - 6.0 * 60 / STEADY_S, rel=0.15)
+    assert max(arrivals) < WARM_S + STEADY_S
+
+
+def test_kv_capped_reads_the_steady_levels_only() -> None:
+    levels = {f"{lv}": level(1.0, u) for lv, u in zip(LEVELS, (0.2, 0.35, 0.7, 0.9), strict=True)}
+    levels["ramp"] = level(1.0, 0.99)  # its usage is the end of a rise, not a level's
+    assert kv_capped(levels, 1.0, 0.8) == 0.875
