@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -138,6 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="peering priority of this replica (the highest one works); default: random",
+    )
+    run.add_argument(
+        "--identity",
+        default=os.environ.get("POD_NAME") or None,
+        help="this replica's name in the peering object; default: the POD_NAME environment "
+        "variable (the chart sets it to the pod's name), else one Kopf makes up per start. A "
+        "process restarted in the same pod then takes its own record over at once instead of "
+        "waiting for it to expire (Kopf's 60 s) behind its earlier priority",
     )
     run.add_argument(
         "--standalone",

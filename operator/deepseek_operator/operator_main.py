@@ -207,11 +207,12 @@ def run_operator(args: argparse.Namespace) -> int:
     if not args.standalone:
         priority = args.priority or random.SystemRandom().randint(1, 2**30)
     logging.getLogger("deepseek_operator").info(
-        "starting version=%s namespaces=%s peering=%s priority=%s prometheus=%s "
+        "starting version=%s namespaces=%s peering=%s identity=%s priority=%s prometheus=%s "
         "monitor_labels=%s kube_version=%s pre_stop=%s",
         __version__,
         namespaces or "all",
         None if args.standalone else args.peering,
+        args.identity or "generated",
         priority,
         args.prometheus_url,
         handlers.RUNTIME.monitoring.labels,
@@ -224,6 +225,9 @@ def run_operator(args: argparse.Namespace) -> int:
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
         priority=priority,
+        # The same name across restarts of one pod: Kopf takes a record of its own identity as
+        # itself, so a restarted container is not paused behind its dead predecessor's record.
+        identity=args.identity or None,
         liveness_endpoint=f"http://{args.bind_address}:{args.health_port}/healthz",
     )
     return 0

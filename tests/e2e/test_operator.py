@@ -79,7 +79,10 @@ def namespace_factory(core: client.CoreV1Api) -> Iterator[Any]:
 
 @pytest.fixture
 def operator(region: RegionInfo, ns: str, crds: None) -> Iterator[OperatorProcess]:
-    op = OperatorProcess(region.kubeconfig, namespaces=[ns], name=f"op-{ns}").start()
+    # --identity as the chart sets it (POD_NAME): the name a restart in the same pod keeps
+    op = OperatorProcess(
+        region.kubeconfig, namespaces=[ns], name=f"op-{ns}", extra=["--identity", f"op-{ns}"]
+    ).start()
     yield op
     op.stop()
 
@@ -426,8 +429,19 @@ def test_operator_killed_and_restarted_converges(
         GROUP, VERSION, ns, PLURAL, "small", {"spec": {"replicas": 4}}
     )
     assert deployment_replicas(apps, ns, "small-blue") == 3  # nobody acted while it was down
+    # Restarted in "the same pod" (same --identity) with the lowest priority: the killed
+    # process's peering record is its own, so it is not paused behind it for Kopf's 60 s.
+    operator.extra = [*operator.extra, "--priority", "1"]
+    since = operator.log_size()
     operator.start()
     wait_for(lambda: deployment_replicas(apps, ns, "small-blue") == 4, what="Deployment at 4")
+    # One record in the peering object, its own: the predecessor's was taken over, not left to
+    # expire while the restarted process waits behind it (a new name would add a second one).
+    peering = custom.get_namespaced_custom_object(
+        "kopf.dev", "v1", ns, "kopfpeerings", "deepseek-operator"
+    )
+    assert sorted(peering.get("status") or {}) == [f"op-{ns}"], peering.get("status")
+    assert "identity=op-" in operator.log_since(since)
     wait_for(lambda: len(ready_engine_pods(core, ns, "small")) == 4, timeout=90, what="4 Ready")
     wait_for(
         lambda: get_dsd(custom, ns, "small").get("status", {}).get("readyReplicas") == 4,
@@ -435,8 +449,10 @@ def test_operator_killed_and_restarted_converges(
     )
     record(
         "operator-killed",
-        "nothing acted while it was down; after the restart the replica change made meanwhile "
-        "was applied (3 -> 4 Ready, status readyReplicas 4)",
+        "nothing acted while it was down; restarted under the same peering identity (the "
+        "pod's name) and a lower priority, it did not wait for its dead predecessor's peering "
+        "record and applied the replica change made meanwhile (3 -> 4 Ready, status "
+        "readyReplicas 4)",
     )
 
 

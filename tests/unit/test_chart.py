@@ -235,6 +235,15 @@ def test_two_replicas_elect_a_leader(tmp_path: Path) -> None:
     assert one(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
+def test_each_replica_is_named_in_the_peering_by_its_pod(tmp_path: Path) -> None:
+    """POD_NAME from the pod's own name is the operator's --identity default: a container
+    restarted in the same pod takes its own peering record over instead of waiting for it."""
+    dep = one(render(VALUES_SETS["cluster-ha-monitoring"], tmp_path), "Deployment")
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    pod_name = next(e for e in env if e["name"] == "POD_NAME")
+    assert pod_name["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+
+
 def test_two_replicas_without_peering_are_refused(tmp_path: Path) -> None:
     err = render_error({"replicaCount": 2, "operator": {"peering": {"enabled": False}}}, tmp_path)
     assert "peering" in err

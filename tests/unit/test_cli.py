@@ -56,3 +56,21 @@ def test_reconcile_workers_default_and_bounds(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--reconcile-workers", "0"])
     assert "must be at least 1, not 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "identity"),
+    [
+        ({}, [], None),  # Kopf makes one up per start
+        ({"POD_NAME": "deepseek-operator-7d9f-abcde"}, [], "deepseek-operator-7d9f-abcde"),
+        ({"POD_NAME": "from-env"}, ["--identity", "given"], "given"),
+        ({"POD_NAME": ""}, [], None),
+    ],
+)
+def test_peering_identity_defaults_to_the_pod_name(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], argv: list[str], identity: str | None
+) -> None:
+    monkeypatch.delenv("POD_NAME", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert build_parser().parse_args(["run", *argv]).identity == identity
