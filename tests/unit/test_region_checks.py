@@ -4,9 +4,6 @@ counting it as a failed check would fail over a region that serves."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
-
 import pytest
 from deepseek_operator import handlers
 from deepseek_operator.adapters.events import EventRecorder
@@ -18,20 +15,6 @@ from deepseek_operator.api.status import DeepSeekDeploymentStatus, RegionStatus
 from deepseek_operator.reconcile import Observed, Outcome
 from deepseek_operator.rollout import Colour, ColourObservation
 from kubernetes import client
-
-
-@pytest.fixture
-def gone_api() -> Iterator[client.ApiClient]:
-    """A client of an API server that is not there (a closed port: connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cfg = client.Configuration()
-    cfg.host = f"http://127.0.0.1:{port}"
-    cfg.retries = False
-    api = client.ApiClient(cfg)
-    yield api
-    api.close()
 
 
 def _dsd() -> DeepSeekDeployment:
