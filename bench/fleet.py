@@ -69,12 +69,22 @@ class WindowHistogram:
         self.bounds = bounds
         self.window_s = window_s
         self._slots: deque[tuple[int, list[float]]] = deque()
+        self._sums: dict[int, float] = {}  # observe() only (sum of the values per second)
 
     def observe(self, t: float, value: float, count: float = 1.0) -> None:
         sec = int(t)
         if not self._slots or self._slots[-1][0] != sec:
             self._slots.append((sec, [0.0] * (len(self.bounds) + 1)))
         self._slots[-1][1][bisect.bisect_left(self.bounds, value)] += count
+        self._sums[sec] = self._sums.get(sec, 0.0) + value * count
+
+    def mean(self, now: float) -> float:
+        """rate(x_sum[1m]) / rate(x_count[1m]); NaN when the window is empty."""
+        for sec in [s for s in self._sums if s <= now - self.window_s - 1]:
+            del self._sums[sec]
+        total = sum(v for sec, v in self._sums.items() if sec > now - self.window_s)
+        count = sum(sum(c) for sec, c in self._slots if sec > now - self.window_s and sec <= now)
+        return total / count if count > 0 else math.nan
 
     def observe_runs(self, t: float, runs: list[tuple[float, int]]) -> None:
         """Observe (value, count) runs at time t."""
@@ -142,6 +152,7 @@ class Fleet:
     _awaiting_first: dict[str, tuple[float, Pod | None]] = field(default_factory=dict)
     _owner: dict[str, Pod] = field(default_factory=dict)
     _finished_window: deque[tuple[float, bool]] = field(default_factory=deque)
+    _running_window: deque[tuple[int, float]] = field(default_factory=deque)
 
     def __post_init__(self) -> None:
         self.ttft_hist = WindowHistogram(TTFT_BUCKETS)
@@ -233,6 +244,13 @@ class Fleet:
                     self._record(rec)
                 pod.gone = now
         self._expire(now)
+        sec = int(now)
+        if not self._running_window or self._running_window[-1][0] != sec:
+            ready = self.ready_pods(now)
+            running = sum(p.engine.stats().num_requests_running for p in ready)
+            self._running_window.append((sec, running))
+        while self._running_window and self._running_window[0][0] <= now - WINDOW_S:
+            self._running_window.popleft()
 
     def _expire(self, now: float) -> None:
         cutoff = now - self.client_timeout_s
@@ -332,6 +350,14 @@ class Fleet:
             v = hist.quantile(q, now)
             if not math.isnan(v):
                 vals[sig] = v
+        if serving and self._running_window:
+            # avg_over_time(num_requests_running[1m]), summed over the serving pods
+            vals[Signal.RUNNING_MEAN] = sum(r for _, r in self._running_window) / len(
+                self._running_window
+            )
+        mean = self.request_tpot_hist.mean(now)
+        if not math.isnan(mean):
+            vals[Signal.TPOT_MEAN] = mean
         return Signals(vals, observed_at=now)
 
     # -- accounting -------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from .api.spec import ScalingSpec
 from .api.status import (
@@ -63,8 +64,9 @@ from .api.status import (
     Recommendation,
     ScalingState,
     SeasonProfile,
+    StepBin,
 )
-from .signals import Signal, Signals
+from .signals import TPOT_BUCKETS, Signal, Signals
 
 HISTORY_LIMIT = 256
 TOLERANCE = 0.1  # a scale-up waits until the load is 10% past the fleet's learned capacity
@@ -87,6 +89,13 @@ CAPACITY_DECAY = 0.98  # weight of older samples per new one (~50 samples, ~12 m
 CAPACITY_MIN_SAMPLES = 4
 LINE_MIN_SPREAD = 0.1  # a line needs rates spread by 10% (coefficient of variation)
 LINE_MAX_GAIN = 2.0  # the line may at most double the through-the-origin estimate
+STEP_DECAY = 0.999  # the step-time curve forgets slowly (half in ~700 samples, ~3 h at 15 s):
+# it needs loads that differ, and the engine's step time does not change with the hour
+BAND_RATIO = 1.25  # the curve keeps one point per band of running requests 25% wide
+BAND_MIN_WEIGHT = 2.0  # a band used for the curve has about two samples or more
+BAND_MIN_KEPT = 0.05  # a band whose weight decayed below this is dropped
+TAIL_MIN_WEIGHT = 2.0  # samples inside a bucket before their p99 / mean ratio is used
+BOUND_SHARE = 0.05  # a p99 in the top 5% of its bucket: the bucket holds the whole tail
 # Step 3: headroom
 HEADROOM_QUANTILE = 0.9
 RISE_MAX = 10.0  # a window from (almost) no load counts as at most an elevenfold rise
@@ -313,10 +322,14 @@ def learn_capacity(
     rate: float,
     tpot: float,
     kv: float = 0.0,
+    running: float | None = None,
+    tpot_mean: float | None = None,
+    aim: float = 0.1,
 ) -> CapacityModel:
-    """Add one steady sample (requests/s per Ready replica, TPOT p99, KV-cache usage) to the
-    weighted moments (older samples decay by CAPACITY_DECAY). A new colour or mode starts a new
-    model: the replicas are a different build or precision."""
+    """Add one steady sample (per Ready replica: requests/s finished, TPOT p99, KV-cache usage,
+    and where known running requests and the mean TPOT) to the weighted moments (older samples
+    decay by CAPACITY_DECAY, the running-requests line by STEP_DECAY). A new colour or mode
+    starts a new model: the replicas are a different build or precision."""
     if model is None or model.colour != colour or model.mode != mode:
         model = CapacityModel(colour=colour, mode=mode)
     w = CAPACITY_DECAY * model.weight + 1.0
@@ -324,17 +337,89 @@ def learn_capacity(
     def upd(mean: float, x: float) -> float:
         return mean + (x - mean) / w
 
-    return CapacityModel(
-        colour=colour,
-        mode=mode,
-        samples=model.samples + 1,
-        weight=round(w, 6),
-        mean_rate=round(upd(model.mean_rate, rate), 6),
-        mean_tpot=round(upd(model.mean_tpot, tpot), 8),
-        mean_rate_sq=round(upd(model.mean_rate_sq, rate * rate), 6),
-        mean_rate_tpot=round(upd(model.mean_rate_tpot, rate * tpot), 8),
-        mean_kv=round(min(max(upd(model.mean_kv, kv), 0.0), 1.0), 6),
+    out = model.model_copy(
+        update={
+            "samples": model.samples + 1,
+            "weight": round(w, 6),
+            "mean_rate": round(upd(model.mean_rate, rate), 6),
+            "mean_tpot": round(upd(model.mean_tpot, tpot), 8),
+            "mean_rate_sq": round(upd(model.mean_rate_sq, rate * rate), 6),
+            "mean_rate_tpot": round(upd(model.mean_rate_tpot, rate * tpot), 8),
+            "mean_kv": round(min(max(upd(model.mean_kv, kv), 0.0), 1.0), 6),
+        }
     )
+    if running is None or tpot_mean is None or running <= 0 or tpot_mean <= 0 or rate <= 0:
+        return out
+    return learn_steps(out, rate, tpot, kv, running, tpot_mean, aim)
+
+
+def learn_steps(
+    model: CapacityModel, rate: float, tpot: float, kv: float, n: float, m: float, aim: float
+) -> CapacityModel:
+    """The running-requests model's part of a sample (per replica: n running, m mean TPOT):
+    m goes into the curve's band of n (every band decays by STEP_DECAY, bands that faded out
+    are dropped), and the sample updates tokens per request, KV per running request and the
+    ratio of TPOT p99 to the mean."""
+    band = math.floor(math.log(max(n, 1e-6)) / math.log(BAND_RATIO))
+    curve: list[StepBin] = []
+    hit = False
+    for b in model.step_curve:
+        w = b.weight * STEP_DECAY
+        if b.band == band:
+            hit = True
+            w += 1.0
+            b = b.model_copy(
+                update={
+                    "running": round(b.running + (n - b.running) / w, 6),
+                    "step": round(b.step + (m - b.step) / w, 8),
+                }
+            )
+        if w >= BAND_MIN_KEPT:
+            curve.append(b.model_copy(update={"weight": round(w, 6)}))
+    if not hit:
+        curve.append(StepBin(band=band, running=round(n, 6), step=round(m, 8), weight=1.0))
+    curve.sort(key=lambda b: b.band)
+    w = max(model.weight, 1.0)  # the plain weight learn_capacity has just updated
+
+    def upd(mean: float, x: float) -> float:
+        return x if mean <= 0 else mean + (x - mean) / w
+
+    update: dict[str, Any] = {
+        "curve_samples": model.curve_samples + 1,
+        "step_curve": curve,
+        "tokens_per_request": round(upd(model.tokens_per_request, n / (rate * m)), 4),
+    }
+    if kv >= MIN_KV_FOR_CALIBRATION:
+        update["kv_per_running"] = round(upd(model.kv_per_running, kv / n), 8)
+    ratio = tpot / m
+    lo, hi = bucket_of(aim)
+    if lo < tpot <= hi:
+        tw = STEP_DECAY * model.tail_weight + 1.0
+        update["tail_weight"] = round(tw, 6)
+        update["tail_ratio"] = round(model.tail_ratio + (ratio - model.tail_ratio) / tw, 6)
+    elif (
+        tpot <= lo
+        and at_bucket_top(tpot)
+        and (model.tail_bound <= 0 or ratio < model.tail_bound)
+    ):
+        update["tail_bound"] = round(max(ratio, 1.0), 6)
+    return model.model_copy(update=update)
+
+
+def bucket_of(value: float, bounds: tuple[float, ...] = TPOT_BUCKETS) -> tuple[float, float]:
+    """The (lower, upper] bounds of the histogram bucket that holds `value`."""
+    for i, hi in enumerate(bounds):
+        if value <= hi:
+            return (bounds[i - 1] if i else 0.0), hi
+    return bounds[-1], math.inf
+
+
+def at_bucket_top(p99: float, bounds: tuple[float, ...] = TPOT_BUCKETS) -> bool:
+    """Whether a histogram_quantile p99 reads in the top BOUND_SHARE of its bucket: then the
+    bucket holds the whole tail and the reading is only an upper bound of the requests' p99
+    (vLLM's TPOT buckets are wide: 25 ms from 50 ms to 100 ms)."""
+    lo, hi = bucket_of(p99, bounds)
+    return hi == math.inf or p99 >= hi - BOUND_SHARE * (hi - lo)
 
 
 def kv_bound(model: CapacityModel, a: float, b: float, kv_target: float) -> float | None:
@@ -372,6 +457,9 @@ def replica_capacity(
         or model.mean_tpot <= 0
     ):
         return None
+    steps = running_capacity(model, aim, kv_target)
+    if steps is not None:
+        return steps
     per = origin = aim * model.mean_rate / model.mean_tpot
     a, b = model.mean_tpot, 0.0
     source = f"proportional to TPOT, learned from {model.samples} samples"
@@ -394,6 +482,100 @@ def replica_capacity(
             f"{kv_target:.0%} first"
         )
     return Capacity(per, source)
+
+
+def _segments(model: CapacityModel) -> list[tuple[float, float]]:
+    """The curve's points (n, m) with enough weight, rising: a band whose mean TPOT is not
+    above the last kept one's (noise) is left out."""
+    pts: list[tuple[float, float]] = []
+    for b in model.step_curve:
+        if b.weight >= BAND_MIN_WEIGHT and (not pts or b.step > pts[-1][1]):
+            pts.append((b.running, b.step))
+    return pts
+
+
+def _segment(pts: list[tuple[float, float]], i: int) -> tuple[float, float, float, float]:
+    """The segment from point i - 1 to point i."""
+    (n0, m0), (n1, m1) = pts[i - 1], pts[i]
+    return n0, m0, n1, m1
+
+
+def _top(pts: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """The line past the heaviest point: least squares through the three heaviest (two where
+    there are two), as a segment ending at the heaviest point's load."""
+    last = pts[-3:]
+    n = sum(p[0] for p in last) / len(last)
+    m = sum(p[1] for p in last) / len(last)
+    var = sum((p[0] - n) ** 2 for p in last)
+    b = sum((p[0] - n) * (p[1] - m) for p in last) / var
+    if b <= 0:  # noise: the two heaviest
+        (n0, m0), (n1, m1) = pts[-2], pts[-1]
+        return n0, m0, n1, m1
+    n1 = pts[-1][0]
+    return n, m, n1, m + b * (n1 - n)
+
+
+def step_at(pts: list[tuple[float, float]], n: float) -> float:
+    """The mean TPOT at n running: piecewise linear between the points; below them along the
+    lightest segment; past the heaviest, along the line through the three heaviest (local:
+    for a concave step time, e.g. a mixture of experts touching more experts as the batch
+    grows, the tightest line that stays conservative; three points: one band's noise does
+    not tilt it)."""
+    if n > pts[-1][0]:
+        n0, m0, n1, m1 = _top(pts)
+    else:
+        i = next(k for k in range(1, len(pts)) if n <= pts[k][0])
+        n0, m0, n1, m1 = _segment(pts, i)
+    return m0 + (m1 - m0) * (n - n0) / (n1 - n0)
+
+
+def running_at(pts: list[tuple[float, float]], m: float) -> float:
+    """The running requests at which the mean TPOT reaches m (the inverse of step_at)."""
+    if m > pts[-1][1]:
+        n0, m0, n1, m1 = _top(pts)
+    else:
+        i = next(k for k in range(1, len(pts)) if m <= pts[k][1])
+        n0, m0, n1, m1 = _segment(pts, i)
+    return n0 + (n1 - n0) * (m - m0) / (m1 - m0)
+
+
+def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) -> Capacity | None:
+    """Requests/s per replica from the running-requests model: the batch n* at which the mean
+    TPOT reaches the aim over the p99/mean ratio (read off the step-time curve), or the KV
+    cache `kv_target` (the lower), then by Little's law n* / (tokens per request x TPOT(n*)).
+    None while the curve has fewer than two rising points or the ratio is unknown."""
+    pts = _segments(model)
+    # TPOT p99 over the mean as read in the aim's bucket; before that the lowest upper bound
+    # read at the top of a lower bucket
+    ratio = model.tail_ratio if model.tail_weight >= TAIL_MIN_WEIGHT else model.tail_bound
+    if (
+        len(pts) < 2
+        or ratio <= 0
+        or model.curve_samples < CAPACITY_MIN_SAMPLES
+        or model.tokens_per_request <= 0
+    ):
+        return None
+    ratio = max(ratio, 1.0)
+    n = running_at(pts, aim / ratio)
+    why = f"TPOT p99 {aim * 1000:.0f}ms at {ratio:.2f}x the mean"
+    if kv_target and model.kv_per_running > 0 and kv_target / model.kv_per_running < n:
+        n = kv_target / model.kv_per_running
+        why = f"KV cache {kv_target:.0%} ({model.kv_per_running:.2%} per request)"
+    elif n > pts[-1][0]:
+        # TPOT binds beyond the loads seen: the step time's curvature there is unknown (a
+        # mixture of experts flattens as all experts are touched); the rate line stands in
+        return None
+    step = step_at(pts, n)
+    if n <= 0 or step <= 0:
+        return None
+    per = n / (model.tokens_per_request * step)
+    seen = "within" if n <= pts[-1][0] else "beyond"
+    return Capacity(
+        per,
+        f"{n:.0f} running at {why}, mean TPOT {step * 1000:.1f}ms there ({seen} the "
+        f"{pts[-1][0]:.0f} seen), {model.tokens_per_request:.0f} TPOTs per request; "
+        f"{model.curve_samples} samples",
+    )
 
 
 def prior_capacity(
@@ -820,7 +1002,15 @@ def decide(
         and tpot_now is not None
     ):
         cap_model = learn_capacity(
-            cap_model, inp.colour, inp.mode, finished / inp.ready, tpot_now, kv or 0.0
+            cap_model,
+            inp.colour,
+            inp.mode,
+            finished / inp.ready,
+            tpot_now,
+            kv or 0.0,
+            vals.get(Signal.RUNNING_MEAN, running) / inp.ready,
+            vals.get(Signal.TPOT_MEAN),
+            aim,
         )
     queued = waiting > tolerated
     kv_target = spec.targets.kv_cache_usage

@@ -24,11 +24,13 @@ class Signal(StrEnum):
     REQUEST_RATE = "requestRate"  # finished requests per second
     QUEUE_DEPTH = "queueDepth"  # requests waiting, summed over pods
     RUNNING = "running"  # requests in the batch, summed over pods
+    RUNNING_MEAN = "runningMean"  # the same, averaged over the rate window (as the rates are)
     KV_CACHE_USAGE = "kvCacheUsage"  # mean KV-cache usage over pods, 0..1
     KV_CACHE_USAGE_MAX = "kvCacheUsageMax"  # highest KV-cache usage of any pod, 0..1
     TTFT_P50 = "ttftP50"  # seconds
     TTFT_P99 = "ttftP99"  # seconds
     TPOT_P99 = "tpotP99"  # p99 over requests of each request's time per output token
+    TPOT_MEAN = "tpotMean"  # mean over requests of the same (exact: the histogram's sum/count)
     ERROR_RATE = "errorRate"  # failed / all completion requests, 0..1
     GPU_UTILIZATION = "gpuUtilization"  # mean DCGM_FI_DEV_GPU_UTIL / 100 over the pods' GPUs
     GPU_MEMORY_USED = "gpuMemoryUsed"  # mean FB used / (used + free), 0..1
@@ -36,6 +38,15 @@ class Signal(StrEnum):
     ERRORS_TOTAL = "errorsTotal"  # of which failed with a 5xx
     PODS_REPORTING = "podsReporting"  # engine pods with fresh metrics
     SAMPLE_AGE = "sampleAge"  # seconds since the newest engine sample
+
+
+# Bucket upper bounds of vllm:request_time_per_output_token_seconds (vLLM 0.32, as in
+# shared/reference/vllm-0.32-metrics.txt). histogram_quantile interpolates inside a bucket, so a
+# p99 that reads at the top of one is only an upper bound of the requests' own p99.
+TPOT_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+)  # fmt: skip
 
 
 def _sel(extra: str) -> str:
@@ -68,6 +79,8 @@ def promql(signal: Signal, filt: str = "") -> str:
             return f"sum by ({g}) (vllm:num_requests_waiting{s})"
         case Signal.RUNNING:
             return f"sum by ({g}) (vllm:num_requests_running{s})"
+        case Signal.RUNNING_MEAN:
+            return f"sum by ({g}) (avg_over_time(vllm:num_requests_running{s}[{w}]))"
         case Signal.KV_CACHE_USAGE:
             return f"avg by ({g}) (vllm:kv_cache_usage_perc{s})"
         case Signal.KV_CACHE_USAGE_MAX:
@@ -83,6 +96,9 @@ def promql(signal: Signal, filt: str = "") -> str:
                 f"histogram_quantile(0.99, sum by ({g}, le) "
                 f"(rate(vllm:request_time_per_output_token_seconds_bucket{s}[{w}])))"
             )
+        case Signal.TPOT_MEAN:
+            m = "vllm:request_time_per_output_token_seconds"
+            return f"sum by ({g}) (rate({m}_sum{s}[{w}])) / sum by ({g}) (rate({m}_count{s}[{w}]))"
         case Signal.ERROR_RATE:
             err = _sel(_join(COMPLETION_HANDLERS, 'status="5xx"', filt))
             allr = _sel(_join(COMPLETION_HANDLERS, filt))

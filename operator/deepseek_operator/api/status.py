@@ -90,6 +90,15 @@ class Recommendation(ApiModel):
     )
 
 
+class StepBin(ApiModel):
+    """The mean TPOT observed at one band of running requests per replica."""
+
+    band: int = Field(description="floor(log(n) / log(1.25)): the band's index.")
+    running: float = Field(ge=0, description="Weighted mean running requests per replica (n).")
+    step: float = Field(ge=0, description="Weighted mean of the mean TPOT in seconds (m).")
+    weight: float = Field(ge=0, description="Sum of the decayed sample weights.")
+
+
 class CapacityModel(ApiModel):
     """What one Ready replica of the serving colour and quantization mode can take, learned
     from steady periods (all replicas Ready for a whole rate window, no queue): exponentially
@@ -120,6 +129,41 @@ class CapacityModel(ApiModel):
         le=1,
         description="Weighted mean KV-cache usage (0-1). By Little's law a replica's cache holds "
         "in-flight tokens in proportion to rate x TPOT: the cache bounds the capacity too.",
+    )
+    # The model on running requests per replica n (used where it can say; the moments above
+    # stand in before): the mean TPOT m at each load (a decode step's time grows with its
+    # batch), request time = tokens x m (Little's law: n = rate x request time), KV usage =
+    # k x n, and the ratio of TPOT p99 to the mean.
+    curve_samples: int = Field(
+        0, ge=0, description="Steady observations with running requests and the mean TPOT."
+    )
+    step_curve: list[StepBin] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The mean TPOT by running requests per replica, one point per load band "
+        "(each 25% above the last), lightest first.",
+    )
+    tokens_per_request: float = Field(
+        0.0,
+        ge=0,
+        description="Weighted mean of n / (rate x m): a request's time in units of the mean TPOT "
+        "(its output tokens, plus its wait and prefill).",
+    )
+    kv_per_running: float = Field(
+        0.0, ge=0, description="Weighted mean KV-cache usage per running request (0: not known)."
+    )
+    tail_ratio: float = Field(
+        0.0,
+        ge=0,
+        description="Weighted mean of TPOT p99 / mean TPOT over samples whose p99 reads in the "
+        "histogram bucket of the aim (0: none yet): the reading the aim is checked against.",
+    )
+    tail_weight: float = Field(0.0, ge=0, description="Sum of those samples' decayed weights.")
+    tail_bound: float = Field(
+        0.0,
+        ge=0,
+        description="Lowest TPOT p99 / mean TPOT over samples whose p99 reads at the top of a "
+        "lower bucket (an upper bound of the ratio; 0: none yet).",
     )
 
 
