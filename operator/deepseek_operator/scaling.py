@@ -15,14 +15,18 @@ could come?". One model, in five named steps, each a small pure function with it
    jump and not a trend) and at most a doubling or a halving; once a whole period
    (`seasonalPeriodSeconds`) was seen, the period's profile says how the rate changes instead.
 2. Capacity (`learn_capacity`, `replica_capacity`, `prior_capacity`): the requests/s one Ready
-   replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO. Learned per serving
-   colour and quantization mode from steady periods as the line TPOT = a + b x rate (decode
-   steps have a fixed cost, so TPOT is not proportional to the rate), and no more than the rate
-   at which the KV cache reaches `targets.kvCacheUsage` (`kv_bound`: by Little's law the cache
-   holds rate x TPOT in proportion; with long outputs, e.g. reasoning, the cache fills before
-   TPOT reaches the aim); until CAPACITY_MIN_SAMPLES were taken, a prior from what the
-   replicas report now: their served rate per replica stretched to the KV-cache target and to
-   the TPOT aim.
+   replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO, learned per serving
+   colour and quantization mode from steady periods. First from running requests per replica
+   n (`running_capacity`): the mean TPOT m by band of n (the step-time curve: exact signals,
+   where the p99 is a staircase of vLLM's buckets), the KV cache per running request, a
+   request's time in mean TPOTs (Little's law: n = rate x that time x m) and the ratio of the
+   p99 to the mean as read in the aim's bucket; capacity = n* / (time x m(n*)), n* where the
+   curve reaches the aim over that ratio or the cache `targets.kvCacheUsage`. It is used where
+   it measures: the loads seen reached the TPOT aim, or the cache binds. Past the loads seen
+   the step time's bend is unknown (a mixture of experts flattens once a batch touches all
+   experts), so there the line TPOT p99 = a + b x rate stands in, bounded by the cache
+   (`kv_bound`). Until CAPACITY_MIN_SAMPLES were taken, a prior from what the replicas report
+   now: their served rate per replica stretched to the KV-cache target and to the TPOT aim.
 3. Headroom (`remember_load`, `headroom`): how far the load rose above its forecast within one
    horizon, as a HEADROOM_QUANTILE quantile of the completed windows so far (relative: 0.5 is
    50% above the forecast). A flat load keeps little; a bursty one enough to ride out the bursts
