@@ -16,17 +16,18 @@ could come?". One model, in five named steps, each a small pure function with it
    (`seasonalPeriodSeconds`) was seen, the period's profile says how the rate changes instead.
 2. Capacity (`learn_capacity`, `replica_capacity`, `prior_capacity`): the requests/s one Ready
    replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO, learned per serving
-   colour and quantization mode from steady periods. First from running requests per replica
-   n (`running_capacity`): the mean TPOT m by band of n (the step-time curve: exact signals,
-   where the p99 is a staircase of vLLM's buckets), the KV cache per running request, a
-   request's time in mean TPOTs (Little's law: n = rate x that time x m) and the ratio of the
-   p99 to the mean as read in the aim's bucket; capacity = n* / (time x m(n*)), n* where the
-   curve reaches the aim over that ratio or the cache `targets.kvCacheUsage`. It is used where
-   it measures: the loads seen reached the TPOT aim, or the cache binds. Past the loads seen
-   the step time's bend is unknown (a mixture of experts flattens once a batch touches all
-   experts), so there the line TPOT p99 = a + b x rate stands in, bounded by the cache
-   (`kv_bound`). Until CAPACITY_MIN_SAMPLES were taken, a prior from what the replicas report
-   now: their served rate per replica stretched to the KV-cache target and to the TPOT aim.
+   colour and quantization mode from steady periods, as the line TPOT p99 = a + b x rate
+   (decode steps have a fixed cost, so TPOT is not proportional to the rate). Where the KV
+   cache binds first (long outputs, e.g. reasoning), from running requests per replica n
+   (`running_capacity`): n* = `targets.kvCacheUsage` / the cache per running request (exact
+   by Little's law at any load), and capacity = n* / (a request's time in mean TPOTs x the
+   mean TPOT at n*), read off the step-time curve (the mean TPOT by band of n: an exact signal
+   where the p99 is a staircase of vLLM's buckets). Where TPOT binds the curve is not trusted
+   to decide (past the loads seen its bend is unknown: a mixture of experts flattens once a
+   batch touches all experts; near the aim it holds overloaded minutes), so the line stands
+   in, bounded by the cache (`kv_bound`). Until CAPACITY_MIN_SAMPLES were taken, a prior
+   from what the replicas report now: their served rate per replica stretched to the
+   KV-cache target and to the TPOT aim.
 3. Headroom (`remember_load`, `headroom`): how far the load rose above its forecast within one
    horizon, as a HEADROOM_QUANTILE quantile of the completed windows so far (relative: 0.5 is
    50% above the forecast). A flat load keeps little; a bursty one enough to ride out the bursts
@@ -401,11 +402,7 @@ def learn_steps(
         tw = STEP_DECAY * model.tail_weight + 1.0
         update["tail_weight"] = round(tw, 6)
         update["tail_ratio"] = round(model.tail_ratio + (ratio - model.tail_ratio) / tw, 6)
-    elif (
-        tpot <= lo
-        and at_bucket_top(tpot)
-        and (model.tail_bound <= 0 or ratio < model.tail_bound)
-    ):
+    elif tpot <= lo and at_bucket_top(tpot) and (model.tail_bound <= 0 or ratio < model.tail_bound):
         update["tail_bound"] = round(max(ratio, 1.0), 6)
     return model.model_copy(update=update)
 
@@ -544,10 +541,11 @@ def running_at(pts: list[tuple[float, float]], m: float) -> float:
 
 
 def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) -> Capacity | None:
-    """Requests/s per replica from the running-requests model: the batch n* at which the mean
-    TPOT reaches the aim over the p99/mean ratio (read off the step-time curve), or the KV
-    cache `kv_target` (the lower), then by Little's law n* / (tokens per request x TPOT(n*)).
-    None while the curve has fewer than two rising points or the ratio is unknown."""
+    """Requests/s per replica where the KV cache binds: n* = `kv_target` / KV per running
+    request, then by Little's law n* / (tokens per request x TPOT(n*)), the mean TPOT read off
+    the step-time curve (past the loads seen, along its heaviest points). None where TPOT
+    binds first (n* past where the curve reaches the aim over the p99/mean ratio), while the
+    curve has fewer than two rising points, or the ratio is unknown."""
     pts = _segments(model)
     # TPOT p99 over the mean as read in the aim's bucket; before that the lowest upper bound
     # read at the top of a lower bucket
@@ -560,15 +558,14 @@ def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) 
     ):
         return None
     ratio = max(ratio, 1.0)
-    n = running_at(pts, aim / ratio)
-    why = f"TPOT p99 {aim * 1000:.0f}ms at {ratio:.2f}x the mean"
-    if kv_target and model.kv_per_running > 0 and kv_target / model.kv_per_running < n:
-        n = kv_target / model.kv_per_running
-        why = f"KV cache {kv_target:.0%} ({model.kv_per_running:.2%} per request)"
-    elif n > pts[-1][0]:
-        # TPOT binds beyond the loads seen: the step time's curvature there is unknown (a
-        # mixture of experts flattens as all experts are touched); the rate line stands in
+    n_tpot = running_at(pts, aim / ratio)
+    if not kv_target or model.kv_per_running <= 0 or kv_target / model.kv_per_running >= n_tpot:
+        # TPOT binds: its curve is not trusted to decide (past the loads seen its bend is
+        # unknown, a mixture of experts flattening as all experts are touched; near the aim
+        # it holds samples of overloaded minutes); the rate line stands in
         return None
+    n = kv_target / model.kv_per_running
+    why = f"KV cache {kv_target:.0%} ({model.kv_per_running:.2%} per request)"
     step = step_at(pts, n)
     if n <= 0 or step <= 0:
         return None
