@@ -34,6 +34,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -237,6 +238,7 @@ class GlobalDns:
         self.webhook_port = free_port()
         self.metrics_port = free_port()
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._socket_dir: str | None = None
         bindir = cache_dir() / "bin"
         self.pdns_server = bindir / "pdns-server"
         self.external_dns = bindir / "external-dns"
@@ -320,6 +322,7 @@ class GlobalDns:
         d = self.dir / "pdns"
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
+        self._socket_dir = tempfile.mkdtemp(prefix="pdns-")
         schema = (self.pdns_server.resolve().parent / "schema.sqlite3.sql").read_text()
         with contextlib.closing(sqlite3.connect(d / "pdns.sqlite3")) as db:
             db.executescript(schema)
@@ -335,7 +338,8 @@ class GlobalDns:
             "webserver-port": self.api_port,
             "webserver-allow-from": "127.0.0.0/8",
             "enable-lua-records": "yes",
-            "socket-dir": str(d),
+            # Its control socket's path must fit a UNIX socket name (108 bytes): a short one.
+            "socket-dir": self._socket_dir,
             "guardian": "no",
             "daemon": "no",
             "disable-syslog": "yes",
@@ -398,6 +402,8 @@ class GlobalDns:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait(10)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
     def resolve(self, name: str, rtype: str = "A") -> list[str]:
         """What a client resolving `name` through this DNS server gets now (no cache): the
