@@ -45,7 +45,7 @@ check: lint typecheck unit ## fast inner loop: lint, types, unit tests (< 2 minu
 # The inner loop fuzzes a sample of generated manifests; `make test` runs the full 100 per property.
 check: export DEEPSEEK_FUZZ_EXAMPLES ?= 25
 
-tools: ## build/reuse the pinned Go binaries + promtool in $(CACHE)/bin (first build ~26 min)
+tools: ## build/reuse the pinned Go binaries, promtool and PowerDNS in $(CACHE)/bin (first build ~34 min)
 	scripts/build-tools.sh
 
 cluster: venv tools ## local GPU cluster: us-east + eu-west (real control plane, kwok GPU nodes, Prometheus, simulated fleet); CLUSTER_PROFILE=test for the e2e suites' pair

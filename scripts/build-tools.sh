@@ -11,17 +11,20 @@
 #     (scripts/fetch-monitoring-crds.sh: the module's example/prometheus-operator-crd-full)
 #   external-dns-crd/ (the DNSEndpoint CRD)                            sigs.k8s.io/external-dns v0.23.0
 #     (scripts/fetch-external-dns-crd.sh: the module's config/crd/standard)
+#   external-dns (the failover e2e tests run it)                      the same module, with Go 1.27
+#   pdns/ (pdns_server, the local DNS server external-dns writes)      Debian bookworm pdns-server 4.7.3
 # The Go tools come from the Go module proxy through the wrapper modules in tools/go/<name>/
 # (committed go.mod/go.sum pin every dependency). Each tool lands in a directory named after its
 # version and a hash of its go.mod/go.sum/flags, $CACHE/bin/<name>-<version>-<hash>/, so a version
 # bump rebuilds and an unchanged one is reused; $CACHE/bin/<binary> links to the current build.
-# promtool is Debian's prometheus package unpacked into the cache (apt-get download + dpkg-deb -x):
+# promtool and PowerDNS are Debian packages unpacked into the cache (apt-get download + dpkg-deb -x):
 # no system service, user or daemon is created or started. Debian builds its Prometheus server
 # without Kubernetes service discovery, so the server the local cluster runs is built upstream.
 #
 # Usage: scripts/build-tools.sh [--check]   (--check: exit 1 if anything would be built)
-# First build from scratch on 2 cores: about 26 minutes on a busy machine (README, "Local GPU
-# cluster"); Kubernetes and Prometheus take most of it.
+# First build from scratch on 2 cores: about 34 minutes on a busy machine (README, "Local GPU
+# cluster"); Kubernetes, Prometheus and external-dns (about 7 minutes, 3.2 GB peak memory) take most
+# of it.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,7 +34,9 @@ check_only=0
 [ "${1:-}" = "--check" ] && check_only=1
 
 GO_VERSION=1.26.8            # toolchain fetched from the module proxy when no suitable go exists
+GO127_VERSION=1.27.3         # likewise, for external-dns (its module declares go 1.27.0)
 PROMTOOL_UPSTREAM=2.42.0     # promtool of Debian bookworm's prometheus package (any revision)
+PDNS_UPSTREAM=4.7.3          # Debian bookworm's pdns-server and pdns-backend-sqlite3 (any revision)
 
 
 log() { printf '==> %s\n' "$*"; }
@@ -55,34 +60,53 @@ run_as_root() {
 }
 
 # --- Go toolchain -------------------------------------------------------------------------------
+# go_ok GO MIN: GO runs and is at least Go MIN.
 go_ok() {
   local v
   v=$("$1" env GOVERSION 2>/dev/null) || return 1
   v=${v#go}
-  [ "$(printf '%s\n%s\n' "1.26" "$v" | sort -V | head -1)" = "1.26" ]
+  [ "$(printf '%s\n%s\n' "$2" "$v" | sort -V | head -1)" = "$2" ]
 }
 
-ensure_go() {
-  if command -v go >/dev/null && GOTOOLCHAIN=local go_ok go; then
-    GO=$(command -v go)
-    return
-  fi
-  local dir=$cache/go-toolchain/go$GO_VERSION
+# fetch_go VERSION: the toolchain go VERSION from the Go module proxy, cached; sets FETCHED_GO.
+fetch_go() {
+  local version=$1
+  local dir=$cache/go-toolchain/go$version
   if [ ! -x "$dir/bin/go" ]; then
-    [ $check_only = 1 ] && { echo "would download Go $GO_VERSION"; exit 1; }
-    log "no Go >= 1.26 on PATH: fetching Go $GO_VERSION from the Go module proxy"
-    local zip=golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-amd64.zip
+    [ $check_only = 1 ] && { echo "would download Go $version"; exit 1; }
+    log "fetching Go $version from the Go module proxy"
+    local zip=golang.org/toolchain/@v/v0.0.1-go$version.linux-amd64.zip
     local tmp
     tmp=$(mktemp -d)
     curl -fSL --progress-bar -o "$tmp/go.zip" "https://proxy.golang.org/$zip"
     mkdir -p "$cache/go-toolchain"
     unzip -q "$tmp/go.zip" -d "$tmp/x"
     rm -rf "$dir"
-    mv "$tmp/x/golang.org/toolchain@v0.0.1-go$GO_VERSION.linux-amd64" "$dir"
+    mv "$tmp/x/golang.org/toolchain@v0.0.1-go$version.linux-amd64" "$dir"
     rm -rf "$tmp"
     chmod +x "$dir/bin/"* "$dir/pkg/tool/"*/* 2>/dev/null || true
   fi
-  GO=$dir/bin/go
+  FETCHED_GO=$dir/bin/go
+}
+
+ensure_go() {
+  if command -v go >/dev/null && GOTOOLCHAIN=local go_ok go 1.26; then
+    GO=$(command -v go)
+    return
+  fi
+  command -v go >/dev/null || log "no Go >= 1.26 on PATH"
+  fetch_go $GO_VERSION
+  GO=$FETCHED_GO
+}
+
+# GO127: a Go >= 1.27 for external-dns (the go on PATH when it is one; else fetched and cached).
+ensure_go127() {
+  if GOTOOLCHAIN=local go_ok "$GO" 1.27; then
+    GO127=$GO
+    return
+  fi
+  fetch_go $GO127_VERSION
+  GO127=$FETCHED_GO
 }
 
 # --- Go tools -----------------------------------------------------------------------------------
@@ -198,6 +222,85 @@ ensure_prometheus() {
   built+=("promtool $candidate: $(fmt_secs $(($(now) - t0)))")
 }
 
+# --- PowerDNS from Debian -----------------------------------------------------------------------
+# The DNS server of the failover e2e tests: external-dns writes it (through the test bed's webhook
+# provider), the tests' clients resolve through it. Debian's pdns-server and pdns-backend-sqlite3
+# unpacked into $CACHE/bin/pdns-<version>/ with the libraries they need that the system lacks
+# (LuaJIT, for LUA records); $CACHE/bin/pdns-server runs it with those. No service, user or root.
+# apt_missing_deps PKG...: the direct dependencies of PKG (the last of each alternative group) that
+# are not installed.
+apt_missing_deps() {
+  local dep
+  apt-cache depends "$@" 2>/dev/null | awk '/^  Depends:/ {print $2}' | sort -u | while read -r dep; do
+    case "$dep" in "<"*) continue;; esac
+    dpkg-query -W -f='${Status}' "$dep" 2>/dev/null | grep -q 'install ok installed' || echo "$dep"
+  done
+}
+
+ensure_pdns() {
+  local have
+  have=$(cat "$bindir/.pdns-version" 2>/dev/null || true)
+  if [ -n "$have" ] && [ -f "$bindir/pdns-$have/.complete" ]; then
+    ln -sfn "pdns-$have/pdns-server" "$bindir/pdns-server"
+    return
+  fi
+  [ $check_only = 1 ] && { echo "would fetch pdns-server"; exit 1; }
+  local t0
+  t0=$(now)
+  command -v apt-get >/dev/null || die "apt-get not found: PowerDNS comes from Debian's package"
+  local candidate
+  candidate=$(apt-cache policy pdns-server 2>/dev/null | awk '/Candidate:/ {print $2}')
+  if [ -z "$candidate" ] || [ "$candidate" = "(none)" ]; then
+    log "apt package lists are empty: apt-get update"
+    run_as_root apt-get update -qq
+    candidate=$(apt-cache policy pdns-server | awk '/Candidate:/ {print $2}')
+  fi
+  case "$candidate" in
+    "$PDNS_UPSTREAM"-*) ;;
+    *) die "Debian offers pdns-server '$candidate', expected $PDNS_UPSTREAM (bookworm)";;
+  esac
+  local pkgs=("pdns-server=$candidate" "pdns-backend-sqlite3=$candidate") deps more
+  # Two levels of missing dependencies (LuaJIT and its common files on a bookworm image).
+  deps=$(apt_missing_deps pdns-server pdns-backend-sqlite3 | grep -v '^pdns-server$' || true)
+  more=$( [ -z "$deps" ] || apt_missing_deps $deps)
+  deps=$(printf '%s\n%s\n' "$deps" "$more" | grep -v '^$' | grep -v '^pdns-server$' | sort -u || true)
+  log "fetching PowerDNS $candidate from Debian (apt-get download pdns-server pdns-backend-sqlite3 $(echo $deps); unpacked, no service)"
+  local tmp
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2086
+  (cd "$tmp" && apt-get download -q "${pkgs[@]}" $deps 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
+  local deb n=0
+  for deb in "$tmp"/*.deb; do
+    [ -f "$deb" ] || continue
+    dpkg-deb -x "$deb" "$tmp/x"
+    n=$((n + 1))
+  done
+  [ -x "$tmp/x/usr/sbin/pdns_server" ] && [ -f "$tmp/x/usr/lib/x86_64-linux-gnu/pdns/libgsqlite3backend.so" ] \
+    || die "apt-get download pdns-server=$candidate pdns-backend-sqlite3=$candidate failed ($n packages)"
+  local dir=$bindir/pdns-$candidate
+  rm -rf "$dir"
+  mkdir -p "$dir/sbin"
+  cp "$tmp/x/usr/sbin/pdns_server" "$dir/sbin/"
+  cp -a "$tmp/x/usr/lib/x86_64-linux-gnu" "$dir/lib"
+  cp "$tmp/x/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql" "$dir/"
+  rm -rf "$tmp"
+  cat >"$dir/pdns-server" <<'WRAP'
+#!/bin/sh
+# pdns_server from Debian's package, with the libraries and backend modules unpacked beside it.
+here=$(dirname "$(readlink -f "$0")")
+LD_LIBRARY_PATH=$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} exec "$here/sbin/pdns_server" \
+  --module-dir="$here/lib/pdns" "$@"
+WRAP
+  chmod +x "$dir/pdns-server"
+  if LD_LIBRARY_PATH=$dir/lib ldd "$dir/sbin/pdns_server" "$dir/lib/pdns/libgsqlite3backend.so" | grep 'not found'; then
+    die "pdns_server $candidate lacks libraries (above)"
+  fi
+  touch "$dir/.complete"
+  echo "$candidate" >"$bindir/.pdns-version"
+  ln -sfn "pdns-$candidate/pdns-server" "$bindir/pdns-server"
+  built+=("pdns-server $candidate: $(fmt_secs $(($(now) - t0)))")
+}
+
 # --- main ---------------------------------------------------------------------------------------
 t_start=$(now)
 ensure_go
@@ -206,6 +309,7 @@ log "tools cache: $bindir (Go: $("$GO" env GOVERSION))"
 # promtool and helm first: they are quick and other work (dashboards, chart) waits for them; the
 # Kubernetes binaries take most of the time.
 ensure_prometheus
+ensure_pdns
 
 helm_version=$(mod_version helm helm.sh/helm/v3)
 # helm's Makefile derives its default Kubernetes version from its client-go (v0.37 -> 1.37).
@@ -259,6 +363,15 @@ BUILD_TAGS=remove_all_sd,enable_kubernetes_sd \
   build_go prometheus "$prom_version" "$prom_ld" prometheus=github.com/prometheus/prometheus/cmd/prometheus \
   promtool3=github.com/prometheus/prometheus/cmd/promtool
 
+# external-dns for the failover e2e tests (they run it against the local DNS server, PowerDNS):
+# about 7 minutes and 3.2 GB of memory on 2 cores, most of it the cloud providers' SDKs, which
+# upstream has no build tags to leave out.
+ensure_go127
+xdns_version=$(GO=$GO127 mod_version external-dns sigs.k8s.io/external-dns)
+GO=$GO127 build_go external-dns "$xdns_version" \
+  "-s -w -X sigs.k8s.io/external-dns/pkg/apis/externaldns.Version=$xdns_version" \
+  external-dns=sigs.k8s.io/external-dns
+
 # The Prometheus Operator's CRDs for the e2e tests (a module download, no build).
 GO=$GO DEEPSEEK_CACHE=$cache "$here/scripts/fetch-monitoring-crds.sh" $([ $check_only = 1 ] && echo --check)
 # external-dns's DNSEndpoint CRD for the unit and e2e tests of spec.failover.dns (likewise).
@@ -271,8 +384,8 @@ else
   log "all tools cached (checked in $(fmt_secs $(($(now) - t_start))))"
 fi
 for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm \
-  prometheus promtool promtool3; do
+  prometheus promtool promtool3 external-dns pdns-server; do
   [ -x "$bindir/$b" ] || die "missing $bindir/$b after build"
 done
 echo "    $bindir: kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl"
-echo "      helm prometheus promtool promtool3"
+echo "      helm prometheus promtool promtool3 external-dns pdns-server"

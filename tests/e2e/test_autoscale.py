@@ -185,11 +185,19 @@ def _terminate(proc: subprocess.Popen[Any]) -> None:
 class Router:
     """`python -m testbed.sim router` in front of one Service."""
 
-    def __init__(self, region: RegionInfo, namespace: str, service: str) -> None:
+    def __init__(
+        self,
+        region: RegionInfo,
+        namespace: str,
+        service: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
-        self._log_path = LOGS / f"router-{namespace}-{service}.log"
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
+        self._log_path = LOGS / f"router-{region.name}-{namespace}-{service}.log"
+        port = port or free_port()
+        self.url = f"http://{host}:{port}"
         self._log = self._log_path.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -201,6 +209,8 @@ class Router:
                 region.name,
                 "--route",
                 f"{namespace}/{service}",
+                "--host",
+                host,
                 "--port",
                 str(port),
                 "--no-file-sd",

@@ -6,7 +6,10 @@ Secret. Faults are real: the primary's engine pods go away (scaled to 0), the st
 becomes unreachable (its kubeconfig points at a closed port). The outcomes are what a user
 checks: status.regions, the RegionsHealthy condition, Events, and the operator's metrics. With
 spec.failover.dns, the external-dns DNSEndpoint the operator keeps in us-east follows the weights
-(external-dns's real CRD is installed there; external-dns itself does not run here).
+(external-dns's real CRD is installed there). In the failover test the real external-dns reads it
+and writes a real DNS server (PowerDNS, through the test bed's weighted webhook provider:
+testbed/globaldns.py), and a client resolves the global name through that server and sends its
+requests to the address it got: each region's front door (a router on an address of its own).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import base64
 import json
 import re
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -24,10 +28,13 @@ import yaml
 from kubernetes import client
 
 from testbed.cluster import LocalCluster, RegionInfo
+from testbed.cluster.config import PROFILES
+from testbed.globaldns import GlobalDns
 from tests.unit.test_traffic import external_dns_crd
 
 from .faults import record
-from .operator_process import OperatorProcess, free_port, install_crds
+from .operator_process import LOGS, OperatorProcess, free_port, install_crds
+from .test_autoscale import Router
 from .test_operator import GROUP, PLURAL, VERSION, condition, example
 from .waiting import wait_for
 
@@ -37,9 +44,12 @@ DSD = "r1-distill-7b"
 SECRET = "eu-west-kubeconfig"
 FAILBACK_DELAY = 8
 HOSTNAME = "deepseek.global.test"
-# Documentation addresses (RFC 5737) for each region's load balancer.
-TARGETS = {"us-east": ["192.0.2.10"], "eu-west": ["198.51.100.10"]}
+# Each region's load balancer: the address its front door (a router) listens on, on the tests'
+# network octet of the region (127.<octet>.254.1).
+TARGETS = {r: [f"127.{octet}.254.1"] for r, (_, octet) in PROFILES["test"].regions.items()}
 DNS = {"hostname": HOSTNAME, "ttlSeconds": 5}
+# What a webhook provider reads the weight from (external-dns drops aws/* unless --provider=aws).
+WEBHOOK_DNS = {**DNS, "weightProperty": "webhook/weight"}
 DNS_CRD = "dnsendpoints.externaldns.k8s.io"
 
 
@@ -118,9 +128,14 @@ def kubeconfig_secret(region: RegionInfo, *, server: str | None = None) -> dict[
 
 
 def body(
-    *, regions: list[dict[str, Any]] | None = None, dns: dict[str, Any] | None = None
+    *,
+    regions: list[dict[str, Any]] | None = None,
+    dns: dict[str, Any] | None = None,
+    serving: bool = False,
 ) -> dict[str, Any]:
-    b = example("deepseek-r1-distill-7b.yaml")
+    """`serving`: the simulated fleet runs the engines (they answer HTTP); else kwok alone makes
+    the pods Ready."""
+    b = example("deepseek-r1-distill-7b.yaml", fleet=serving)
     b["spec"]["replicas"] = 1
     # Replicas only change by hand here (scaled to 0 to lose the region's engines).
     b["spec"]["scaling"] = {
@@ -158,6 +173,13 @@ REGIONS = [
 
 
 @pytest.fixture
+def serving() -> bool:
+    """Whether the engines answer requests (the simulated fleet runs them); a test that sends
+    requests parametrizes it to True."""
+    return False
+
+
+@pytest.fixture
 def fleet_regions() -> list[dict[str, Any]]:
     """spec.regions of the fleet's DeepSeekDeployment; a test parametrizes it to change it."""
     return REGIONS
@@ -171,6 +193,7 @@ def fleet(
     operators: dict[str, OperatorProcess],
     dns: dict[str, Any] | None,
     fleet_regions: list[dict[str, Any]],
+    serving: bool,
 ) -> dict[str, client.CustomObjectsApi]:
     """The kubeconfig Secret and the DeepSeekDeployment in us-east, which creates its copy in
     eu-west; returns a CustomObjectsApi per region."""
@@ -178,7 +201,7 @@ def fleet(
     client.CoreV1Api(api_clients["us-east"]).create_namespaced_secret(
         namespace, kubeconfig_secret(regions["eu-west"])
     )
-    home = body(regions=fleet_regions, dns=dns)
+    home = body(regions=fleet_regions, dns=dns, serving=serving)
     home["spec"]["replicas"] = 2  # the primary runs 2, the standby keeps 1
     custom["us-east"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, home)
     return custom
@@ -285,7 +308,7 @@ def dns_endpoint(custom: client.CustomObjectsApi, ns: str) -> dict[str, Any] | N
     return dict(obj)
 
 
-def record_set(region: str, weight: int) -> dict[str, Any]:
+def record_set(region: str, weight: int, prop: str = "aws/weight") -> dict[str, Any]:
     """The weighted record set external-dns reads for one region (what the operator writes;
     read back from the API server, so nothing of it was pruned by the real CRD's schema)."""
     return {
@@ -294,15 +317,19 @@ def record_set(region: str, weight: int) -> dict[str, Any]:
         "targets": TARGETS[region],
         "setIdentifier": region,
         "recordTTL": 5,
-        "providerSpecific": [{"name": "aws/weight", "value": str(weight)}],
+        "providerSpecific": [{"name": prop, "value": str(weight)}],
     }
 
 
 def wait_records(
-    custom: client.CustomObjectsApi, ns: str, expected: dict[str, int], what: str
+    custom: client.CustomObjectsApi,
+    ns: str,
+    expected: dict[str, int],
+    what: str,
+    prop: str = "aws/weight",
 ) -> dict[str, Any]:
     """Wait until the DNSEndpoint holds exactly these regions' record sets; returns it."""
-    want = [record_set(r, w) for r, w in expected.items()]
+    want = [record_set(r, w, prop) for r, w in expected.items()]
 
     def now() -> dict[str, Any] | None:
         obj = dns_endpoint(custom, ns)
@@ -318,17 +345,106 @@ def dns_events(core: client.CoreV1Api, ns: str) -> list[str]:
     return [m for r, m in events(core, ns) if r == "DNSRecordsUpdated"]
 
 
-@pytest.mark.parametrize("dns", [DNS], ids=["dns"])
+@pytest.fixture
+def global_dns(
+    regions: dict[str, RegionInfo], namespace: str, dns_crd: None
+) -> Iterator[GlobalDns]:
+    """The real external-dns reading this test's DNSEndpoints in us-east (--source=crd,
+    --policy=sync, a 1 s interval) and writing a real DNS server, PowerDNS, through the test
+    bed's weighted webhook provider; all three stopped afterwards."""
+    g = GlobalDns(regions["us-east"].kubeconfig, namespace, LOGS / f"globaldns-{namespace}")
+    g.start()
+    yield g
+    g.stop()
+
+
+@pytest.fixture
+def front_doors(
+    regions: dict[str, RegionInfo], namespace: str, fleet: dict[str, client.CustomObjectsApi]
+) -> Iterator[dict[str, Router]]:
+    """Each region's load balancer: a router in front of the DeepSeekDeployment's Service in
+    that region, listening on the region's address in TARGETS (one port for both, as behind one
+    name)."""
+    port = free_port()
+    doors: dict[str, Router] = {}
+    try:
+        for name, region in regions.items():
+            doors[name] = Router(region, namespace, DSD, host=TARGETS[name][0], port=port)
+        yield doors
+    finally:
+        for door in doors.values():
+            door.stop()
+
+
+REGION_AT = {t: r for r, ts in TARGETS.items() for t in ts}
+
+
+def request_status(url: str) -> int:
+    """The HTTP status a client gets for GET `url` with Host: HOSTNAME (0: no connection)."""
+    req = urllib.request.Request(url, headers={"Host": HOSTNAME})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+    except OSError:
+        return 0
+
+
+def clients_see(g: GlobalDns, port: int, n: int = 20) -> dict[str, int]:
+    """`n` requests as a client makes them: resolve HOSTNAME through the global DNS (no cache),
+    then GET /v1/models from the address it gave. Counts of '<region of that address> <HTTP
+    status>' ('NXDOMAIN' when the name did not resolve)."""
+    seen: dict[str, int] = {}
+    for _ in range(n):
+        addrs = g.resolve(HOSTNAME)
+        if not addrs:
+            said = "NXDOMAIN"
+        else:
+            said = f"{REGION_AT.get(addrs[0], addrs[0])} "
+            said += str(request_status(f"http://{addrs[0]}:{port}/v1/models"))
+        seen[said] = seen.get(said, 0) + 1
+    return seen
+
+
+def wait_resolves_to(g: GlobalDns, region: str, since: float) -> float:
+    """Wait until HOSTNAME resolves to `region`'s address alone; seconds since `since`."""
+    wait_for(
+        lambda: g.resolve(HOSTNAME) == TARGETS[region],
+        timeout=30,
+        what=f"{HOSTNAME} resolving to {region} ({TARGETS[region]}) through external-dns",
+        every=0.2,
+    )
+    return time.monotonic() - since
+
+
+def door_nodes(door: Router) -> set[str]:
+    """The nodes of the engine pods a front door sends requests to (its /router/status)."""
+    with urllib.request.urlopen(f"{door.url}/router/status", timeout=5) as r:
+        status = json.load(r)
+    return {e["node"] for route in status["routes"] for e in route["endpoints"]}
+
+
+@pytest.mark.parametrize(("dns", "serving"), [(WEBHOOK_DNS, True)], ids=["dns"])
 def test_primary_loss_fails_over_to_the_standby_and_back(
     dns_crd: None,
+    global_dns: GlobalDns,
     fleet: dict[str, client.CustomObjectsApi],
+    front_doors: dict[str, Router],
     regions: dict[str, RegionInfo],
     namespace: str,
     core: client.CoreV1Api,
     operators: dict[str, OperatorProcess],
 ) -> None:
     east = fleet["us-east"]
+    prop = "webhook/weight"
     wait_all_healthy(east, namespace)
+    # Each region's front door serves that region's engines.
+    for name, door in front_doors.items():
+        wait_for(door.serving, timeout=60, what=f"{name}'s front door serving")
+        nodes = door_nodes(door)
+        assert nodes and all(n.startswith(f"{name}-") for n in nodes), (name, nodes)
+    port = int(front_doors["us-east"].url.rsplit(":", 1)[1])
     west = regions_now(east, namespace)["eu-west"]
     assert west["readyReplicas"] == 1 and west["healthy"] is True, west
     op = operators["us-east"]
@@ -336,7 +452,13 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     assert metric(op, "deepseek_operator_region_weight", "us-east") == 100.0
     # DNS: us-east's record set at weight 100 (the warm standby, weight 0, has none), owned by
     # the DeepSeekDeployment (garbage-collected with it).
-    records = wait_records(east, namespace, {"us-east": 100}, "us-east's record at weight 100")
+    records = wait_records(
+        east, namespace, {"us-east": 100}, "us-east's record at weight 100", prop
+    )
+    # Clients resolving the name through the DNS server external-dns writes get us-east's
+    # address, and us-east serves them.
+    wait_resolves_to(global_dns, "us-east", time.monotonic())
+    assert clients_see(global_dns, port) == {"us-east 200": 20}
     (owner,) = records["metadata"]["ownerReferences"]
     assert owner["kind"] == "DeepSeekDeployment" and owner["name"] == DSD, owner
     assert owner["uid"] == dsd(east, namespace)["metadata"]["uid"], owner
@@ -366,11 +488,21 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         reasons = event_reasons(core, namespace)
         assert "RegionUnhealthy" in reasons and "TrafficShifted" in reasons, reasons
         # DNS: us-east's record withdrawn, eu-west's at 100; one write per change.
-        records = wait_records(east, namespace, {"eu-west": 100}, "eu-west's record alone")
+        records = wait_records(east, namespace, {"eu-west": 100}, "eu-west's record alone", prop)
+        written = time.monotonic()
         assert records["metadata"]["generation"] == generation + 1, records["metadata"]
         said = dns_events(core, namespace)
         assert len(said) == writes + 1, said
         assert "eu-west=100; withdrawn: us-east (Unhealthy)" in said[-1], said
+        # Clients now resolve the name to eu-west and are served there; us-east's front door
+        # has no engine left to send a request to (a client that did not follow DNS fails).
+        failover_dns_s = wait_resolves_to(global_dns, "eu-west", written)
+        assert clients_see(global_dns, port) == {"eu-west 200": 20}
+        wait_for(
+            lambda: request_status(f"{front_doors['us-east'].url}/v1/models") == 503,
+            timeout=60,
+            what="us-east's front door without engines (503)",
+        )
 
         # The standby is raised to what the primary ran, and serves with it.
         west = fleet["eu-west"]
@@ -412,7 +544,7 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         records = dns_endpoint(east, namespace) or {}
         assert records["metadata"]["generation"] == generation + 1, records
         assert len(dns_events(core, namespace)) == writes + 1
-        assert records["spec"]["endpoints"] == [record_set("eu-west", 100)], records
+        assert records["spec"]["endpoints"] == [record_set("eu-west", 100, prop)], records
     finally:
         # It comes back: recovering first (traffic stays in eu-west), then back in rotation
         # after the failback delay.
@@ -441,8 +573,13 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     healthy = regions_now(east, namespace)["us-east"]
     assert healthy["since"] - recovering["since"] >= FAILBACK_DELAY, (recovering, healthy)
     # DNS: back to us-east at 100, the standby's record withdrawn again.
-    records = wait_records(east, namespace, {"us-east": 100}, "us-east's record back")
+    records = wait_records(east, namespace, {"us-east": 100}, "us-east's record back", prop)
+    written = time.monotonic()
     assert records["metadata"]["generation"] == generation + 2, records["metadata"]
+    # Clients resolve the name to us-east again and are served there.
+    failback_dns_s = wait_resolves_to(global_dns, "us-east", written)
+    wait_for(front_doors["us-east"].serving, timeout=60, what="us-east's front door serving")
+    assert clients_see(global_dns, port) == {"us-east 200": 20}
     published = condition(dsd(east, namespace), "DNSPublished") or {}
     assert published.get("status") == "True", published
     # The floor goes with the failback: the standby is back to its 1 replica.
@@ -467,8 +604,13 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         "TrafficShifted), eu-west raised to the 2 replicas us-east ran (StandbyRaised); back "
         "after the failback delay (RegionRecovering, RegionHealthy) and eu-west lowered "
         "(StandbyLowered). The external-dns DNSEndpoint followed: us-east's record withdrawn, "
-        "eu-west's at weight 100, us-east's back at failback (external-dns itself not run "
-        "here, #17)",
+        "eu-west's at weight 100, us-east's back at failback; the real external-dns wrote them "
+        "into a real DNS server (PowerDNS, weighted records through a webhook provider), and "
+        "clients resolving the name there got eu-west's address "
+        f"within {failover_dns_s:.1f} s of the test reading the changed DNSEndpoint (polled "
+        "every 0.5 s) and were served by eu-west "
+        f"(us-east's front door answered 503), then us-east's again within {failback_dns_s:.1f} s "
+        "at failback, served by us-east",
     )
     record(
         "operator-killed-failover",
