@@ -47,8 +47,13 @@ from typing import Any
 
 from deepseek_operator.api.spec import QuantizationSpec, ScalingSpec
 from deepseek_operator.api.status import QuantizationStatus, ScalingState
-from deepseek_operator.quantization import ModeInputs, decide_mode, learn_rung_capacity
-from deepseek_operator.scaling import ScalingInputs, arrival_rate, decide, replica_capacity
+from deepseek_operator.quantization import (
+    ModeInputs,
+    decide_mode,
+    learn_rung_capacity,
+    load_view,
+)
+from deepseek_operator.scaling import ScalingInputs, decide, replica_capacity
 from deepseek_operator.signals import Signal
 
 from testbed.sim import traces as T
@@ -464,7 +469,6 @@ class Ours(Policy):
             colour=ctl.served,
         )
         d = decide(self.spec, inputs, self.state, now, self.interval_s)
-        prev = self.state
         self.state = d.state
         if not in_flight:
             ctl.desired = d.replicas
@@ -472,12 +476,7 @@ class Ours(Policy):
             return
         self._learn(ctl)
         vals = sig.values
-        arriving: float | None = None
-        if Signal.REQUEST_RATE in vals:
-            backlog = vals.get(Signal.RUNNING, 0.0) + vals.get(Signal.QUEUE_DEPTH, 0.0)
-            arriving, _ = arrival_rate(
-                prev.recommendations, vals[Signal.REQUEST_RATE], backlog, now
-            )
+        load = load_view(d, vals, ready, now)
         held = sum(p.engine.preset.gpus for p in f.live_of(ctl.served))
         mi = ModeInputs(
             served=ctl.served,
@@ -488,7 +487,9 @@ class Ours(Policy):
             scaling_limited=d.limited is not None or ctl.pending() > 0,
             free_gpus=f.free_gpus(),
             held_gpus=held,
-            arrival_rate=arriving,
+            arrival_rate=load.arrival_rate,
+            drain_s=load.drain_s,
+            outlook=load.outlook,
             ttft_p99=vals.get(Signal.TTFT_P99),
             tpot_p99=vals.get(Signal.TPOT_P99),
             cold_start_s=self.state.start_seconds,
@@ -496,12 +497,21 @@ class Ours(Policy):
             transition_in_flight=in_flight,
             default_gpus_per_replica=self.setup.gpus_per_replica,
             kv_cache_usage=vals.get(Signal.KV_CACHE_USAGE),
+            kv_binds=self._kv_binds(ctl),
         )
         md = decide_mode(self.qspec, self.spec.slo, mi, self.mode, now)
         self.mode = md.state
         self.reasons[md.reason] = self.reasons.get(md.reason, 0) + 1
         if md.switched and md.target != ctl.served:
             ctl.switch(md.target, now)
+
+    def _kv_binds(self, ctl: Controller) -> bool | None:
+        """Whether the served rung's learned capacity is set by its KV cache (as the handler
+        reads it from the capacity model)."""
+        aim = self.spec.targets.tpot_slo_fraction * self.spec.slo.tpot_p99_seconds
+        model = self.state.capacity
+        cap = replica_capacity(model, ctl.served, None, aim, self.spec.targets.kv_cache_usage)
+        return cap.kv_binds if cap is not None else None
 
     def _learn(self, ctl: Controller) -> None:
         """A new steady sample of the serving colour's capacity model teaches the served rung

@@ -423,6 +423,7 @@ def _quantize(
     rollout = dsd.status.rollout
     moving = rollout is not None and rollout.phase in {p.value for p in TRANSITIONING}
     target = Q.effective_mode(q, state)
+    load = Q.load_view(decision, vals, ready, now)
     rolled_back = (
         not moving
         and rollout is not None
@@ -440,7 +441,9 @@ def _quantize(
         scaling_limited=decision is not None and decision.limited is not None,
         free_gpus=0,
         held_gpus=ready * gpus,
-        arrival_rate=vals.get(Signal.REQUEST_RATE),
+        arrival_rate=load.arrival_rate,
+        drain_s=load.drain_s,
+        outlook=load.outlook,
         ttft_p99=vals.get(Signal.TTFT_P99),
         tpot_p99=vals.get(Signal.TPOT_P99),
         kv_cache_usage=vals.get(Signal.KV_CACHE_USAGE),
@@ -449,6 +452,7 @@ def _quantize(
         transition_in_flight=moving or served != target,
         default_gpus_per_replica=spec.resources.gpus_per_replica,
         switch_rolled_back=rolled_back,
+        kv_binds=learned.kv_binds if learned is not None else None,
     )
     return Q.decide_mode(q, spec.scaling.slo, inputs, state, now)
 

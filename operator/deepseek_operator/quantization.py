@@ -17,22 +17,30 @@ replicas cannot come, never instead of them, and the policy climbs back with hys
 | `_leave_slower_rung`  | the served rung was learned to carry no more     | LighterRungNoGain   |
 |                       | than the rung above on our GPUs                  |                     |
 | `_step_down`          | pressure for stepDownAfterSeconds, replicas      | StepDown (or why    |
-|                       | cannot help, the lighter rung carries more       | not: ScalingCanHelp,|
-|                       | and the switch has paid for itself (see          | StepDownNoGain,     |
-|                       | `_payback_seconds`)                              | AwaitingPayback ...)|
-| `_step_up`            | relief for stepUpAfterSeconds                    | StepUp (or          |
-|                       |                                                  | ReliefBuilding)     |
+|                       | cannot help (or cannot carry the forecast), a    | not: ScalingCanHelp,|
+|                       | lighter rung carries more, and the forecast has  | StepDownNoGain,     |
+|                       | the pressure outlast the switch or it has paid   | AwaitingPayback ...)|
+|                       | for itself (`_payback_seconds`); straight to the |                     |
+|                       | rung `_pick` names                               |                     |
+| `_step_up`            | relief for stepUpAfterSeconds, to the highest    | StepUp (or          |
+|                       | rung with headroom                               | ReliefBuilding)     |
 | `_steady`             | otherwise                                        | Steady              |
 
 Both switches pass `_switch_allowed` (minDwellSeconds since the last switch, at most
 maxSwitchesPerHour in the last hour): a switch is a rollout that replaces every replica, and
-under a GPU cap it is a stepped one (each step gives one replica's GPUs to the new rung and waits
-a cold start), so flapping costs capacity.
+under a GPU cap it is a stepped one: each step takes a replica out, waits for it to finish what
+it holds (its drain) and for the new rung's replica to start (a cold start). A switch therefore
+lasts `switch_seconds` (Distill-70B on 16 H100s: 4 x (~280 s + ~120 s), ~27 minutes), and the
+policy plans over that duration, not over the next minute.
 
 Pressure: the SLO is breached (TTFT p99 > slo.ttft or TPOT p99 > slo.tpot), or about to be: the
-arriving rate is above what the Ready replicas carry on the served rung. Relief: the rung above,
-on the GPUs held plus the free ones (at most maxReplicas replicas), would carry the arriving rate
-at <= stepUpHeadroom of its capacity.
+arriving rate is above what the Ready replicas carry on the served rung, or the forecast over a
+switch's duration (`forecast_load`: the period's profile where the autoscaler has seen one, else
+a sustained trend over the ladder's own minute-by-minute memory of the load) rises above what the
+served rung carries on all the GPUs it can have. A rising forecast starts the switch while the
+load is still low, when the drains are short and the replicas left carry what arrives. Relief: a
+rung above, on the GPUs held plus the free ones (at most maxReplicas replicas), would carry the
+arriving rate and the forecast over a switch at <= stepUpHeadroom of its capacity.
 
 Capacity is requests/s per replica within the SLO, learned per rung (`learn_rung_capacity`, fed
 by the caller from steady periods). A rung not yet learned gets a prior: the capacity of a
@@ -41,30 +49,36 @@ learned rung times the ratio of their capacity factors, which is the rung's decl
 replica; the fp8 KV cache's share of a prior counts only while the served rung's KV cache binds
 and its decode steps are within the TPOT SLO (`_kv_why_not`). Worked example (R1 on 32 H200s,
 fp8 learned at 4.7 req/s per 8-GPU replica): fp8-kv8 (8 GPUs) ~4.7 x 1.25 = 5.9 req/s per
-replica, 4 replicas ~23.5 req/s; int4 AWQ (4 GPUs) ~4.7 x 2.0/1.6 x 4/8 = 2.9 req/s per
-replica, 8 replicas ~23.5 req/s. Priors are guesses;
+replica, 4 replicas ~23.5 req/s; int4 AWQ (4 GPUs) ~4.7 x 1.0/1.6 x 4/8 = 1.5 req/s per
+replica, 8 replicas ~11.8 req/s. Where the autoscaler has learned the served rung's capacity it
+says whether the KV cache sets it (then the fp8 KV credit counts). Priors are guesses;
 learned values replace them, and a lighter rung that turns out no faster is left (step up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from .api.spec import KVCacheDtype, QuantizationRung, QuantizationSpec, SloSpec, WeightPrecision
-from .api.status import QuantizationStatus, QuantizationSwitch
+from .api.status import LoadSample, QuantizationStatus, QuantizationSwitch
+from .scaling import TREND_MAX_FACTOR, Demand, ScalingDecision, outlook, sustained_slope
+from .signals import Signal
 
 # Prior throughput per GPU by weight precision, relative to bf16. fp8: vLLM's FP8 announcement
-# (Neural Magic / vLLM blog, 2024-07: "up to 1.6x" throughput); int4: 2.0, an estimate between
-# Marlin's W4A16 decode speed-ups at small batch (IST-DASLab/marlin: near 4x over fp16 up to
-# batch 16-32) and parity at large batch (gpustack's vLLM measurements: W4A16 13,605 vs BF16
-# 13,305 tok/s on H100; AWQ 9,756). These are optimistic "up to" numbers: they only decide a
-# first step down, and learned capacity replaces them (testbed/sim/presets.py models slower int4).
+# (Neural Magic / vLLM blog, 2024-07: "up to 1.6x" throughput). int4: 1.0. Marlin's W4A16
+# kernels decode near 4x faster than fp16 at small batches (IST-DASLab/marlin: up to batch
+# 16-32), but the ladder acts under pressure, where batches are large, and there W4A16 runs at
+# bf16's speed (gpustack's vLLM measurements: W4A16 13,605 vs BF16 13,305 tok/s on H100; AWQ
+# 9,756). An int4 rung still gains by needing fewer GPUs per replica (its gpusPerReplica).
+# These are guesses: learned capacity replaces them (testbed/sim/presets.py models int4 as
+# compute-bound at large batches).
 WEIGHT_FACTOR: dict[WeightPrecision, float] = {
     WeightPrecision.BF16: 1.0,
     WeightPrecision.FP8: 1.6,
-    WeightPrecision.INT4: 2.0,
+    WeightPrecision.INT4: 1.0,
 }
 # An fp8 KV cache holds twice the tokens: more concurrent requests where the cache is the limit
 # (estimate; gpustack measured +1.6% where it was not).
@@ -80,6 +94,16 @@ FP8_KV_FACTOR = 1.25
 KV_BOUND = 0.9
 MIN_GAIN = 1.1  # a lighter rung must carry 10% more on our GPUs to be worth a rollout
 LEARN_WEIGHT = 0.3  # weight of the newest capacity sample in the learned mean
+# A replica taken out of service finishes what it holds before its GPUs are free: its queue,
+# then its running requests, the last of which ends some mean request times later. Reasoning
+# lengths (bench.quantization: lognormal, sd 0.6, capped at 8,000 tokens) put the longest of a
+# replica's ~30 running requests at 2-3x the mean; 2 is the estimate.
+DRAIN_TAIL = 2.0
+# The ladder's own memory of the load: the autoscaler keeps one cold start of rate points, too
+# short to tell a trend over a switch that takes tens of minutes.
+LOAD_EVERY = 60.0  # a point a minute
+LOAD_KEEP = 3600.0  # for an hour
+TREND_MIN_SPAN = 600.0  # the trend a switch is planned on spans at least ten minutes
 HOUR = 3600.0
 SWITCH_HISTORY = 20
 
@@ -123,6 +147,12 @@ class ModeInputs:
     kv_cache_usage: float | None = None  # mean KV-cache usage of the Ready replicas (0..1)
     # the rollout to the target rung was rolled back or aborted (its version is kept out)
     switch_rolled_back: bool = False
+    drain_s: float | None = None  # seconds a replica taken out finishes its requests in
+    # whether the served rung's learned capacity is set by its KV cache (scaling.Capacity);
+    # None: not learned yet
+    kv_binds: bool | None = None
+    # the demand forecast h seconds ahead (scaling.outlook bound to this tick); None: no forecast
+    outlook: Callable[[float], Demand] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,9 +169,15 @@ class _Clocks:
     """What `_track` derived for this tick."""
 
     pressure_for: float | None  # seconds of pressure so far (None: none now)
-    relief_for: float | None  # seconds the rung above has had headroom (None: not now)
+    relief_for: float | None  # seconds a rung above has had headroom (None: not now)
     why_pressure: str  # the numbers behind the pressure, for messages
     why_relief: str
+    need: float | None = None  # req/s to carry until a switch started now is done
+    why_need: str = ""  # "6.0 req/s arriving" or "7.1 req/s forecast within 1900s (...)"
+    beyond: str | None = None  # why the served rung on all its GPUs falls short of the forecast
+    lasts: bool = False  # the forecast has the pressure outlast a switch started now
+    rising: bool = False  # the forecast rises (a significant trend or the period's profile)
+    up: str | None = None  # the rung to step up to while relief lasts
 
 
 def rfc3339(t: float) -> str:
@@ -326,6 +362,126 @@ def _hold(
     return QuantizationDecision(target, reason, f"{msg} {target}", new, False)
 
 
+def drain_seconds(
+    running: float | None, waiting: float | None, finished: float | None, ready: int
+) -> float | None:
+    """Seconds a replica taken out of service takes to finish what it holds: its share of the
+    queue at the rate a replica finishes requests, then its running requests, the last ending
+    DRAIN_TAIL mean request times later (Little's law: a request's mean time is running /
+    finished). None without a finished rate. 30 running and 10 waiting per replica finishing
+    0.25 req/s: 10 / 0.25 + 2 x 30 / 0.25 = 280 s."""
+    if ready <= 0 or running is None or not finished or finished <= 0:
+        return None
+    per = finished / ready
+    return ((waiting or 0.0) / ready + DRAIN_TAIL * running / ready) / per
+
+
+@dataclass(frozen=True)
+class LoadView:
+    """What the policy reads of the load from the autoscaler's tick: ModeInputs' arrival_rate,
+    drain_s and outlook."""
+
+    arrival_rate: float | None
+    drain_s: float | None
+    outlook: Callable[[float], Demand] | None
+
+
+def load_view(
+    decision: ScalingDecision | None, values: Mapping[Signal, float], ready: int, now: float
+) -> LoadView:
+    """The arriving rate the autoscaler computed this tick (the finished rate plus the
+    backlog's growth; the finished rate alone without a decision), the drain of one replica
+    from the signals (`drain_seconds`), and the autoscaler's forecast, extendable to any
+    horizon (`scaling.outlook`)."""
+    demand = decision.demand if decision is not None else None
+    finished = values.get(Signal.REQUEST_RATE)
+    drain = drain_seconds(
+        values.get(Signal.RUNNING), values.get(Signal.QUEUE_DEPTH), finished, ready
+    )
+    if demand is None or decision is None:
+        return LoadView(finished, drain, None)
+    return LoadView(demand.now, drain, partial(outlook, demand, decision.state.load, now))
+
+
+def _removals(spec: QuantizationSpec, inp: ModeInputs) -> tuple[int, int]:
+    """(replicas a switch must take out before the new rung has GPUs, replicas served): the
+    served replicas that the free GPUs cannot stand in for."""
+    r = spec.rung(inp.served)
+    g = _gpus(r, inp.default_gpus_per_replica) if r is not None else inp.default_gpus_per_replica
+    n = max(1, inp.held_gpus // g)
+    return max(0, n - inp.free_gpus // g), n
+
+
+def switch_seconds(spec: QuantizationSpec, inp: ModeInputs) -> float:
+    """How long a switch started now runs: with free GPUs for the whole new rung, one cold
+    start (blue-green); under a GPU cap, per replica taken out, its drain and then the new
+    replica's cold start (each step gives one replica's GPUs to the new rung). 4 replicas,
+    280 s drains, 276 s cold starts: 4 x 556 = 2224 s."""
+    removals, _ = _removals(spec, inp)
+    cold = inp.cold_start_s or 0.0
+    if removals == 0:
+        return cold
+    return removals * ((inp.drain_s or 0.0) + cold)
+
+
+def remember_load(
+    state: QuantizationStatus | None, rate: float | None, now: float
+) -> QuantizationStatus:
+    """Add the arriving rate to the ladder's memory of the load (a point per LOAD_EVERY,
+    LOAD_KEEP of them)."""
+    state = state or QuantizationStatus()
+    if rate is None or (state.load and now - state.load[-1].time < LOAD_EVERY):
+        return state
+    kept = [p for p in state.load if now - p.time < LOAD_KEEP]
+    point = LoadSample(time=now, rate=round(max(rate, 0.0), 4))
+    return state.model_copy(update={"load": [*kept, point][-64:]})
+
+
+def forecast_load(
+    inp: ModeInputs, state: QuantizationStatus | None, now: float, horizon: float
+) -> Demand | None:
+    """The load `horizon` ahead: the period's profile where the autoscaler has seen one
+    (`inp.outlook`), else a sustained trend (`scaling.sustained_slope`) over the last
+    `horizon` of the ladder's own points (TREND_MIN_SPAN at least, LOAD_KEEP at most, and
+    covered for half of it) extended by `horizon`, within [rate / 2, rate x 2]. None without
+    an arriving rate."""
+    rate = inp.arrival_rate
+    if rate is None:
+        return None
+    if inp.outlook is not None and horizon > 0:
+        d = inp.outlook(horizon)
+        if d.seasonal:
+            return d
+    span = min(max(horizon, TREND_MIN_SPAN), LOAD_KEEP)
+    points = [(p.time, p.rate) for p in (state.load if state else []) if 0 < now - p.time <= span]
+    slope = 0.0
+    if points and now - points[0][0] >= span / 2:
+        slope = sustained_slope([*points, (now, rate)])
+    ahead = max(rate / TREND_MAX_FACTOR, min(rate * TREND_MAX_FACTOR, rate + slope * horizon))
+    return Demand(rate, rate, 0.0, slope, ahead, horizon, max(rate, ahead))
+
+
+def _outlook(
+    inp: ModeInputs, state: QuantizationStatus | None, now: float, horizon: float
+) -> tuple[float | None, str, Demand | None]:
+    """(the highest rate to carry from now until `horizon`, in words, the forecast): the
+    arriving rate, or the forecast's peak until then where it is higher."""
+    rate = inp.arrival_rate
+    d = forecast_load(inp, state, now, horizon) if horizon > 0 else None
+    if rate is None:
+        return None, "", None
+    if d is None:
+        return rate, f"{rate:.1f} req/s arriving", None
+    if d.until_ready <= rate:
+        return rate, f"{rate:.1f} req/s arriving", d
+    how = "seasonal profile" if d.seasonal else f"trend {d.slope * 60:+.2f} req/s per min"
+    return (
+        d.until_ready,
+        (f"{d.until_ready:.1f} req/s forecast within {horizon:.0f}s ({rate:.1f} arriving, {how})"),
+        d,
+    )
+
+
 def _track(
     spec: QuantizationSpec,
     slo: SloSpec,
@@ -333,10 +489,13 @@ def _track(
     state: QuantizationStatus | None,
     now: float,
 ) -> tuple[_Clocks, QuantizationStatus]:
-    """Pressure: SLO breached, or the arrival rate above what the Ready replicas carry on the
-    served rung. Relief: no pressure and the rung above would carry the arrival rate at
-    <= stepUpHeadroom of what it carries on our GPUs. Returns the clocks and the state with
-    pressureSince/reliefSince updated."""
+    """Pressure: the SLO is breached, the arrival rate is above what the Ready replicas carry
+    on the served rung, or a rising forecast (a significant trend or the period's profile)
+    goes above what the served rung carries on all the GPUs it can have before a switch
+    started now would be done. Relief: no pressure and a rung above would carry the arrival
+    rate, or the forecast's peak until a switch would be done, at <= stepUpHeadroom of what
+    it carries on our GPUs (the highest such rung is the one to step up to). Returns the
+    clocks and the state with pressureSince/reliefSince updated."""
     learned = state.capacity if state else {}
     why: list[str] = []
     if inp.ttft_p99 is not None and inp.ttft_p99 > slo.ttft_p99_seconds:
@@ -349,33 +508,56 @@ def _track(
             f"{inp.arrival_rate:.1f} req/s arriving > {inp.ready} Ready x ~{cap:.2f} req/s "
             f"on {inp.served}"
         )
+    horizon = switch_seconds(spec, inp)
+    need, why_need, d = _outlook(inp, state, now, horizon)
+    # rising: a significant trend upwards, or the period's profile higher ahead
+    rising = d is not None and inp.arrival_rate is not None and d.until_ready > inp.arrival_rate
+    n_most, most = _carried(spec, inp.served, inp, learned)
+    beyond: str | None = None
+    lasts = False
+    if rising and d is not None and need is not None and most is not None and need > most:
+        beyond = (
+            f"{inp.served} on {inp.held_gpus + inp.free_gpus} GPUs ({n_most} replicas) carries "
+            f"~{most:.1f} req/s"
+        )
+        why.append(f"{why_need} > what {beyond}")
+        lasts = d.ahead > most
     pressure = bool(why)
     prev_p = _parse(state.pressure_since) if state else None
     p_since = (prev_p if prev_p is not None else now) if pressure else None
 
     idx = _names(spec).index(inp.served) if inp.served in _names(spec) else 0
-    why_relief, r_since = "", None
-    if idx > 0 and not pressure and inp.arrival_rate is not None:
-        up = spec.ladder[idx - 1].name
-        if cap is None and inp.ready > 0:
+    why_relief, r_since, up = "", None, None
+    if idx > 0 and not pressure and need is not None:
+        if cap is None and inp.ready > 0 and inp.arrival_rate is not None:
             # nothing learned yet: the Ready replicas carry what arrives, at least (a lower
             # bound, so the step up stays conservative)
             learned = {inp.served: inp.arrival_rate / inp.ready}
-        n_up, carried = _carried(spec, up, inp, learned)
-        if carried is not None and inp.arrival_rate <= spec.policy.step_up_headroom * carried:
-            share = inp.arrival_rate / carried if carried > 0 else 0.0
+        for higher in spec.ladder[:idx]:  # highest precision first
+            n_up, carried = _carried(spec, higher.name, inp, learned)
+            if carried is None or need > spec.policy.step_up_headroom * carried:
+                continue
+            share = need / carried if carried > 0 else 0.0
             prev_r = _parse(state.relief_since) if state else None
             r_since = prev_r if prev_r is not None else now
+            up = higher.name
             why_relief = (
                 f"{up} on {inp.held_gpus + inp.free_gpus} GPUs ({n_up} replicas) carries "
-                f"~{carried:.1f} req/s; {inp.arrival_rate:.1f} arriving is "
-                f"{share:.0%} of it (<= {spec.policy.step_up_headroom:.0%})"
+                f"~{carried:.1f} req/s; {why_need} is {share:.0%} of it "
+                f"(<= {spec.policy.step_up_headroom:.0%})"
             )
+            break
     clocks = _Clocks(
         pressure_for=None if p_since is None else now - p_since,
         relief_for=None if r_since is None else now - r_since,
         why_pressure="; ".join(why),
         why_relief=why_relief,
+        need=need,
+        why_need=why_need,
+        beyond=beyond,
+        lasts=lasts,
+        rising=rising,
+        up=up,
     )
     new = _state(
         state,
@@ -453,8 +635,14 @@ def _scaling_cannot_help(spec: QuantizationSpec, inp: ModeInputs) -> str | None:
 
 def _kv_why_not(slo: SloSpec, inp: ModeInputs) -> str | None:
     """Why a bigger KV cache would not carry more on the served rung (None: it would, or the
-    signals to tell are missing): the cache is not what binds, or the decode steps are already
-    slower than the TPOT SLO, so more concurrent requests would only slow every step."""
+    signals to tell are missing). Where the autoscaler has learned the served rung's capacity,
+    it says whether the KV cache sets it (`scaling.Capacity.kv_binds`). Before that, from the
+    signals: the cache is not full, or the decode steps are already slower than the TPOT SLO,
+    so more concurrent requests would only slow every step."""
+    if inp.kv_binds is not None:  # the autoscaler's learned capacity knows
+        if inp.kv_binds:
+            return None
+        return "the decode step's time, not the KV cache, sets the learned capacity"
     if inp.kv_cache_usage is not None and inp.kv_cache_usage < KV_BOUND:
         return f"KV cache at {inp.kv_cache_usage:.0%} < {KV_BOUND:.0%}: not what binds"
     if inp.tpot_p99 is not None and inp.tpot_p99 > slo.tpot_p99_seconds:
@@ -490,25 +678,89 @@ def _payback_seconds(spec: QuantizationSpec, inp: ModeInputs, gain: float) -> tu
     """(seconds of pressure after which a step down pays for itself, the cost in words).
 
     Under a GPU cap the switch is stepped: each old replica that free GPUs cannot cover is
-    removed and its GPUs serve again only after the new rung's cold start, so every step costs
-    one old replica for a cold start. Once switched, the fleet carries (gain - 1) x more. Like
-    renting skis until the rent paid equals the price (the 2-competitive rule for not knowing how
-    long the need lasts), the policy switches once the capacity the pressure has cost so far,
-    (gain - 1) x n replicas x seconds, equals what the switch costs, removals x cold start: at
-    gain 1.25 with 4 replicas to replace, 4 x 344 s / (4 x 0.25) = 1376 s; at gain 2, 344 s.
+    taken out, finishes what it holds (its drain) and its GPUs serve again only after the new
+    rung's cold start, so every step costs one old replica for a drain and a cold start. Once
+    switched, the fleet carries (gain - 1) x more. Like renting skis until the rent paid equals
+    the price (the 2-competitive rule for not knowing how long the need lasts), the policy
+    switches once the capacity the pressure has cost so far, (gain - 1) x n replicas x seconds,
+    equals what the switch costs, removals x (drain + cold start): at gain 1.25 with 4 replicas
+    to replace, no drain and a 344 s cold start, 4 x 344 s / (4 x 0.25) = 1376 s; at gain 2,
+    344 s. A rising forecast that outlasts the switch needs no such wait (`_step_down`).
     Unknown cold start or enough free GPUs: nothing to pay back."""
-    r = spec.rung(inp.served)
-    g = _gpus(r, inp.default_gpus_per_replica) if r is not None else inp.default_gpus_per_replica
-    n = max(1, inp.held_gpus // g)
-    removals = max(0, n - inp.free_gpus // g)
+    removals, n = _removals(spec, inp)
     if not inp.cold_start_s or removals == 0 or gain <= 1.0:
         return 0.0, ""
-    seconds = removals * inp.cold_start_s / (n * (gain - 1.0))
-    cost = (
-        f"a stepped switch idles {removals} of {n} replicas for a ~{inp.cold_start_s:.0f}s "
-        "cold start each"
-    )
+    step = inp.cold_start_s + (inp.drain_s or 0.0)
+    seconds = removals * step / (n * (gain - 1.0))
+    drain = f"a ~{inp.drain_s:.0f}s drain and " if inp.drain_s else ""
+    cost = f"a stepped switch idles {removals} of {n} replicas for {drain}a "
+    cost += f"~{inp.cold_start_s:.0f}s cold start each"
     return seconds, cost
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A lighter rung the policy could step down to."""
+
+    name: str
+    gain: float  # what it carries on our GPUs over what the served rung carries
+    carried: float | None  # req/s on our GPUs (None: no capacity learned yet)
+    words: str
+
+
+def _options(
+    spec: QuantizationSpec,
+    slo: SloSpec,
+    inp: ModeInputs,
+    learned: Mapping[str, float],
+    clocks: _Clocks,
+) -> list[_Option]:
+    """Every rung below the served one down to the floor, with what it carries on the GPUs we
+    can have (its fp8 KV cache's prior credit removed where the cache does not bind)."""
+    names = _names(spec)
+    idx = names.index(inp.served) if inp.served in names else 0
+    base = max(_relative(spec, inp.served, inp, learned), 1e-9)
+    gpus = inp.held_gpus + inp.free_gpus
+    out: list[_Option] = []
+    for lower in names[idx + 1 : spec.floor_index() + 1]:
+        discount, kv_why = _kv_discount(spec, slo, inp, lower, learned)
+        gain = _relative(spec, lower, inp, learned) / discount / base
+        n_low, carried = _carried(spec, lower, inp, learned)
+        rate = None if carried is None else carried / discount
+        words = (
+            f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{rate:.1f} req/s"
+            if rate is not None
+            else f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{gain:.2f}x"
+        )
+        if clocks.need is not None and rate is not None:
+            words += f" vs {clocks.why_need}"
+        if kv_why is not None:
+            words += f" ({kv_why}, so no credit for its fp8 KV cache)"
+        out.append(_Option(lower, gain, rate, words))
+    return out
+
+
+def _pick(options: list[_Option], need: float | None, headroom: float, rising: bool) -> _Option:
+    """The rung to step down to, straight, not one rung at a time (each switch under a GPU cap
+    replaces every replica). Among the rungs worth a switch (MIN_GAIN): while the forecast
+    rises, or where what the rungs carry or what arrives is unknown (an overload from the
+    start leaves nothing learned), the one that carries the most: how far the load goes
+    is then the least certain number, a rung that falls short costs a second stepped switch
+    under a deeper overload, and one that carries more costs only precision until the step
+    back up. On a load that does not rise, the highest-precision rung that carries `need`
+    with stepUpHeadroom to spare (so that no step up undoes it), else the first that carries
+    it, else the one that carries the most."""
+    worth = [o for o in options if o.gain >= MIN_GAIN]
+    if not worth:
+        return options[0]
+    most = max(worth, key=lambda o: o.gain)
+    if rising or need is None or any(o.carried is None for o in worth):
+        return most
+    for share in (headroom, 1.0):
+        hit = next((o for o in worth if o.carried is not None and need <= share * o.carried), None)
+        if hit is not None:
+            return hit
+    return most
 
 
 def _step_down(
@@ -519,9 +771,11 @@ def _step_down(
     clocks: _Clocks,
     now: float,
 ) -> QuantizationDecision | None:
-    """One rung down when the pressure has lasted stepDownAfterSeconds, more replicas cannot
-    come, the floor allows it, the lighter rung carries at least MIN_GAIN x more on the GPUs
-    we can have, and the pressure has lasted long enough to pay for a stepped switch."""
+    """Down the ladder when the pressure has lasted stepDownAfterSeconds, more replicas cannot
+    come (or cannot carry the forecast), the floor allows it, a lighter rung carries at least
+    MIN_GAIN x more on the GPUs we can have, and either the forecast has the pressure outlast
+    the switch or the pressure has lasted long enough to pay for it. Straight to the rung
+    `_pick` names, not one rung at a time: each switch under a GPU cap replaces every replica."""
     if clocks.pressure_for is None:
         return None
     p = spec.policy
@@ -533,44 +787,35 @@ def _step_down(
             state, PRESSURE_BUILDING, f"{head} (stepDownAfterSeconds {p.step_down_after_seconds})"
         )
     blocked = _scaling_cannot_help(spec, inp)
+    if blocked is None and clocks.beyond is not None:
+        blocked = f"more {inp.served} replicas cannot carry the forecast"
     if blocked is None:
         return _wait(state, SCALING_CAN_HELP, f"{head}; more {inp.served} replicas can come")
     if idx >= spec.floor_index():
         return _wait(state, AT_LOWEST_RUNG, f"{head}; {blocked}; {inp.served} is the lowest rung")
-    lower = names[idx + 1]
-    learned = state.capacity
-    discount, kv_why = _kv_discount(spec, slo, inp, lower, learned)
-    gain = _relative(spec, lower, inp, learned) / discount
-    gain /= max(_relative(spec, inp.served, inp, learned), 1e-9)
-    n_low, carried = _carried(spec, lower, inp, learned)
-    gpus = inp.held_gpus + inp.free_gpus
-    carries = (
-        f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{carried / discount:.1f} req/s"
-        if carried is not None
-        else f"{lower} on {gpus} GPUs ({n_low} replicas) carries ~{gain:.2f}x"
-    )
-    if inp.arrival_rate is not None and carried is not None:
-        carries += f" vs {inp.arrival_rate:.1f} arriving"
-    if kv_why is not None:
-        carries += f" ({kv_why}, so no credit for its fp8 KV cache)"
-    if gain < MIN_GAIN:
+    options = _options(spec, slo, inp, state.capacity, clocks)
+    pick = _pick(options, clocks.need, p.step_up_headroom, clocks.rising)
+    if pick.gain < MIN_GAIN:
         return _wait(
             state,
             STEP_DOWN_NO_GAIN,
-            f"{head}; {blocked}; {carries}, {gain:.2f}x {inp.served}: not worth a rollout",
+            f"{head}; {blocked}; {pick.words}, {pick.gain:.2f}x {inp.served}: not worth a rollout",
         )
-    payback, cost = _payback_seconds(spec, inp, gain)
+    payback, cost = _payback_seconds(spec, inp, pick.gain)
+    if clocks.lasts:
+        payback = 0.0  # the forecast has the pressure outlast the switch: it pays for itself
     if clocks.pressure_for < payback:
         return _wait(
             state,
             AWAITING_PAYBACK,
-            f"{head}; {blocked}; {carries}; {cost}: it pays back after {payback:.0f}s of pressure",
+            f"{head}; {blocked}; {pick.words}; {cost}: it pays back after {payback:.0f}s of "
+            "pressure",
         )
     gate = _switch_allowed(spec, state, now)
     if gate is not None:
-        return _wait(state, gate[0], f"{head}; {blocked}; {carries}; waiting: {gate[1]}")
-    msg = f"{head}; {blocked}; {carries} -> stepping down {inp.served} -> {lower}"
-    return _switch(spec, state, lower, STEP_DOWN, msg, now)
+        return _wait(state, gate[0], f"{head}; {blocked}; {pick.words}; waiting: {gate[1]}")
+    msg = f"{head}; {blocked}; {pick.words} -> stepping down {inp.served} -> {pick.name}"
+    return _switch(spec, state, pick.name, STEP_DOWN, msg, now)
 
 
 def _leave_slower_rung(
@@ -606,13 +851,12 @@ def _step_up(
     clocks: _Clocks,
     now: float,
 ) -> QuantizationDecision | None:
-    """One rung up after relief (the rung above would carry the load with stepUpHeadroom to
-    spare) has lasted stepUpAfterSeconds."""
-    if clocks.relief_for is None:
+    """Up to the highest rung with headroom (`_track`: it would carry the load, and the
+    forecast until a switch is done, with stepUpHeadroom to spare) once relief has lasted
+    stepUpAfterSeconds."""
+    if clocks.relief_for is None or clocks.up is None:
         return None
-    names = _names(spec)
-    idx = names.index(inp.served) if inp.served in names else 0
-    up = names[idx - 1]
+    up = clocks.up
     p = spec.policy
     head = f"{clocks.why_relief} for {clocks.relief_for:.0f}s"
     if clocks.relief_for < p.step_up_after_seconds:
@@ -656,6 +900,8 @@ def decide_mode(
     now: float,
 ) -> QuantizationDecision:
     """The rung to serve now, why, and the memory to keep (see the module docstring)."""
+    if not inp.transition_in_flight:  # mid-switch, the rates describe half a fleet
+        state = remember_load(state, inp.arrival_rate, now)
     decided = _pinned(spec, inp, state, now) or _hold(spec, inp, state)
     if decided is not None:
         return decided

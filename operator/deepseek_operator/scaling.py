@@ -136,6 +136,7 @@ class ScalingDecision:
     limited: tuple[str, str] | None = None  # (reason, message) for the ScalingLimited condition
     metrics_ok: bool = True
     state: ScalingState = field(default_factory=ScalingState)
+    demand: Demand | None = None  # step 1's demand, where this tick computed one
 
 
 # ---------------------------------------------------------------------------- 1. demand --
@@ -293,22 +294,44 @@ def forecast(
     now: float,
     horizon: float,
     season: SeasonProfile | None = None,
+    fit_span: float | None = None,
 ) -> Demand:
     """Step 1: the rate now and one horizon ahead. Once a whole period has been seen, the
     period's profile says how much the rate changes until then (added to the rate now, never
-    below half of it); otherwise a sustained trend over the last horizon's rate points
-    (spanning half a horizon at least) extends it, at most by TREND_MAX_FACTOR."""
+    below half of it); otherwise a sustained trend over the last `fit_span` (default: one
+    horizon) of rate points (spanning half of it at least) extends it, at most by
+    TREND_MAX_FACTOR."""
     deltas = season_deltas(season, now, horizon)
     if deltas is not None:
         ahead = max(rate / TREND_MAX_FACTOR, rate + deltas[0])
         return Demand(rate, finished, growth, 0.0, ahead, horizon, rate + deltas[1], True)
-    recent = [(p.time, p.rate) for p in points if 0 < now - p.time <= horizon]
+    span = horizon if fit_span is None else fit_span
+    recent = [(p.time, p.rate) for p in points if 0 < now - p.time <= span]
     slope = 0.0
-    if recent and now - recent[0][0] >= horizon / 2:
+    if recent and now - recent[0][0] >= span / 2:
         slope = sustained_slope([*recent, (now, rate)])
     ahead = max(rate / TREND_MAX_FACTOR, min(rate * TREND_MAX_FACTOR, rate + slope * horizon))
     ahead = max(0.0, ahead)
     return Demand(rate, finished, growth, slope, ahead, horizon, max(rate, ahead))
+
+
+def outlook(demand: Demand, memory: LoadMemory | None, now: float, horizon: float) -> Demand:
+    """The demand of a tick forecast `horizon` ahead instead of the autoscaler's own horizon
+    (the quantization ladder asks how far the load goes while a switch runs): from the
+    period's profile once one was seen, else the trend fitted over the rate points the
+    autoscaler keeps (one of its horizons) extended to `horizon`, at most a doubling."""
+    points = memory.points if memory is not None else []
+    season = memory.season if memory is not None else None
+    return forecast(
+        demand.now,
+        demand.finished,
+        demand.growth,
+        points,
+        now,
+        horizon,
+        season,
+        fit_span=demand.horizon,
+    )
 
 
 # -------------------------------------------------------------------------- 2. capacity --
@@ -318,6 +341,7 @@ class Capacity:
 
     per_replica: float
     source: str
+    kv_binds: bool = False  # the KV cache, not the decode step's time, sets it
 
 
 def learn_capacity(
@@ -477,11 +501,11 @@ def replica_capacity(
             )
     bound = kv_bound(model, a, b, kv_target) if kv_target else None
     if bound is not None and bound < per:
-        per = bound
         source += (
             f"; the KV cache ({model.mean_kv:.0%} at {model.mean_rate:.2f} req/s) reaches "
             f"{kv_target:.0%} first"
         )
+        return Capacity(bound, source, kv_binds=True)
     return Capacity(per, source)
 
 
@@ -576,6 +600,7 @@ def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) 
         f"{n:.0f} running at {why}, mean TPOT {step * 1000:.1f}ms there ({seen} the "
         f"{pts[-1][0]:.0f} seen), {model.tokens_per_request:.0f} TPOTs per request; "
         f"{model.curve_samples} samples",
+        kv_binds=True,
     )
 
 
@@ -1097,6 +1122,7 @@ def decide(
         signals=seen,
         limited=limited,
         state=next_state(history, target > n, target < n),
+        demand=demand,
     )
 
 

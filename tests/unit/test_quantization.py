@@ -223,7 +223,7 @@ def test_step_down_message_names_the_numbers_and_records_the_switch() -> None:
     assert d.message == (
         "TTFT p99 4s > SLO 2s; 30.0 req/s arriving > 4 Ready x ~4.70 req/s on fp8 for 75s; "
         "8 fp8 replicas wanted, 32 held + 0 free GPUs fit 4; fp8-kv8 on 32 GPUs (4 replicas) "
-        "carries ~23.5 req/s vs 30.0 arriving -> stepping down fp8 -> fp8-kv8"
+        "carries ~23.5 req/s vs 30.0 req/s arriving -> stepping down fp8 -> fp8-kv8"
     )
     hop = d.state.switches[-1]
     assert (hop.from_, hop.to, hop.reason, hop.at) == ("fp8", "fp8-kv8", STEP_DOWN, rfc3339(NOW))
@@ -263,8 +263,17 @@ def test_never_below_the_floor(served: str, lowest: str | None, reason: str, tar
 def test_step_down_only_to_a_rung_that_carries_more(learned: dict[str, float], reason: str) -> None:
     state = memory(pressure_ago=75, capacity=learned)
     obs = {**BREACHED, "arrival_rate": None} if not learned else BREACHED
-    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    d = decide_mode(qspec(lowest_rung="fp8-kv8"), SLO, inputs(**obs), state, NOW)
     assert d.reason == reason
+
+
+def test_a_rung_that_carries_no_more_is_skipped_for_one_below_that_does() -> None:
+    """fp8-kv8 learned at 1.01x fp8: the policy goes straight to int4 (learned 1.28x on 8
+    replicas of 4 GPUs) instead of stopping at a rung that does not help."""
+    state = memory(pressure_ago=75, capacity={"fp8": 4.7, "fp8-kv8": 4.75, "int4": 3.0})
+    d = decide_mode(qspec(), SLO, inputs(**BREACHED), state, NOW)
+    assert (d.reason, d.target) == (STEP_DOWN, "int4")
+    assert "int4 on 32 GPUs (8 replicas) carries ~24.0 req/s" in d.message
 
 
 @pytest.mark.parametrize(
@@ -324,7 +333,7 @@ def test_an_fp8_kv_cache_counts_only_where_the_kv_cache_binds(
     state = memory(pressure_ago=75, capacity=learned)
     # breached by TTFT and the arriving rate, so TPOT is free to vary
     obs = {**BREACHED, "tpot_p99": tpot, "ttft_p99": 4.0, "kv_cache_usage": kv_usage}
-    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    d = decide_mode(qspec(lowest_rung="fp8-kv8"), SLO, inputs(**obs), state, NOW)
     assert d.reason == reason
     if why is not None:
         assert f"({why}, so no credit for its fp8 KV cache)" in d.message
@@ -386,15 +395,23 @@ def test_relief_without_learned_capacity(ready: int, arrival: float, reason: str
     assert d.reason == reason
 
 
-def test_step_up_counts_the_replicas_the_higher_rung_fits() -> None:
-    """From int4 (8 replicas of 4 GPUs) the rung above fits 4 replicas of 8 on the same GPUs."""
-    state = memory(target="fp8-kv8", relief_ago=700, capacity={"fp8": 4.7})
+@pytest.mark.parametrize(
+    ("arrival", "target"),
+    [
+        (15.0, "fp8"),  # fp8 4.7 x 4 = 18.8 req/s; 15 is 80% of it: straight to the top
+        (17.0, "fp8-kv8"),  # 90% of fp8's; fp8-kv8 prior 5.875 x 4 = 23.5 req/s, 72% of it
+    ],
+)
+def test_step_up_counts_the_replicas_the_higher_rung_fits(arrival: float, target: str) -> None:
+    """From int4 (8 replicas of 4 GPUs) the rungs above fit 4 replicas of 8 on the same GPUs;
+    the policy goes to the highest that has headroom."""
+    state = memory(target="fp8-kv8", relief_ago=700, capacity={"fp8": 4.7, "int4": 3.0})
     state = state.model_copy(update={"target": "int4"})
-    obs = {"served": "int4", "replicas": 8, "ready": 8, "arrival_rate": 15.0}
+    obs = {"served": "int4", "replicas": 8, "ready": 8, "arrival_rate": arrival}
     d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
-    # fp8-kv8 prior 5.875 x 4 = 23.5 req/s; 15 is 64% of it
-    assert (d.reason, d.target) == (STEP_UP, "fp8-kv8")
-    assert "fp8-kv8 on 32 GPUs (4 replicas) carries ~23.5 req/s" in d.message
+    assert (d.reason, d.target) == (STEP_UP, target)
+    carries = {"fp8": "~18.8 req/s", "fp8-kv8": "~23.5 req/s"}[target]
+    assert f"{target} on 32 GPUs (4 replicas) carries {carries}" in d.message
 
 
 # -- dwell time and switch cap -----------------------------------------------------------
@@ -428,7 +445,7 @@ def test_switch_history_is_bounded() -> None:
     [
         ("fp8", {"fp8": 4.0}, None, 4.0),  # learned
         ("fp8-kv8", {"fp8": 4.0}, None, 5.0),  # prior: x1.25 for the fp8 KV cache
-        ("int4", {"fp8": 4.0}, None, 2.5),  # prior: 2.0/1.6 per GPU x 4/8 GPUs
+        ("int4", {"fp8": 4.0}, None, 1.25),  # prior: 1.0/1.6 per GPU x 4/8 GPUs
         ("int4", {"fp8": 4.0}, 1.5, 6.0),  # declared capacityFactor (relative to fp8)
         ("int4", {"fp8": 4.0, "int4": 3.0}, 1.5, 3.0),  # learned wins
         ("fp8", {"fp8-kv8": 5.0}, None, 4.0),  # prior from another learned rung
@@ -458,23 +475,24 @@ def test_replicas_on_counts_whole_replicas_of_each_rung(
 
 
 def test_derived_priors_are_per_gpu() -> None:
-    """int4 (2.0 per GPU) on 4 GPUs carries as much per GPU as fp8-kv8 (1.6 x 1.25): the
-    priors alone never step from fp8-kv8 to int4; a declared factor or a learned value does."""
+    """int4 (1.0 per GPU, large batches) on 4 GPUs carries half of what fp8-kv8 (1.6 x 1.25)
+    does per GPU: the priors alone never step from fp8-kv8 to int4; a declared factor or a
+    learned value does."""
     state = memory(target="fp8-kv8", pressure_ago=75, capacity={"fp8": 4.7})
     obs = {**BREACHED, "served": "fp8-kv8"}
     d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
     assert d.reason == STEP_DOWN_NO_GAIN
-    assert "1.00x fp8-kv8: not worth a rollout" in d.message
+    assert "0.50x fp8-kv8: not worth a rollout" in d.message
 
 
 def test_gpu_arithmetic_when_rungs_differ_in_gpus_per_replica() -> None:
     """32 H200s: 4 fp8 replicas or 8 int4; int4 is capped by maxReplicas."""
-    state = memory(target="fp8-kv8", pressure_ago=75, capacity={"fp8": 4.0})
+    state = memory(target="fp8-kv8", pressure_ago=75, capacity={"fp8": 4.0, "int4": 3.0})
     obs = {**BREACHED, "served": "fp8-kv8", "max_replicas": 6}
     d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
-    # int4 prior 2.5 req/s x min(8, maxReplicas 6) = 15 < fp8-kv8 5.0 x 4 = 20: no gain
+    # int4 learned 3.0 req/s x min(8, maxReplicas 6) = 18 < fp8-kv8 5.0 x 4 = 20: no gain
     assert d.reason == STEP_DOWN_NO_GAIN
-    assert "int4 on 32 GPUs (6 replicas) carries ~15.0 req/s" in d.message
+    assert "int4 on 32 GPUs (6 replicas) carries ~18.0 req/s" in d.message
 
 
 @pytest.mark.parametrize(

@@ -393,6 +393,13 @@ class QuantizationSwitch(ApiModel):
     reason: str = Field(max_length=64, description="CamelCase reason, e.g. StepDown.")
 
 
+class LoadSample(ApiModel):
+    """The arriving request rate at one time."""
+
+    time: float = Field(description="Unix time.")
+    rate: float = Field(ge=0, description="Requests per second arriving.")
+
+
 class QuantizationStatus(ApiModel):
     """What the quantization policy decided and remembers (so a restart keeps its timers)."""
 
@@ -432,6 +439,12 @@ class QuantizationStatus(ApiModel):
         max_length=8,
         description="Learned requests/s one replica of each rung serves within the SLO, by "
         "rung name.",
+    )
+    load: list[LoadSample] = Field(
+        default_factory=list,
+        max_length=64,
+        description="The arriving request rate, a point a minute for the last hour: the trend "
+        "a switch is planned on (a switch under a GPU cap runs for tens of minutes).",
     )
 
 
