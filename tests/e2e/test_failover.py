@@ -1029,6 +1029,48 @@ def test_the_home_api_server_gone_while_failed_over_changes_nothing(
     )
 
 
+# Both regions in rotation at 70/30 (eu-west a warm standby that also takes a share).
+SPLIT = [{**REGIONS[0], "weight": 70}, {**REGIONS[1], "weight": 30}]
+
+
+@pytest.mark.parametrize(
+    ("dns", "serving", "fleet_regions"), [(WEBHOOK_DNS, True, SPLIT)], ids=["70-30"]
+)
+def test_a_weighted_split_reaches_clients_in_proportion(
+    global_dns: GlobalDns,
+    fleet: dict[str, client.CustomObjectsApi],
+    front_doors: dict[str, Router],
+    namespace: str,
+) -> None:
+    east = fleet["us-east"]
+    wait_regions(
+        east,
+        namespace,
+        {"us-east": ("Healthy", 70), "eu-west": ("Healthy", 30)},
+        "both regions in rotation at 70/30",
+    )
+    wait_records(
+        east, namespace, {"us-east": 70, "eu-west": 30}, "both record sets", "webhook/weight"
+    )
+    for name, door in front_doors.items():
+        wait_for(door.serving, timeout=60, what=f"{name}'s front door serving")
+    wait_for(
+        lambda: (
+            {(global_dns.resolve(HOSTNAME) or [""])[0] for _ in range(20)}
+            == {*TARGETS["us-east"], *TARGETS["eu-west"]}
+        ),
+        timeout=30,
+        what="the DNS server answering both regions' addresses",
+    )
+    # 200 clients, each resolving the name through PowerDNS and served by the region it named:
+    # us-east's share is 70% +- 3.2 points (one standard deviation); 50-90% is 6 of them.
+    seen = clients_see(global_dns, int(front_doors["us-east"].url.rsplit(":", 1)[1]), n=200)
+    assert set(seen) == {"us-east 200", "eu-west 200"}, seen
+    share = seen["us-east 200"] / 200
+    assert 0.5 <= share <= 0.9, seen
+    print(f"70/30 weights: {seen} (us-east {share:.0%})")
+
+
 # ---------------------------------------------------------------------------------------------
 # The failover benchmark (make bench-failover; bench/failover.py computes and writes the results)
 
