@@ -97,5 +97,5 @@ bench-capacity: venv ## capacity learning: what the autoscaler learns a replica 
 bench-scale: venv tools ## the operator at 10, 100, 1000 DeepSeekDeployments on its own local cluster (profile bench): RSS, CPU, reconcile p50/p99, queries and API requests per tick
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m bench.scale --out bench/results $(BENCH_SCALE_ARGS)
 
-bench-failover: venv tools ## region failover under load on the e2e cluster pair (real external-dns + PowerDNS): detect, DNS shift, RTO, failed requests (~12 min; not in `make bench`)
+bench-failover: venv tools ## region failover under load on the e2e cluster pair (real external-dns + PowerDNS): detect, DNS shift, RTO, failed requests (~8 min; not in `make bench`; run it alone)
 	DEEPSEEK_BENCH=1 DEEPSEEK_REPO_ROOT=$(CURDIR) $(PYTEST) -v -s -m e2e tests/e2e/test_failover.py -k test_failover_benchmark
