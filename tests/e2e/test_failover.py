@@ -10,17 +10,22 @@ spec.failover.dns, the external-dns DNSEndpoint the operator keeps in us-east fo
 and writes a real DNS server (PowerDNS, through the test bed's weighted webhook provider:
 testbed/globaldns.py), and a client resolves the global name through that server and sends its
 requests to the address it got: each region's front door (a router on an address of its own).
+The failover benchmark (`make bench-failover`, bench/failover.py) is the last test here, skipped
+unless DEEPSEEK_BENCH=1.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -29,11 +34,13 @@ from kubernetes import client
 
 from testbed.cluster import LocalCluster, RegionInfo
 from testbed.cluster.config import PROFILES
+from testbed.dnsload import DnsClients, DnsProbe
 from testbed.globaldns import GlobalDns
+from testbed.sim.loadgen import request_body
 from tests.unit.test_traffic import external_dns_crd
 
 from .faults import record
-from .operator_process import LOGS, OperatorProcess, free_port, install_crds
+from .operator_process import LOGS, REPO, OperatorProcess, free_port, install_crds
 from .test_autoscale import Router
 from .test_operator import GROUP, PLURAL, VERSION, condition, example
 from .waiting import wait_for
@@ -127,14 +134,25 @@ def kubeconfig_secret(region: RegionInfo, *, server: str | None = None) -> dict[
     return {"metadata": {"name": SECRET}, "data": {"kubeconfig": data}}
 
 
+# The tests' failover timing: a region is Unhealthy after 2 s, back in rotation 8 s after it
+# recovers.
+FAST = {
+    "healthCheckIntervalSeconds": 1,
+    "failureThreshold": 2,
+    "failbackDelaySeconds": FAILBACK_DELAY,
+}
+
+
 def body(
     *,
     regions: list[dict[str, Any]] | None = None,
     dns: dict[str, Any] | None = None,
     serving: bool = False,
+    timing: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """`serving`: the simulated fleet runs the engines (they answer HTTP); else kwok alone makes
-    the pods Ready."""
+    the pods Ready. `timing`: spec.failover's check interval, threshold and failback delay (the
+    tests' fast ones by default)."""
     b = example("deepseek-r1-distill-7b.yaml", fleet=serving)
     b["spec"]["replicas"] = 1
     # Replicas only change by hand here (scaled to 0 to lose the region's engines).
@@ -146,12 +164,7 @@ def body(
     }
     if regions is not None:
         b["spec"]["regions"] = regions
-        b["spec"]["failover"] = {
-            "enabled": True,
-            "healthCheckIntervalSeconds": 1,
-            "failureThreshold": 2,
-            "failbackDelaySeconds": FAILBACK_DELAY,
-        }
+        b["spec"]["failover"] = {"enabled": True, **(timing or FAST)}
         if dns is not None:
             b["spec"]["failover"]["dns"] = dns
             b["spec"]["regions"] = [{**r, "dnsTargets": TARGETS[r["name"]]} for r in regions]
@@ -186,6 +199,12 @@ def fleet_regions() -> list[dict[str, Any]]:
 
 
 @pytest.fixture
+def timing() -> dict[str, int]:
+    """spec.failover's timing of the fleet's DeepSeekDeployment; a test parametrizes it."""
+    return FAST
+
+
+@pytest.fixture
 def fleet(
     regions: dict[str, RegionInfo],
     api_clients: dict[str, client.ApiClient],
@@ -194,6 +213,7 @@ def fleet(
     dns: dict[str, Any] | None,
     fleet_regions: list[dict[str, Any]],
     serving: bool,
+    timing: dict[str, int],
 ) -> dict[str, client.CustomObjectsApi]:
     """The kubeconfig Secret and the DeepSeekDeployment in us-east, which creates its copy in
     eu-west; returns a CustomObjectsApi per region."""
@@ -201,7 +221,7 @@ def fleet(
     client.CoreV1Api(api_clients["us-east"]).create_namespaced_secret(
         namespace, kubeconfig_secret(regions["eu-west"])
     )
-    home = body(regions=fleet_regions, dns=dns, serving=serving)
+    home = body(regions=fleet_regions, dns=dns, serving=serving, timing=timing)
     home["spec"]["replicas"] = 2  # the primary runs 2, the standby keeps 1
     custom["us-east"].create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, home)
     return custom
@@ -1007,3 +1027,228 @@ def test_the_home_api_server_gone_while_failed_over_changes_nothing(
         "the weights as they were (us-east=0, eu-west=100): no RegionUnhealthy, TrafficShifted, "
         "StandbyRaised or DNSRecordsUpdated repeated, the DNSEndpoint not rewritten",
     )
+
+
+# Both regions in rotation at 70/30 (eu-west a warm standby that also takes a share).
+SPLIT = [{**REGIONS[0], "weight": 70}, {**REGIONS[1], "weight": 30}]
+
+
+@pytest.mark.parametrize(
+    ("dns", "serving", "fleet_regions"), [(WEBHOOK_DNS, True, SPLIT)], ids=["70-30"]
+)
+def test_a_weighted_split_reaches_clients_in_proportion(
+    global_dns: GlobalDns,
+    fleet: dict[str, client.CustomObjectsApi],
+    front_doors: dict[str, Router],
+    namespace: str,
+) -> None:
+    east = fleet["us-east"]
+    wait_regions(
+        east,
+        namespace,
+        {"us-east": ("Healthy", 70), "eu-west": ("Healthy", 30)},
+        "both regions in rotation at 70/30",
+    )
+    wait_records(
+        east, namespace, {"us-east": 70, "eu-west": 30}, "both record sets", "webhook/weight"
+    )
+    for name, door in front_doors.items():
+        wait_for(door.serving, timeout=60, what=f"{name}'s front door serving")
+    wait_for(
+        lambda: (
+            {(global_dns.resolve(HOSTNAME) or [""])[0] for _ in range(20)}
+            == {*TARGETS["us-east"], *TARGETS["eu-west"]}
+        ),
+        timeout=30,
+        what="the DNS server answering both regions' addresses",
+    )
+    # 200 clients, each resolving the name through PowerDNS and served by the region it named:
+    # us-east's share is 70% +- 3.2 points (one standard deviation); 50-90% is 6 of them.
+    seen = clients_see(global_dns, int(front_doors["us-east"].url.rsplit(":", 1)[1]), n=200)
+    assert set(seen) == {"us-east 200", "eu-west 200"}, seen
+    share = seen["us-east 200"] / 200
+    assert 0.5 <= share <= 0.9, seen
+    print(f"70/30 weights: {seen} (us-east {share:.0%})")
+
+
+# ---------------------------------------------------------------------------------------------
+# The failover benchmark (make bench-failover; bench/failover.py computes and writes the results)
+
+# Production-like timing: a region is Unhealthy after 3 failed checks 10 s apart (20-30 s);
+# resolvers keep an answer 30 s; a recovered region waits 60 s before it takes traffic again.
+BENCH_TIMING = {
+    "healthCheckIntervalSeconds": 10,
+    "failureThreshold": 3,
+    "failbackDelaySeconds": 60,
+}
+BENCH_DNS = {**WEBHOOK_DNS, "ttlSeconds": 30}
+# The primary is the member region, so that its API server can be lost while the home operator
+# (us-east) watches; us-east is the warm standby.
+BENCH_REGIONS = [
+    {
+        "name": "eu-west",
+        "role": "primary",
+        "weight": 100,
+        "kubeconfigSecretRef": {"name": SECRET, "key": "kubeconfig"},
+    },
+    {"name": "us-east", "role": "standby", "weight": 0},
+]
+BENCH_CLIENTS, BENCH_INTERVAL_S, BENCH_TIMEOUT_S = 8, 0.5, 5.0
+SETTLE_S = 20  # load after the clients' last cached answer expired, before the next step
+
+
+class StateWatch:
+    """The home resource's status.regions[region] polled every 0.5 s in a thread."""
+
+    def __init__(self, custom: client.CustomObjectsApi, ns: str, region: str) -> None:
+        self.seen: list[tuple[float, str, float | None]] = []
+        self._stop = threading.Event()
+
+        def run() -> None:
+            while not self._stop.is_set():
+                t = time.time()
+                with contextlib.suppress(Exception):
+                    r = regions_now(custom, ns).get(region) or {}
+                    self.seen.append((t, r.get("state") or "", r.get("since")))
+                self._stop.wait(0.5)
+
+        self._thread = threading.Thread(target=run, name="state-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.mark.skipif(
+    os.environ.get("DEEPSEEK_BENCH") != "1", reason="a benchmark: `make bench-failover`"
+)
+@pytest.mark.parametrize(
+    ("dns", "serving", "fleet_regions", "timing"),
+    [(BENCH_DNS, True, BENCH_REGIONS, BENCH_TIMING)],
+    ids=["bench"],
+)
+def test_failover_benchmark(
+    global_dns: GlobalDns,
+    fleet: dict[str, client.CustomObjectsApi],
+    front_doors: dict[str, Router],
+    regions: dict[str, RegionInfo],
+    namespace: str,
+    local_cluster: LocalCluster,
+) -> None:
+    from bench import failover as B
+
+    east = fleet["us-east"]
+    primary, standby = "eu-west", "us-east"
+    steady = {primary: ("Healthy", 100), standby: ("Healthy", 0)}
+    wait_for(
+        lambda: weights_and_states(east, namespace) == steady,
+        timeout=240,
+        what="eu-west Healthy at 100, us-east Healthy at 0",
+        every=1,
+    )
+    for name, door in front_doors.items():
+        wait_for(door.serving, timeout=60, what=f"{name}'s front door serving")
+    wait_resolves_to(global_dns, primary, time.monotonic())
+    port = int(front_doors[primary].url.rsplit(":", 1)[1])
+    with urllib.request.urlopen(f"{front_doors[primary].url}/v1/models", timeout=10) as r:
+        served = json.load(r)["data"][0]["id"]
+    clients = DnsClients(
+        global_dns.dns_port,
+        HOSTNAME,
+        port,
+        REGION_AT,
+        workers=BENCH_CLIENTS,
+        interval_s=BENCH_INTERVAL_S,
+        path="/v1/completions",
+        body=request_body("completions", served, 64, 16, False),
+        timeout_s=BENCH_TIMEOUT_S,
+    )
+    probe = DnsProbe(global_dns.dns_port, HOSTNAME).start()
+    watch = StateWatch(east, namespace, primary)
+    load_started = time.time()
+    clients.start()
+    ttl = int(BENCH_DNS["ttlSeconds"])  # type: ignore[call-overload]
+    windows: list[B.Window] = []
+    to_primary, to_standby = tuple(TARGETS[primary]), tuple(TARGETS[standby])
+
+    def resolves(addrs: tuple[str, ...]) -> bool:
+        return tuple(global_dns.resolve(HOSTNAME)) == addrs
+
+    def run(name: str, fault: Callable[[], None], undo: Callable[[], None]) -> None:
+        fault_at = time.time()
+        fault()
+        wait_for(lambda: resolves(to_standby), timeout=150, what=f"{name}: DNS on {standby}")
+        time.sleep(ttl + SETTLE_S)
+        undo_at = time.time()
+        windows.append(B.Window(name, fault_at, undo_at, ("Unhealthy",), to_standby))
+        undo()
+        wait_for(
+            lambda: weights_and_states(east, namespace) == steady,
+            timeout=300,
+            what=f"{name}: failed back",
+            every=1,
+        )
+        wait_for(lambda: resolves(to_primary), timeout=60, what=f"{name}: DNS on {primary}")
+        time.sleep(ttl + SETTLE_S)
+        windows.append(
+            B.Window(
+                f"{name}_failback", undo_at, time.time(), ("Recovering", "Healthy"), to_primary
+            )
+        )
+
+    try:
+        time.sleep(15)  # steady load before the first fault
+        run(
+            "primary_engines_killed",
+            lambda: gpus_gone(regions[primary], down=True),
+            lambda: gpus_gone(regions[primary], down=False),
+        )
+
+        def api_down() -> None:
+            assert local_cluster.stop_component(primary, "kube-apiserver")
+
+        def api_back() -> None:
+            local_cluster.up()
+
+        run("primary_api_unreachable", api_down, api_back)
+    finally:
+        samples = clients.stop()
+        answers = probe.stop()
+        watch.stop()
+        gpus_gone(regions[primary], down=False)
+        local_cluster.up()
+    doc: dict[str, Any] = {
+        "scenarios": {w.name: B.summarise(w, samples, answers, watch.seen) for w in windows},
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_started": load_started,
+        "failover_spec": {**BENCH_TIMING, "ttlSeconds": ttl},
+        "model": served,
+        "replicas": 2,
+        "clients": BENCH_CLIENTS,
+        "client_interval_s": BENCH_INTERVAL_S,
+        "client_timeout_s": BENCH_TIMEOUT_S,
+        "explanation": BENCH_EXPLANATION,
+    }
+    B.write(doc, samples, REPO / "bench" / "results")
+    print(json.dumps(doc["scenarios"], indent=2))
+    for name, r in doc["scenarios"].items():
+        assert r["requests"] > 0, (name, r)
+        assert r["rto_s"] < B.RTO_TARGET_S, (name, r)
+        assert r["shift_s"] is not None, (name, r)
+
+
+BENCH_EXPLANATION = [
+    "Why: with the engines killed, the primary's front door has no engine to send a request "
+    "to and answers 503 at once. Clients keep sending there until (1) the home operator has "
+    "seen failureThreshold failed checks (detect_s: up to interval x threshold), (2) the "
+    "operator has rewritten the DNSEndpoint and external-dns has written PowerDNS (shift_s - "
+    "detect_s: about a second here, with --events), and (3) each client's cached answer has "
+    "expired (up to the TTL after the shift). RTO is therefore bounded by interval x "
+    "threshold + DNS propagation + TTL; the failed requests are those sent in that time.",
+    "With the primary's API server stopped its engines keep serving (the front door keeps "
+    "the endpoints it last saw), so traffic moves to the standby without a failed request: "
+    "failing over on an unreachable control plane is the conservative choice, since the "
+    "home operator cannot tell an API server outage from a lost region. A failback moves "
+    "traffic between two serving regions, so it fails nothing either.",
+]
