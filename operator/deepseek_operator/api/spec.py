@@ -515,9 +515,9 @@ def default_ladder() -> list[QuantizationRung]:
 class QuantizationPolicy(ApiModel):
     """Whether and when the operator moves along the ladder by itself under GPU pressure."""
 
-    # Down one rung when the SLO is breached and more replicas cannot come (maxReplicas, no
-    # free GPUs, or not before the lighter rung would); back up one rung when the
-    # higher-precision rung would carry the load with headroom. See quantization.py.
+    # Down the ladder when the SLO is breached, or the load (or its forecast over the time a
+    # switch takes) passes what the served rung carries, and more replicas cannot come; back
+    # up when a higher-precision rung would carry the load with headroom. See quantization.py.
 
     automatic: bool = Field(
         False,
@@ -534,8 +534,10 @@ class QuantizationPolicy(ApiModel):
         60,
         ge=0,
         le=3600,
-        description="How long the SLO must be breached (or the arriving load exceed what the "
-        "Ready replicas carry) before stepping down a rung.",
+        description="How long the pressure must last before stepping down: the SLO breached, "
+        "the arriving load above what the Ready replicas carry, or a rising forecast above what "
+        "the served rung carries on all its GPUs within the time a switch takes (replicas x "
+        "(drain + cold start) under a GPU cap). The step goes straight to the rung needed.",
     )
     step_up_after_seconds: int = Field(
         600,
@@ -558,9 +560,10 @@ class QuantizationPolicy(ApiModel):
         0.8,
         gt=0,
         le=1,
-        description="Step up only when the higher-precision rung, on the GPUs the deployment "
+        description="Step up only when a higher-precision rung, on the GPUs the deployment "
         "holds plus the free ones (at most maxReplicas replicas), would carry the arriving "
-        "load at no more than this fraction of its capacity.",
+        "load and its forecast over a switch at no more than this fraction of its capacity "
+        "(the highest such rung is chosen).",
     )
 
 
