@@ -50,6 +50,7 @@ from deepseek_operator.api.status import QuantizationStatus, ScalingState
 from deepseek_operator.quantization import (
     ModeInputs,
     decide_mode,
+    keeps_replicas,
     learn_rung_capacity,
     load_view,
 )
@@ -467,6 +468,7 @@ class Ours(Policy):
             signal_age=0.0,
             rollout_in_flight=in_flight,
             colour=ctl.served,
+            keep_replicas=keeps_replicas(self.qspec, ctl.served) if self.ladder else None,
         )
         d = decide(self.spec, inputs, self.state, now, self.interval_s)
         self.state = d.state

@@ -874,6 +874,23 @@ def _steady(inp: ModeInputs, state: QuantizationStatus) -> QuantizationDecision:
     return _wait(state, STEADY, f"serving {inp.served}; no pressure, no room to step up")
 
 
+def keeps_replicas(spec: QuantizationSpec, served: str | None) -> str | None:
+    """Why the autoscaler must not scale down (None: it may). A lighter rung is used when more
+    replicas cannot come, never instead of them: while the policy serves below the first rung,
+    fewer replicas would contradict the reason it stepped down, and capacity goes back by
+    stepping up (relief), not by shedding replicas. Without this, an autoscaler that learned
+    the lighter rung's capacity scales the fleet down as the load climbs (Distill-70B: 3 of the
+    4 fp8-kv8 replicas that fit at minute 25 of the benchmark's day) and the queue built then
+    outlasts the peak."""
+    names = _names(spec)
+    if not spec.policy.automatic or served not in names or names.index(served) == 0:
+        return None
+    return (
+        f"the quantization policy serves {served}, below {names[0]}, because more replicas "
+        "could not carry the load; it steps back up before replicas go"
+    )
+
+
 def effective_mode(spec: QuantizationSpec, state: QuantizationStatus | None) -> str:
     """The rung the engine pods are rendered with: while policy.automatic, the policy's target
     (the first rung before it decided anything); otherwise quantization.mode, the user's pin."""

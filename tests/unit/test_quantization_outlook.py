@@ -20,6 +20,7 @@ from deepseek_operator.quantization import (
     decide_mode,
     drain_seconds,
     forecast_load,
+    keeps_replicas,
     load_view,
     remember_load,
     rfc3339,
@@ -293,3 +294,20 @@ def test_an_overload_with_nothing_learned_goes_to_the_rung_that_carries_most() -
     d = decide_mode(SPEC, SLO, inputs(arrival_rate=5.0, ttft_p99=60.0), state, NOW)
     assert (d.reason, d.target) == (STEP_DOWN, "fp8-kv8"), d.message
     assert "carries ~2.00x" in d.message
+
+
+# -- no scale-down below the top rung ----------------------------------------------------
+@pytest.mark.parametrize(
+    ("automatic", "served", "keeps"),
+    [(True, "fp8-kv8", True), (True, "fp8", True), (True, "bf16", False), (False, "fp8", False)],
+)
+def test_replicas_stay_while_the_policy_serves_below_the_top_rung(
+    automatic: bool, served: str, keeps: bool
+) -> None:
+    """A lighter rung is used when more replicas cannot come, never instead of them: capacity
+    goes back by stepping up, not by scaling down (a user's pin is not the policy's)."""
+    spec = QuantizationSpec.model_validate({"ladder": LADDER, "policy": {"automatic": automatic}})
+    why = keeps_replicas(spec, served)
+    assert (why is not None) == keeps
+    if why is not None:
+        assert f"serves {served}, below bf16" in why

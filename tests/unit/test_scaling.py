@@ -622,3 +622,15 @@ def test_tpot_slo_fraction_sets_the_aim(fraction: float, replicas: int) -> None:
     load = sig(40, 0, 0.3, pods=4, requestRate=15.0, tpotP99=0.06)
     d = decide(spec, inp(4, 4, load), backlog_state(40.0, capacity=LEARNED), NOW, 15.0)
     assert d.replicas == replicas, d.message
+
+
+def test_no_scale_down_while_the_quantization_ladder_serves_below_its_top_rung() -> None:
+    """The quiet load of the test above scales 4 -> 3 after the window; with the ladder on a
+    lighter rung the replicas stay, and the decision says why."""
+    quiet = replace(inp(replicas=4, ready=4, signals=low(pods=4)), keep_replicas="on fp8")
+    state = EMPTY.model_copy(update={"capacity": LEARNED})
+    for t in range(0, 400, 15):
+        d = decide(SPEC, quiet, state, float(t), 15)
+        state = d.state
+    assert (d.replicas, d.reason) == (4, "ReducedPrecision"), d.message
+    assert "on fp8; not scaling down" in d.message
