@@ -468,7 +468,9 @@ class Ours(Policy):
             signal_age=0.0,
             rollout_in_flight=in_flight,
             colour=ctl.served,
-            keep_replicas=keeps_replicas(self.qspec, ctl.served) if self.ladder else None,
+            keep_replicas=(
+                keeps_replicas(self.qspec, ctl.served, self.mode) if self.ladder else None
+            ),
         )
         d = decide(self.spec, inputs, self.state, now, self.interval_s)
         self.state = d.state

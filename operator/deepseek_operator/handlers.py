@@ -363,7 +363,9 @@ def _autoscale(
         rollout_in_flight=rollout is not None and rollout.phase in {p.value for p in TRANSITIONING},
         colour=active.value,
         mode=dsd.status.mode,
-        keep_replicas=Q.keeps_replicas(dsd.spec.quantization, dsd.status.mode),
+        keep_replicas=Q.keeps_replicas(
+            dsd.spec.quantization, dsd.status.mode, dsd.status.quantization
+        ),
     )
     decision = decide(
         dsd.spec.scaling,

@@ -590,16 +590,23 @@ def _switch_allowed(
 
 def _switch(
     spec: QuantizationSpec,
+    inp: ModeInputs,
     state: QuantizationStatus,
     target: str,
     reason: str,
     message: str,
     now: float,
 ) -> QuantizationDecision:
+    """Record a switch to `target`. Below the first rung it also records the replicas the
+    decision counted on (all that fit on the GPUs held plus the free ones, at most
+    maxReplicas): the autoscaler keeps them (`keeps_replicas`)."""
     at = rfc3339(now)
     hop = QuantizationSwitch(at=at, from_=state.served or target, to=target, reason=reason)
+    first = _names(spec)[0] if spec.ladder else target
+    counted = None if target == first else _carried(spec, target, inp, state.capacity)[0]
     new = state.model_copy(
         update={
+            "replicas": counted,
             "target": target,
             "reason": reason,
             "message": message,
@@ -815,7 +822,7 @@ def _step_down(
     if gate is not None:
         return _wait(state, gate[0], f"{head}; {blocked}; {pick.words}; waiting: {gate[1]}")
     msg = f"{head}; {blocked}; {pick.words} -> stepping down {inp.served} -> {pick.name}"
-    return _switch(spec, state, pick.name, STEP_DOWN, msg, now)
+    return _switch(spec, inp, state, pick.name, STEP_DOWN, msg, now)
 
 
 def _leave_slower_rung(
@@ -841,7 +848,7 @@ def _leave_slower_rung(
     if gate is not None:
         return _wait(state, gate[0], f"{why}; waiting: {gate[1]}")
     msg = f"{why} -> stepping up {inp.served} -> {up}"
-    return _switch(spec, state, up, LIGHTER_RUNG_NO_GAIN, msg, now)
+    return _switch(spec, inp, state, up, LIGHTER_RUNG_NO_GAIN, msg, now)
 
 
 def _step_up(
@@ -866,7 +873,9 @@ def _step_up(
     gate = _switch_allowed(spec, state, now)
     if gate is not None:
         return _wait(state, gate[0], f"{head}; waiting: {gate[1]}")
-    return _switch(spec, state, up, STEP_UP, f"{head} -> stepping up {inp.served} -> {up}", now)
+    return _switch(
+        spec, inp, state, up, STEP_UP, f"{head} -> stepping up {inp.served} -> {up}", now
+    )
 
 
 def _steady(inp: ModeInputs, state: QuantizationStatus) -> QuantizationDecision:
@@ -874,20 +883,24 @@ def _steady(inp: ModeInputs, state: QuantizationStatus) -> QuantizationDecision:
     return _wait(state, STEADY, f"serving {inp.served}; no pressure, no room to step up")
 
 
-def keeps_replicas(spec: QuantizationSpec, served: str | None) -> str | None:
-    """Why the autoscaler must not scale down (None: it may). A lighter rung is used when more
+def keeps_replicas(
+    spec: QuantizationSpec, served: str | None, state: QuantizationStatus | None
+) -> tuple[int, str] | None:
+    """(replicas the autoscaler keeps at least, why), or None. A lighter rung is used when more
     replicas cannot come, never instead of them: while the policy serves below the first rung,
-    fewer replicas would contradict the reason it stepped down, and capacity goes back by
-    stepping up (relief), not by shedding replicas. Without this, an autoscaler that learned
-    the lighter rung's capacity scales the fleet down as the load climbs (Distill-70B: 3 of the
-    4 fp8-kv8 replicas that fit at minute 25 of the benchmark's day) and the queue built then
-    outlasts the peak."""
+    the autoscaler keeps the replicas its switch counted on (all that fit, `_switch`) and
+    scales none down: fewer would contradict the reason it stepped down, and capacity goes
+    back by stepping up (relief), not by shedding replicas. Without this, a transition that
+    started from 3 of 4 replicas, or an autoscaler that learned the lighter rung's capacity,
+    serves a climbing load with 3 of the 4 fp8-kv8 replicas that fit (Distill-70B in the
+    benchmark's day) and the queue built then outlasts the peak."""
     names = _names(spec)
     if not spec.policy.automatic or served not in names or names.index(served) == 0:
         return None
-    return (
+    floor = (state.replicas if state is not None else None) or 0
+    return floor, (
         f"the quantization policy serves {served}, below {names[0]}, because more replicas "
-        "could not carry the load; it steps back up before replicas go"
+        f"could not carry the load; it steps back up before replicas go"
     )
 
 

@@ -124,9 +124,9 @@ class ScalingInputs:
     rollout_in_flight: bool = False
     colour: str = "blue"  # the serving colour (what the learned capacity describes)
     mode: str | None = None  # the quantization mode it serves (idem)
-    # why not to scale down now (the quantization ladder serves below its top rung because
-    # more replicas could not carry the load: quantization.keeps_replicas)
-    keep_replicas: str | None = None
+    # (replicas to keep at least, why): the quantization ladder serves below its top rung
+    # because more replicas could not carry the load (quantization.keeps_replicas)
+    keep_replicas: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -1084,9 +1084,11 @@ def decide(
     if raw < n and queued:
         raw, reason = n, "QueueBuildup"
         why = f"{waiting:.0f} requests waiting; not scaling down ({why})"
-    if raw < n and inp.keep_replicas:
-        raw, reason = n, "ReducedPrecision"
-        why = f"{inp.keep_replicas}; not scaling down ({why})"
+    if inp.keep_replicas is not None:
+        keep = min(max(n, inp.keep_replicas[0]), hi)
+        if raw < keep:
+            raw, reason = keep, "ReducedPrecision"
+            why = f"{inp.keep_replicas[1]}; keeping {keep} replicas ({why})"
     # never below minReplicas: a fleet at its minimum is not "stabilizing" towards fewer
     raw = max(raw, lo)
 

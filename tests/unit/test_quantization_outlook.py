@@ -307,7 +307,18 @@ def test_replicas_stay_while_the_policy_serves_below_the_top_rung(
     """A lighter rung is used when more replicas cannot come, never instead of them: capacity
     goes back by stepping up, not by scaling down (a user's pin is not the policy's)."""
     spec = QuantizationSpec.model_validate({"ladder": LADDER, "policy": {"automatic": automatic}})
-    why = keeps_replicas(spec, served)
-    assert (why is not None) == keeps
-    if why is not None:
-        assert f"serves {served}, below bf16" in why
+    kept = keeps_replicas(spec, served, QuantizationStatus(replicas=4))
+    assert (kept is not None) == keeps
+    if kept is not None:
+        assert kept[0] == 4 and f"serves {served}, below bf16" in kept[1]
+
+
+def test_a_step_down_records_the_replicas_it_counted_on() -> None:
+    """3 bf16 replicas run and 4 GPUs are free: fp8 is counted on 4 replicas, and the
+    autoscaler is told to keep them."""
+    obs = {"replicas": 3, "ready": 3, "held_gpus": 12, "free_gpus": 4, "wanted_replicas": 6}
+    obs |= {"arrival_rate": 5.0, "ttft_p99": 4.0}
+    d = decide_mode(SPEC, SLO, inputs(**obs), memory(pressure_ago=3600.0), NOW)
+    assert (d.reason, d.target, d.state.replicas) == (STEP_DOWN, "fp8", 4), d.message
+    kept = keeps_replicas(SPEC, "fp8", d.state)
+    assert kept is not None and kept[0] == 4

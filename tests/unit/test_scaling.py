@@ -627,10 +627,20 @@ def test_tpot_slo_fraction_sets_the_aim(fraction: float, replicas: int) -> None:
 def test_no_scale_down_while_the_quantization_ladder_serves_below_its_top_rung() -> None:
     """The quiet load of the test above scales 4 -> 3 after the window; with the ladder on a
     lighter rung the replicas stay, and the decision says why."""
-    quiet = replace(inp(replicas=4, ready=4, signals=low(pods=4)), keep_replicas="on fp8")
+    quiet = replace(inp(replicas=4, ready=4, signals=low(pods=4)), keep_replicas=(0, "on fp8"))
     state = EMPTY.model_copy(update={"capacity": LEARNED})
     for t in range(0, 400, 15):
         d = decide(SPEC, quiet, state, float(t), 15)
         state = d.state
     assert (d.replicas, d.reason) == (4, "ReducedPrecision"), d.message
-    assert "on fp8; not scaling down" in d.message
+    assert "on fp8; keeping 4 replicas" in d.message
+
+
+def test_the_ladder_raises_the_fleet_to_the_replicas_its_switch_counted_on() -> None:
+    """A switch that counted on 4 replicas of the lighter rung (all that fit) while 3 run:
+    the autoscaler goes to 4 whatever its plan says, never beyond maxReplicas."""
+    quiet = replace(inp(replicas=3, ready=3, signals=low(pods=3)), keep_replicas=(4, "on fp8"))
+    d = decide(SPEC, quiet, EMPTY.model_copy(update={"capacity": LEARNED}), 0.0, 15)
+    assert d.replicas == 4 and d.reason == "ReducedPrecision", d.message
+    d = decide(SPEC.model_copy(update={"max_replicas": 3}), quiet, EMPTY, 0.0, 15)
+    assert d.replicas == 3

@@ -440,6 +440,13 @@ class QuantizationStatus(ApiModel):
         description="Learned requests/s one replica of each rung serves within the SLO, by "
         "rung name.",
     )
+    replicas: int | None = Field(
+        None,
+        ge=0,
+        description="Replicas the last switch below the first rung counted on (all that fit on "
+        "the GPUs, at most maxReplicas); the autoscaler keeps at least these while the policy "
+        "serves below the first rung.",
+    )
     load: list[LoadSample] = Field(
         default_factory=list,
         max_length=64,
