@@ -261,7 +261,7 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         outcome = replace(outcome, status=_publish_dns(rt, dsd, outcome.status, now))
     own_check: float | None = None
     if dsd.spec.region_record is not None or outcome.status.own_record is not None:
-        own, own_check = _publish_own_record(rt, dsd, observed, outcome.status, now)
+        own, own_check = _publish_own_record(rt, dsd, observed, snap, url, outcome.status, now)
         outcome = replace(outcome, status=own)
 
     if outcome.plan is not None:
@@ -722,6 +722,8 @@ def _publish_own_record(
     rt: Runtime,
     dsd: DeepSeekDeployment,
     observed: Observed,
+    snap: Snapshot | None,
+    url: str | None,
     status: DeepSeekDeploymentStatus,
     now: float,
 ) -> tuple[DeepSeekDeploymentStatus, float | None]:
@@ -740,11 +742,19 @@ def _publish_own_record(
             if current is not None and traffic.owned(current, uid):
                 rt.kube.delete_dns_endpoint(ns, name, current["metadata"]["uid"])
             return status.model_copy(update={"own_record": None}), None
-        ready = None
+        check = None
         if traffic.own_check_due(rec, before, now):
-            active = observed.colour(status.active_colour or Colour.BLUE)
-            ready = active.ready if active.exists else 0
-        endpoints, own = traffic.own_record(rec, before, ready, now)
+            # The check the home runs on its own region (_check_regions).
+            colour = status.active_colour or Colour.BLUE
+            a_obs = observed.colour(colour)
+            check = failover.judge(
+                failover.Observation(
+                    ready=a_obs.ready if a_obs.exists else 0,
+                    desired=status.desired_replicas,
+                    **prometheus_view(url, snap, ns, name, colour.value),
+                )
+            )
+        endpoints, own = traffic.own_record(rec, before, check, now)
         if rt.kube.dns_crd():
             current = rt.kube.get_dns_endpoint(ns, name)
             if current is not None and not traffic.owned(current, uid):

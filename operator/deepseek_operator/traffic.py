@@ -38,6 +38,7 @@ from .api.spec import (
     dns_record_type,
 )
 from .api.status import OwnRecordStatus, RegionStatus
+from .failover import Probe
 
 DNSENDPOINT_API_VERSION = "externaldns.k8s.io/v1alpha1"
 DNSENDPOINT_KIND = "DNSEndpoint"
@@ -241,12 +242,14 @@ def own_check_due(rec: RegionRecordSpec, before: OwnRecordStatus | None, now: fl
 def own_record(
     rec: RegionRecordSpec,
     before: OwnRecordStatus | None,
-    ready: int | None,
+    check: Probe | None,
     now: float,
 ) -> tuple[list[dict[str, Any]], OwnRecordStatus]:
     """A member region's own record set in its own DNSEndpoint ([]: withdrawn) and its status,
     from the weight the home last decided (spec.regionRecord.weight) and the region's own
-    checks of its engines: `ready` its ready engine pods at a check now (None: no check due).
+    checks of its engines: `check` the verdict of a check now (None: no check due), the same
+    check the home runs on its own region (`failover.judge`: a ready engine pod of the active
+    colour and, where the region's Prometheus is known, one reporting metrics).
 
         home weight   own checks                          record
         > 0           fewer than failureThreshold failed  published with the home's weight
@@ -259,14 +262,16 @@ def own_record(
     it holds the weight at 0 until then)."""
     failures = before.consecutive_failures if before is not None else 0
     last = before.last_check_time if before is not None else None
-    if ready is not None:
-        failures = 0 if ready >= 1 else failures + 1
+    said = before.message if before is not None else ""
+    if check is not None:
+        failures = 0 if check.ok else failures + 1
         last = now
+        said = check.message
     if failures >= rec.failure_threshold:
         reason = SELF_FENCED
         message = (
             f"{rec.dns.hostname}: region {rec.region} withdrawn: its own engines failed "
-            f"{failures} checks in a row (no ready engine pod)"
+            f"{failures} checks in a row ({said})"
         )
     elif rec.weight == 0:
         reason = WITHDRAWN_BY_HOME

@@ -13,6 +13,7 @@ from deepseek_operator import propagation as P
 from deepseek_operator.api import DeepSeekDeploymentSpec
 from deepseek_operator.api.spec import RegionRecordSpec, RegionSpec
 from deepseek_operator.api.status import OwnRecordStatus, RegionStatus
+from deepseek_operator.failover import Probe
 from deepseek_operator.traffic import (
     SELF_FENCED,
     SELF_PUBLISHED,
@@ -94,6 +95,13 @@ def own(failures: int, last: float | None = 100.0) -> OwnRecordStatus:
     return OwnRecordStatus(consecutive_failures=failures, last_check_time=last)
 
 
+def check(ready: int | None) -> Probe | None:
+    """A check of the region's own engines with `ready` ready pods (None: none due)."""
+    if ready is None:
+        return None
+    return Probe(ready >= 1, ready, f"{ready} ready" if ready else "no ready engine pod")
+
+
 WEST_70 = [rec("eu-west", 70, WEST_TARGETS, prop="webhook/weight")]
 
 # (case, home weight, threshold, status before, ready engines at this check (None: no check),
@@ -135,7 +143,7 @@ def test_a_member_region_publishes_or_fences_its_own_record(
     reason: str,
     failures: int,
 ) -> None:
-    got, status = own_record(record(weight, threshold), before, ready, 200.0)
+    got, status = own_record(record(weight, threshold), before, check(ready), 200.0)
     assert (got, status.reason, status.consecutive_failures) == (endpoints, reason, failures)
     assert status.published is bool(endpoints)
     assert status.weight == (weight if endpoints else 0)
@@ -143,12 +151,12 @@ def test_a_member_region_publishes_or_fences_its_own_record(
 
 
 def test_messages_say_why_a_record_is_withdrawn() -> None:
-    _, fenced = own_record(record(), own(1), 0, 200.0)
+    _, fenced = own_record(record(), own(1), check(0), 200.0)
     assert fenced.message == (
         f"{HOST}: region eu-west withdrawn: its own engines failed 2 checks in a row "
         "(no ready engine pod)"
     )
-    _, by_home = own_record(record(0), None, 1, 200.0)
+    _, by_home = own_record(record(0), None, check(1), 200.0)
     assert "the home region's weight is 0" in by_home.message
 
 
@@ -165,7 +173,7 @@ def test_the_own_record_passes_the_real_crd_schema() -> None:
     schema = _strict(version["schema"]["openAPIV3Schema"])
     schema["properties"]["metadata"]["additionalProperties"] = True
     for ready in (1, 0):
-        eps, _ = own_record(record(threshold=1), None, ready, 1.0)
+        eps, _ = own_record(record(threshold=1), None, check(ready), 1.0)
         jsonschema.Draft4Validator(schema).validate(dns_endpoint("r1", "ns", "u", eps))
 
 
