@@ -299,24 +299,36 @@ class GlobalDns:
                 "webhook",
                 lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.webhook_port}/", timeout=2),
             )
-            self._spawn("external-dns", self._external_dns_argv())
-
-            def synced() -> bool:
-                url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    text = r.read().decode()
-                # A sync ran (its timestamp is set once records were read and the plan applied).
-                return any(
-                    line.startswith("external_dns_controller_last_sync_timestamp_seconds")
-                    and float(line.rsplit(" ", 1)[1]) > 0
-                    for line in text.splitlines()
-                )
-
-            self._wait("external-dns's first sync", "external-dns", synced, timeout=120)
+            self._external_dns("external-dns", self.kubeconfig, self.owner_id, self.metrics_port)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def add_cluster(self, kubeconfig: Path, owner_id: str) -> str:
+        """One more external-dns, reading the DNSEndpoints of the same namespace in another
+        cluster (a member region publishing its own record: self-fencing) and posting to the
+        same webhook provider, with its own --txt-owner-id: the TXT registry keeps each
+        external-dns to the record sets it owns. Returns its process name (for `log`)."""
+        name = f"external-dns-{owner_id}"
+        self._external_dns(name, kubeconfig, owner_id, free_port())
+        return name
+
+    def _external_dns(self, name: str, kubeconfig: Path, owner_id: str, metrics_port: int) -> None:
+        self._spawn(name, self._external_dns_argv(kubeconfig, owner_id, metrics_port))
+
+        def synced() -> bool:
+            url = f"http://127.0.0.1:{metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                text = r.read().decode()
+            # A sync ran (its timestamp is set once records were read and the plan applied).
+            return any(
+                line.startswith("external_dns_controller_last_sync_timestamp_seconds")
+                and float(line.rsplit(" ", 1)[1]) > 0
+                for line in text.splitlines()
+            )
+
+        self._wait(f"{name}'s first sync", name, synced, timeout=120)
 
     def _start_pdns(self) -> None:
         d = self.dir / "pdns"
@@ -368,10 +380,10 @@ class GlobalDns:
             {"name": f"{self.zone}.", "kind": "Native", "nameservers": [f"ns1.{self.zone}."]},
         )
 
-    def _external_dns_argv(self) -> list[str]:
+    def _external_dns_argv(self, kubeconfig: Path, owner_id: str, metrics_port: int) -> list[str]:
         return [
             str(self.external_dns),
-            f"--kubeconfig={self.kubeconfig}",
+            f"--kubeconfig={kubeconfig}",
             "--source=crd",
             "--crd-source-apiversion=externaldns.k8s.io/v1alpha1",
             "--crd-source-kind=DNSEndpoint",
@@ -379,18 +391,20 @@ class GlobalDns:
             "--provider=webhook",
             f"--webhook-provider-url=http://127.0.0.1:{self.webhook_port}",
             "--registry=txt",
-            f"--txt-owner-id={self.owner_id}",
+            f"--txt-owner-id={owner_id}",
             f"--domain-filter={self.zone}",
             "--policy=sync",
             f"--interval={self.interval_s}s",
             "--events",
             f"--min-event-sync-interval={self.interval_s}s",
-            f"--metrics-address=127.0.0.1:{self.metrics_port}",
+            f"--metrics-address=127.0.0.1:{metrics_port}",
         ]
 
     def stop(self) -> None:
-        """SIGTERM each process group (external-dns first), SIGKILL what is left after 10 s."""
-        for name in ("external-dns", "webhook", "pdns"):
+        """SIGTERM each process group (the external-dns ones first), SIGKILL what is left after
+        10 s."""
+        first = sorted(n for n in self.procs if n.startswith("external-dns"))
+        for name in (*first, "webhook", "pdns"):
             p = self.procs.get(name)
             if p is None or p.poll() is not None:
                 continue

@@ -46,6 +46,7 @@ from .api.status import (
     Condition,
     ConditionType,
     DeepSeekDeploymentStatus,
+    OwnRecordStatus,
     Phase,
     RegionStatus,
     ScalingState,
@@ -258,6 +259,10 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         outcome.status, ConditionType.DNS_PUBLISHED
     ):
         outcome = replace(outcome, status=_publish_dns(rt, dsd, outcome.status, now))
+    own_check: float | None = None
+    if dsd.spec.region_record is not None or outcome.status.own_record is not None:
+        own, own_check = _publish_own_record(rt, dsd, observed, snap, url, outcome.status, now)
+        outcome = replace(outcome, status=own)
 
     if outcome.plan is not None:
         changes = rt.kube.apply(render(dsd, outcome.plan, rt.monitoring), owned)
@@ -312,8 +317,9 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     # observed status still holds the previous decision's time, which made it due at once and
     # cost a second reconcile right after every decision).
     next_scale = _next_autoscale_in(dsd, now, outcome.status)
-    if next_check is not None:
-        next_scale = next_check if next_scale is None else min(next_scale, next_check)
+    for due_in in (next_check, own_check):
+        if due_in is not None:
+            next_scale = due_in if next_scale is None else min(next_scale, due_in)
     in_flight = step is not None and (
         step.state.phase in TRANSITIONING or step.state.phase is RolloutPhase.SCALING_DOWN
     )
@@ -596,7 +602,8 @@ def _sync_copies(
         floor = raised.get(region.name)
         try:
             existing = _copy(rt, ns, name, region, reads)
-            p = P.plan(obj, region, existing, floor)
+            weight = P.record_weight(region.name, list(status.regions), dsd.spec.failover.enabled)
+            p = P.plan(obj, region, existing, floor, weight)
             if p.action is P.Action.CREATE:
                 assert p.body is not None
                 rt.regions.create_copy(region, p.body)
@@ -711,6 +718,71 @@ def _publish_dns(
             traffic.WRITE_FAILED,
             f"DNSEndpoint {name} could not be read or written: {why}",
         )
+
+
+def _publish_own_record(
+    rt: Runtime,
+    dsd: DeepSeekDeployment,
+    observed: Observed,
+    snap: Snapshot | None,
+    url: str | None,
+    status: DeepSeekDeploymentStatus,
+    now: float,
+) -> tuple[DeepSeekDeploymentStatus, float | None]:
+    """Self-fencing, in a member region (spec.regionRecord, written by the home): check this
+    region's own engines every interval, and keep its own record in a DNSEndpoint in this
+    cluster as `traffic.own_record` decides (written only when it changes; Event
+    DNSRecordsUpdated). Without spec.regionRecord any longer: that DNSEndpoint is deleted.
+    Returns the status and the seconds until the next own check."""
+    ns, name, uid = dsd.namespace, dsd.name, dsd.metadata.uid
+    ref = ObjectRef(ns, name, uid)
+    rec = dsd.spec.region_record
+    before = status.own_record
+    try:
+        if rec is None:
+            current = rt.kube.get_dns_endpoint(ns, name) if rt.kube.dns_crd() else None
+            if current is not None and traffic.owned(current, uid):
+                rt.kube.delete_dns_endpoint(ns, name, current["metadata"]["uid"])
+            return status.model_copy(update={"own_record": None}), None
+        check = None
+        if traffic.own_check_due(rec, before, now):
+            # The check the home runs on its own region (_check_regions).
+            colour = status.active_colour or Colour.BLUE
+            a_obs = observed.colour(colour)
+            check = failover.judge(
+                failover.Observation(
+                    ready=a_obs.ready if a_obs.exists else 0,
+                    desired=status.desired_replicas,
+                    **prometheus_view(url, snap, ns, name, colour.value),
+                )
+            )
+        endpoints, own = traffic.own_record(rec, before, check, now)
+        if rt.kube.dns_crd():
+            current = rt.kube.get_dns_endpoint(ns, name)
+            if current is not None and not traffic.owned(current, uid):
+                own = own.model_copy(update={"message": traffic.not_owned_message(name)})
+            elif traffic.published_endpoints(current) != endpoints:
+                rt.kube.apply_dns_endpoint(traffic.dns_endpoint(name, ns, uid, endpoints))
+                rt.events.record(
+                    ref,
+                    "Warning" if own.reason == traffic.SELF_FENCED else "Normal",
+                    traffic.UPDATED_EVENT,
+                    f"DNSEndpoint {name} {'created' if current is None else 'updated'}: "
+                    f"{own.message}",
+                )
+                log.info("own_record namespace=%s name=%s record=%r", ns, name, own.message)
+        else:
+            own = own.model_copy(update={"message": traffic.crd_missing_message()[:1024]})
+    except (ApiException, ResourceNotFoundError) as e:
+        why = f"{e.status} {e.reason}" if isinstance(e, ApiException) else str(e)
+        log.warning("own_record_failed namespace=%s name=%s error=%s", ns, name, why)
+        own = (before or OwnRecordStatus()).model_copy(
+            update={"message": f"DNSEndpoint {name} could not be read or written: {why}"}
+        )
+    assert rec is not None  # returned above without one
+    last, every = own.last_check_time, rec.health_check_interval_seconds
+    due = every - (now - last) if last is not None else 0.0
+    return status.model_copy(update={"own_record": own}), max(0.5, due)
 
 
 def _without_regions(

@@ -8,6 +8,8 @@ the region's own overrides:
 
     minReplicas / maxReplicas   the region's scaling bounds
     standbyReplicas             (role standby) the floor the region keeps Ready without traffic
+    regionRecord                (failover.dns.selfFencing) the region's own DNS record and the
+                                weight the home decided for it; its own operator publishes it
 
 `spec.replicas` belongs to the member's own autoscaler when scaling is enabled there: the copy
 starts at `scaling.minReplicas` and the field is never compared, so two autoscalers never fight
@@ -33,9 +35,10 @@ from pydantic import ValidationError
 from . import labels as L
 from .api.base import GROUP, KIND, VERSION
 from .api.resource import validation_message
-from .api.spec import DeepSeekDeploymentSpec, RegionSpec
+from .api.spec import DeepSeekDeploymentSpec, FailoverSpec, RegionSpec
 from .api.status import RegionStatus
 from .rollout import Event
+from .traffic import in_rotation
 
 HOME_UID = f"{L.DOMAIN}/home-uid"  # annotation: UID of the home resource of a copy
 HOME = f"{L.DOMAIN}/home"  # annotation: "<namespace>/<name>" of the home resource
@@ -45,6 +48,7 @@ FLOOR = f"{L.DOMAIN}/failover-floor"  # annotation: the failover floor last writ
 # for good would otherwise hold the deletion).
 KEEP_COPIES = f"{L.DOMAIN}/keep-member-copies"
 STRIPPED = ("regions", "failover")
+RECORD = "regionRecord"
 
 
 class Action(StrEnum):
@@ -119,10 +123,48 @@ def floors(regions: list[RegionSpec], statuses: list[RegionStatus]) -> dict[str,
     return out
 
 
-def member_spec(home_spec: Mapping[str, Any], region: RegionSpec, floor: int = 0) -> dict[str, Any]:
+def region_record(
+    home_spec: Mapping[str, Any], region: RegionSpec, weight: int
+) -> dict[str, Any] | None:
+    """The copy's spec.regionRecord (camelCase): with failover.dns.selfFencing, the region's
+    own record with `weight`, the weight the home decided; else None."""
+    fo = FailoverSpec.model_validate(home_spec.get("failover") or {})
+    if fo.dns is None or not fo.dns.self_fencing or not region.dns_targets:
+        return None
+    return {
+        "region": region.name,
+        "dns": fo.dns.to_k8s(),
+        "dnsTargets": list(region.dns_targets),
+        "weight": weight,
+        "healthCheckIntervalSeconds": fo.health_check_interval_seconds,
+        "failureThreshold": fo.failure_threshold,
+    }
+
+
+def record_weight(region: str, statuses: list[RegionStatus], failover_enabled: bool) -> int | None:
+    """The weight the home gives a member region's own record: its weight while in rotation,
+    else 0; None while no region is in rotation at all (the copy keeps the weight it has, as
+    the home keeps the records published last rather than withdraw the name)."""
+    if not any(in_rotation(s, failover_enabled) for s in statuses):
+        return None
+    s = next((s for s in statuses if s.name == region), None)
+    return s.weight if s is not None and in_rotation(s, failover_enabled) else 0
+
+
+def member_spec(
+    home_spec: Mapping[str, Any],
+    region: RegionSpec,
+    floor: int = 0,
+    weight: int = 0,
+) -> dict[str, Any]:
     """The spec a member region's copy should have (camelCase, as stored), with `floor` the
-    failover floor (0: none) raising its minReplicas, within its maxReplicas."""
+    failover floor (0: none) raising its minReplicas, within its maxReplicas, and `weight`
+    the weight of its own record (with failover.dns.selfFencing)."""
     spec = {k: copy.deepcopy(v) for k, v in home_spec.items() if k not in STRIPPED}
+    spec.pop(RECORD, None)
+    record = region_record(home_spec, region, weight)
+    if record is not None:
+        spec[RECORD] = record
     scaling = dict(spec.get("scaling") or {})
     if region.min_replicas is not None:
         scaling["minReplicas"] = region.min_replicas
@@ -172,13 +214,18 @@ def plan(
     region: RegionSpec,
     existing: Mapping[str, Any] | None,
     floor: Floor | None = None,
+    weight: int | None = None,
 ) -> Plan:
     """What to do with `region`'s copy of `home` (both as the API server returns them), with
-    the region's failover floor if it has one."""
+    the region's failover floor if it has one and the weight of its own record (None: the one
+    the copy has, 0 for a new copy)."""
     meta = home["metadata"]
     ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
     raise_to = floor.replicas if floor is not None else 0
-    want = member_spec(home.get("spec") or {}, region, raise_to)
+    if weight is None:
+        had = ((existing or {}).get("spec") or {}).get(RECORD) or {}
+        weight = int(had.get("weight") or 0)
+    want = member_spec(home.get("spec") or {}, region, raise_to, weight)
     try:
         DeepSeekDeploymentSpec.model_validate(want)
     except ValidationError as e:
@@ -233,6 +280,8 @@ def plan(
     elif raise_to != before:
         why = f"failback: the failover floor of {before} replicas is lifted"
         event_reason = "StandbyLowered"
+    elif changed == [RECORD] and RECORD in want:
+        why = f"its DNS record's weight is {want[RECORD]['weight']} (self-fencing)"
     elif annotations.get(HOME_GENERATION) != generation:
         why = "the home resource changed"
     else:

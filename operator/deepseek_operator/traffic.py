@@ -30,8 +30,15 @@ from typing import Any
 
 from . import labels as L
 from .api.base import API_VERSION, KIND
-from .api.spec import DeepSeekDeploymentSpec, DnsSpec, RegionSpec, dns_record_type
-from .api.status import RegionStatus
+from .api.spec import (
+    DeepSeekDeploymentSpec,
+    DnsSpec,
+    RegionRecordSpec,
+    RegionSpec,
+    dns_record_type,
+)
+from .api.status import OwnRecordStatus, RegionStatus
+from .failover import Probe
 
 DNSENDPOINT_API_VERSION = "externaldns.k8s.io/v1alpha1"
 DNSENDPOINT_KIND = "DNSEndpoint"
@@ -66,15 +73,21 @@ def in_rotation(region: RegionStatus, failover_enabled: bool) -> bool:
 def region_endpoints(dns: DnsSpec, region: RegionSpec, weight: int) -> list[dict[str, Any]]:
     """The region's record set: one endpoint per record type (A and AAAA for a dual-stack
     region, else one), all with the region's set identifier and weight."""
+    return record_set(dns, region.name, region.dns_targets, weight)
+
+
+def record_set(
+    dns: DnsSpec, region: str, dns_targets: list[str], weight: int
+) -> list[dict[str, Any]]:
     by_type: dict[str, list[str]] = {}
-    for t in region.dns_targets:
+    for t in dns_targets:
         by_type.setdefault(dns_record_type(t), []).append(t)
     return [
         {
             "dnsName": dns.hostname,
             "recordType": rtype,
             "targets": targets,
-            "setIdentifier": region.name,
+            "setIdentifier": region,
             "recordTTL": dns.ttl_seconds,
             "providerSpecific": [{"name": dns.weight_property, "value": str(weight)}],
         }
@@ -103,7 +116,9 @@ def decide(
     published: list[dict[str, Any]] | None,
 ) -> DnsDecision:
     """The records for `spec.failover.dns` given the regions' states and weights, and the
-    endpoints of the DNSEndpoint now (None: there is none). Requires failover.dns."""
+    endpoints of the DNSEndpoint now (None: there is none). Requires failover.dns. With
+    `selfFencing` only this cluster's own regions (no kubeconfigSecretRef) get records here:
+    each member region publishes its own (`own_record`)."""
     dns = spec.failover.dns
     assert dns is not None
     enabled = spec.failover.enabled
@@ -115,7 +130,8 @@ def decide(
         s = status.get(r.name)
         if s is not None and in_rotation(s, enabled):
             weights[r.name] = s.weight
-            endpoints += region_endpoints(dns, r, s.weight)
+            if not (dns.self_fencing and r.kubeconfig_secret_ref is not None):
+                endpoints += region_endpoints(dns, r, s.weight)
         else:
             out[r.name] = _why_out(s, enabled)
     if not weights:
@@ -207,3 +223,74 @@ def not_owned_message(name: str) -> str:
         "it is left alone and nothing is published (delete or rename it to let the operator "
         "publish the records)"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Self-fencing: a member region's own record (failover.dns.selfFencing)
+
+SELF_PUBLISHED = "Published"
+WITHDRAWN_BY_HOME = "WithdrawnByHome"
+SELF_FENCED = "SelfFenced"
+
+
+def own_check_due(rec: RegionRecordSpec, before: OwnRecordStatus | None, now: float) -> bool:
+    """Whether this region's own engines are due a check (every healthCheckIntervalSeconds)."""
+    last = before.last_check_time if before is not None else None
+    return last is None or now - last >= rec.health_check_interval_seconds - 0.25
+
+
+def own_record(
+    rec: RegionRecordSpec,
+    before: OwnRecordStatus | None,
+    check: Probe | None,
+    now: float,
+) -> tuple[list[dict[str, Any]], OwnRecordStatus]:
+    """A member region's own record set in its own DNSEndpoint ([]: withdrawn) and its status,
+    from the weight the home last decided (spec.regionRecord.weight) and the region's own
+    checks of its engines: `check` the verdict of a check now (None: no check due), the same
+    check the home runs on its own region (`failover.judge`: a ready engine pod of the active
+    colour and, where the region's Prometheus is known, one reporting metrics).
+
+        home weight   own checks                          record
+        > 0           fewer than failureThreshold failed  published with the home's weight
+        > 0           failureThreshold failed in a row    withdrawn (SelfFenced), whatever the
+                                                          home says: it may be unreachable
+        0             any                                 withdrawn (WithdrawnByHome)
+
+    A passed check resets the count, so a fenced region is back at its first passed check with
+    the weight the home last decided (the home's failback delay applies while the home is up:
+    it holds the weight at 0 until then)."""
+    failures = before.consecutive_failures if before is not None else 0
+    last = before.last_check_time if before is not None else None
+    said = before.message if before is not None else ""
+    if check is not None:
+        failures = 0 if check.ok else failures + 1
+        last = now
+        said = check.message
+    if failures >= rec.failure_threshold:
+        reason = SELF_FENCED
+        message = (
+            f"{rec.dns.hostname}: region {rec.region} withdrawn: its own engines failed "
+            f"{failures} checks in a row ({said})"
+        )
+    elif rec.weight == 0:
+        reason = WITHDRAWN_BY_HOME
+        message = (
+            f"{rec.dns.hostname}: region {rec.region} withdrawn: the home region's weight is 0"
+        )
+    else:
+        reason = SELF_PUBLISHED
+        message = f"{rec.dns.hostname}: {rec.region}={rec.weight}"
+    published = reason == SELF_PUBLISHED
+    endpoints = (
+        record_set(rec.dns, rec.region, list(rec.dns_targets), rec.weight) if published else []
+    )
+    status = OwnRecordStatus(
+        published=published,
+        weight=rec.weight if published else 0,
+        reason=reason,
+        consecutive_failures=failures,
+        last_check_time=last,
+        message=message,
+    )
+    return endpoints, status

@@ -123,6 +123,12 @@ FAULTS: dict[str, tuple[str, str]] = {
         "and changes nothing (its status, Events and DNS records live in that API server); "
         "once it is back the same failover goes on: no Event repeated, no record rewritten",
     ),
+    "self-fencing-home-gone": (
+        "The home cluster's API server stopped, then a member region's engines die "
+        "(failover.dns.selfFencing, two regions in rotation)",
+        "The member region's own operator withdraws its own record after failureThreshold "
+        "checks of its own engines; clients resolving the name go to the other region",
+    ),
 }
 
 

@@ -1071,6 +1071,126 @@ def test_a_weighted_split_reaches_clients_in_proportion(
     print(f"70/30 weights: {seen} (us-east {share:.0%})")
 
 
+# Self-fencing: eu-west (a member region) carries 70% and publishes its own record from its own
+# cluster, read there by an external-dns of its own; the home (us-east) publishes only its 30.
+FENCING_DNS = {**WEBHOOK_DNS, "selfFencing": True}
+FENCING = [{**REGIONS[0], "weight": 30}, {**REGIONS[1], "weight": 70}]
+
+
+@pytest.fixture
+def west_dns_crd(api_clients: dict[str, client.ApiClient], dns_crd: None) -> None:
+    """external-dns's DNSEndpoint CRD in eu-west too (left installed, like us-east's)."""
+    ext = client.ApiextensionsV1Api(api_clients["eu-west"])
+    try:
+        ext.read_custom_resource_definition(DNS_CRD)
+    except client.ApiException as e:
+        if e.status != 404:
+            raise
+        ext.create_custom_resource_definition(external_dns_crd())
+
+    def established() -> bool:
+        conds = ext.read_custom_resource_definition(DNS_CRD).status.conditions or []
+        return any(c.type == "Established" and c.status == "True" for c in conds)
+
+    wait_for(established, timeout=60, what=f"{DNS_CRD} Established in eu-west")
+
+
+def txt_owners(g: GlobalDns) -> dict[str, str]:
+    """The owner of each record set in the provider, as external-dns's TXT registry wrote it
+    (set identifier -> external-dns/owner)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{g.webhook_port}/records", timeout=5) as r:
+        records = json.load(r)
+    out = {}
+    for ep in records:
+        if ep.get("recordType") == "TXT":
+            m = re.search(r"external-dns/owner=([^,\"]+)", " ".join(ep.get("targets") or []))
+            if m:
+                out[ep.get("setIdentifier", "")] = m.group(1)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("dns", "serving", "fleet_regions"), [(FENCING_DNS, True, FENCING)], ids=["self-fencing"]
+)
+def test_a_member_region_withdraws_its_own_record_while_the_home_is_gone(
+    west_dns_crd: None,
+    global_dns: GlobalDns,
+    fleet: dict[str, client.CustomObjectsApi],
+    front_doors: dict[str, Router],
+    regions: dict[str, RegionInfo],
+    api_clients: dict[str, client.ApiClient],
+    namespace: str,
+    local_cluster: LocalCluster,
+) -> None:
+    east, west = fleet["us-east"], fleet["eu-west"]
+    west_dns = global_dns.add_cluster(regions["eu-west"].kubeconfig, "eu-west")
+    wait_regions(
+        east,
+        namespace,
+        {"us-east": ("Healthy", 30), "eu-west": ("Healthy", 70)},
+        "both regions in rotation at 30/70",
+    )
+    # Each cluster's DNSEndpoint holds its own region's record alone.
+    wait_records(east, namespace, {"us-east": 30}, "the home's own record", "webhook/weight")
+    wait_records(west, namespace, {"eu-west": 70}, "eu-west's own record", "webhook/weight")
+    for name, door in front_doors.items():
+        wait_for(door.serving, timeout=60, what=f"{name}'s front door serving")
+    both = {*TARGETS["us-east"], *TARGETS["eu-west"]}
+
+    def answers() -> set[str]:
+        return {(global_dns.resolve(HOSTNAME) or [""])[0] for _ in range(20)}
+
+    wait_for(lambda: answers() == both, timeout=30, what="PowerDNS answering both regions")
+    # The TXT registry keeps each external-dns to its own record set: each is owned by the
+    # external-dns of its cluster, and neither deletes the other's (policy=sync) meanwhile.
+    assert txt_owners(global_dns) == {"us-east": "deepseek-testbed", "eu-west": "eu-west"}, (
+        global_dns.log(west_dns)
+    )
+    time.sleep(3)  # three sync intervals of both external-dns
+    assert answers() == both
+    port = int(front_doors["us-east"].url.rsplit(":", 1)[1])
+
+    # The home's API server goes away, then eu-west's engines die: nothing in us-east can
+    # react, so only eu-west's own operator can take its record out.
+    try:
+        assert local_cluster.stop_component("us-east", "kube-apiserver")
+        gone = time.monotonic()
+        gpus_gone(regions["eu-west"], down=True)
+        wait_for(
+            lambda: not ((dns_endpoint(west, namespace) or {}).get("spec") or {}).get("endpoints"),
+            timeout=60,
+            what="eu-west's own record withdrawn from its DNSEndpoint",
+            every=0.5,
+        )
+        own = dsd(west, namespace)["status"]["ownRecord"]
+        assert (own["published"], own["reason"]) == (False, "SelfFenced"), own
+        # Answers are drawn by weight: us-east's alone in 20 draws in a row (eu-west's set gone).
+        wait_for(
+            lambda: answers() == set(TARGETS["us-east"]),
+            timeout=30,
+            what=f"{HOSTNAME} resolving to us-east alone through external-dns",
+            every=0.2,
+        )
+        moved_s = time.monotonic() - gone
+        seen = clients_see(global_dns, port)
+        assert seen == {"us-east 200": 20}, seen
+        west_core = client.CoreV1Api(api_clients["eu-west"])
+        said = [m for r, m in events(west_core, namespace) if r == "DNSRecordsUpdated"]
+        assert any("its own engines failed" in m for m in said), said
+    finally:
+        gpus_gone(regions["eu-west"], down=False)
+        local_cluster.up()
+    record(
+        "self-fencing-home-gone",
+        "failover.dns.selfFencing with us-east (home, 30) and eu-west (member, 70): each "
+        "cluster's DNSEndpoint held its own record, read by an external-dns per cluster "
+        "(--txt-owner-id deepseek-testbed and eu-west, one webhook provider); the TXT registry "
+        "kept each to its own set. With us-east's kube-apiserver stopped, eu-west's engines "
+        "died: eu-west's own operator withdrew its record (SelfFenced) and 20 of 20 clients "
+        f"resolving through PowerDNS went to us-east, {moved_s:.1f} s after the API server stop",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The failover benchmark (make bench-failover; bench/failover.py computes and writes the results)
 

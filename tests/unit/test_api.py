@@ -479,6 +479,7 @@ def test_failover_dns_is_accepted_with_targets_in_every_region() -> None:
         "hostname": "deepseek.example.com",
         "ttlSeconds": 30,
         "weightProperty": "aws/weight",
+        "selfFencing": False,
     }
     dns = DeepSeekDeployment.from_k8s(obj).spec.failover.dns
     assert dns is not None and (dns.ttl_seconds, dns.weight_property) == (30, "aws/weight")

@@ -1100,6 +1100,45 @@ class DnsSpec(ApiModel):
         "weight: aws/weight for Route53 (--provider=aws). external-dns drops a `x/` property "
         "unless x is its --provider, so a webhook provider needs webhook/weight.",
     )
+    self_fencing: bool = Field(
+        False,
+        description="Each member region publishes its own record: the home writes only its own "
+        "regions' records here, and each member region's copy carries its record "
+        "(spec.regionRecord) with the weight decided here; that region's operator writes it to "
+        "a DNSEndpoint in its own cluster (read by an external-dns there with its own "
+        "--txt-owner-id) and withdraws it when its own engines fail failover.failureThreshold "
+        "checks in a row, also while this cluster is unreachable.",
+    )
+
+
+class RegionRecordSpec(ApiModel):
+    """Written by the home region's operator on a member region's copy (failover.dns.
+    selfFencing): the region's own weighted record, which its own operator publishes in a
+    DNSEndpoint in its cluster, and withdraws when its engines fail its own checks."""
+
+    region: str = Field(
+        min_length=1, max_length=63, description="The region (the record's set identifier)."
+    )
+    dns: DnsSpec = Field(description="The home resource's failover.dns.")
+    dns_targets: list[DnsTarget] = Field(
+        min_length=1, max_length=8, description="The region's regions[].dnsTargets."
+    )
+    weight: int = Field(
+        ge=0,
+        le=100,
+        description="The weight the home region last decided for this region "
+        "(status.regions[].weight there; 0: out of rotation, no record).",
+    )
+    health_check_interval_seconds: int = Field(
+        10, ge=1, le=3600, description="Seconds between two checks of this region's own engines."
+    )
+    failure_threshold: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive failed checks of its own engines before the region withdraws "
+        "its record.",
+    )
 
 
 class FailoverSpec(ApiModel):
@@ -1283,6 +1322,11 @@ class DeepSeekDeploymentSpec(ApiModel):
     failover: FailoverSpec = Field(default_factory=FailoverSpec, description=FailoverSpec.__doc__)
     monitoring: MonitoringSpec = Field(
         default_factory=MonitoringSpec, description=MonitoringSpec.__doc__
+    )
+    region_record: RegionRecordSpec | None = Field(
+        None,
+        description="Set by the home region's operator on a member region's copy, with "
+        "failover.dns.selfFencing: " + (RegionRecordSpec.__doc__ or "").split(": ", 1)[1],
     )
 
     @model_validator(mode="after")

@@ -455,6 +455,21 @@ class QuantizationStatus(ApiModel):
     )
 
 
+class OwnRecordStatus(ApiModel):
+    """A member region's own DNS record (spec.regionRecord), as its own operator keeps it."""
+
+    published: bool = Field(
+        False, description="The record is in this cluster's DNSEndpoint (not withdrawn)."
+    )
+    weight: int = Field(0, ge=0, le=100, description="The weight published.")
+    reason: str = Field("", max_length=63, description="Published, WithdrawnByHome, SelfFenced.")
+    consecutive_failures: int = Field(
+        0, ge=0, description="Failed checks of this region's own engines in a row."
+    )
+    last_check_time: float | None = Field(None, description="Unix time of the last own check.")
+    message: str = Field("", max_length=1024, description="What was published and why.")
+
+
 class DeepSeekDeploymentStatus(ApiModel):
     """Observed state, written by the operator only."""
 
@@ -493,4 +508,9 @@ class DeepSeekDeploymentStatus(ApiModel):
     )
     regions: list[RegionStatus] = Field(
         default_factory=list, max_length=8, description="Member regions."
+    )
+    own_record: OwnRecordStatus | None = Field(
+        None,
+        description="With spec.regionRecord (a member region's copy under failover.dns."
+        "selfFencing): this region's own DNS record and its own engine checks.",
     )
