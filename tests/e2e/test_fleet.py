@@ -216,16 +216,24 @@ async def test_fleet_router_and_prometheus(
             assert m["container"] == L.ENGINE_CONTAINER
             assert m["modelName"] == "NVIDIA H100 80GB HBM3"
             assert {"gpu", "UUID", "device", "Hostname"} <= set(m)
-        joined = await asyncio.to_thread(
-            prom.query,
-            f'DCGM_FI_DEV_FB_USED{{namespace="{namespace}"}} * on (namespace, pod) group_left '
-            f"(dsd, colour) group by (namespace, pod, dsd, colour) "
-            f"(vllm:num_requests_running{{{sel}}})",
-        )
+
+        # The DCGM job scrapes on its own schedule: its newest sample of a pod may predate the
+        # end of the model load (weights streaming in, the KV pool not allocated yet), so wait
+        # for the next scrape to show both GPUs loaded.
+        def fb_used_loaded() -> list[dict[str, Any]] | None:
+            r = prom.query(
+                f'DCGM_FI_DEV_FB_USED{{namespace="{namespace}"}} * on (namespace, pod) '
+                f"group_left (dsd, colour) group by (namespace, pod, dsd, colour) "
+                f"(vllm:num_requests_running{{{sel}}})"
+            )
+            # 7B weights + KV cache, MiB
+            loaded = len(r) == 2 and all(float(x["value"][1]) > 60_000 for x in r)
+            return r if loaded else None
+
+        joined = await until(fb_used_loaded, timeout=60, what="FB used of both loaded GPUs")
         assert sorted(
             (r["metric"]["pod"], r["metric"]["dsd"], r["metric"]["colour"]) for r in joined
         ) == [(p, DSD, COLOUR) for p in pods]
-        assert all(float(r["value"][1]) > 60_000 for r in joined)  # 7B weights + KV cache, MiB
 
         # Scale down under load: the removed pod drains; no client request fails.
         load = asyncio.create_task(
