@@ -70,7 +70,13 @@ def crds(api_clients: dict[str, client.ApiClient]) -> None:
 def dns_crd(api_clients: dict[str, client.ApiClient], crds: None) -> None:
     """external-dns's DNSEndpoint CRD in the home region (left installed: the operator writes
     DNSEndpoints only for spec.failover.dns)."""
-    ext = client.ApiextensionsV1Api(api_clients["us-east"])
+    install_dns_crd(api_clients["us-east"], "us-east")
+
+
+def install_dns_crd(api: client.ApiClient, region: str) -> None:
+    """Create external-dns's DNSEndpoint CRD in a region unless it is there; wait until it is
+    Established."""
+    ext = client.ApiextensionsV1Api(api)
     try:
         ext.read_custom_resource_definition(DNS_CRD)
     except client.ApiException as e:
@@ -82,7 +88,7 @@ def dns_crd(api_clients: dict[str, client.ApiClient], crds: None) -> None:
         conds = ext.read_custom_resource_definition(DNS_CRD).status.conditions or []
         return any(c.type == "Established" and c.status == "True" for c in conds)
 
-    wait_for(established, timeout=60, what=f"{DNS_CRD} Established")
+    wait_for(established, timeout=60, what=f"{DNS_CRD} Established in {region}")
 
 
 @pytest.fixture
@@ -1080,19 +1086,7 @@ FENCING = [{**REGIONS[0], "weight": 30}, {**REGIONS[1], "weight": 70}]
 @pytest.fixture
 def west_dns_crd(api_clients: dict[str, client.ApiClient], dns_crd: None) -> None:
     """external-dns's DNSEndpoint CRD in eu-west too (left installed, like us-east's)."""
-    ext = client.ApiextensionsV1Api(api_clients["eu-west"])
-    try:
-        ext.read_custom_resource_definition(DNS_CRD)
-    except client.ApiException as e:
-        if e.status != 404:
-            raise
-        ext.create_custom_resource_definition(external_dns_crd())
-
-    def established() -> bool:
-        conds = ext.read_custom_resource_definition(DNS_CRD).status.conditions or []
-        return any(c.type == "Established" and c.status == "True" for c in conds)
-
-    wait_for(established, timeout=60, what=f"{DNS_CRD} Established in eu-west")
+    install_dns_crd(api_clients["eu-west"], "eu-west")
 
 
 def txt_owners(g: GlobalDns) -> dict[str, str]:

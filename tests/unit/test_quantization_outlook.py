@@ -37,11 +37,9 @@ LADDER: list[dict[str, Any]] = [
     {"name": "fp8-kv8", "weights": "fp8", "kvCacheDtype": "fp8"},
 ]
 SPEC = QuantizationSpec.model_validate({"ladder": LADDER, "policy": {"automatic": True}})
-# 4 replicas to replace one by one, each a 280 s drain and a 120 s cold start: 1600 s
-STEPPED = {"cold_start_s": 120.0, "drain_s": 280.0}
-
-
 def inputs(**kw: Any) -> ModeInputs:
+    """4 bf16 replicas on all 16 GPUs; a switch replaces them one by one, each a 280 s drain
+    and a 120 s cold start: 1600 s."""
     base = ModeInputs(
         served="bf16",
         replicas=4,
