@@ -452,6 +452,7 @@ def _quantize(
         held_gpus=ready * gpus,
         arrival_rate=load.arrival_rate,
         drain_s=load.drain_s,
+        drain_idle_s=load.drain_idle_s,
         outlook=load.outlook,
         ttft_p99=vals.get(Signal.TTFT_P99),
         tpot_p99=vals.get(Signal.TPOT_P99),

@@ -148,6 +148,8 @@ class ModeInputs:
     # the rollout to the target rung was rolled back or aborted (its version is kept out)
     switch_rolled_back: bool = False
     drain_s: float | None = None  # seconds a replica taken out finishes its requests in
+    # the part of that drain whose capacity goes unused (`drain_idle_seconds`); None: all of it
+    drain_idle_s: float | None = None
     # whether the served rung's learned capacity is set by its KV cache (scaling.Capacity);
     # None: not learned yet
     kv_binds: bool | None = None
@@ -376,14 +378,26 @@ def drain_seconds(
     return ((waiting or 0.0) / ready + DRAIN_TAIL * running / ready) / per
 
 
+def drain_idle_seconds(running: float | None, finished: float | None) -> float | None:
+    """Replica-seconds of capacity a drain leaves unused. While a replica taken out of service
+    works through its queue its batch stays full: that part of the drain serves as much as it
+    would have in service. Only the tail, DRAIN_TAIL mean request times (running / finished,
+    Little's law) in which its running requests end one by one, thins the batch: half its
+    capacity goes unused then, on average. 30 running finishing 1 req/s: 2 x 30 / 2 = 30 s."""
+    if running is None or not finished or finished <= 0:
+        return None
+    return DRAIN_TAIL * (running / finished) / 2.0
+
+
 @dataclass(frozen=True)
 class LoadView:
     """What the policy reads of the load from the autoscaler's tick: ModeInputs' arrival_rate,
-    drain_s and outlook."""
+    drain_s, outlook and drain_idle_s."""
 
     arrival_rate: float | None
     drain_s: float | None
     outlook: Callable[[float], Demand] | None
+    drain_idle_s: float | None = None
 
 
 def load_view(
@@ -391,16 +405,17 @@ def load_view(
 ) -> LoadView:
     """The arriving rate the autoscaler computed this tick (the finished rate plus the
     backlog's growth; the finished rate alone without a decision), the drain of one replica
-    from the signals (`drain_seconds`), and the autoscaler's forecast, extendable to any
+    from the signals (`drain_seconds`) and the capacity it leaves unused
+    (`drain_idle_seconds`), and the autoscaler's forecast, extendable to any
     horizon (`scaling.outlook`)."""
     demand = decision.demand if decision is not None else None
     finished = values.get(Signal.REQUEST_RATE)
-    drain = drain_seconds(
-        values.get(Signal.RUNNING), values.get(Signal.QUEUE_DEPTH), finished, ready
-    )
+    running = values.get(Signal.RUNNING)
+    drain = drain_seconds(running, values.get(Signal.QUEUE_DEPTH), finished, ready)
+    idle = drain_idle_seconds(running, finished)
     if demand is None or decision is None:
-        return LoadView(finished, drain, None)
-    return LoadView(demand.now, drain, partial(outlook, demand, decision.state.load, now))
+        return LoadView(finished, drain, None, idle)
+    return LoadView(demand.now, drain, partial(outlook, demand, decision.state.load, now), idle)
 
 
 def _removals(spec: QuantizationSpec, inp: ModeInputs) -> tuple[int, int]:
@@ -625,9 +640,18 @@ def _wait(state: QuantizationStatus, reason: str, message: str) -> QuantizationD
     return QuantizationDecision(target, reason, message, new, False)
 
 
-def _scaling_cannot_help(spec: QuantizationSpec, inp: ModeInputs) -> str | None:
-    """Why more replicas of the served rung cannot relieve the pressure (None: they can)."""
+def _scaling_cannot_help(
+    spec: QuantizationSpec, inp: ModeInputs, learned: Mapping[str, float], need: float | None
+) -> str | None:
+    """Why more replicas of the served rung cannot relieve the pressure (None: they can).
+    Replicas asked for and still starting on GPUs they hold count as coming: where they would
+    carry `need`, scaling is already helping (an autoscaler going from 2 to maxReplicas 4 is
+    at maxReplicas before its new replicas are Ready)."""
     fit = replicas_on(spec, inp.served, inp.held_gpus + inp.free_gpus, inp.default_gpus_per_replica)
+    coming = min(inp.replicas, fit)
+    cap = rung_capacity(spec, inp.served, learned, inp.default_gpus_per_replica)
+    if coming > inp.ready and cap is not None and need is not None and need <= coming * cap:
+        return None
     if inp.replicas >= inp.max_replicas:
         return f"at maxReplicas {inp.max_replicas}"
     if inp.wanted_replicas > fit:
@@ -686,21 +710,27 @@ def _payback_seconds(spec: QuantizationSpec, inp: ModeInputs, gain: float) -> tu
 
     Under a GPU cap the switch is stepped: each old replica that free GPUs cannot cover is
     taken out, finishes what it holds (its drain) and its GPUs serve again only after the new
-    rung's cold start, so every step costs one old replica for a drain and a cold start. Once
-    switched, the fleet carries (gain - 1) x more. Like renting skis until the rent paid equals
-    the price (the 2-competitive rule for not knowing how long the need lasts), the policy
-    switches once the capacity the pressure has cost so far, (gain - 1) x n replicas x seconds,
-    equals what the switch costs, removals x (drain + cold start): at gain 1.25 with 4 replicas
-    to replace, no drain and a 344 s cold start, 4 x 344 s / (4 x 0.25) = 1376 s; at gain 2,
+    rung's cold start. What a step costs is the capacity it leaves unused: the cold start, and
+    the drain's tail, where the batch thins (`drain_idle_seconds`; a drain through a queue
+    keeps the replica as busy as it was in service). Once switched, the fleet carries
+    (gain - 1) x more. Like renting skis until the rent paid equals the price (the
+    2-competitive rule for not knowing how long the need lasts), the policy switches once the
+    capacity the pressure has cost so far, (gain - 1) x n replicas x seconds, equals what the
+    switch costs, removals x (unused drain + cold start): at gain 1.25 with 4 replicas to
+    replace, no drain and a 344 s cold start, 4 x 344 s / (4 x 0.25) = 1376 s; at gain 2,
     344 s. A rising forecast that outlasts the switch needs no such wait (`_step_down`).
-    Unknown cold start or enough free GPUs: nothing to pay back."""
+    Unknown cold start or enough free GPUs: nothing to pay back. Without drain_idle_s, the
+    whole drain counts as unused."""
     removals, n = _removals(spec, inp)
     if not inp.cold_start_s or removals == 0 or gain <= 1.0:
         return 0.0, ""
-    step = inp.cold_start_s + (inp.drain_s or 0.0)
-    seconds = removals * step / (n * (gain - 1.0))
-    drain = f"a ~{inp.drain_s:.0f}s drain and " if inp.drain_s else ""
-    cost = f"a stepped switch idles {removals} of {n} replicas for {drain}a "
+    idle = inp.drain_idle_s if inp.drain_idle_s is not None else (inp.drain_s or 0.0)
+    seconds = removals * (inp.cold_start_s + idle) / (n * (gain - 1.0))
+    drain = ""
+    if inp.drain_s:
+        drain = f"a ~{inp.drain_s:.0f}s drain"
+        drain += f" (~{idle:.0f}s of it a thinning batch) and " if idle < inp.drain_s else " and "
+    cost = f"a stepped switch takes {removals} of {n} replicas out for {drain}a "
     cost += f"~{inp.cold_start_s:.0f}s cold start each"
     return seconds, cost
 
@@ -793,11 +823,14 @@ def _step_down(
         return _wait(
             state, PRESSURE_BUILDING, f"{head} (stepDownAfterSeconds {p.step_down_after_seconds})"
         )
-    blocked = _scaling_cannot_help(spec, inp)
+    blocked = _scaling_cannot_help(spec, inp, state.capacity, clocks.need)
     if blocked is None and clocks.beyond is not None:
         blocked = f"more {inp.served} replicas cannot carry the forecast"
     if blocked is None:
-        return _wait(state, SCALING_CAN_HELP, f"{head}; more {inp.served} replicas can come")
+        coming = inp.replicas - inp.ready
+        more = f"{coming} more {inp.served} replicas are starting" if coming > 0 else ""
+        more = more or f"more {inp.served} replicas can come"
+        return _wait(state, SCALING_CAN_HELP, f"{head}; {more}")
     if idx >= spec.floor_index():
         return _wait(state, AT_LOWEST_RUNG, f"{head}; {blocked}; {inp.served} is the lowest rung")
     options = _options(spec, slo, inp, state.capacity, clocks)

@@ -199,6 +199,15 @@ def test_pressure_clock_keeps_its_start_and_resets_when_it_ends() -> None:
         ({"wanted_replicas": 4, "scaling_limited": True}, STEP_DOWN),
         # at maxReplicas
         ({"wanted_replicas": 4, "scaling_limited": False, "max_replicas": 4}, STEP_DOWN),
+        # at maxReplicas 4 with 2 of them still starting on GPUs they hold: 4 x 4.7 carry 15
+        (
+            {"arrival_rate": 15.0, "max_replicas": 4, "ready": 2, "held_gpus": 32},
+            SCALING_CAN_HELP,
+        ),
+        # ... but not 30: the replicas coming fall short, more cannot come
+        ({"max_replicas": 4, "ready": 2, "held_gpus": 32}, STEP_DOWN),
+        # the replicas asked for have no GPUs (Pending): they are not coming
+        ({"arrival_rate": 15.0, "max_replicas": 4, "ready": 2, "held_gpus": 16}, STEP_DOWN),
     ],
 )
 def test_step_down_only_when_scaling_cannot_help(obs: dict[str, Any], reason: str) -> None:
@@ -298,7 +307,7 @@ def test_payback(cold_start: float | None, free: int, pressure_ago: float, reaso
     d = decide_mode(qspec(), SLO, inputs(**obs), memory(pressure_ago=pressure_ago), NOW)
     assert d.reason == reason
     if reason == AWAITING_PAYBACK:
-        assert "a stepped switch idles" in d.message
+        assert "a stepped switch takes" in d.message
 
 
 @pytest.mark.parametrize(

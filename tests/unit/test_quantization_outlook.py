@@ -18,6 +18,7 @@ from deepseek_operator.quantization import (
     STEP_DOWN,
     ModeInputs,
     decide_mode,
+    drain_idle_seconds,
     drain_seconds,
     forecast_load,
     keeps_replicas,
@@ -37,6 +38,8 @@ LADDER: list[dict[str, Any]] = [
     {"name": "fp8-kv8", "weights": "fp8", "kvCacheDtype": "fp8"},
 ]
 SPEC = QuantizationSpec.model_validate({"ladder": LADDER, "policy": {"automatic": True}})
+
+
 def inputs(**kw: Any) -> ModeInputs:
     """4 bf16 replicas on all 16 GPUs; a switch replaces them one by one, each a 280 s drain
     and a 120 s cold start: 1600 s."""
@@ -107,6 +110,23 @@ def test_drain_is_the_queue_then_the_longest_running_requests(
     seconds: float | None,
 ) -> None:
     got = drain_seconds(running, waiting, finished, ready)
+    assert got == (None if seconds is None else pytest.approx(seconds))
+
+
+@pytest.mark.parametrize(
+    ("running", "finished", "seconds"),
+    [
+        (30.0, 1.0, 30.0),  # a 30 s mean request time: a 60 s tail at half a batch
+        (0.0, 1.0, 0.0),  # nothing running: nothing left unused
+        (30.0, 0.0, None),  # nothing finishes: no estimate
+        (None, 1.0, None),
+    ],
+)
+def test_only_the_drains_tail_leaves_capacity_unused(
+    running: float | None, finished: float, seconds: float | None
+) -> None:
+    """However long the queue a replica taken out works through, only its tail thins the batch."""
+    got = drain_idle_seconds(running, finished)
     assert got == (None if seconds is None else pytest.approx(seconds))
 
 
@@ -247,6 +267,26 @@ def test_payback_counts_the_drain(pressure_ago: float, reason: str) -> None:
         assert "a ~280s drain and a ~120s cold start each" in d.message
 
 
+@pytest.mark.parametrize(
+    ("pressure_ago", "reason"),
+    [
+        # 280 s drain, of which 40 s unused: 4 x (40 + 120) / (4 x 0.6) = 267 s of pressure
+        (260.0, AWAITING_PAYBACK),
+        (270.0, STEP_DOWN),
+    ],
+)
+def test_payback_counts_only_the_capacity_a_drain_leaves_unused(
+    pressure_ago: float, reason: str
+) -> None:
+    """A drain through a queue serves as much as the replica did in service: the switch costs
+    its cold starts and the drains' tails, and pays back sooner than counting whole drains."""
+    obs = {"arrival_rate": 5.0, "ttft_p99": 4.0, "drain_idle_s": 40.0}
+    d = decide_mode(SPEC, SLO, inputs(**obs), memory(pressure_ago=pressure_ago), NOW)
+    assert d.reason == reason, d.message
+    if reason == AWAITING_PAYBACK:
+        assert "a ~280s drain (~40s of it a thinning batch) and a ~120s cold start" in d.message
+
+
 def test_a_forecast_that_ends_before_the_switch_does_still_waits_for_payback() -> None:
     """The profile peaks within the switch's duration and is back below bf16's capacity when
     it would be done: the switch must pay for itself as under any pressure."""
@@ -278,6 +318,7 @@ def test_load_view_reads_the_autoscalers_demand_and_forecast() -> None:
     values = {Signal.REQUEST_RATE: 1.0, Signal.RUNNING: 30.0, Signal.QUEUE_DEPTH: 10.0}
     alone = load_view(None, values, 4, NOW)
     assert (alone.arrival_rate, alone.drain_s, alone.outlook) == (1.0, pytest.approx(70.0), None)
+    assert alone.drain_idle_s == pytest.approx(30.0)  # 2 x 30 s mean request time, half used
     demand = Demand(1.4, 1.0, 0.4, 0.0, 1.4, 300.0, 1.4)
     d = ScalingDecision(4, "hold", "WithinTarget", "", demand=demand)
     view = load_view(d, values, 4, NOW)
