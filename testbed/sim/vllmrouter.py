@@ -300,10 +300,6 @@ class RouterSlot:
     log_path: Path | None = None
 
     @property
-    def alive(self) -> bool:
-        return self.phase == RouterPhase.RUNNING
-
-    @property
     def ready(self) -> bool:
         return self.running and self.reachable and self.probe_state.ready
 

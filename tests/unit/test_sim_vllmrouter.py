@@ -3,10 +3,15 @@ pods, which command line runs, when the pod is Ready, what happens on each pod s
 
 from __future__ import annotations
 
+import asyncio
+import random
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testbed.labels import SIM_ENGINE_ERROR, SIM_RESTART_COUNT
 from testbed.sim.fleet import (
     Action,
     PodView,
@@ -19,6 +24,7 @@ from testbed.sim.vllmrouter import (
     Probe,
     ProbeState,
     RouterPhase,
+    RouterPods,
     is_router_pod,
     listen_port,
     local_args,
@@ -285,3 +291,66 @@ def test_router_ready_follows_the_process_and_its_probe(
     view: PodView, phase: RouterPhase | None, ready: bool, want: bool | None
 ) -> None:
     assert router_ready_wanted(view, phase, ready) == want
+
+
+# --- the runner, with the real binary (no cluster: no token, no discovery) ---------------------
+
+
+async def _until(check: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_runner_runs_probes_and_stops_the_real_router(tmp_path: Path) -> None:
+    """Start (at the sim address), Ready once /liveness answers, drain: preStop, SIGTERM, the
+    router exits well within the grace period. A router on its default 127.0.0.1 runs but is
+    never Ready, and the pod says why."""
+    a, b = random.randrange(1, 255), random.randrange(1, 255)
+    pods: dict[str, dict[str, Any]] = {}
+    patches: list[tuple[str, dict[str, str | None]]] = []
+
+    async def patch(pod: Mapping[str, Any], ann: Mapping[str, str | None]) -> None:
+        patches.append((pod["metadata"]["name"], dict(ann)))
+
+    def make(name: str, host_args: list[str], ip: str) -> dict[str, Any]:
+        p = router_pod(containers=[{"name": "router", "command": ["vllm-router"]}])
+        p["metadata"]["name"] = name
+        p["metadata"]["uid"] = name
+        p["status"]["podIP"] = ip
+        p["spec"]["automountServiceAccountToken"] = False
+        p["spec"]["terminationGracePeriodSeconds"] = 10
+        c = p["spec"]["containers"][0]
+        c["args"] = [*host_args, "--port", "18000", "--policy", "round_robin"]
+        c["lifecycle"] = {"preStop": {"sleep": {"seconds": 1}}}
+        pods[f"ns/{name}"] = p
+        return p
+
+    good = make("good", ["--host", "0.0.0.0"], f"10.251.{a}.{b}")
+    local = make("local", [], f"10.252.{a}.{b}")
+    runner = RouterPods(
+        "unit", tmp_path / "none", None, None, pods, patch, lambda key: None, state_dir=tmp_path
+    )
+    try:
+        s_good = runner.start("ns/good", good, ())
+        s_local = runner.start("ns/local", local, ())
+        await _until(lambda: s_good.ready and s_local.probe_state.ready)
+        assert s_good.url == f"http://127.251.{a}.{b}:18000"
+        assert not s_local.ready  # it answers at the sim address, but not at its pod IP
+        assert s_local.error and "--host 0.0.0.0" in s_local.error
+        assert ("local", {SIM_ENGINE_ERROR: s_local.error}) in patches
+        log = (tmp_path / "logs" / "router-ns.good.log").read_text()
+        assert f"Starting server on 127.251.{a}.{b}:18000" in log
+
+        started = asyncio.get_running_loop().time()
+        runner.drain(s_good, good)
+        assert s_good.task is not None
+        await s_good.task
+        took = asyncio.get_running_loop().time() - started
+        assert s_good.phase == RouterPhase.STOPPED and not s_good.ready
+        assert 1.0 <= took < 5.0, took  # preStop 1 s, then SIGTERM: a prompt, graceful exit
+        assert "graceful shutdown" in (tmp_path / "logs" / "router-ns.good.log").read_text()
+        assert not any(SIM_RESTART_COUNT in ann for _, ann in patches)  # not a crash
+    finally:
+        await runner.close()
