@@ -104,7 +104,7 @@ def file_traces(cfg: Config, azure: str | None, extra: dict[str, str]) -> dict[s
     return out
 
 
-def _joined(name: str, warm: T.Trace, main: T.Trace, warmup_s: float, duration: float) -> T.Trace:
+def joined(name: str, warm: T.Trace, main: T.Trace, warmup_s: float, duration: float) -> T.Trace:
     """One trace: `warm` on [0, warmup_s), then `main` shifted by warmup_s (measured)."""
     reqs = [
         SimRequest("", r.prompt_tokens, r.max_tokens, r.arrival, r.finish_reason)
@@ -131,15 +131,15 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
     tr: T.Trace
     if name == "bursty":
         tr = T.bursty(8.0, whole, burst_rate=24.0, mean_gap_s=600.0, burst_s=300.0, seed=s)
-        return _joined(name, tr, T.window(tr, w, whole), w, d)
+        return joined(name, tr, T.window(tr, w, whole), w, d)
     if name == "diurnal":
         tr = T.diurnal(
             12.0, whole, amplitude=0.7, period_s=d, phase=-math.pi / 2 - 2 * math.pi * w / d, seed=s
         )
-        return _joined(name, tr, T.window(tr, w, whole), w, d)
+        return joined(name, tr, T.window(tr, w, whole), w, d)
     if name == "step":
         tr = T.step(6.0, 24.0, whole, step_at=w + d / 3, step_back_at=w + 2 * d / 3, seed=s)
-        return _joined(name, tr, T.window(tr, w, whole), w, d)
+        return joined(name, tr, T.window(tr, w, whole), w, d)
     if name == "diurnal_2h":
         # two daily cycles compressed to 4x the duration: long enough for scaling down to matter
         p = 2 * d
@@ -147,14 +147,14 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
             12.0, w + 4 * d, amplitude=0.7, period_s=p, phase=-math.pi / 2 - 2 * math.pi * w / p,
             seed=s,
         )  # fmt: skip
-        return _joined(name, tr, T.window(tr, w, w + 4 * d), w, 4 * d)
+        return joined(name, tr, T.window(tr, w, w + 4 * d), w, 4 * d)
     if name == "day_long":
         day = cfg.day_s
         tr = T.daily(
             cfg.day_mean_rate, w + day, period_s=day, phase=-math.pi / 2 - 2 * math.pi * w / day,
             seed=s,
         )  # fmt: skip
-        return _joined(name, tr, T.window(tr, w, w + day), w, day)
+        return joined(name, tr, T.window(tr, w, w + day), w, day)
     f = files[name]
     src = T.load_azure_trace(f.path, name=name)
     if f.window_s is not None:
@@ -165,7 +165,7 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
     warm = T.window(src, max(0.0, length - w), length)
     shift = w - (length - max(0.0, length - w))  # a trace shorter than the warm-up starts later
     warm = T.Trace(name, [replace(r, arrival=r.arrival + shift) for r in warm.requests])
-    return _joined(name, warm, src, w, length)
+    return joined(name, warm, src, w, length)
 
 
 def trace_duration(cfg: Config, trace: T.Trace) -> float:

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from bench.quantization import DISTILL70B, R1, SCENARIOS, Controller, RungFleet, Setup, setup_of
+from bench.quantization import (
+    DISTILL70B,
+    R1,
+    SCENARIOS,
+    WARMUP_S,
+    Controller,
+    RungFleet,
+    Setup,
+    build_scenarios,
+    duration_of,
+    measured,
+    peak_rps,
+    reactive_bound,
+    setup_of,
+    warmup_of,
+)
+from testbed.sim import traces as T
+from testbed.sim.engine import SimRequest
 
 
 @pytest.mark.parametrize(
@@ -52,3 +71,44 @@ def test_every_scenario_belongs_to_one_setup_whose_ladder_fits_its_gpus() -> Non
     d = DISTILL70B.rung_presets()
     assert d["fp8"].gpus == d["bf16"].gpus == 4
     assert d["fp8"].kv_capacity_tokens > d["bf16"].kv_capacity_tokens
+
+
+def _flat(rate_at: Callable[[float], float], start: float, end: float) -> list[SimRequest]:
+    """Evenly spaced arrivals at rate_at(t) per second over [start, end)."""
+    out, t = [], start
+    while t < end:
+        out.append(SimRequest(f"r{len(out)}", 100, 100, t))
+        t += 1.0 / rate_at(t)
+    return out
+
+
+def test_the_reactive_bound_counts_what_arrives_beyond_the_top_rung_within_a_cold_start() -> None:
+    """30 calm minutes at 2 req/s, then 8 req/s for 10 minutes, where the top rung carries 4:
+    within a 100 s cold start 800 arrive and 4 x (100 + 2) are served in time, so 392 of the
+    measured requests miss whatever a policy does."""
+    reqs = _flat(lambda t: 2.0 if t < 3600.0 else 8.0, 0.0, 4200.0)
+    tr = T.Trace("jump", reqs, meta={"warmup_s": 1800.0, "duration_s": 2400.0})
+    n = sum(1 for r in reqs if r.arrival >= 1800.0)
+    bound, at = reactive_bound(tr, 4.0, 100.0, 2.0)
+    assert bound == pytest.approx(1.0 - 392 / n, abs=2 / n)
+    assert at == pytest.approx(1800.0, abs=2.0)
+    # a ramp past the top rung: only its first minute beyond it counts, no more
+    ramp = _flat(lambda t: 1.0 + t / 600.0, 0.0, 4200.0)
+    tr = T.Trace("ramp", ramp, meta={"warmup_s": 1800.0, "duration_s": 2400.0})
+    assert reactive_bound(tr, 4.0, 100.0, 2.0)[0] > 0.998
+    # overloaded throughout the warm-up: never calm, no bound
+    hot = _flat(lambda t: 6.0, 0.0, 4200.0)
+    tr = T.Trace("hot", hot, meta={"warmup_s": 1800.0, "duration_s": 2400.0})
+    assert reactive_bound(tr, 4.0, 100.0, 2.0) == (1.0, 0.0)
+
+
+def test_every_scenario_is_preceded_by_its_warm_up_and_measured_for_its_own_duration() -> None:
+    for su in (R1, DISTILL70B):
+        built = build_scenarios(su, {"chat": 5.0, "reasoning": 1.0}, None, 1)
+        for sn, tr in built.items():
+            assert warmup_of(tr) == WARMUP_S
+            assert tr.requests[0].arrival < WARMUP_S < tr.requests[-1].arrival
+            m = measured(tr)
+            assert m.requests[-1].arrival < duration_of(tr)
+            if "surge" in sn:  # the warm-up is the surge's low rate: the peak is measured
+                assert peak_rps(tr) > 3.5 * len(tr.requests[: len(tr) - len(m)]) / WARMUP_S
