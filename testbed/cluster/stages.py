@@ -7,10 +7,11 @@ none or the no-op `steady` stage matches one that does not. The partition is wri
 conditions in disjunctive normal form; one kwok Stage is emitted per conjunction.
 
 Pod classes:
-  engine   labels app.kubernetes.io/component=engine and serving.deepseek.dev/deployment set,
-           in a cluster with the simulated fleet, and no `sim.deepseek.dev/fleet: "false"` pod
-           annotation (set it in a pod template to opt out). The fleet plays their container
-           runtime.
+  engine   labels app.kubernetes.io/component=engine (or =router) and
+           serving.deepseek.dev/deployment set, in a cluster with the simulated fleet, and no
+           `sim.deepseek.dev/fleet: "false"` pod annotation (set it in a pod template to opt
+           out). The fleet plays their container runtime: a simulated vLLM for engines, the real
+           vllm-router binary for routers (the class is named after engines; both move alike).
   test     a Helm test hook (helm.sh/hook: test or test-success), in a cluster with the
            simulated fleet: the fleet's hook runner runs its command (testbed/sim/hooks.py).
   job      owned by a Job, or another Helm hook: runs to completion after the start delay.
@@ -26,7 +27,8 @@ Lifecycle:
                     other code (the hook runner sets it when the command exits; its output's
                     tail, sim.deepseek.dev/output, becomes the termination message)
   engine         -> Ready once annotation sim.deepseek.dev/engine-ready="true" (the fleet sets it
-                    when its simulated engine listens), back to not Ready if it is removed;
+                    when its simulated engine listens, or its router passes the readiness
+                    probe), back to not Ready if it is removed;
                     deleted -> not Ready, removed once sim.deepseek.dev/drained="true" or when
                     the grace period ends (deletionTimestamp), whichever comes first
   `steady`       a no-op for pods that need nothing: it makes a restarted kwok re-reserve the
@@ -43,7 +45,14 @@ from typing import Any
 
 from deepseek_operator import labels
 
-from ..labels import SIM_DRAINED, SIM_ENGINE_READY, SIM_EXIT_CODE, SIM_OUTPUT, TEST_HOOKS
+from ..labels import (
+    ROUTER_COMPONENT,
+    SIM_DRAINED,
+    SIM_ENGINE_READY,
+    SIM_EXIT_CODE,
+    SIM_OUTPUT,
+    TEST_HOOKS,
+)
 
 FLEET_ANNOTATION = "sim.deepseek.dev/fleet"  # "false": no simulated fleet for this pod
 START_DELAY_ANNOTATION = "sim.deepseek.dev/start-delay-seconds"
@@ -111,8 +120,10 @@ ENGINE_NOT_READY = _c(_annotation(SIM_ENGINE_READY), "NotIn", "true")
 DRAINED = _c(_annotation(SIM_DRAINED), "In", "true")
 NOT_DRAINED = _c(_annotation(SIM_DRAINED), "NotIn", "true")
 
-_COMPONENT_ENGINE = _c(_label(labels.COMPONENT), "In", labels.ENGINE_COMPONENT)
-_COMPONENT_OTHER = _c(_label(labels.COMPONENT), "NotIn", labels.ENGINE_COMPONENT)
+# The components whose pods the fleet plays.
+PLAYED_COMPONENTS = (labels.ENGINE_COMPONENT, ROUTER_COMPONENT)
+_COMPONENT_ENGINE = _c(_label(labels.COMPONENT), "In", *PLAYED_COMPONENTS)
+_COMPONENT_OTHER = _c(_label(labels.COMPONENT), "NotIn", *PLAYED_COMPONENTS)
 _HAS_DSD = _c(_label(labels.DEPLOYMENT), "Exists")
 _NO_DSD = _c(_label(labels.DEPLOYMENT), "DoesNotExist")
 _FLEET_ON = _c(_annotation(FLEET_ANNOTATION), "NotIn", "false")

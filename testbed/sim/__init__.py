@@ -9,6 +9,8 @@
   pod on 127.x, model loading, engine-ready/drained annotations, dcgm-exporter per node).
 - dcgm.py: dcgm-exporter metric names and labels, calibrated on real H100 NVML readings.
 - router.py: least-outstanding-requests router over a Service's EndpointSlices.
+- vllmrouter.py, apiproxy.py: router pods played by the real vllm-router binary, which reads
+  pods through an API proxy that maps pod IPs to their sim addresses.
 - loadgen.py: trace replay with per-request TTFT/TPOT/latency and a JSON summary.
 - faults.py: slow / erroring / crashing replicas, zones going away.
 Command line: `python -m testbed.sim fleet|router|load|fault|zone --help`.

@@ -1,7 +1,7 @@
 """Command line of the simulated GPU fleet: `python -m testbed.sim COMMAND ...`.
 
-    fleet   play the GPU nodes of local clusters: a simulated vLLM per engine pod, a
-            dcgm-exporter per GPU node, fault hooks (see fleet.py)
+    fleet   play the GPU nodes of local clusters: a simulated vLLM per engine pod, the real
+            vllm-router per router pod, a dcgm-exporter per GPU node, fault hooks (see fleet.py)
     router  the front door: balance over a Service's ready EndpointSlice endpoints
     load    replay a trace (Azure CSV, or a synthetic pattern) against a URL; JSON summary
     fault   set or clear faults on engine pods (pod annotations the fleet follows)

@@ -29,6 +29,11 @@ Prometheus finds those through kubernetes_sd (role node) and the engines through
 own control endpoint, is registered as file_sd `<state>/prometheus/targets/sim-fleet.json`
 (job `sim-fleet`); the router registers itself the same way (job `sim-router`).
 
+Router pods (`app.kubernetes.io/component=router` with a `serving.deepseek.dev/deployment`
+label, container running `vllm-router`): the fleet runs the real vllm-router binary at the pod's
+sim address, under the pod's ServiceAccount, reading the API server through the region's
+address-mapping proxy (vllmrouter.py, apiproxy.py); `decide_router` is its lifecycle decision.
+
 Helm test pods (`helm.sh/hook: test`) of every namespace: the fleet that plays all namespaces
 runs their command on this machine under the pod's ServiceAccount and records the exit code,
 from which kwok completes the pod (hooks.py).
@@ -64,7 +69,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from testbed.cluster.layout import loopback_address
 
-from ..labels import SIM_DRAINED, SIM_ENGINE_READY
+from ..labels import ROUTER_COMPONENT, SIM_DRAINED, SIM_ENGINE_ERROR, SIM_ENGINE_READY
 from .dcgm import (
     DCGM_PORT,
     DcgmExporters,
@@ -88,6 +93,7 @@ from .hooks import HookRunner
 from .presets import EnginePreset, make_preset, model_for_checkpoint
 from .replica import ReplicaServer
 from .router import WatchHandle, file_sd_groups, watch_objects, write_file_sd
+from .vllmrouter import RouterPhase, RouterPods, is_router_pod
 
 log = logging.getLogger("testbed.sim.fleet")
 
@@ -95,7 +101,6 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 REGION_LABEL = "topology.kubernetes.io/region"
-SIM_ENGINE_ERROR = "sim.deepseek.dev/engine-error"
 SIM_ZONE_DOWN = "sim.deepseek.dev/zone-down"  # faults.ZONE_DOWN_ANNOTATION
 # "false" on a pod: not the fleet's (kwok makes it Ready after the start delay, cluster
 # stages.FLEET_ANNOTATION); the cluster's fleet leaves it alone.
@@ -602,6 +607,7 @@ class PodView:
     drained_marked: bool = False
     node_down: bool = False
     identity: tuple[Any, ...] = ()
+    router: bool = False  # a router pod the fleet plays (vllmrouter.py), not an engine
 
 
 def pod_view(
@@ -620,6 +626,7 @@ def pod_view(
     return PodView(
         exists=True,
         engine=is_engine_pod(pod) and ann.get(SIM_FLEET_OPT_OUT) != "false",
+        router=is_router_pod(pod),
         scheduled_on_sim_node=bool(spec.get("nodeName"))
         and node is not None
         and sim_address(node_internal_ip(node)) is not None,
@@ -681,6 +688,44 @@ def engine_ready_wanted(view: PodView, phase: ReplicaPhase | None) -> bool | Non
     if not (view.scheduled_on_sim_node and view.has_ip):
         return None
     return phase == ReplicaPhase.SERVING
+
+
+def decide_router(
+    view: PodView, phase: RouterPhase | None, identity: tuple[Any, ...] = ()
+) -> Action:
+    """The next step for a router pod's process (vllmrouter.py), level-based like `decide`:
+    START a process (it restarts itself after exits), DRAIN it when the pod terminates (preStop,
+    SIGTERM, grace period), STOP it at once when the pod is gone, CRASH it with its node,
+    RESTART it when the pod is another one, MARK_DRAINED a terminating pod without a process."""
+    running = phase == RouterPhase.RUNNING
+    if not view.exists or not view.router:
+        return Action.STOP if running or phase == RouterPhase.STOPPING else Action.NONE
+    if view.terminating:
+        if running:
+            return Action.DRAIN
+        if phase == RouterPhase.STOPPING:
+            return Action.NONE
+        return Action.NONE if view.drained_marked else Action.MARK_DRAINED
+    if not (view.scheduled_on_sim_node and view.has_ip):
+        return Action.STOP if running else Action.NONE
+    if phase not in (None, RouterPhase.STOPPED) and identity and view.identity != identity:
+        return Action.RESTART
+    if view.node_down:
+        return Action.CRASH if running else Action.NONE
+    if phase in (None, RouterPhase.STOPPED, RouterPhase.CRASHED):
+        return Action.START
+    return Action.NONE
+
+
+def router_ready_wanted(view: PodView, phase: RouterPhase | None, ready: bool) -> bool | None:
+    """Whether a router pod should carry `sim.deepseek.dev/engine-ready: "true"`: while its
+    process runs and passes the readiness probe (`ready`, see vllmrouter.RouterSlot.ready).
+    None: not the fleet's to say (see engine_ready_wanted)."""
+    if not view.exists or not view.router or view.terminating:
+        return None
+    if not (view.scheduled_on_sim_node and view.has_ip):
+        return None
+    return phase == RouterPhase.RUNNING and ready
 
 
 # ---------------------------------------------------------------------------------------------
@@ -797,6 +842,11 @@ class _Region:
         self.devices: dict[str, tuple[tuple[str, int], list[GpuDevice]]] = {}
         self.pod_scopes: dict[str, set[str]] = {}
         self.synced_scopes: set[str] = set()
+        self.routers: RouterPods | None = None  # router pods (vllmrouter.py), set on start
+
+    def played_keys(self) -> set[str]:
+        """Pods that have a replica or a router process (also those the API no longer shows)."""
+        return set(self.slots) | (set(self.routers.slots) if self.routers else set())
 
 
 def _hop(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
@@ -877,6 +927,7 @@ class Fleet:
                 config_file=str(region.cfg.kubeconfig), context=region.cfg.context
             )
             region.core = client.CoreV1Api(region.api)
+            region.routers = self._router_pods(region)
             self._watch(region)
             if self.namespaces is None:  # one runner per region: the fleet of all namespaces
                 self._watch_test_hooks(region)
@@ -915,6 +966,8 @@ class Fleet:
         for region in self.regions.values():
             for slot in list(region.slots.values()):
                 await self._stop(region, slot, crash=False)
+            if region.routers is not None:
+                await region.routers.close()
             if region.api is not None:
                 region.api.close()
         await self.dcgm.close()
@@ -943,7 +996,7 @@ class Fleet:
     def _watch(self, region: _Region) -> None:
         loop = self._loop
         assert loop is not None
-        sel = f"{L.COMPONENT}={L.ENGINE_COMPONENT}"
+        sel = f"{L.COMPONENT} in ({L.ENGINE_COMPONENT},{ROUTER_COMPONENT})"
         scopes: list[str | None] = list(self.namespaces) if self.namespaces else [None]
         region.pod_scopes = {str(ns): set() for ns in scopes}
         for ns in scopes:
@@ -1008,7 +1061,7 @@ class Fleet:
         region.pod_scopes[scope] = set(fresh)
         region.synced_scopes.add(scope)
         region.synced["pods"] = region.synced_scopes >= set(region.pod_scopes)
-        self._mark(region, old | set(fresh) | set(region.slots))
+        self._mark(region, old | set(fresh) | region.played_keys())
 
     def _pod_event(self, region: _Region, typ: str, obj: dict[str, Any]) -> None:
         key = _key(obj)
@@ -1021,7 +1074,7 @@ class Fleet:
     def _nodes_synced(self, region: _Region, items: list[dict[str, Any]]) -> None:
         region.nodes = {(n.get("metadata") or {}).get("name", ""): n for n in items}
         region.synced["nodes"] = True
-        self._mark(region, set(region.pods) | set(region.slots))
+        self._mark(region, set(region.pods) | region.played_keys())
         self._schedule_dcgm(region)
 
     def _node_event(self, region: _Region, typ: str, obj: dict[str, Any]) -> None:
@@ -1050,7 +1103,7 @@ class Fleet:
             if not all(region.synced.values()):
                 continue
             if not region.dirty:
-                region.dirty = set(region.pods) | set(region.slots)
+                region.dirty = set(region.pods) | region.played_keys()
             keys, region.dirty = region.dirty, set()
             for key in sorted(keys):
                 try:
@@ -1073,8 +1126,11 @@ class Fleet:
         node = None
         if pod is not None:
             node = region.nodes.get((pod.get("spec") or {}).get("nodeName") or "")
-        slot = region.slots.get(key)
         view = pod_view(pod, node, set())
+        if region.routers is not None and (view.router or key in region.routers.slots):
+            await self._reconcile_router(region, key, pod, view)
+            return
+        slot = region.slots.get(key)
         ann = ((pod or {}).get("metadata") or {}).get("annotations") or {}
         faults = faults_from_annotations(ann)
         action = decide(
@@ -1124,6 +1180,61 @@ class Fleet:
                     key,
                     json.dumps(want.as_dict(), sort_keys=True),
                 )
+
+    async def _reconcile_router(
+        self, region: _Region, key: str, pod: dict[str, Any] | None, view: PodView
+    ) -> None:
+        routers = region.routers
+        assert routers is not None
+        slot = routers.slots.get(key)
+        action = decide_router(view, slot.phase if slot else None, slot.identity if slot else ())
+        if action != Action.NONE:
+            log.info(
+                "event=router_action region=%s pod=%s action=%s phase=%s",
+                region.name,
+                key,
+                action.value,
+                slot.phase.value if slot else "-",
+            )
+            self._m_actions.labels(region.name, action.value).inc()
+        if action in (Action.START, Action.RESTART):
+            assert pod is not None
+            if slot is not None:
+                await routers.stop(slot)
+            slot = routers.start(key, pod, view.identity)
+        elif action == Action.DRAIN and slot is not None:
+            routers.drain(slot, pod)
+        elif action in (Action.STOP, Action.CRASH) and slot is not None:
+            await routers.stop(slot, crash=action == Action.CRASH)
+            if pod is not None:
+                self._mark(region, [key])  # a terminating pod is then marked drained
+        elif action == Action.MARK_DRAINED and pod is not None:
+            await self._patch_pod(region, pod, {SIM_DRAINED: "true"})
+        if pod is None and slot is not None and slot.phase == RouterPhase.STOPPED:
+            routers.forget(key)
+        ann = ((pod or {}).get("metadata") or {}).get("annotations") or {}
+        wanted = router_ready_wanted(view, slot.phase if slot else None, bool(slot and slot.ready))
+        marked = ann.get(SIM_ENGINE_READY) == "true"
+        if pod is not None and wanted is not None and wanted != marked:
+            await self._patch_pod(region, pod, {SIM_ENGINE_READY: "true" if wanted else None})
+
+    def _router_pods(self, region: _Region) -> RouterPods:
+        loop = self._loop
+        assert loop is not None
+
+        async def patch(pod: Mapping[str, Any], annotations: Mapping[str, str | None]) -> None:
+            await self._patch_pod(region, pod, annotations)
+
+        return RouterPods(
+            region.name,
+            region.cfg.kubeconfig,
+            region.cfg.context,
+            region.core,
+            region.pods,
+            patch,
+            lambda key: self._mark(region, [key]),
+            state_dir=region.cfg.state_dir,
+        )
 
     def _start(
         self,
@@ -1465,6 +1576,7 @@ class Fleet:
             out["regions"][region.name] = {
                 "synced": all(region.synced.values()),
                 "replicas": replicas,
+                "routers": region.routers.status() if region.routers else [],
                 "dcgm": {
                     n: f"{a}:{self.dcgm.port}"
                     for n, a in self.dcgm.nodes.items()

@@ -292,7 +292,7 @@ def test_a_rung_that_carries_no_more_is_skipped_for_one_below_that_does() -> Non
         (344.0, 0, 75, AWAITING_PAYBACK),
         (344.0, 0, 1375, AWAITING_PAYBACK),
         (344.0, 0, 1376, STEP_DOWN),
-        # 16 free GPUs cover 2 of the 4 replicas: 2 x 344 / (4 x 0.25) = 688 s
+        # 16 free GPUs at maxReplicas 4: they cover 2 of the 4 replicas, 2 x 344 / (4 x 0.25)
         (344.0, 16, 687, AWAITING_PAYBACK),
         (344.0, 16, 689, STEP_DOWN),
         (90.0, 0, 359, AWAITING_PAYBACK),  # a fast loader: 360 s
@@ -304,6 +304,7 @@ def test_payback(cold_start: float | None, free: int, pressure_ago: float, reaso
     """A stepped switch costs one replica per step for a cold start; it is made once the
     pressure has cost as much capacity as the switch would."""
     obs = {**BREACHED, "cold_start_s": cold_start, "free_gpus": free, "wanted_replicas": 9}
+    obs["max_replicas"] = 4  # the new rung keeps 4 replicas, 2 of them on the free GPUs
     d = decide_mode(qspec(), SLO, inputs(**obs), memory(pressure_ago=pressure_ago), NOW)
     assert d.reason == reason
     if reason == AWAITING_PAYBACK:

@@ -134,7 +134,10 @@ def test_only_the_drains_tail_leaves_capacity_unused(
     ("obs", "seconds"),
     [
         ({}, 1600.0),  # stepped: 4 x (280 + 120)
-        ({"free_gpus": 8}, 800.0),  # 8 free GPUs stand in for 2 replicas: 2 steps
+        # at maxReplicas 4, 8 free GPUs stand in for 2 replicas: they start first, then 2 steps
+        ({"free_gpus": 8}, 920.0),
+        # 3 of the 4 that fit: the 4th starts on the free GPUs, then all 3 are replaced
+        ({"held_gpus": 12, "free_gpus": 4, "replicas": 3, "ready": 3}, 1320.0),
         ({"free_gpus": 16}, 120.0),  # a whole new colour fits: one cold start (blue-green)
         ({"drain_s": None}, 480.0),  # drain unknown: cold starts only
         ({"cold_start_s": None, "drain_s": None}, 0.0),
@@ -203,7 +206,7 @@ def test_the_periods_profile_wins_over_the_trend() -> None:
         ({}, ramp(0.0), None, STEADY, "bf16"),  # flat at 2.5: nothing to do
         ({}, ramp(0.03), None, STEADY, "bf16"),  # 3.3 within 1600 s: bf16 carries it
         ({}, ramp(0.06), None, PRESSURE_BUILDING, "bf16"),  # 4.1 within 1600 s
-        # a faster switch (8 free GPUs stand in for 2 replicas: 800 s) sees less of it: 3.3
+        # a faster switch (8 free GPUs stand in for 2 replicas: 920 s) sees less of it: 3.4
         ({"free_gpus": 8}, ramp(0.06), None, STEADY, "bf16"),
     ],
 )
@@ -361,3 +364,6 @@ def test_a_step_down_records_the_replicas_it_counted_on() -> None:
     assert (d.reason, d.target, d.state.replicas) == (STEP_DOWN, "fp8", 4), d.message
     kept = keeps_replicas(SPEC, "fp8", d.state)
     assert kept is not None and kept[0] == 4
+    # from the switch on, while bf16 still serves: the transition then moves all 4
+    kept = keeps_replicas(SPEC, "bf16", d.state)
+    assert kept is not None and kept[0] == 4 and "switches to fp8, below bf16" in kept[1]

@@ -11,9 +11,10 @@ import pytest
 from deepseek_operator import labels
 
 from testbed.cluster import stages as S
-from testbed.labels import SIM_DRAINED, SIM_ENGINE_READY, SIM_EXIT_CODE
+from testbed.labels import ROUTER_COMPONENT, SIM_DRAINED, SIM_ENGINE_READY, SIM_EXIT_CODE
 
 ENGINE = {labels.COMPONENT: labels.ENGINE_COMPONENT, labels.DEPLOYMENT: "r1"}
+ROUTER = {labels.COMPONENT: ROUTER_COMPONENT, labels.DEPLOYMENT: "r1"}
 
 
 def pod(
@@ -69,6 +70,27 @@ NO_FLEET = S.pod_stages(start_delay_s=3, fleet=False)
         (
             "engine pod opted out of the fleet behaves like an ordinary pod",
             pod(lbls=ENGINE, ann={S.FLEET_ANNOTATION: "false"}),
+            ["pod-ready"],
+        ),
+        ("router pod waits for the fleet too", pod(lbls=ROUTER), ["pod-steady"]),
+        (
+            "router pod whose router passes its probe becomes Ready",
+            pod(lbls=ROUTER, ann={SIM_ENGINE_READY: "true"}),
+            ["engine-ready"],
+        ),
+        (
+            "router pod whose router exited becomes unready",
+            pod(lbls=ROUTER, ready=True),
+            ["engine-unready"],
+        ),
+        (
+            "stopped router pod is removed",
+            pod(lbls=ROUTER, deleting=True, ann={SIM_DRAINED: "true"}),
+            ["engine-drained"],
+        ),
+        (
+            "router label without a deployment label is ordinary",
+            pod(lbls={labels.COMPONENT: ROUTER_COMPONENT}),
             ["pod-ready"],
         ),
         (
@@ -153,7 +175,14 @@ def test_without_the_fleet_helm_test_pods_complete_like_jobs() -> None:
 def test_pod_classes_partition_every_label_combination(fleet: bool) -> None:
     cls = S.pod_classes(fleet)
     hooks = ({"helm.sh/hook": "test"}, {"helm.sh/hook": "test-success"}, {"helm.sh/hook": "x"})
-    for lbls in ({}, ENGINE, {labels.COMPONENT: "router"}, {labels.DEPLOYMENT: "x"}):
+    for lbls in (
+        {},
+        ENGINE,
+        ROUTER,
+        {labels.COMPONENT: "router"},
+        {labels.COMPONENT: "gateway", labels.DEPLOYMENT: "x"},
+        {labels.DEPLOYMENT: "x"},
+    ):
         for ann in ({}, {S.FLEET_ANNOTATION: "false"}, *hooks):
             for owner in ("Job", "ReplicaSet"):
                 p = pod(lbls=lbls, ann=ann, owner=owner)
