@@ -61,6 +61,8 @@ class RouterObservation:
     available: int = 0  # status.availableReplicas: Ready pods the Service may use
     updated: int = 0  # status.updatedReplicas: pods of the current template
     up_to_date: bool = True  # status.observedGeneration caught up with metadata.generation
+    total: int = 0  # status.replicas: its pods of every template, old ones included
+    selector: tuple[str, ...] = ()  # the --selector values of its template (the engines found)
 
 
 @dataclass(frozen=True)
@@ -355,7 +357,20 @@ def _rollout_inputs(ctx: ReconcileContext) -> RolloutInputs:
         preview_signals=ctx.preview_signals,
         promote_requested=ctx.observed.promote_requested,
         abort_requested=ctx.observed.abort_requested,
+        router_settled=_router_settled(ctx, active),
     )
+
+
+def _router_settled(ctx: ReconcileContext, active: Colour) -> bool:
+    """Whether the old colour may go as far as the router is concerned: no router, or no router
+    pod of an older template left, one of the current template available, and that template
+    discovers the active colour (or both colours)."""
+    r = ctx.observed.router
+    if not ctx.dsd.spec.router.enabled or not r.exists:
+        return True
+    colours = [s for s in r.selector if s.startswith(f"{L.COLOUR}=")]
+    finds_active = not colours or colours == [f"{L.COLOUR}={active.value}"]
+    return finds_active and r.up_to_date and r.updated == r.total and r.available > 0
 
 
 def _step_rollout(ctx: ReconcileContext) -> RolloutStep | None:

@@ -201,9 +201,9 @@ def test_the_default_router_image_is_the_router_dockerfile_at_its_vllm_router_ve
     assert repo == "ghcr.io/deepseek-operator/deepseek-router"
     assert pin[1] == tag == ROUTER_VERSION
     assert DEFAULT_ROUTER_IMAGE in text  # the header says how to build and tag it
-    dev = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"
-    ]["dev"]
+    dev = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "dev"
+    ]
     assert f"vllm-router=={tag}" in dev
     assert importlib.metadata.version("vllm-router") == tag  # the parser the tests use
 

@@ -638,3 +638,26 @@ def test_observe_owns_the_router_objects_and_nothing_a_user_made() -> None:
         ("Role", "r1-router"),
     }
     assert router_name("r1") == "r1-router"
+
+
+def test_the_router_observation_says_which_engines_its_template_discovers() -> None:
+    """What the rollout waits for before it scales the old colour down (RolloutInputs
+    .router_settled): no router pod of an older template, and the template finds the active
+    colour."""
+    out, _ = router_condition(on(), RouterObservation(True, 2, 2, 2, True))
+    assert out.plan is not None
+    dep = copy.deepcopy(render(on(), out.plan).get("Deployment", "r1-router"))
+    dep["metadata"]["generation"] = 3
+    dep["status"] = {
+        "observedGeneration": 3,
+        "replicas": 3,  # a rolling update: one pod of the older template left
+        "updatedReplicas": 2,
+        "availableReplicas": 3,
+    }
+    seen = router_observation(dep)
+    assert seen.selector == (
+        "app.kubernetes.io/component=engine",
+        "serving.deepseek.dev/deployment=r1",
+        "serving.deepseek.dev/colour=blue",
+    )
+    assert (seen.total, seen.updated, seen.available, seen.up_to_date) == (3, 2, 3, True)

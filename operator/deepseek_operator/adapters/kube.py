@@ -146,7 +146,26 @@ def router_observation(d: dict[str, Any]) -> RouterObservation:
         available=status.get("availableReplicas", 0) or 0,
         updated=status.get("updatedReplicas", 0) or 0,
         up_to_date=(status.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
+        total=status.get("replicas", 0) or 0,
+        selector=_router_selector(spec),
     )
+
+
+def _router_selector(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The --selector values of the router container's arguments."""
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    args = next(
+        (list(c.get("args") or []) for c in containers if c.get("name") == L.ROUTER_CONTAINER),
+        [],
+    )
+    if "--selector" not in args:
+        return ()
+    out = []
+    for a in args[args.index("--selector") + 1 :]:
+        if a.startswith("--"):
+            break
+        out.append(a)
+    return tuple(out)
 
 
 def is_router_object(obj: dict[str, Any], dsd_name: str, dsd_uid: str | None) -> bool:
