@@ -1,16 +1,22 @@
 """Issue 21, first step, on the local cluster: spec.router puts a vllm-router Deployment in front
 of the engines.
 
-The real `deepseek-operator run` against us-east. The engine pods opt out of the simulated
-fleet (Ready after the cluster's start delay, as in test_operator.py); the router pods are
-whatever the test bed makes of them. What is checked is what a user checks with kubectl: the
-objects, their selectors and the router's flags, the router's permissions (`kubectl auth
-can-i --as`), the Services' endpoints, RouterReady and the Events, through a blue-green
-promotion and back to no router. Traffic through the router is not in this test.
+The real `deepseek-operator run` against us-east. The cluster's fleet plays the engine pods
+(simulated vLLMs) and the router pods (the real vllm-router binary, discovering the engines
+through its own ServiceAccount: docs/simulated-fleet.md). What is checked is what a user checks
+with kubectl: the objects, their selectors and the router's flags, the router's permissions
+(`kubectl auth can-i --as`), the Services' endpoints, RouterReady and the Events, through a
+blue-green promotion and back to no router; and what a client sees: steady completions sent to
+the stable Service (the test bed's Service router, in this process, playing kube-proxy) pass
+through the router pods to the engines (their request counters grow by what was sent), with
+no failed request while the router follows the promotion, while an engine is scaled away and
+while the router is turned off.
 """
 
 from __future__ import annotations
 
+import re
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +25,7 @@ from deepseek_operator import labels as L
 from kubernetes import client
 
 from testbed.cluster import RegionInfo
+from testbed.sim.apiproxy import sim_ip
 
 from .operator_process import OperatorProcess, install_crds
 from .test_operator import (
@@ -31,6 +38,7 @@ from .test_operator import (
     example,
     get_dsd,
 )
+from .test_rollout import Traffic
 from .waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -39,10 +47,12 @@ NAME = "gw"
 ROUTER = f"{NAME}-router"
 ENGINES = f"{NAME}-engines"
 TIMEOUT = 120
+SUCCESS = re.compile(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", re.M)
 
 
 @pytest.fixture
 def operator(region: RegionInfo, namespace: str, crds: None) -> Iterator[OperatorProcess]:
+    assert region.fleet_url, "this test needs the cluster's fleet (cluster up without --no-fleet)"
     op = OperatorProcess(region.kubeconfig, namespaces=[namespace], name=f"router-{namespace}")
     op.start()
     yield op
@@ -65,15 +75,17 @@ def rbac(api_clients: dict[str, client.ApiClient]) -> client.RbacAuthorizationV1
 
 
 def body() -> dict[str, Any]:
-    """The 7B example, 2 fixed replicas, a rollout that promotes as soon as the preview is Ready
-    (no analysis: no engine here serves metrics), and the router on."""
-    b = example("deepseek-r1-distill-7b.yaml")
+    """The 7B example played by the fleet, 2 fixed replicas, a rollout that promotes as soon as
+    the preview is Ready (no analysis, no warm-up: it would dial pod IPs, which this machine
+    does not serve), and the router on."""
+    b = example("deepseek-r1-distill-7b.yaml", fleet=True)
     b["metadata"]["name"] = NAME
     spec = b["spec"]
     spec["replicas"] = 2
     spec["scaling"]["enabled"] = False
     spec["rollout"] = {
         "readyTimeoutSeconds": 120,
+        "warmupRequests": 0,
         "scaleDownDelaySeconds": 5,
         "analysis": {"durationSeconds": 0},
     }
@@ -179,6 +191,33 @@ def reasons(core: client.CoreV1Api, ns: str) -> set[str]:
     return {e.reason for e in events_of(core, ns, NAME)}
 
 
+class Served:
+    """Requests each engine pod finished (its vllm:request_success_total, read at the pod's
+    sim address), the last reading kept for pods that have stopped serving or are gone."""
+
+    def __init__(self, core: client.CoreV1Api, ns: str) -> None:
+        self.core, self.ns = core, ns
+        self.by_pod: dict[str, float] = {}
+
+    def read(self) -> dict[str, float]:
+        sel = f"{L.DEPLOYMENT}={NAME},{L.COMPONENT}=engine"
+        for p in self.core.list_namespaced_pod(self.ns, label_selector=sel).items:
+            if not p.status.pod_ip:
+                continue
+            url = f"http://{sim_ip(p.status.pod_ip)}:8000/metrics"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    text = r.read().decode()
+            except OSError:
+                continue  # loading, or no longer listening: its last reading stands
+            self.by_pod[p.metadata.name] = sum(float(v) for v in SUCCESS.findall(text))
+        return dict(self.by_pod)
+
+    def total(self, colour: str | None = None) -> float:
+        self.read()
+        return sum(v for k, v in self.by_pod.items() if colour is None or f"-{colour}-" in k)
+
+
 def test_router_objects_follow_a_promotion_and_go_when_the_router_is_turned_off(
     namespace: str,
     operator: OperatorProcess,
@@ -187,6 +226,7 @@ def test_router_objects_follow_a_promotion_and_go_when_the_router_is_turned_off(
     rbac: client.RbacAuthorizationV1Api,
     custom: client.CustomObjectsApi,
     api_clients: dict[str, client.ApiClient],
+    request: pytest.FixtureRequest,
 ) -> None:
     ns = namespace
     api = api_clients["us-east"]
@@ -205,7 +245,8 @@ def test_router_objects_follow_a_promotion_and_go_when_the_router_is_turned_off(
             }
         },
     )
-    create_dsd(custom, ns, body())
+    b = body()
+    create_dsd(custom, ns, b)
 
     # ---- the router comes up in front of the blue engines -----------------------------------
     wait_for(lambda: router_available(apps, ns, "blue"), timeout=TIMEOUT, what="2 router pods")
@@ -272,6 +313,31 @@ def test_router_objects_follow_a_promotion_and_go_when_the_router_is_turned_off(
     assert condition(obj, "RouterReady")["reason"] in ("RouterAvailable", "RouterRollingOut")
     wait_for(lambda: "RouterCreated" in reasons(core, ns), what="Event RouterCreated")
 
+    # ---- clients: completions sent to the Service reach the engines through the router -----
+    served = Served(core, ns)
+    before = served.read()
+    traffic = Traffic(api, ns, NAME, b["spec"]["model"]["servedName"])
+    request.addfinalizer(traffic.stop_event.set)
+    traffic.start()
+    wait_for(lambda: traffic.counts()["ok"] >= 20, timeout=60, what="20 completions served")
+    router_pods = {
+        p.metadata.name
+        for p in core.list_namespaced_pod(
+            ns, label_selector="app.kubernetes.io/component=router"
+        ).items
+    }
+    assert set(traffic.stable_pods()) <= router_pods and traffic.stable_pods(), (
+        traffic.stable_pods(),
+        router_pods,
+    )
+    counts = traffic.counts()
+    after = served.read()
+    grown = {pod: after[pod] - before.get(pod, 0) for pod in after}
+    assert counts["failed"] == 0 and counts["ok"] == counts["sent"], counts
+    # Every answered request was served by an engine, and the router used both.
+    assert sum(grown.values()) >= counts["ok"], (grown, counts)
+    assert len(grown) == 2 and all(g > 0 for g in grown.values()), grown
+
     # ---- a blue-green promotion: the router rolls to the green engines ----------------------
     first = apps.read_namespaced_deployment(ROUTER, ns).metadata.generation
     patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
@@ -302,6 +368,46 @@ def test_router_objects_follow_a_promotion_and_go_when_the_router_is_turned_off(
         timeout=60,
         what=f"the endpoints of {ENGINES} = the Ready green engines",
     )
+    # The clients never noticed: blue is gone, green serves them, nothing failed.
+    wait_for(
+        lambda: (
+            not core.list_namespaced_pod(
+                ns, label_selector=f"{L.DEPLOYMENT}={NAME},{L.COLOUR}=blue"
+            ).items
+        ),
+        timeout=60,
+        what="the blue engine pods gone",
+    )
+    green_before = served.total("green")
+    sent_before = traffic.counts()["sent"]
+    # Counts come per batch of 20: 40 more sent holds a whole batch sent after the reading.
+    wait_for(
+        lambda: traffic.counts()["sent"] >= sent_before + 40, timeout=30, what="40 more requests"
+    )
+    assert served.total("green") >= green_before + 20
+    counts = traffic.counts()
+    assert counts["failed"] == 0 and counts["ok"] == counts["sent"], counts
+
+    # ---- one engine scaled away under load: the router stops sending to it first ----------
+    patch_spec(custom, ns, {"replicas": 1})
+    wait_for(
+        lambda: (
+            len(
+                core.list_namespaced_pod(
+                    ns, label_selector=f"{L.DEPLOYMENT}={NAME},{L.COLOUR}=green"
+                ).items
+            )
+            == 1
+        ),
+        timeout=60,
+        what="one green engine pod left",
+    )
+    sent_before = traffic.counts()["sent"]
+    wait_for(
+        lambda: traffic.counts()["sent"] >= sent_before + 20, timeout=30, what="20 more requests"
+    )
+    counts = traffic.counts()
+    assert counts["failed"] == 0 and counts["ok"] == counts["sent"], counts
 
     # ---- the router turned off: the engines are the Service again, the router's objects go --
     patch_spec(custom, ns, {"router": {"enabled": False}})
@@ -343,6 +449,19 @@ def test_router_objects_follow_a_promotion_and_go_when_the_router_is_turned_off(
         what="RouterReady gone",
     )
     wait_for(lambda: "RouterRemoved" in reasons(core, ns), what="Event RouterRemoved")
-    # The engines were never touched by any of it; the user's account is still there.
-    assert apps.read_namespaced_deployment(f"{NAME}-green", ns).spec.replicas == 2
+    # The clients now reach the engine directly, and still nothing failed.
+    wait_for(
+        lambda: (p := traffic.stable_pods()) and all("-green-" in x for x in p),
+        timeout=30,
+        what="the Service's endpoints = the green engine",
+    )
+    sent_before = traffic.counts()["sent"]
+    wait_for(
+        lambda: traffic.counts()["sent"] >= sent_before + 20, timeout=30, what="20 more requests"
+    )
+    counts = traffic.stop()
+    print(f"\nclient requests through the Service {NAME}: {counts}")
+    assert counts["failed"] == 0 and counts["ok"] == counts["sent"], counts
+    # The engines were never touched by the router's going; the user's account is still there.
+    assert apps.read_namespaced_deployment(f"{NAME}-green", ns).spec.replicas == 1
     assert read(core.read_namespaced_service_account, f"{NAME}-client", ns) is not None
