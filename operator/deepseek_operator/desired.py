@@ -23,6 +23,7 @@ from .api.spec import (
     PlacementSpec,
     QuantizationMethod,
     QuantizationRung,
+    RouterSpec,
     WeightPrecision,
 )
 from .api.status import Colour
@@ -96,6 +97,10 @@ class Plan:
     # A stepped transition: the stable Service selects both colours' Ready pods, so capacity
     # moves from one to the other without a switch.
     mixed: bool = False
+    # spec.router.enabled and at least one router replica available: the stable Service
+    # selects the router pods. Until one is (the router starting) or while none is, it keeps
+    # selecting the engines, so turning the router on never leaves clients without endpoints.
+    router_available: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,16 @@ def stable_service_name(dsd_name: str) -> str:
 
 def preview_service_name(dsd_name: str) -> str:
     return f"{dsd_name}-preview"
+
+
+def engines_service_name(dsd_name: str) -> str:
+    """The Service over the serving engines while a router fronts them (spec.router)."""
+    return f"{dsd_name}-engines"
+
+
+def router_name(dsd_name: str) -> str:
+    """Name of the router's Deployment, ServiceAccount, Role, RoleBinding, budget, PodMonitor."""
+    return f"{dsd_name}-router"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,6 +606,332 @@ def prometheus_rule(dsd: DeepSeekDeployment, settings: MonitoringSettings | None
     }
 
 
+# ---------------------------------------------------------------------------------------------
+# The router (spec.router): vllm-router in front of the engines
+
+ROUTER_COMMAND = "vllm-router"
+# The router image's user (serving/router/Dockerfile): any image works as this non-root user.
+ROUTER_UID = 10001
+ROUTER_READINESS_PATH = "/readiness"  # 503 until the router knows a healthy engine
+ROUTER_LIVENESS_PATH = "/liveness"  # 200 while the process answers
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+def router_engine_selector(dsd_name: str, plan: Plan) -> dict[str, str]:
+    """The engine pods the router discovers: what the stable Service selects without a router
+    (the serving colour; both colours during a stepped transition)."""
+    return L.engine_selector(dsd_name, None if plan.mixed else plan.active_colour.value)
+
+
+def router_args(dsd: DeepSeekDeployment, plan: Plan) -> list[str]:
+    """The router container's arguments (vllm-router's flags; the unit tests parse them with
+    vllm-router's own parser). Its pods watch the namespace's pods and add every Running and
+    Ready one carrying all the selector's labels as http://<pod IP>:<engine port>."""
+    r = dsd.spec.router
+    engines = router_engine_selector(dsd.name, plan)
+    selector = [f"{L.COMPONENT}={engines[L.COMPONENT]}", f"{L.DEPLOYMENT}={dsd.name}"]
+    if L.COLOUR in engines:
+        selector.append(f"{L.COLOUR}={engines[L.COLOUR]}")
+    args = ["--host", "0.0.0.0", "--port", str(r.port)]
+    args += ["--service-discovery", "--selector", *selector]
+    args += ["--service-discovery-port", str(dsd.spec.engine.port)]
+    args += ["--service-discovery-namespace", dsd.namespace]
+    args += ["--prometheus-port", str(r.metrics_port), "--prometheus-host", "0.0.0.0"]
+    args += ["--policy", r.policy.value]
+    rt = r.retries
+    args += [
+        "--retry-max-retries",
+        str(rt.max_retries),
+        "--retry-initial-backoff-ms",
+        str(rt.initial_backoff_ms),
+        "--retry-max-backoff-ms",
+        str(rt.max_backoff_ms),
+        "--retry-backoff-multiplier",
+        f"{rt.backoff_multiplier:g}",
+        "--retry-jitter-factor",
+        f"{rt.jitter_factor:g}",
+    ]
+    cb = r.circuit_breaker
+    if cb.enabled:
+        args += [
+            "--cb-failure-threshold",
+            str(cb.failure_threshold),
+            "--cb-success-threshold",
+            str(cb.success_threshold),
+            "--cb-timeout-duration-secs",
+            str(cb.timeout_seconds),
+            "--cb-window-duration-secs",
+            str(cb.window_seconds),
+        ]
+    else:
+        args += ["--disable-circuit-breaker"]
+    hc = r.health_check
+    args += [
+        "--health-failure-threshold",
+        str(hc.failure_threshold),
+        "--health-success-threshold",
+        str(hc.success_threshold),
+        "--health-check-timeout-secs",
+        str(hc.timeout_seconds),
+        "--health-check-interval-secs",
+        str(hc.interval_seconds),
+        "--health-check-endpoint",
+        hc.endpoint,
+    ]
+    args += ["--max-concurrent-requests", str(r.max_concurrent_requests)]
+    args += ["--queue-size", str(r.queue_size)]
+    args += ["--queue-timeout-secs", str(r.queue_timeout_seconds)]
+    if r.rate_limit_tokens_per_second is not None:
+        args += ["--rate-limit-tokens-per-second", str(r.rate_limit_tokens_per_second)]
+    return args
+
+
+def router_termination_grace_seconds(spec: DeepSeekDeploymentSpec) -> int:
+    """A router pod that stops finishes the streams it proxies (vllm-router shuts down
+    gracefully on SIGTERM): they last as long as the engines' own, so it gets the engines'
+    grace period."""
+    return termination_grace_seconds(spec)
+
+
+def _router_labels(dsd: DeepSeekDeployment) -> dict[str, str]:
+    return {
+        L.NAME: L.NAME_VALUE,
+        L.INSTANCE: dsd.name,
+        L.MANAGED_BY: L.MANAGED_BY_VALUE,
+        **L.router_selector(dsd.name),
+    }
+
+
+def router_pod_template(dsd: DeepSeekDeployment, plan: Plan) -> Obj:
+    r: RouterSpec = dsd.spec.router
+    drain = dsd.spec.engine.drain
+
+    def probe(path: str, **timing: int) -> Obj:
+        return {"httpGet": {"path": path, "port": L.ROUTER_PORT_NAME}, **timing}
+
+    container: Obj = {
+        "name": L.ROUTER_CONTAINER,
+        "image": r.image,
+        "imagePullPolicy": r.image_pull_policy,
+        "command": [ROUTER_COMMAND],
+        "args": router_args(dsd, plan),
+        "ports": [
+            {"name": L.ROUTER_PORT_NAME, "containerPort": r.port, "protocol": "TCP"},
+            {
+                "name": L.ROUTER_METRICS_PORT_NAME,
+                "containerPort": r.metrics_port,
+                "protocol": "TCP",
+            },
+        ],
+        "resources": {
+            "requests": {"cpu": r.resources.cpu, "memory": r.resources.memory},
+            "limits": {"cpu": r.resources.cpu, "memory": r.resources.memory},
+        },
+        # Ready once it knows a healthy engine (a new pod of a rolling update takes no traffic
+        # before it has discovered the serving colour); alive while it answers at all.
+        "startupProbe": probe(
+            ROUTER_LIVENESS_PATH, periodSeconds=2, failureThreshold=30, timeoutSeconds=2
+        ),
+        "readinessProbe": probe(
+            ROUTER_READINESS_PATH, periodSeconds=5, failureThreshold=2, timeoutSeconds=3
+        ),
+        "livenessProbe": probe(
+            ROUTER_LIVENESS_PATH, periodSeconds=10, failureThreshold=6, timeoutSeconds=5
+        ),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": ROUTER_UID,
+            "runAsGroup": ROUTER_UID,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    if drain.pre_stop_delay_seconds > 0:
+        # As the engines': keep serving while the Service's endpoints forget this pod.
+        container["lifecycle"] = {
+            "preStop": pre_stop(drain.pre_stop_delay_seconds, plan.sleep_action)
+        }
+
+    def spread(key: str) -> Obj:
+        return {
+            "maxSkew": 1,
+            "topologyKey": key,
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": L.router_selector(dsd.name)},
+        }
+
+    pod_spec: Obj = {
+        "serviceAccountName": router_name(dsd.name),
+        # The router's service discovery reads the pods with this account's token.
+        "automountServiceAccountToken": True,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+        "terminationGracePeriodSeconds": router_termination_grace_seconds(dsd.spec),
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "topologySpreadConstraints": [spread(ZONE_LABEL), spread(HOSTNAME_LABEL)],
+        "enableServiceLinks": False,
+    }
+    if r.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [s.to_k8s() for s in r.image_pull_secrets]
+    return {"metadata": {"labels": _router_labels(dsd)}, "spec": pod_spec}
+
+
+def router_deployment(dsd: DeepSeekDeployment, plan: Plan) -> Obj:
+    """The router pods. Their template names the colour they discover, so a promotion rolls
+    them: one new pod at a time, each Ready (it found the new colour) before an old one goes."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(dsd, router_name(dsd.name), {L.COMPONENT: L.ROUTER_COMPONENT}),
+        "spec": {
+            "replicas": dsd.spec.router.replicas,
+            "selector": {"matchLabels": L.router_selector(dsd.name)},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "revisionHistoryLimit": 2,
+            "template": router_pod_template(dsd, plan),
+        },
+    }
+
+
+def router_service_account(dsd: DeepSeekDeployment) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(dsd, router_name(dsd.name), {L.COMPONENT: L.ROUTER_COMPONENT}),
+    }
+
+
+def router_role(dsd: DeepSeekDeployment) -> Obj:
+    """What the router's service discovery does: watch the pods of this namespace only."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(dsd, router_name(dsd.name), {L.COMPONENT: L.ROUTER_COMPONENT}),
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+    }
+
+
+def router_role_binding(dsd: DeepSeekDeployment) -> Obj:
+    name = router_name(dsd.name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(dsd, name, {L.COMPONENT: L.ROUTER_COMPONENT}),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": dsd.namespace}],
+    }
+
+
+def router_disruption_budget(dsd: DeepSeekDeployment) -> Obj:
+    """One router pod stays through voluntary disruptions; a pod that is not Ready (no healthy
+    engine to route to) may always be evicted, so it never blocks a node drain."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(dsd, router_name(dsd.name), {L.COMPONENT: L.ROUTER_COMPONENT}),
+        "spec": {
+            "minAvailable": 1,
+            "selector": {"matchLabels": L.router_selector(dsd.name)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def router_pod_monitor(dsd: DeepSeekDeployment, settings: MonitoringSettings | None = None) -> Obj:
+    """Scrape config of the router's metrics port, its series labelled with the resource."""
+    meta = monitoring_meta(dsd, settings or MonitoringSettings())
+    meta["name"] = router_name(dsd.name)
+    meta["labels"][L.COMPONENT] = L.ROUTER_COMPONENT
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": meta,
+        "spec": {
+            "selector": {"matchLabels": L.router_selector(dsd.name)},
+            "podMetricsEndpoints": [
+                {
+                    "port": L.ROUTER_METRICS_PORT_NAME,
+                    "path": "/metrics",
+                    "interval": "15s",
+                    "relabelings": [
+                        {
+                            "sourceLabels": [
+                                f"__meta_kubernetes_pod_label_{_prom_label(L.DEPLOYMENT)}"
+                            ],
+                            "targetLabel": L.PROM_DSD,
+                        }
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def router_service(dsd: DeepSeekDeployment) -> Obj:
+    """The stable Service over the router pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(dsd, stable_service_name(dsd.name), {L.COMPONENT: "stable-service"}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": L.router_selector(dsd.name),
+            "ports": [
+                {
+                    "name": L.ROUTER_PORT_NAME,
+                    "port": dsd.spec.router.port,
+                    "targetPort": L.ROUTER_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def router_objects(
+    dsd: DeepSeekDeployment, plan: Plan, monitoring: MonitoringSettings | None = None
+) -> list[Obj]:
+    """The router's own objects (spec.router.enabled): its account and the Role letting it
+    watch pods before the Deployment that uses them, then its budget and PodMonitor."""
+    objs = [
+        router_service_account(dsd),
+        router_role(dsd),
+        router_role_binding(dsd),
+        router_deployment(dsd, plan),
+    ]
+    if dsd.spec.router.replicas > 1:
+        objs.append(router_disruption_budget(dsd))
+    if plan.monitoring_crds and dsd.spec.monitoring.pod_monitor_enabled:
+        objs.append(router_pod_monitor(dsd, monitoring))
+    return objs
+
+
+def router_change_event(dsd_name: str, kind: str, name: str, verb: str) -> tuple[str, str] | None:
+    """(reason, message) of the Event that says the router came or went, for one applied
+    change; None for any other change."""
+    if kind != "Deployment" or name != router_name(dsd_name):
+        return None
+    if verb == "created":
+        return (
+            "RouterCreated",
+            f"router Deployment {name} created (vllm-router); the Service {dsd_name} selects "
+            "its pods once one is available, the engines stay reachable through the Service "
+            f"{engines_service_name(dsd_name)}",
+        )
+    if verb == "deleted":
+        return (
+            "RouterRemoved",
+            f"router Deployment {name} removed (spec.router.enabled is false); the Service "
+            f"{dsd_name} selects the engines again",
+        )
+    return None
+
+
 def render(
     dsd: DeepSeekDeployment, plan: Plan, monitoring: MonitoringSettings | None = None
 ) -> DesiredState:
@@ -599,8 +940,19 @@ def render(
     objs: list[Obj] = [engine_deployment(dsd, d, plan.sleep_action) for d in plan.deployments]
     active = plan.active_colour
     stable = None if plan.mixed else active
-    objs.append(_service(dsd, stable_service_name(dsd.name), stable, "stable"))
+    router = dsd.spec.router.enabled
+    if router:
+        objs += router_objects(dsd, plan, monitoring)
+    if router and plan.router_available:
+        objs.append(router_service(dsd))
+    else:
+        service = _service(dsd, stable_service_name(dsd.name), stable, "stable")
+        if router:  # the port clients use stays the router's while the engines stand in
+            service["spec"]["ports"][0]["port"] = dsd.spec.router.port
+        objs.append(service)
     objs.append(_service(dsd, preview_service_name(dsd.name), active.other(), "preview"))
+    if router:
+        objs.append(_service(dsd, engines_service_name(dsd.name), stable, "engines"))
     objs.append(pod_disruption_budget(dsd))
     if plan.monitoring_crds:
         if dsd.spec.monitoring.pod_monitor_enabled:

@@ -51,7 +51,13 @@ from .api.status import (
     RegionStatus,
     ScalingState,
 )
-from .desired import MonitoringSettings, deployment_name, render, template_hash
+from .desired import (
+    MonitoringSettings,
+    deployment_name,
+    render,
+    router_change_event,
+    template_hash,
+)
 from .patches import merge_patch
 from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
 from .rollout import TRANSITIONING, RolloutPhase
@@ -277,6 +283,8 @@ def reconcile_once(namespace: str, name: str) -> float | None:
             verb = ch.verb.capitalize()
             msg = f"{ch.verb} {ch.kind} {ch.name}" + (f" ({ch.detail})" if ch.detail else "")
             rt.events.record(ref, "Normal", verb, msg)
+            if (said := router_change_event(name, ch.kind, ch.name, ch.verb)) is not None:
+                rt.events.record(ref, "Normal", *said)
 
     step = outcome.rollout
     if step is not None:
@@ -976,6 +984,36 @@ async def _owned_budget(
     *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
 ) -> None:
     _remember("PodDisruptionBudget", event)
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+# The router's ServiceAccount, Role and RoleBinding (spec.router): watched like the Services, so
+# a steady reconcile reads them from memory and a deleted one is recreated at once.
+@kopf.on.event("", "v1", "serviceaccounts", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE})
+async def _owned_account(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("ServiceAccount", event)
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+@kopf.on.event(
+    "rbac.authorization.k8s.io", "v1", "roles", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE}
+)
+async def _owned_role(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("Role", event)
+    wake(namespace, labels.get(L.DEPLOYMENT))
+
+
+@kopf.on.event(
+    "rbac.authorization.k8s.io", "v1", "rolebindings", labels={L.MANAGED_BY: L.MANAGED_BY_VALUE}
+)
+async def _owned_role_binding(
+    *, event: Mapping[str, Any], namespace: str | None, labels: Mapping[str, str], **_: Any
+) -> None:
+    _remember("RoleBinding", event)
     wake(namespace, labels.get(L.DEPLOYMENT))
 
 

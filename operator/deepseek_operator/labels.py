@@ -17,6 +17,7 @@ NAME_VALUE = "vllm"
 INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
 ENGINE_COMPONENT = "engine"
+ROUTER_COMPONENT = "router"  # the vllm-router pods and the objects that serve them (spec.router)
 
 # Annotations a user sets on a DeepSeekDeployment to drive a rollout by hand.
 PROMOTE = f"{DOMAIN}/promote"  # "true": promote the waiting preview
@@ -25,6 +26,11 @@ ABORT = f"{DOMAIN}/abort"  # "true": abort the rollout, back to the stable colou
 # Name of the engine container and its HTTP port.
 ENGINE_CONTAINER = "vllm"
 ENGINE_PORT_NAME = "http"
+# The router's container, its HTTP port (the same name as the engines': the stable Service
+# targets `http` whichever it selects) and its Prometheus port.
+ROUTER_CONTAINER = "router"
+ROUTER_PORT_NAME = "http"
+ROUTER_METRICS_PORT_NAME = "metrics"
 
 # Prometheus target labels the scrape configuration (PodMonitor or the local cluster's
 # generated config) attaches to every engine series, taken from the pod's labels.
@@ -41,6 +47,11 @@ def engine_selector(dsd_name: str, colour: str | None = None) -> dict[str, str]:
     if colour is not None:
         sel[COLOUR] = colour
     return sel
+
+
+def router_selector(dsd_name: str) -> dict[str, str]:
+    """Labels that select a DeepSeekDeployment's router pods."""
+    return {DEPLOYMENT: dsd_name, COMPONENT: ROUTER_COMPONENT}
 
 
 def selector_string(labels: dict[str, str]) -> str:

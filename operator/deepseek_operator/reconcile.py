@@ -23,7 +23,7 @@ from .api.status import (
 )
 from .checks import ClusterFacts, SpecProblem, spec_problems
 from .desired import ColourPlan as RenderPlan
-from .desired import Plan, template_hash
+from .desired import Plan, router_name, template_hash
 from .rollout import (
     TRANSITIONING,
     ColourObservation,
@@ -53,6 +53,19 @@ def parse_time(s: str | None) -> float | None:
 
 
 @dataclass(frozen=True)
+class RouterObservation:
+    """The router Deployment (spec.router) as observed."""
+
+    exists: bool = False
+    replicas: int = 0  # spec.replicas
+    available: int = 0  # status.availableReplicas: Ready pods the Service may use
+    updated: int = 0  # status.updatedReplicas: pods of the current template
+    up_to_date: bool = True  # status.observedGeneration caught up with metadata.generation
+    total: int = 0  # status.replicas: its pods of every template, old ones included
+    selector: tuple[str, ...] = ()  # the --selector values of its template (the engines found)
+
+
+@dataclass(frozen=True)
 class Observed:
     """The cluster as the handler read it for one DeepSeekDeployment."""
 
@@ -63,6 +76,7 @@ class Observed:
     unschedulable_message: str = ""
     promote_requested: bool = False
     abort_requested: bool = False
+    router: RouterObservation = field(default_factory=RouterObservation)
 
     def colour(self, c: Colour) -> ColourObservation:
         return self.deployments.get(c, ColourObservation())
@@ -272,8 +286,11 @@ def reconcile(
         _gpu_capacity_condition(ctx),
         _rollout_condition(serving),
         _degraded_condition(degraded),
+        _router_condition(ctx),
     )
-    conditions = _apply_conditions(dsd.status.conditions, updates, ctx.generation, now)
+    conditions = _apply_conditions(
+        _without_router_condition(ctx, dsd.status.conditions), updates, ctx.generation, now
+    )
     return Outcome(
         plan=_plan_objects(ctx, rstep),
         targets=_rollout_targets(rstep),
@@ -340,7 +357,20 @@ def _rollout_inputs(ctx: ReconcileContext) -> RolloutInputs:
         preview_signals=ctx.preview_signals,
         promote_requested=ctx.observed.promote_requested,
         abort_requested=ctx.observed.abort_requested,
+        router_settled=_router_settled(ctx, active),
     )
+
+
+def _router_settled(ctx: ReconcileContext, active: Colour) -> bool:
+    """Whether the old colour may go as far as the router is concerned: no router, or no router
+    pod of an older template left, one of the current template available, and that template
+    discovers the active colour (or both colours)."""
+    r = ctx.observed.router
+    if not ctx.dsd.spec.router.enabled or not r.exists:
+        return True
+    colours = [s for s in r.selector if s.startswith(f"{L.COLOUR}=")]
+    finds_active = not colours or colours == [f"{L.COLOUR}={active.value}"]
+    return finds_active and r.up_to_date and r.updated == r.total and r.available > 0
 
 
 def _step_rollout(ctx: ReconcileContext) -> RolloutStep | None:
@@ -372,7 +402,64 @@ def _plan_objects(ctx: ReconcileContext, rstep: RolloutStep | None) -> Plan | No
         ),
         monitoring_crds=ctx.observed.facts.monitoring_crds,
         sleep_action=ctx.observed.facts.sleep_action,
+        router_available=_router_available(ctx),
     )
+
+
+def _router_available(ctx: ReconcileContext) -> bool:
+    """Whether the stable Service may select the router pods: the router is wanted and at
+    least one of its replicas is available (else the engines stand in for it)."""
+    return ctx.dsd.spec.router.enabled and ctx.observed.router.available > 0
+
+
+def _router_condition(ctx: ReconcileContext) -> ConditionUpdate | None:
+    """RouterReady, while spec.router.enabled: every router replica available (a rolling
+    update that keeps them all available stays True, its progress in the message)."""
+    if not ctx.dsd.spec.router.enabled:
+        return None
+    r, want = ctx.observed.router, ctx.dsd.spec.router.replicas
+    name = router_name(ctx.dsd.name)
+    if not r.exists:
+        return ConditionUpdate(
+            ConditionType.ROUTER_READY,
+            False,
+            "RouterMissing",
+            f"the router Deployment {name} does not exist yet; the Service {ctx.dsd.name} "
+            "selects the engines until a router replica is available",
+        )
+    if r.available >= want:
+        rolling = not r.up_to_date or r.updated < want
+        return ConditionUpdate(
+            ConditionType.ROUTER_READY,
+            True,
+            "RouterRollingOut" if rolling else "RouterAvailable",
+            f"{r.available}/{want} router replicas available"
+            + (f", {r.updated} of the current version" if rolling else ""),
+        )
+    if r.available == 0:
+        return ConditionUpdate(
+            ConditionType.ROUTER_READY,
+            False,
+            "RouterUnavailable",
+            f"0/{want} router replicas available (a router pod is Ready once it knows a "
+            f"healthy engine); the Service {ctx.dsd.name} selects the engines directly "
+            "until one is",
+        )
+    return ConditionUpdate(
+        ConditionType.ROUTER_READY,
+        False,
+        "RouterReplicasUnavailable",
+        f"{r.available}/{want} router replicas available",
+    )
+
+
+def _without_router_condition(
+    ctx: ReconcileContext, conditions: list[Condition]
+) -> list[Condition]:
+    """Conditions without RouterReady once the router is off: no router, nothing to report."""
+    if ctx.dsd.spec.router.enabled:
+        return conditions
+    return [c for c in conditions if c.type != ConditionType.ROUTER_READY]
 
 
 def _serving_after(ctx: ReconcileContext, rstep: RolloutStep | None) -> Serving:

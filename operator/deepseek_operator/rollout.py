@@ -106,6 +106,9 @@ class RolloutInputs:
     preview_signals: Signals | None = None
     promote_requested: bool = False
     abort_requested: bool = False
+    # spec.router: every router pod discovers the active colour (or no router): until then a
+    # router pod still sends to the old colour, and scaling it down would fail its requests.
+    router_settled: bool = True
 
 
 @dataclass(frozen=True)
@@ -687,6 +690,14 @@ def _scale_down_old_colour_after_delay(ctx: RolloutContext) -> RolloutStep | Non
     if s.phase is not RolloutPhase.SCALING_DOWN:
         return None
     delay = ctx.inp.settings.scale_down_delay_seconds
+    if ctx.in_phase_for >= delay and not ctx.inp.router_settled:
+        waiting = RolloutStep(
+            state=replace(s, message=f"{ctx.active} serves; waiting for the router to discover it"),
+            active=ColourTarget(ctx.active, ctx.replicas, True),
+            other=ColourTarget(ctx.other, ctx.replicas, False),
+            recheck_after=2.0,
+        )
+        return _with_stray(ctx, waiting)
     if ctx.in_phase_for >= delay:
         st = replace(
             s,

@@ -15,8 +15,9 @@
    runner under the hook's own ServiceAccount) passes while the operator peers and fails,
    naming the peering, when no operator is alive;
 4. what the operator does not need is denied to that ServiceAccount (`kubectl auth can-i`
-   with its own token: Secrets other than the named region kubeconfig, deleting Deployments,
-   RBAC, other namespaces, ...);
+   with its own token: Secrets other than the named region kubeconfig, ClusterRoles and
+   bindings, escalate or bind on Roles, tokens, other namespaces, ...); the routers' Roles and
+   RoleBindings (spec.router) it makes, and deletes, under these rules;
 5. with the Prometheus Operator's real CRDs (scripts/fetch-monitoring-crds.sh) installed for this
    module: the chart's ServiceMonitor and PrometheusRule and the operator's PodMonitor and
    PrometheusRule are accepted and carry monitoring.labels / spec.monitoring.labels.
@@ -404,6 +405,9 @@ def _dsd_manifest(namespace: str) -> str:
     ]  # fmt: skip
     doc["spec"]["failover"] = {"enabled": True, "healthCheckIntervalSeconds": 2}
     doc["spec"]["monitoring"] = {"podMonitor": True, "labels": DSD_MONITOR_LABELS}
+    # The router's Role is granted by the operator under the chart's RBAC: Kubernetes refuses
+    # it unless the operator holds what it grants (pods get/list/watch).
+    doc["spec"]["router"] = {"enabled": True, "replicas": 2}
     return yaml.safe_dump(doc)
 
 
@@ -524,6 +528,7 @@ def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator
         return mirror if mirror.get("lastCheckTime") else None
 
     _check_monitoring_objects(installed, operator_run)
+    _check_router_objects(installed, operator_run)
 
     mirror = _wait_for("the member region's health check", mirror_checked, 60, operator_run)
     assert "Secret" not in mirror["message"] and "403" not in mirror["message"], mirror
@@ -560,6 +565,34 @@ def test_operator_reconciles_under_the_chart_rbac(installed: Installed, operator
         "the DeepSeekDeployment to go", lambda: c.get("dsd", DSD_NAME, "-n", ns) is None, 60,
         operator_run,
     )  # fmt: skip
+
+
+ROUTER_KINDS = ("deployment", "serviceaccount", "role", "rolebinding", "poddisruptionbudget")
+
+
+def _check_router_objects(installed: Installed, log: Path) -> None:
+    """The router's objects, its Role and RoleBinding included, made under the chart's RBAC;
+    then the router turned off and every one of them deleted under it."""
+    c, ns = installed.cluster, installed.app_ns
+    router = f"{DSD_NAME}-router"
+    for kind in ROUTER_KINDS:
+        obj = _wait_for(f"the router's {kind}", lambda k=kind: c.get(k, router, "-n", ns), 60, log)
+        assert obj["metadata"]["ownerReferences"][0]["name"] == DSD_NAME
+    role = c.get("role", router, "-n", ns)
+    assert role is not None and role["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    ]
+    c.kubectl(
+        "patch", "dsd", DSD_NAME, "-n", ns, "--type=merge",
+        "-p", json.dumps({"spec": {"router": {"enabled": False}}}),
+    )  # fmt: skip
+    for kind in ROUTER_KINDS:
+        _wait_for(
+            f"the router's {kind} to go",
+            lambda k=kind: c.get(k, router, "-n", ns) is None,
+            60,
+            log,
+        )
 
 
 def _check_monitoring_objects(installed: Installed, log: Path) -> None:
@@ -866,6 +899,11 @@ def test_the_service_account_can_do_what_the_operator_needs(installed: Installed
         ("patch", "deepseekdeployments.serving.deepseek.dev", ("--subresource=scale",)),
         ("create", "deployments.apps", ()),
         ("patch", "deployments.apps", ("--subresource=scale",)),
+        ("delete", "deployments.apps", ()),  # the router's, when it is turned off
+        ("create", "serviceaccounts", ()),
+        ("create", "roles.rbac.authorization.k8s.io", ()),
+        ("create", "rolebindings.rbac.authorization.k8s.io", ()),
+        ("delete", "rolebindings.rbac.authorization.k8s.io", ()),
         ("delete", "services", ()),
         ("delete", "poddisruptionbudgets.policy", ()),
         ("create", "podmonitors.monitoring.coreos.com", ()),
@@ -899,7 +937,6 @@ def test_the_service_account_is_denied_what_the_operator_does_not_need(
         ("update", f"secrets/{MEMBER_SECRET}", "-n", ns),
         ("list", "secrets", "-A"),
         ("get", "configmaps", "-n", ns),
-        ("delete", "deployments.apps", "-n", ns),
         ("update", "deployments.apps", "-n", ns),
         ("create", "pods", "-n", ns),
         ("delete", "pods", "-n", ns),
@@ -913,9 +950,15 @@ def test_the_service_account_is_denied_what_the_operator_does_not_need(
         ("create", "customresourcedefinitions.apiextensions.k8s.io"),
         ("get", f"{CRD_RESOURCE}/deepseekdeployments.serving.deepseek.dev"),
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
-        ("create", "rolebindings.rbac.authorization.k8s.io", "-n", ns),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        # the routers' Roles hold only what the operator holds: no escalate, no bind
+        ("escalate", "roles.rbac.authorization.k8s.io", "-n", ns),
+        ("bind", "roles.rbac.authorization.k8s.io", "-n", ns),
         ("impersonate", "serviceaccounts", "-n", ns),
-        ("create", "serviceaccounts/token", "-n", installed.release_ns),
+        # tokens of any account (the subresource: `serviceaccounts/token` alone would name an
+        # account called "token", which the operator may create as it may the routers')
+        ("create", "serviceaccounts", "--subresource=token", "-n", ns),
+        ("create", "serviceaccounts", "--subresource=token", "-n", installed.release_ns),
         ("get", "persistentvolumeclaims", "-n", installed.release_ns)
         if installed.mode == "namespaced"
         else ("delete", "persistentvolumeclaims", "-n", ns),

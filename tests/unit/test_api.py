@@ -447,6 +447,92 @@ INVALID = [
         "spec.placement.nodeNotReadyTolerationSeconds",
         "greater than the maximum",
     ),
+    # spec.router: the flags vllm-router would refuse or misread never reach it
+    ("no router replica", {"router.replicas": 0}, "spec.router.replicas", "less than the minimum"),
+    (
+        "router policy the operator does not wire",
+        {"router.policy": "kv_aware"},
+        "spec.router.policy",
+        "is not one of",
+    ),
+    (
+        "router retries 0 (vllm-router refuses it)",
+        {"router.retries.maxRetries": 0},
+        "spec.router.retries.maxRetries",
+        "less than the minimum",
+    ),
+    (
+        "router backoff starting above its cap",
+        {"router.retries": {"initialBackoffMs": 5000, "maxBackoffMs": 1000}},
+        "spec.router.retries.initialBackoffMs",
+        "at most router.retries.maxBackoffMs",
+    ),
+    (
+        "router jitter above 1",
+        {"router.retries.jitterFactor": 1.5},
+        "spec.router.retries.jitterFactor",
+        "greater than the maximum",
+    ),
+    (
+        "router circuit opening at 0 failures",
+        {"router.circuitBreaker.failureThreshold": 0},
+        "spec.router.circuitBreaker.failureThreshold",
+        "less than the minimum",
+    ),
+    (
+        "router health check slower than its interval",
+        {"router.healthCheck": {"intervalSeconds": 5, "timeoutSeconds": 10}},
+        "spec.router.healthCheck.timeoutSeconds",
+        "at most intervalSeconds",
+    ),
+    (
+        "router health endpoint not a path",
+        {"router.healthCheck.endpoint": "health"},
+        "spec.router.healthCheck.endpoint",
+        "does not match",
+    ),
+    (
+        "router metrics on its HTTP port",
+        {"router.port": 9000, "router.metricsPort": 9000},
+        "spec.router.metricsPort",
+        "must differ",
+    ),
+    (
+        "router port below 1024",
+        {"router.port": 80},
+        "spec.router.port",
+        "less than the minimum",
+    ),
+    (
+        "router admitting nothing",
+        {"router.maxConcurrentRequests": 0},
+        "spec.router.maxConcurrentRequests",
+        "less than the minimum",
+    ),
+    (
+        "negative router queue",
+        {"router.queueSize": -1},
+        "spec.router.queueSize",
+        "less than the minimum",
+    ),
+    (
+        "router rate limit of 0",
+        {"router.rateLimitTokensPerSecond": 0},
+        "spec.router.rateLimitTokensPerSecond",
+        "less than the minimum",
+    ),
+    (
+        "router memory not a quantity",
+        {"router.resources.memory": "lots"},
+        "spec.router.resources.memory",
+        "does not match",
+    ),
+    (
+        "duplicate router pull secrets",
+        {"router.imagePullSecrets": [{"name": "reg"}, {"name": "reg"}]},
+        "spec.router.imagePullSecrets",
+        "names must be unique",
+    ),
 ]
 
 

@@ -492,7 +492,7 @@ NAMESPACED_RULES = {
     ("serving.deepseek.dev", "deepseekdeployments"): {"get", "list", "watch", "patch"},
     ("serving.deepseek.dev", "deepseekdeployments/status"): {"patch"},
     ("serving.deepseek.dev", "deepseekdeployments/scale"): {"patch"},
-    ("apps", "deployments"): {"get", "list", "watch", "create", "patch"},
+    ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
     ("apps", "deployments/scale"): {"patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
     ("policy", "poddisruptionbudgets"): {"get", "list", "watch", "create", "patch", "delete"},
@@ -500,6 +500,17 @@ NAMESPACED_RULES = {
     ("monitoring.coreos.com", "prometheusrules"): {"get", "list", "create", "patch", "delete"},
     ("externaldns.k8s.io", "dnsendpoints"): {"get", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
+    # The router's account and its Role/RoleBinding to watch pods (spec.router).
+    ("", "serviceaccounts"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "roles"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "rolebindings"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
     ("", "persistentvolumeclaims"): {"get"},
     ("", "events"): {"create", "patch"},
 }
@@ -573,7 +584,9 @@ def test_no_wildcards_secrets_or_escalation(name: str, tmp_path: Path) -> None:
                 allowed = VALUES_SETS[name].get("rbac", {}).get("kubeconfigSecrets")
                 assert allowed and r["resourceNames"] == allowed, r
             assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(r["verbs"])
-            assert "rbac.authorization.k8s.io" not in r["apiGroups"]
+            if "rbac.authorization.k8s.io" in r["apiGroups"]:  # the routers' namespaced Roles
+                assert r["apiGroups"] == ["rbac.authorization.k8s.io"], r
+                assert set(r["resources"]) <= {"roles", "rolebindings"}, r
             assert "update" not in r["verbs"]  # the operator patches (merge or apply), never PUTs
 
 

@@ -10,6 +10,7 @@ image installs is built for real and holds no test bed code.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shlex
@@ -21,9 +22,9 @@ from pathlib import Path
 
 import pytest
 from deepseek_operator.api import Colour, DeepSeekDeployment
-from deepseek_operator.api.spec import DEFAULT_IMAGE
+from deepseek_operator.api.spec import DEFAULT_IMAGE, DEFAULT_ROUTER_IMAGE, ROUTER_VERSION
 from deepseek_operator.cli import build_parser
-from deepseek_operator.desired import pod_template
+from deepseek_operator.desired import ROUTER_UID, Plan, pod_template, router_pod_template
 from deepseek_serving.entrypoint import parse_cli
 
 from .test_chart import VALUES_SETS, by_kind, render
@@ -183,3 +184,40 @@ def test_the_image_can_label_gpu_series_with_pods() -> None:
     assert re.search(r'pip wheel .*"\.\[exporter\]"', text)
     source = (REPO / "serving" / "deepseek_serving" / "nvml_exporter.py").read_text()
     assert "import grpc" in source  # what the extra is for
+
+
+ROUTER_DOCKERFILE = REPO / "serving" / "router" / "Dockerfile"
+
+
+def test_the_default_router_image_is_the_router_dockerfile_at_its_vllm_router_version() -> None:
+    """spec.router.image defaults to serving/router/Dockerfile's image, tagged with the
+    vllm-router release it installs; the dev extra pins the same release (whose parser the unit
+    tests give the rendered flags); the router container's command is the image's entrypoint
+    and its user the image's."""
+    text = ROUTER_DOCKERFILE.read_text()
+    pin = re.search(r"^ARG VLLM_ROUTER_VERSION=(\S+)$", text, re.M)
+    assert pin is not None
+    repo, tag = DEFAULT_ROUTER_IMAGE.rsplit(":", 1)
+    assert repo == "ghcr.io/deepseek-operator/deepseek-router"
+    assert pin[1] == tag == ROUTER_VERSION
+    assert DEFAULT_ROUTER_IMAGE in text  # the header says how to build and tag it
+    dev = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"][
+        "dev"
+    ]
+    assert f"vllm-router=={tag}" in dev
+    assert importlib.metadata.version("vllm-router") == tag  # the parser the tests use
+
+    dsd = DeepSeekDeployment.from_k8s(
+        {
+            "metadata": {"name": "r1", "namespace": "llm"},
+            "spec": {"model": {"checkpoint": "m"}, "router": {"enabled": True}},
+        }
+    )
+    (c,) = router_pod_template(dsd, Plan(Colour.BLUE))["spec"]["containers"]
+    entrypoint = re.search(r"^ENTRYPOINT (.+)$", text, re.M)
+    assert entrypoint is not None
+    assert c["image"] == DEFAULT_ROUTER_IMAGE and c["command"] == exec_form(entrypoint[1])
+    user = re.search(r"^USER (\d+):(\d+)$", text, re.M)
+    assert user is not None and int(user[1]) == ROUTER_UID != 0
+    sc = c["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"]) == (int(user[1]), int(user[2]))

@@ -297,6 +297,22 @@ def test_promotion_keeps_the_old_colour_then_scales_it_down() -> None:
     assert [e.reason for e in done.events] == ["OldColourScaledDown"]
 
 
+def test_old_colour_waits_for_the_router_to_discover_the_new_one() -> None:
+    """spec.router: a router pod still discovering the old colour would answer 503 once the
+    old colour is gone, so the scale-down waits past its delay until the router has rolled."""
+    s = replace(
+        IDLE, phase=RolloutPhase.SCALING_DOWN, active_colour=G, active_hash=NEW, phase_since=500.0
+    )
+    both = {"active": running(NEW), "other": running(OLD)}
+    kept = step(s, inputs(**both, router_settled=False), 1000.0)
+    assert kept.state.phase is RolloutPhase.SCALING_DOWN and not kept.events
+    assert kept.other is not None and kept.other.replicas == 2
+    assert "waiting for the router" in kept.state.message and kept.recheck_after == 2.0
+    done = step(kept.state, inputs(**both, router_settled=True), 1002.0)
+    assert done.state.phase is RolloutPhase.COMPLETED
+    assert done.other is not None and done.other.replicas == 0
+
+
 def test_new_version_during_scale_down_rolls_onto_the_old_colour() -> None:
     s = replace(
         IDLE, phase=RolloutPhase.SCALING_DOWN, active_colour=G, active_hash=NEW, phase_since=0.0

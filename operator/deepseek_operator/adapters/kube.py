@@ -25,9 +25,10 @@ from ..desired import (
     ZONE_LABEL,
     DesiredState,
     deployment_name,
+    router_name,
     supports_sleep_action,
 )
-from ..reconcile import Observed
+from ..reconcile import Observed, RouterObservation
 from ..rollout import ColourObservation
 from ..traffic import DNSENDPOINT_API_VERSION, DNSENDPOINT_CRD, DNSENDPOINT_KIND
 from . import metrics
@@ -67,6 +68,10 @@ OWNED_APIS = (  # kind, apiVersion, plural of the owned kinds the store keeps fr
     ("Deployment", "apps/v1", "deployments"),
     ("Service", "v1", "services"),
     ("PodDisruptionBudget", "policy/v1", "poddisruptionbudgets"),
+    # The router's account and its permission to watch pods (spec.router).
+    ("ServiceAccount", "v1", "serviceaccounts"),
+    ("Role", "rbac.authorization.k8s.io/v1", "roles"),
+    ("RoleBinding", "rbac.authorization.k8s.io/v1", "rolebindings"),
 )
 # The engine pods the operator watches (handlers.py) and keeps in the store.
 ENGINE_SELECTOR = f"{L.COMPONENT}={L.ENGINE_COMPONENT},{L.MANAGED_BY}={L.MANAGED_BY_VALUE}"
@@ -75,6 +80,15 @@ PRUNABLE = {
     "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
     "PodMonitor": ("monitoring.coreos.com/v1", "podmonitors"),
     "PrometheusRule": ("monitoring.coreos.com/v1", "prometheusrules"),
+}
+# Kinds pruned only when the object is the router's (labelled so) and this resource is its
+# controlling owner: the engine Deployments are never deleted (a colour kept out of the desired
+# objects is only scaled), and an account or Role a user made is never touched.
+ROUTER_PRUNABLE = {
+    "Deployment": ("apps/v1", "deployments"),
+    "ServiceAccount": ("v1", "serviceaccounts"),
+    "Role": ("rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
 }
 
 
@@ -93,6 +107,18 @@ class Owned:
     objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
+def prunable(kind: str, obj: dict[str, Any]) -> tuple[str, str] | None:
+    """(apiVersion, plural) of an owned object that is deleted once no longer desired; None
+    for one that never is. Owned objects of the router kinds are the router's only (observe
+    keeps no other), engine Deployments are never pruned."""
+    if kind in PRUNABLE:
+        return PRUNABLE[kind]
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    if kind in ROUTER_PRUNABLE and labels.get(L.COMPONENT) == L.ROUTER_COMPONENT:
+        return ROUTER_PRUNABLE[kind]
+    return None
+
+
 def applied_hash(obj: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -109,6 +135,53 @@ def _deployment_observation(d: dict[str, Any]) -> ColourObservation:
         .get("labels", {})
         .get(L.TEMPLATE_HASH),
         up_to_date=(status.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
+    )
+
+
+def router_observation(d: dict[str, Any]) -> RouterObservation:
+    spec, status, meta = d.get("spec", {}), d.get("status") or {}, d["metadata"]
+    return RouterObservation(
+        exists=True,
+        replicas=spec.get("replicas", 0) or 0,
+        available=status.get("availableReplicas", 0) or 0,
+        updated=status.get("updatedReplicas", 0) or 0,
+        up_to_date=(status.get("observedGeneration") or 0) >= (meta.get("generation") or 0),
+        total=status.get("replicas", 0) or 0,
+        selector=_router_selector(spec),
+    )
+
+
+def _router_selector(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The --selector values of the router container's arguments."""
+    containers = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    args = next(
+        (list(c.get("args") or []) for c in containers if c.get("name") == L.ROUTER_CONTAINER),
+        [],
+    )
+    if "--selector" not in args:
+        return ()
+    out = []
+    for a in args[args.index("--selector") + 1 :]:
+        if a.startswith("--"):
+            break
+        out.append(a)
+    return tuple(out)
+
+
+def is_router_object(obj: dict[str, Any], dsd_name: str, dsd_uid: str | None) -> bool:
+    """The router object this resource made: named and labelled as its router, and controlled
+    by it (its owner reference, where the resource has a uid)."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if meta.get("name") != router_name(dsd_name):
+        return False
+    if labels.get(L.COMPONENT) != L.ROUTER_COMPONENT or labels.get(L.DEPLOYMENT) != dsd_name:
+        return False
+    if dsd_uid is None:
+        return True
+    return any(
+        ref.get("uid") == dsd_uid and ref.get("controller")
+        for ref in meta.get("ownerReferences") or []
     )
 
 
@@ -325,6 +398,9 @@ class Kube:
             "podmonitors": "PodMonitor",
             "prometheusrules": "PrometheusRule",
             "pods": "Pod",
+            "serviceaccounts": "ServiceAccount",
+            "roles": "Role",
+            "rolebindings": "RoleBinding",
         }[plural_kind]
         self._count("list", plural_kind)
         res = self.dyn.resources.get(api_version=api_version, kind=kind)
@@ -333,9 +409,10 @@ class Kube:
         return items, (listed.get("metadata") or {}).get("resourceVersion")
 
     def _owned(self, ns: str, name: str, selector: str) -> dict[str, list[dict[str, Any]]]:
-        """The Deployments, Services and PodDisruptionBudgets labelled as this resource's: from
-        the store, once they were listed in this namespace (watch events keep them current after
-        that; the list is repeated every RESEED_SECONDS), else listed for this resource now."""
+        """The objects of OWNED_APIS labelled as this resource's (and, from the store, its engine
+        pods): from the store, once they were listed in this namespace (watch events keep them
+        current after that; the list is repeated every RESEED_SECONDS), else listed for this
+        resource now."""
         out: dict[str, list[dict[str, Any]]] = {}
         store = self.store
         if store is not None:
@@ -382,7 +459,13 @@ class Kube:
         deployments: dict[Colour, ColourObservation] = {}
         modes: dict[Colour, str] = {}
         listed = self._owned(ns, name, selector)
+        router = RouterObservation()
+        uid = dsd.metadata.uid
         for d in listed.get("Deployment", []):
+            if is_router_object(d, name, uid):
+                owned.objects[("Deployment", d["metadata"]["name"])] = d
+                router = router_observation(d)
+                continue
             colour = d["metadata"].get("labels", {}).get(L.COLOUR)
             if colour not in ("blue", "green") or d["metadata"]["name"] != deployment_name(
                 name, colour
@@ -396,6 +479,10 @@ class Kube:
         for kind in ("Service", "PodDisruptionBudget"):
             for o in listed.get(kind, []):
                 owned.objects[(kind, o["metadata"]["name"])] = o
+        for kind in ("ServiceAccount", "Role", "RoleBinding"):
+            for o in listed.get(kind, []):
+                if is_router_object(o, name, uid):
+                    owned.objects[(kind, o["metadata"]["name"])] = o
         # PodMonitors and PrometheusRules are not watched (their CRDs may come and go while the
         # operator runs): listed while the CRDs exist.
         for kind in ("PodMonitor", "PrometheusRule") if monitoring else ():
@@ -429,6 +516,7 @@ class Kube:
             unschedulable_message=message,
             promote_requested=ann.get(L.PROMOTE, "").lower() == "true",
             abort_requested=ann.get(L.ABORT, "").lower() == "true",
+            router=router,
         )
         return observed, owned
 
@@ -461,9 +549,10 @@ class Kube:
                 self._keep(kind, applied.to_dict())
             changes.append(Change(kind, name, "created" if current is None else "updated"))
         for (kind, name), obj in owned.objects.items():
-            if kind in PRUNABLE and (kind, name) not in wanted:
-                self._count("delete", kind.lower() + "s")
-                res = self.dyn.resources.get(api_version=PRUNABLE[kind][0], kind=kind)
+            api = prunable(kind, obj)
+            if api is not None and (kind, name) not in wanted:
+                self._count("delete", api[1])
+                res = self.dyn.resources.get(api_version=api[0], kind=kind)
                 res.delete(name=name, namespace=obj["metadata"]["namespace"])
                 if self.store is not None:
                     self.store.forget(kind, obj["metadata"]["namespace"], name)

@@ -1,12 +1,12 @@
 """The latest bodies of the objects the reconcile reads, kept from the watch events the operator
 already receives, so that a steady-state reconcile reads memory instead of the API server.
 
-Fed by the Kopf event handlers (DeepSeekDeployments, the Deployments, Services and
-PodDisruptionBudgets the operator labels as its own, and its engine pods) and by the answers to
-the operator's own writes. Every event is stored before the resource's loop is woken, so a
-reconcile that an event woke sees that event. Owned objects are trusted only once they were
-listed in their namespace in this process (`relist`, `seeded`); a missing DeepSeekDeployment
-body is read with a GET (kube.py), and stored.
+Fed by the Kopf event handlers (DeepSeekDeployments, the Deployments, Services,
+PodDisruptionBudgets, ServiceAccounts, Roles and RoleBindings the operator labels as its own,
+and its engine pods) and by the answers to the operator's own writes. Every event is stored
+before the resource's loop is woken, so a reconcile that an event woke sees that event. Owned
+objects are trusted only once they were listed in their namespace in this process (`relist`,
+`seeded`); a missing DeepSeekDeployment body is read with a GET (kube.py), and stored.
 
 Events and reads can arrive out of order (a LIST answered before a watch event that the API
 server sent earlier, a late MODIFIED after the operator's own patch). Each key keeps the newest
@@ -25,7 +25,14 @@ from typing import Any
 from .. import labels as L
 
 DSD_KIND = "DeepSeekDeployment"
-OWNED_KINDS = ("Deployment", "Service", "PodDisruptionBudget")
+OWNED_KINDS = (
+    "Deployment",
+    "Service",
+    "PodDisruptionBudget",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+)
 
 Key = tuple[str, str, str]  # kind, namespace, name
 

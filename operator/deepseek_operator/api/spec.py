@@ -43,6 +43,10 @@ _CEL_IP = f"(t.matches('{IPV4}') || t.contains(':'))"
 # The project's engine image: vllm/vllm-openai of the same tag plus the entrypoint
 # (serving/engine/Dockerfile), which passes the operator's vLLM arguments through.
 DEFAULT_IMAGE = "ghcr.io/deepseek-operator/deepseek-engine:v0.32.0"
+# The project's router image: vllm-router of this release on a slim Python base
+# (serving/router/Dockerfile; tests/unit/test_image.py keeps the three in step).
+ROUTER_VERSION = "0.1.17"
+DEFAULT_ROUTER_IMAGE = f"ghcr.io/deepseek-operator/deepseek-router:{ROUTER_VERSION}"
 
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
 DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
@@ -1247,6 +1251,334 @@ class MonitoringSpec(ApiModel):
         return self
 
 
+class RouterPolicy(StrEnum):
+    """vllm-router --policy values the operator offers (all of 0.1.17's but kv_aware)."""
+
+    CACHE_AWARE = "cache_aware"
+    ROUND_ROBIN = "round_robin"
+    RANDOM = "random"
+    POWER_OF_TWO = "power_of_two"
+    CONSISTENT_HASH = "consistent_hash"
+    STICKY_LEAST_LOADED = "sticky_least_loaded"
+
+
+class RouterResources(ApiModel):
+    """CPU and memory of one router pod (request and limit)."""
+
+    cpu: Quantity = Field(
+        "2",
+        description="CPU request and limit of the router container. The router is a Rust proxy: "
+        "2 cores carry thousands of requests per second.",
+    )
+    memory: Quantity = Field(
+        "2Gi",
+        description="Memory request and limit of the router container. The cache_aware policy "
+        "keeps a prefix tree of recent prompts per engine (vllm-router bounds it to 32 MiB of "
+        "text per engine); the rest is connection buffers.",
+    )
+
+
+class RouterRetries(ApiModel):
+    """How the router retries a request an engine answered with a retryable error status (a
+    503 of an overloaded or draining engine, a 502/504): again after a backoff, on the engine
+    the policy picks then. A retry adds load where engines may already be overloaded, so the
+    defaults stay small (vllm-router's own: 5 retries, 50 ms to 30 s, x1.5)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "self.initialBackoffMs <= self.maxBackoffMs",
+                "router.retries.initialBackoffMs must be at most router.retries.maxBackoffMs",
+                ".initialBackoffMs",
+            )
+        )
+    }
+
+    max_retries: int = Field(
+        2,
+        ge=1,
+        le=20,
+        description="Retries after a request's first attempt (--retry-max-retries): a request "
+        "goes out at most maxRetries + 1 times (measured with vllm-router 0.1.17). At least 1: "
+        "the router refuses 0, and its --disable-retries still retries once.",
+    )
+    initial_backoff_ms: int = Field(
+        100,
+        ge=1,
+        le=60_000,
+        description="Wait before the first retry, in milliseconds (--retry-initial-backoff-ms).",
+    )
+    max_backoff_ms: int = Field(
+        2000,
+        ge=1,
+        le=600_000,
+        description="Longest wait between two attempts, in milliseconds "
+        "(--retry-max-backoff-ms). A client waits for the whole chain before its first token.",
+    )
+    backoff_multiplier: float = Field(
+        2.0,
+        ge=1,
+        le=10,
+        description="Each wait is the previous one times this, up to maxBackoffMs "
+        "(--retry-backoff-multiplier).",
+    )
+    jitter_factor: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Random spread of each wait, as a fraction of it (--retry-jitter-factor), so "
+        "that clients failed by the same engine do not retry in step.",
+    )
+
+    @model_validator(mode="after")
+    def _backoff_bounds(self) -> Self:
+        if self.initial_backoff_ms > self.max_backoff_ms:
+            raise ValueError(
+                "router.retries.initialBackoffMs must be at most router.retries.maxBackoffMs"
+            )
+        return self
+
+
+class RouterCircuitBreaker(ApiModel):
+    """The router's circuit breaker, one per engine: after failureThreshold failed requests in
+    a row the engine's circuit opens and the router sends it nothing for timeoutSeconds; then
+    trial requests go through, and successThreshold successes in a row close it again. Faster
+    than the health checks at taking a failing engine out (vllm-router's defaults: 10
+    failures, 3 successes, 60 s open, 120 s window)."""
+
+    enabled: bool = Field(
+        True, description="false: no circuit breaker (vllm-router --disable-circuit-breaker)."
+    )
+    failure_threshold: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        description="Failed requests in a row that open an engine's circuit "
+        "(--cb-failure-threshold).",
+    )
+    success_threshold: int = Field(
+        2,
+        ge=1,
+        le=10_000,
+        description="Successful trial requests in a row that close it again "
+        "(--cb-success-threshold).",
+    )
+    timeout_seconds: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="How long an open circuit keeps the engine out before trial requests "
+        "(--cb-timeout-duration-secs).",
+    )
+    window_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Window over which the router counts an engine's failures "
+        "(--cb-window-duration-secs).",
+    )
+
+
+class RouterHealthCheck(ApiModel):
+    """The router's own health checks of each engine it discovered. The router adds an engine
+    once its pod is Running and Ready and removes it when the pod is deleted; in between only
+    these checks take an engine that stopped answering out of rotation (vllm-router's defaults:
+    every 60 s, 5 s timeout, 3 failures, 2 successes)."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "self.timeoutSeconds <= self.intervalSeconds",
+                "router.healthCheck.timeoutSeconds must be at most intervalSeconds",
+                ".timeoutSeconds",
+            )
+        )
+    }
+
+    interval_seconds: int = Field(
+        10,
+        ge=1,
+        le=3600,
+        description="Seconds between two checks of one engine (--health-check-interval-secs). "
+        "An engine that stops answering leaves the rotation after about intervalSeconds x "
+        "failureThreshold.",
+    )
+    timeout_seconds: int = Field(
+        5,
+        ge=1,
+        le=600,
+        description="A check not answered within this many seconds fails "
+        "(--health-check-timeout-secs).",
+    )
+    failure_threshold: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Failed checks in a row that mark an engine unhealthy "
+        "(--health-failure-threshold).",
+    )
+    success_threshold: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Passed checks in a row that mark it healthy again "
+        "(--health-success-threshold).",
+    )
+    endpoint: str = Field(
+        "/health",
+        min_length=1,
+        max_length=256,
+        pattern=r"^/[-A-Za-z0-9._~/%]*$",
+        description="Engine path the router checks (--health-check-endpoint): vLLM's /health.",
+    )
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> Self:
+        if self.timeout_seconds > self.interval_seconds:
+            raise ValueError("router.healthCheck.timeoutSeconds must be at most intervalSeconds")
+        return self
+
+
+class RouterSpec(ApiModel):
+    """A router in front of the engines: vllm-router (github.com/vllm-project/router), per
+    DeepSeekDeployment a Deployment <name>-router with its own ServiceAccount allowed to watch
+    the namespace's pods. It finds the engine pods of the serving colour itself (both colours
+    during a stepped transition), routes each request by the policy, retries, breaks circuits,
+    checks engines' health, limits concurrency and exports its metrics. While at least one
+    router replica is available the Service <name> selects the router pods and the Service
+    <name>-engines the engines (what <name> selects without a router); while none is, <name>
+    selects the engines directly."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "self.port != self.metricsPort",
+                "router.port and router.metricsPort must differ",
+                ".metricsPort",
+            ),
+            cel(
+                "self.imagePullSecrets.all(s, self.imagePullSecrets.exists_one(t, "
+                "t.name == s.name))",
+                "router.imagePullSecrets names must be unique",
+                ".imagePullSecrets",
+            ),
+        )
+    }
+
+    enabled: bool = Field(
+        False,
+        description="Deploy the router and let the Service <name> point at it. Off by default "
+        "in v1alpha1: turning it on changes what clients of the Service <name> reach (the "
+        "router, no longer the engines), and users who run their own gateway keep the "
+        "engines directly. Turning it off points <name> back at the engines and removes the "
+        "router's Deployment, ServiceAccount, Role, RoleBinding, budget, PodMonitor and the "
+        "Service <name>-engines.",
+    )
+    replicas: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description="Router pods. With more than one, a PodDisruptionBudget keeps one available "
+        "through node drains and a new version rolls out one pod at a time without a gap.",
+    )
+    image: str = Field(
+        DEFAULT_ROUTER_IMAGE,
+        min_length=1,
+        max_length=512,
+        description="Router image. The default is the project's router image "
+        f"(serving/router/Dockerfile: vllm-router {ROUTER_VERSION} on a slim Python base). The "
+        "container runs `vllm-router` with the flags set from these fields; any image with "
+        "that command of a compatible release works.",
+    )
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field(
+        "IfNotPresent", description="Image pull policy of the router container."
+    )
+    image_pull_secrets: list[ImagePullSecret] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Secrets with the registry credentials for pulling the router image.",
+    )
+    resources: RouterResources = Field(
+        default_factory=RouterResources, description=RouterResources.__doc__
+    )
+    policy: RouterPolicy = Field(
+        RouterPolicy.CACHE_AWARE,
+        description="How the router picks an engine (--policy). cache_aware (the default): the "
+        "engine whose recent prompts share the longest prefix with the request, so its prefix "
+        "cache is reused, unless the engines' loads drift apart, then the least loaded; "
+        "round_robin; random; power_of_two: the less loaded of two random engines; "
+        "consistent_hash: a hash of the session (x-session-id or x-user-id header, the "
+        "request's `user` field), so a session keeps its engine; sticky_least_loaded: a new "
+        "session goes to the engine with fewest sessions and stays there. kv_aware is not "
+        "offered: it needs the engines' KV-cache event streams, which the operator does not "
+        "wire.",
+    )
+    retries: RouterRetries = Field(default_factory=RouterRetries, description=RouterRetries.__doc__)
+    circuit_breaker: RouterCircuitBreaker = Field(
+        default_factory=RouterCircuitBreaker, description=RouterCircuitBreaker.__doc__
+    )
+    health_check: RouterHealthCheck = Field(
+        default_factory=RouterHealthCheck, description=RouterHealthCheck.__doc__
+    )
+    max_concurrent_requests: int = Field(
+        1024,
+        ge=1,
+        le=1_000_000,
+        description="Requests one router pod admits at once (--max-concurrent-requests): the "
+        "size of its admission token bucket; a request takes a token and gives it back when "
+        "its response starts. Beyond it requests wait in the queue. vllm-router's default, "
+        "32768, admits any flood; 1024 per pod is far above what the engines behind one "
+        "DeepSeekDeployment batch, yet bounds what a runaway client can pile on them.",
+    )
+    queue_size: int = Field(
+        256,
+        ge=0,
+        le=1_000_000,
+        description="Requests one router pod holds waiting for admission (--queue-size); one "
+        "more is answered 429 at once. 0: no queue, 429 as soon as the limit is reached "
+        "(vllm-router's default: 100).",
+    )
+    queue_timeout_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Longest wait in that queue; a request still waiting then is refused "
+        "(--queue-timeout-secs; vllm-router's default: 60).",
+    )
+    rate_limit_tokens_per_second: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="Rate at which the admission bucket refills besides the tokens finished "
+        "requests give back (--rate-limit-tokens-per-second): the sustained admissions per "
+        "second of one router pod beyond maxConcurrentRequests. Unset: vllm-router's default, "
+        "maxConcurrentRequests per second.",
+    )
+    port: int = Field(
+        8000,
+        ge=1024,
+        le=65535,
+        description="HTTP port of the router (the OpenAI API, /health, /readiness, /liveness); "
+        "the Service <name> serves it under the port name http.",
+    )
+    metrics_port: int = Field(
+        29000,
+        ge=1024,
+        le=65535,
+        description="Port of the router's Prometheus metrics (--prometheus-port, /metrics), "
+        "scraped by the PodMonitor <name>-router where the Prometheus Operator is installed.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if self.port == self.metrics_port:
+            raise ValueError("router.port and router.metricsPort must differ")
+        names = [s.name for s in self.image_pull_secrets]
+        if len(set(names)) != len(names):
+            raise ValueError("router.imagePullSecrets names must be unique")
+        return self
+
+
 class DeepSeekDeploymentSpec(ApiModel):
     """Desired state of a DeepSeek model served by vLLM."""
 
@@ -1323,6 +1655,7 @@ class DeepSeekDeploymentSpec(ApiModel):
     monitoring: MonitoringSpec = Field(
         default_factory=MonitoringSpec, description=MonitoringSpec.__doc__
     )
+    router: RouterSpec = Field(default_factory=RouterSpec, description=RouterSpec.__doc__)
     region_record: RegionRecordSpec | None = Field(
         None,
         description="Set by the home region's operator on a member region's copy, with "

@@ -39,6 +39,7 @@ class ConditionType(StrEnum):
     REGIONS_HEALTHY = "RegionsHealthy"
     REGIONS_SYNCED = "RegionsSynced"
     DNS_PUBLISHED = "DNSPublished"
+    ROUTER_READY = "RouterReady"  # only while spec.router.enabled
 
 
 class Condition(ApiModel):
