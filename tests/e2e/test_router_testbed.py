@@ -239,7 +239,14 @@ async def test_real_vllm_router_discovers_balances_and_follows_a_deletion(
         while await workers(http, router) != {engines["engine-a"]}:
             assert time.monotonic() - deleted_at < 5, await workers(http, router)
             await asyncio.sleep(0.1)
-        # ...while engine-b still serves (its preStop sleep): from now on only engine-a grows.
+        # ...while engine-b still serves (its preStop sleep). The client sends one request at a
+        # time: the one in flight when the router dropped engine-b may still be served there;
+        # once it is answered, every later request was routed after the drop, and only
+        # engine-a may grow.
+        in_flight = len(results)
+        while len(results) <= in_flight:
+            assert time.monotonic() - deleted_at < ENGINE_PRE_STOP_S, "no answer after the drop"
+            await asyncio.sleep(0.05)
         b_dropped = await served(http, engines["engine-b"])
         a_dropped = await served(http, engines["engine-a"])
         sent_dropped = len(results)
