@@ -419,14 +419,19 @@ def load_view(
     return LoadView(demand.now, drain, partial(outlook, demand, decision.state.load, now), idle)
 
 
+def _served_gpus(spec: QuantizationSpec, inp: ModeInputs) -> int:
+    """GPUs per replica of the served rung."""
+    r = spec.rung(inp.served)
+    return _gpus(r, inp.default_gpus_per_replica) if r is not None else inp.default_gpus_per_replica
+
+
 def _removals(spec: QuantizationSpec, inp: ModeInputs) -> tuple[int, int]:
     """(replicas a switch must take out before the new rung has its GPUs, replicas served).
     A switch keeps every replica that fits (`keeps_replicas`): the new rung is counted on all
     the GPUs held plus the free ones, at most maxReplicas (in replicas of the served rung's
     size), and every served replica whose GPUs those need is taken out. 3 of 4 replicas held
     and one replica's GPUs free: the new rung needs all 4 replicas' GPUs, so all 3 go (not 2)."""
-    r = spec.rung(inp.served)
-    g = _gpus(r, inp.default_gpus_per_replica) if r is not None else inp.default_gpus_per_replica
+    g = _served_gpus(spec, inp)
     n = max(1, inp.held_gpus // g)
     wanted = min(inp.max_replicas, (inp.held_gpus + inp.free_gpus) // g) * g
     return max(0, min(n, math.ceil((wanted - inp.free_gpus) / g))), n
@@ -442,8 +447,7 @@ def switch_seconds(spec: QuantizationSpec, inp: ModeInputs) -> float:
     cold = inp.cold_start_s or 0.0
     if removals == 0:
         return cold
-    r = spec.rung(inp.served)
-    g = _gpus(r, inp.default_gpus_per_replica) if r is not None else inp.default_gpus_per_replica
+    g = _served_gpus(spec, inp)
     first = cold if inp.free_gpus >= g else 0.0
     return first + removals * ((inp.drain_s or 0.0) + cold)
 
