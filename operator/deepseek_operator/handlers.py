@@ -60,7 +60,7 @@ from .desired import (
 )
 from .patches import merge_patch
 from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
-from .rollout import TRANSITIONING, RolloutPhase
+from .rollout import TRANSITIONING, Event, RolloutPhase
 from .scaling import (
     ScalingDecision,
     ScalingInputs,
@@ -209,9 +209,10 @@ def reconcile_once(namespace: str, name: str) -> float | None:
             decision.message,
         )
 
+    decided: list[Event] = []  # decisions kept in the status: said after it is written
     quant = _quantize(dsd, observed, snap, decision, now)
     if quant is not None and quant.switched and quant.reason == Q.SWITCH_ROLLED_BACK:
-        rt.events.record(ref, "Warning", "QuantizationSwitchRolledBack", quant.message)
+        decided.append(Event("Warning", "QuantizationSwitchRolledBack", quant.message))
         log.info(
             "quantization_switch_rolled_back namespace=%s name=%s serving=%s",
             namespace,
@@ -221,8 +222,8 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     elif quant is not None and quant.switched:
         before = dsd.status.quantization.target if dsd.status.quantization else None
         way = Q.direction(dsd.spec.quantization, before or quant.state.served or "", quant.target)
-        rt.events.record(
-            ref, "Warning" if way == "down" else "Normal", "QuantizationSwitched", quant.message
+        decided.append(
+            Event("Warning" if way == "down" else "Normal", "QuantizationSwitched", quant.message)
         )
         metrics.QUANTIZATION_SWITCHES.labels(namespace, name, way).inc()
         log.info(
@@ -254,7 +255,8 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     due_check = next_check is not None and next_check <= 0.25
     if due_check:
         outcome = replace(
-            outcome, status=_check_regions(rt, dsd, observed, snap, url, outcome, now, reads)
+            outcome,
+            status=_check_regions(rt, dsd, observed, snap, url, outcome, now, reads, decided),
         )
         next_check = float(dsd.spec.failover.health_check_interval_seconds)
     elif not dsd.spec.regions and outcome.status.regions:
@@ -299,10 +301,12 @@ def reconcile_once(namespace: str, name: str) -> float | None:
             rt.kube.remove_annotations(namespace, name, consume)
         if step.result is not None:
             metrics.ROLLOUTS.labels(namespace, name, step.result).inc()
-    for ev in outcome.events:
-        rt.events.record(ref, ev.type, ev.reason, ev.message)
-
     _write_status(rt, obj, dsd.status, outcome.status)
+    # The decisions kept in the status (mode switches, region states and weights, rollout
+    # steps) are said once that status is written: a reconcile that fails before it decides
+    # again from the same status and says it then, once.
+    for ev in [*decided, *outcome.events]:
+        rt.events.record(ref, ev.type, ev.reason, ev.message)
     _export(dsd, outcome)
     metrics.PENDING_PODS.labels(namespace, name, "Unschedulable").set(observed.unschedulable_pods)
     took = time.monotonic() - t0
@@ -484,9 +488,11 @@ def _check_regions(
     outcome: Outcome,
     now: float,
     reads: dict[str, Any],
+    said: list[Event],
 ) -> DeepSeekDeploymentStatus:
     """One round of region health checks: observe (I/O), decide (pure), report. `reads`
-    keeps this reconcile's reads of the member regions' copies (`_copy`)."""
+    keeps this reconcile's reads of the member regions' copies (`_copy`); the decision's Events
+    go to `said`."""
     ns, name = dsd.namespace, dsd.name
     status = outcome.status
     active = status.active_colour or Colour.BLUE
@@ -522,8 +528,9 @@ def _check_regions(
         probes[region.name] = failover.judge(obs)
     fo = failover.decide(dsd.spec.regions, dsd.spec.failover, list(status.regions), probes, now)
     ref = ObjectRef(ns, name, dsd.metadata.uid)
-    for ev in fo.events:
-        rt.events.record(ref, ev.type, ev.reason, ev.message)
+    # Said once the status that holds the decision is written (reconcile_once): a reconcile that
+    # fails before that decides it again from the same status, and says it then.
+    said.extend(fo.events)
     for r in fo.regions:
         healthy = failover.RegionState(r.state) is failover.RegionState.HEALTHY
         metrics.REGION_HEALTHY.labels(ns, name, r.name).set(1 if healthy else 0)

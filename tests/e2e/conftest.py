@@ -146,7 +146,7 @@ def namespace(
     for api in api_clients.values():
         wait_for(
             lambda api=api: client.CoreV1Api(api).list_namespaced_service_account(name).items,
-            timeout=30,
+            timeout=120,
             what=f"the default ServiceAccount of {name}",
         )
     yield name

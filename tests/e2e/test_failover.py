@@ -564,7 +564,8 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
         }
         said = times_said(core, namespace)
         for once in ("RegionUnhealthy", "TrafficShifted", "StandbyRaised"):
-            assert sum(n for r, n in said if r == once) == 1, (once, said)
+            told = [m for r, m in events(core, namespace) if r == once]
+            assert sum(n for r, n in said if r == once) == 1, (once, said, told)
         assert dsd(west, namespace)["spec"]["replicas"] == 2
         # The records the restarted operator found were already right: not rewritten.
         records = dns_endpoint(east, namespace) or {}

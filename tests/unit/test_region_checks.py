@@ -13,7 +13,7 @@ from deepseek_operator.adapters.regions import HomeApiUnavailable, RegionReader
 from deepseek_operator.api import DeepSeekDeployment
 from deepseek_operator.api.status import DeepSeekDeploymentStatus, RegionStatus
 from deepseek_operator.reconcile import Observed, Outcome
-from deepseek_operator.rollout import Colour, ColourObservation
+from deepseek_operator.rollout import Colour, ColourObservation, Event
 from kubernetes import client
 
 
@@ -69,14 +69,16 @@ def test_a_region_whose_secret_cannot_be_read_keeps_its_state(
     status = DeepSeekDeploymentStatus(regions=last)
     rt = handlers.Runtime(
         kube=Kube(gone_api),
-        events=EventRecorder(gone_api),  # an Event posted here would raise: none is
+        events=EventRecorder(gone_api),
         poller=SignalPoller(),
         prometheus_url=None,
         regions=RegionReader(client.CoreV1Api(gone_api), SignalPoller()),
     )
     observed = Observed(deployments={Colour.BLUE: ColourObservation(exists=True, ready=1)})
     outcome = Outcome(plan=None, targets=(), status=status, events=())
-    got = handlers._check_regions(rt, dsd, observed, None, None, outcome, 100.0, {})
+    said: list[Event] = []
+    got = handlers._check_regions(rt, dsd, observed, None, None, outcome, 100.0, {}, said)
+    assert said == []  # no transition, nothing to say
     by_name = {r.name: r for r in got.regions}
     assert by_name["eu-west"] == last[1]
     assert (by_name["us-east"].state, by_name["us-east"].last_check_time) == ("Healthy", 100.0)
