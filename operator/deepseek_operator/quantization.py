@@ -40,7 +40,8 @@ a sustained trend over the ladder's own minute-by-minute memory of the load) ris
 served rung carries on all the GPUs it can have. A rising forecast starts the switch while the
 load is still low, when the drains are short and the replicas left carry what arrives. Relief: a
 rung above, on the GPUs held plus the free ones (at most maxReplicas replicas), would carry the
-arriving rate and the forecast over a switch at <= stepUpHeadroom of its capacity.
+arriving rate, the forecast over a switch, and the busiest minute of the time a step back down
+would take (`back_down_seconds`) at <= stepUpHeadroom of its capacity.
 
 Capacity is requests/s per replica within the SLO, learned per rung (`learn_rung_capacity`, fed
 by the caller from steady periods). A rung not yet learned gets a prior: the capacity of a
@@ -93,6 +94,13 @@ FP8_KV_FACTOR = 1.25
 # lengthens every step, so the credit also needs TPOT p99 within slo.tpot (reasoning at 2x:
 # 0.1 s at a 0.1 s SLO, chat at 2x: 0.39 s; bench/README.md).
 KV_BOUND = 0.9
+# An fp8 KV cache holds twice the tokens of a 16-bit one: where the cache binds, up to twice
+# the running requests. The prior of a step down counts the least such a cache adds
+# (FP8_KV_FACTOR), the prior of a step up to a rung without it the most it may have added: each
+# prior is taken on the side where the switch it justifies is the less likely mistake (the
+# Distill-70B reasoning preset: 2.01 req/s per replica with an fp8 KV cache, 1.25 without,
+# a ratio of 1.6, where FP8_KV_FACTOR alone would have promised fp8 1.6 req/s).
+KV_MAX_GAIN = 2.0
 MIN_GAIN = 1.1  # a lighter rung must carry 10% more on our GPUs to be worth a rollout
 LEARN_WEIGHT = 0.3  # weight of the newest capacity sample in the learned mean
 # A replica taken out of service finishes what it holds before its GPUs are free: its queue,
@@ -181,6 +189,7 @@ class _Clocks:
     lasts: bool = False  # the forecast has the pressure outlast a switch started now
     rising: bool = False  # the forecast rises (a significant trend or the period's profile)
     up: str | None = None  # the rung to step up to while relief lasts
+    held_back: str = ""  # why a rung that carries the load now is not stepped up to
 
 
 def rfc3339(t: float) -> str:
@@ -510,6 +519,39 @@ def _outlook(
     )
 
 
+def back_down_seconds(spec: QuantizationSpec, horizon: float) -> float:
+    """How far back a step up looks at the load: the time it would take to come back down if
+    the load returned, i.e. stepDownAfterSeconds of pressure plus a switch (`horizon`, the
+    switch from the served rung, is of the same size); stepUpAfterSeconds at least, the
+    ladder's memory (LOAD_KEEP) at most."""
+    p = spec.policy
+    return min(LOAD_KEEP, max(float(p.step_up_after_seconds), p.step_down_after_seconds + horizon))
+
+
+def _relief_need(
+    spec: QuantizationSpec,
+    state: QuantizationStatus | None,
+    now: float,
+    horizon: float,
+    need: float,
+    why_need: str,
+) -> tuple[float, str]:
+    """(req/s a rung above must carry to be stepped up to, in words): the load to carry until
+    a switch is done (`need`), and the highest minute of the ladder's memory within
+    `back_down_seconds`. A step up is a bet that the load stays below the higher rung until a
+    step back down could be done; a load that came that high within that time can again
+    (volatile arrivals: the public trace's minutes swing by a third within half an hour)."""
+    window = back_down_seconds(spec, horizon)
+    recent = [p.rate for p in (state.load if state else []) if 0 < now - p.time <= window]
+    peak = max(recent, default=0.0)
+    if peak <= need:
+        return need, why_need
+    return peak, (
+        f"{peak:.1f} req/s at the busiest minute of the last {window:.0f}s (the time a step "
+        f"back down would take; {why_need})"
+    )
+
+
 def _track(
     spec: QuantizationSpec,
     slo: SloSpec,
@@ -555,23 +597,34 @@ def _track(
     p_since = (prev_p if prev_p is not None else now) if pressure else None
 
     idx = _names(spec).index(inp.served) if inp.served in _names(spec) else 0
-    why_relief, r_since, up = "", None, None
+    why_relief, r_since, up, held_back = "", None, None, ""
     if idx > 0 and not pressure and need is not None:
         if cap is None and inp.ready > 0 and inp.arrival_rate is not None:
             # nothing learned yet: the Ready replicas carry what arrives, at least (a lower
             # bound, so the step up stays conservative)
             learned = {inp.served: inp.arrival_rate / inp.ready}
+        need_up, why_up = _relief_need(spec, state, now, horizon, need, why_need)
         for higher in spec.ladder[:idx]:  # highest precision first
             n_up, carried = _carried(spec, higher.name, inp, learned)
-            if carried is None or need > spec.policy.step_up_headroom * carried:
+            cut, why_cut = _kv_loss(spec, slo, inp, higher.name, learned)
+            carried = None if carried is None else carried * cut
+            if carried is None or need_up > spec.policy.step_up_headroom * carried:
+                if carried is not None and not held_back and need <= (
+                    spec.policy.step_up_headroom * carried
+                ):
+                    held_back = (
+                        f"{higher.name} on {inp.held_gpus + inp.free_gpus} GPUs ({n_up} "
+                        f"replicas) would carry {why_need} within stepUpHeadroom, but not "
+                        f"{why_up.split(' (')[0]}{why_cut}"
+                    )
                 continue
-            share = need / carried if carried > 0 else 0.0
+            share = need_up / carried if carried > 0 else 0.0
             prev_r = _parse(state.relief_since) if state else None
             r_since = prev_r if prev_r is not None else now
             up = higher.name
             why_relief = (
                 f"{up} on {inp.held_gpus + inp.free_gpus} GPUs ({n_up} replicas) carries "
-                f"~{carried:.1f} req/s; {why_need} is {share:.0%} of it "
+                f"~{carried:.1f} req/s{why_cut}; {why_up} is {share:.0%} of it "
                 f"(<= {spec.policy.step_up_headroom:.0%})"
             )
             break
@@ -586,6 +639,7 @@ def _track(
         lasts=lasts,
         rising=rising,
         up=up,
+        held_back=held_back,
     )
     new = _state(
         state,
@@ -716,6 +770,34 @@ def _kv_discount(
     )
     why = _kv_why_not(slo, inp) if adds_kv else None
     return (FP8_KV_FACTOR, why) if why is not None else (1.0, None)
+
+
+def _kv_loss(
+    spec: QuantizationSpec,
+    slo: SloSpec,
+    inp: ModeInputs,
+    higher: str,
+    learned: Mapping[str, float],
+) -> tuple[float, str]:
+    """(factor on the prior of `higher`, why) for a step up to a rung whose prior comes from a
+    learned rung with an fp8 KV cache it lacks, while the cache may be what sets capacity (the
+    served rung's signals: `_kv_why_not` finds no reason it is not). That prior divided by
+    FP8_KV_FACTOR, the least an fp8 KV cache adds; a step up counts the most it may have added
+    (KV_MAX_GAIN). (1.0, "") otherwise: learned or declared capacity, a prior from a rung of
+    the same KV cache, a cache that does not bind."""
+    up = spec.rung(higher)
+    ref = next((x for x in spec.ladder if x.name in learned), None)
+    if up is None or ref is None or higher in learned or up.capacity_factor is not None:
+        return 1.0, ""
+    drops_kv = (
+        ref.kv_cache_dtype is not KVCacheDtype.AUTO and up.kv_cache_dtype is KVCacheDtype.AUTO
+    )
+    if not drops_kv or ref.capacity_factor is not None or _kv_why_not(slo, inp) is not None:
+        return 1.0, ""
+    return FP8_KV_FACTOR / KV_MAX_GAIN, (
+        f" (a prior from {ref.name}: without its fp8 KV cache, which may be what binds, "
+        f"counted at 1/{KV_MAX_GAIN:g} of its capacity)"
+    )
 
 
 def _payback_seconds(spec: QuantizationSpec, inp: ModeInputs, gain: float) -> tuple[float, str]:
@@ -924,8 +1006,10 @@ def _step_up(
     )
 
 
-def _steady(inp: ModeInputs, state: QuantizationStatus) -> QuantizationDecision:
+def _steady(inp: ModeInputs, state: QuantizationStatus, clocks: _Clocks) -> QuantizationDecision:
     """Nothing to do: no pressure and no headroom for a higher rung (or already at the top)."""
+    if clocks.held_back:
+        return _wait(state, STEADY, f"serving {inp.served}; no pressure; {clocks.held_back}")
     return _wait(state, STEADY, f"serving {inp.served}; no pressure, no room to step up")
 
 
@@ -993,5 +1077,5 @@ def decide_mode(
         _leave_slower_rung(spec, inp, tracked, now)
         or _step_down(spec, slo, inp, tracked, clocks, now)
         or _step_up(spec, inp, tracked, clocks, now)
-        or _steady(inp, tracked)
+        or _steady(inp, tracked, clocks)
     )

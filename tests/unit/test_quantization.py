@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from deepseek_operator.api.spec import QuantizationSpec, SloSpec
-from deepseek_operator.api.status import QuantizationStatus, QuantizationSwitch
+from deepseek_operator.api.status import LoadSample, QuantizationStatus, QuantizationSwitch
 from deepseek_operator.quantization import (
     AT_LOWEST_RUNG,
     AWAITING_PAYBACK,
@@ -385,6 +385,72 @@ def test_step_up_with_hysteresis(
     d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
     assert (d.reason, d.target) == (reason, target)
     assert (d.state.relief_since is None) is (reason in (STEADY, STEP_UP))
+
+
+@pytest.mark.parametrize(
+    ("peak_ago", "peak", "cold_start", "reason"),
+    [
+        # fp8 x4 carries 18.8 req/s; 10 arrive now (53%), but a minute at 16 (85%) 1000 s ago
+        # lies within the time a step back down would take: no relief. Unknown cold start: a
+        # switch counts 0 s, so that time is stepUpAfterSeconds (600 s): 1000 s ago is out.
+        (1000.0, 16.0, None, RELIEF_BUILDING),
+        (500.0, 16.0, None, STEADY),
+        # 276 s cold starts: a switch from fp8-kv8 replaces 4 replicas, 4 x 276 s, plus
+        # stepDownAfterSeconds (60 s): 1164 s; the busy minute is within it, then leaves it
+        (1000.0, 16.0, 276.0, STEADY),
+        (1200.0, 16.0, 276.0, RELIEF_BUILDING),
+        (500.0, 14.0, 276.0, RELIEF_BUILDING),  # 74%: a busy minute with headroom still
+    ],
+)
+def test_step_up_looks_back_as_far_as_a_step_back_down_takes(
+    peak_ago: float, peak: float, cold_start: float | None, reason: str
+) -> None:
+    """The load of the ladder's memory within `back_down_seconds` counts: a load that came near
+    the higher rung's capacity that recently can come back before a step down could be done."""
+    state = memory(target="fp8-kv8", capacity={"fp8": 4.7, "fp8-kv8": 5.5})
+    points = [
+        LoadSample(time=NOW - ago, rate=peak if ago == peak_ago else 10.0)
+        for ago in sorted({peak_ago, *range(60, 3600, 60)}, reverse=True)
+    ]
+    state = state.model_copy(update={"load": points[-64:]})
+    obs = {"served": "fp8-kv8", "arrival_rate": 10.0, "cold_start_s": cold_start}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert d.reason == reason, d.message
+    if reason == STEADY:  # the message says why fp8, which carries the 10 req/s, waits
+        window = 600 if cold_start is None else 1164
+        assert d.message == (
+            "serving fp8-kv8; no pressure; fp8 on 32 GPUs (4 replicas) would carry 10.0 req/s "
+            f"arriving within stepUpHeadroom, but not {peak:.1f} req/s at the busiest minute "
+            f"of the last {window}s"
+        )
+
+
+@pytest.mark.parametrize(
+    ("arrival", "kv", "reason", "cut"),
+    [
+        # fp8-kv8 learned at 5.875 req/s per replica, fp8 not: fp8's prior is 5.875 / 1.25 =
+        # 4.7 (18.8 on 4 replicas) where the fp8 KV cache does not bind...
+        (10.0, {"kv_cache_usage": 0.5}, RELIEF_BUILDING, False),  # 53%
+        (10.0, {"kv_binds": False}, RELIEF_BUILDING, False),  # the autoscaler learned so
+        # ...and 5.875 / 2 = 2.94 (11.75 on 4) where it may bind: full, or not known
+        (10.0, {"kv_cache_usage": 0.97}, STEADY, True),  # 85% of 11.75
+        (10.0, {"kv_binds": True}, STEADY, True),
+        (10.0, {}, STEADY, True),
+        (8.0, {"kv_cache_usage": 0.97}, RELIEF_BUILDING, True),  # 68%
+    ],
+)
+def test_step_up_to_a_rung_without_the_fp8_kv_cache_counts_the_most_it_added(
+    arrival: float, kv: dict[str, Any], reason: str, cut: bool
+) -> None:
+    """A prior for a step up is taken on the safe side: without the fp8 KV cache, where it
+    binds, a replica runs up to half the requests (twice the tokens fit in fp8)."""
+    state = memory(target="fp8-kv8", capacity={"fp8-kv8": 5.875})
+    obs = {"served": "fp8-kv8", "arrival_rate": arrival, **kv}
+    d = decide_mode(qspec(), SLO, inputs(**obs), state, NOW)
+    assert d.reason == reason, d.message
+    if reason == RELIEF_BUILDING:
+        carries = "~11.8 req/s (a prior from fp8-kv8" if cut else "~18.8 req/s;"
+        assert f"fp8 on 32 GPUs (4 replicas) carries {carries}" in d.message, d.message
 
 
 @pytest.mark.parametrize(

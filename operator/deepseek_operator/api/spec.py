@@ -566,8 +566,11 @@ class QuantizationPolicy(ApiModel):
         le=1,
         description="Step up only when a higher-precision rung, on the GPUs the deployment "
         "holds plus the free ones (at most maxReplicas replicas), would carry the arriving "
-        "load and its forecast over a switch at no more than this fraction of its capacity "
-        "(the highest such rung is chosen).",
+        "load, its forecast over a switch, and the busiest minute of the time a step back down "
+        "would take (stepDownAfterSeconds plus a switch) at no more than this fraction of its "
+        "capacity (the highest such rung is chosen). A rung not yet served is counted by a "
+        "prior taken on the safe side: one without the fp8 KV cache of the rung it is derived "
+        "from, at half that rung's capacity where the cache may bind.",
     )
 
 
