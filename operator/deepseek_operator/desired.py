@@ -202,6 +202,10 @@ def vllm_args(dsd_name: str, spec: DeepSeekDeploymentSpec) -> list[str]:
     if spec.model.cache is not None:
         args += ["--download-dir", spec.model.cache.mount_path]
     args += quantization_args(rung)
+    if spec.engine.scheduling_policy != "fcfs":
+        # fcfs is vLLM's default: no flag, so engines rendered before the field existed keep
+        # their template hash (no rollout on upgrading the operator).
+        args += ["--scheduling-policy", spec.engine.scheduling_policy]
     # vLLM waits this long for in-flight requests after SIGTERM (0 would abort them).
     args += ["--shutdown-timeout", str(spec.engine.drain.timeout_seconds)]
     args += list(spec.engine.extra_args)

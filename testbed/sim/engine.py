@@ -7,6 +7,15 @@ The model follows vLLM V1's scheduler closely enough for autoscaling and capacit
   still in prefill takes a chunk of its remaining prompt (chunked prefill). Then waiting
   requests are admitted first-come-first-served while the budget, `max_num_seqs` and free
   KV-cache blocks allow (head-of-line: admission stops at the first request that does not fit).
+- Scheduling policy (vLLM `--scheduling-policy`): with `fcfs` (the default) a request's
+  `priority` changes nothing. With `priority`, as vLLM 0.32's V1 scheduler does: the waiting
+  queue is ordered by (priority, arrival at the engine, request id), lower first, and a
+  preemption takes the running request with the highest (priority, arrival) instead of the most
+  recently admitted one; a preempted request goes back into the queue at its place in that
+  order. vLLM preempts only to find blocks for a running request, never to admit a waiting one,
+  and neither does this model. (The running requests are kept in that order too, so the
+  victim is always the last one; vLLM keeps them in admission order, which only changes who
+  gets the token budget first when running prefills alone exhaust it.)
 - Paged KV cache: blocks of `block_size` tokens; a request holds blocks for every token whose
   KV has been computed (prompt + generated). When a running request needs a block and none is
   free, the most recently admitted running request is preempted (recompute mode): its blocks
@@ -58,6 +67,8 @@ class SimRequest:
     # finished_reason reported when max_tokens have been generated ("length" is what vLLM
     # reports for max_tokens; replaying a trace whose output lengths are natural ends, "stop").
     finish_reason: str = "length"
+    # vLLM's request priority (lower first); only the `priority` scheduling policy reads it
+    priority: int = 0
 
 
 @dataclass
@@ -227,6 +238,7 @@ class _Req:
         "last_token",
         "max_tokens",
         "preemptions",
+        "priority",
         "prompt",
         "scheduled",
         "submitted",
@@ -238,6 +250,7 @@ class _Req:
         self.max_tokens = int(req.max_tokens)
         self.arrival = req.arrival
         self.finish_reason = req.finish_reason
+        self.priority = int(req.priority)
         self.submitted = now
         self.computed = 0  # tokens whose KV is in the cache
         self.generated = 0  # output tokens sampled
@@ -276,6 +289,15 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+SchedulingPolicy = Literal["fcfs", "priority"]
+SCHEDULING_POLICIES: tuple[SchedulingPolicy, ...] = ("fcfs", "priority")
+
+
+def _priority_order(r: _Req) -> tuple[int, float, str]:
+    """vLLM's Request.__lt__: priority, then arrival, then request id."""
+    return (r.priority, r.submitted, r.id)
+
+
 class EngineModel:
     """A simulated vLLM replica. All times are seconds on the caller's clock."""
 
@@ -288,8 +310,13 @@ class EngineModel:
         seed: int = 0,
         name: str = "replica",
         emit_tokens: bool = True,
+        scheduling_policy: SchedulingPolicy = "fcfs",
     ) -> None:
+        if scheduling_policy not in SCHEDULING_POLICIES:
+            raise ValueError(f"scheduling policy {scheduling_policy!r}: not fcfs or priority")
         self.preset = preset
+        self.scheduling_policy = scheduling_policy
+        self._by_priority = scheduling_policy == "priority"
         self.name = name
         self.seed = seed
         self.emit_tokens = emit_tokens
@@ -386,7 +413,10 @@ class EngineModel:
             self._finish(r, now, "error")
             return
         self._by_id[r.id] = r
-        self._waiting.append(r)
+        if self._by_priority:
+            bisect.insort(self._waiting, r, key=_priority_order)
+        else:
+            self._waiting.append(r)
         if not self._running and len(self._waiting) == 1:
             # the engine was idle: the next step starts now (or when loading completes)
             self._t = max(self._t, now)
@@ -730,10 +760,18 @@ class EngineModel:
                 v.computed = 0
                 v.preemptions += 1
                 self._preemptions += 1
-            self._waiting.extendleft(plan.preempted)
+            if self._by_priority:
+                for v in plan.preempted:
+                    bisect.insort(self._waiting, v, key=_priority_order)
+            else:
+                self._waiting.extendleft(plan.preempted)
         for _ in range(plan.admitted):
             w = self._waiting.popleft()
-            self._running.append(w)
+            if self._by_priority:
+                # kept in priority order: _plan_step preempts from the end
+                bisect.insort(self._running, w, key=_priority_order)
+            else:
+                self._running.append(w)
             if w.scheduled is None:
                 w.scheduled = start
         self._steps += 1

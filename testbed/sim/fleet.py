@@ -8,8 +8,9 @@ cluster/layout.py) and the container port, configured from the pod spec the way 
 real vLLM reads its command line: `--model` (or the positional model), `--served-model-name`,
 `--quantization`, `--dtype`, `--kv-cache-dtype`, `--tensor-parallel-size`,
 `--pipeline-parallel-size`, `--max-model-len`, `--gpu-memory-utilization`, `--max-num-seqs`,
-`--max-num-batched-tokens`, `--block-size`, `--port`, `--shutdown-timeout`; plus the container's
-`nvidia.com/gpu` limit and the node's `nvidia.com/gpu.product` label.
+`--max-num-batched-tokens`, `--block-size`, `--port`, `--shutdown-timeout`,
+`--scheduling-policy` (fcfs|priority: the order of the waiting queue, engine.py); plus the
+container's `nvidia.com/gpu` limit and the node's `nvidia.com/gpu.product` label.
 
 Lifecycle, as the kubelet and a real vLLM would play it:
 - Start: the replica loads its model (the preset's load time divided by `time_compression`),
@@ -81,7 +82,7 @@ from .dcgm import (
     reading,
     reading_from_engine,
 )
-from .engine import EngineModel
+from .engine import SCHEDULING_POLICIES, EngineModel, SchedulingPolicy
 from .faults import (
     apply_fault_request,
     crash_xid,
@@ -176,6 +177,7 @@ class EngineArgs:
     block_size: int | None = None
     shutdown_timeout: float | None = None  # None: flag not given (vLLM's default is 0 = abort)
     port_given: bool = False
+    scheduling_policy: SchedulingPolicy = "fcfs"
 
     @property
     def served_model_name(self) -> str:
@@ -277,6 +279,10 @@ def parse_engine_args(command: Sequence[str], args: Sequence[str]) -> EngineArgs
         [p for p in positionals if p not in ("vllm", "python", "python3", "-m")],
     )
     port = as_int("--port", None)
+    policy = last("--scheduling-policy") or "fcfs"
+    if policy not in SCHEDULING_POLICIES:
+        # vLLM's argparse refuses it and the server does not start
+        raise ValueError(f"--scheduling-policy {policy!r}: not one of {list(SCHEDULING_POLICIES)}")
     return EngineArgs(
         model=model,
         served_model_names=tuple(flags.get("--served-model-name", [])),
@@ -295,6 +301,7 @@ def parse_engine_args(command: Sequence[str], args: Sequence[str]) -> EngineArgs
         shutdown_timeout=(
             as_float("--shutdown-timeout", 0.0) if last("--shutdown-timeout") is not None else None
         ),
+        scheduling_policy="priority" if policy == "priority" else "fcfs",
     )
 
 
@@ -1314,6 +1321,7 @@ class Fleet:
             loaded=True,
             name=slot.key,
             seed=zlib.crc32(slot.key.encode()),
+            scheduling_policy=plan.args.scheduling_policy,
         )
         names = plan.args.served_model_names or (plan.args.model or "model",)
         server = ReplicaServer(

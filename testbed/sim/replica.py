@@ -566,10 +566,34 @@ class ParsedRequest:
     max_tokens: int
     stream: bool
     include_usage: bool
+    priority: int = 0
+
+
+# vLLM 0.32 reads a request's priority from this header when it holds an integer, else from the
+# body's `priority` (vllm/entrypoints/generate/base/serving.py, _get_priority).
+PRIORITY_HEADER = "X-Vllm-Priority"
+
+
+def request_priority(body: dict[str, Any], header: str | None) -> int:
+    """The request's priority as vLLM 0.32 reads it: the header's integer wins; the body's
+    `priority` must be an integer (default 0)."""
+    if header is not None:
+        with contextlib.suppress(ValueError):
+            return int(header)
+    raw = body.get("priority")
+    if raw is None:
+        return 0
+    if not isinstance(raw, int) or isinstance(raw, bool):
+        raise BadRequest("priority must be an integer")
+    return raw
 
 
 def parse_request(
-    body: Any, chat: bool, served_names: tuple[str, ...], max_model_len: int
+    body: Any,
+    chat: bool,
+    served_names: tuple[str, ...],
+    max_model_len: int,
+    priority_header: str | None = None,
 ) -> ParsedRequest:
     """Validate an OpenAI request as vLLM would and read what the simulation needs."""
     if not isinstance(body, dict):
@@ -600,6 +624,7 @@ def parse_request(
             f"{max_tokens} in the completion). Please reduce the length of the messages or "
             "completion."
         )
+    priority = request_priority(body, priority_header)
     stream = bool(body.get("stream", False))
     opts = body.get("stream_options") or {}
     return ParsedRequest(
@@ -609,6 +634,7 @@ def parse_request(
         max_tokens=max_tokens,
         stream=stream,
         include_usage=stream and bool(opts.get("include_usage", False)),
+        priority=priority,
     )
 
 
@@ -946,7 +972,10 @@ class ReplicaServer:
         rid = f"cmpl-{uuid.uuid4().hex}"
         p = _Pending(rid, parsed.prompt_tokens, parsed.max_tokens, now)
         self._pending[rid] = p
-        self.engine.submit(SimRequest(rid, parsed.prompt_tokens, parsed.max_tokens, now), now)
+        self.engine.submit(
+            SimRequest(rid, parsed.prompt_tokens, parsed.max_tokens, now, priority=parsed.priority),
+            now,
+        )
         self._advance(now)  # rejections and error faults are due at once
         self._wake.set()
         return p
@@ -1036,7 +1065,13 @@ class ReplicaServer:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "BadRequestError", "invalid JSON body")
         try:
-            parsed = parse_request(body, chat, self.served_names, self.max_model_len)
+            parsed = parse_request(
+                body,
+                chat,
+                self.served_names,
+                self.max_model_len,
+                request.headers.get(PRIORITY_HEADER),
+            )
         except BadRequest as e:
             return _error(e.status, e.typ, str(e))
         if not self._accepting:

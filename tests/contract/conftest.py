@@ -60,9 +60,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def http(url: str, body: dict[str, Any] | None = None, timeout: float = 120) -> tuple[int, bytes]:
+def http(
+    url: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 120,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
@@ -192,7 +199,8 @@ class Engine:
 
 
 def operator_args(model: Path, port: int) -> list[str]:
-    """The container args the operator renders for this deployment (desired.vllm_args), with
+    """The container args the operator renders for this deployment (desired.vllm_args; with
+    engine.schedulingPolicy priority, so that the contract covers request priorities), with
     the two changes this machine needs, made through the spec's own extraArgs: listen on
     loopback only, and vLLM's CPU build."""
     from deepseek_operator.api.spec import DeepSeekDeploymentSpec
@@ -206,6 +214,7 @@ def operator_args(model: Path, port: int) -> list[str]:
             "engine": {
                 "port": port,
                 "drain": {"timeoutSeconds": DRAIN_TIMEOUT_S},
+                "schedulingPolicy": "priority",
                 "extraArgs": ["--host", "127.0.0.1", "--max-num-seqs", "8"],
             },
         }

@@ -37,7 +37,13 @@ LATENCY_SIGNALS = {Signal.TTFT_P50, Signal.TTFT_P99, Signal.TPOT_P99}
 LONG_TOKENS = 1800
 
 
-def complete(engine: Engine, prompt: str, max_tokens: int, **kw: Any) -> dict[str, Any]:
+def complete(
+    engine: Engine,
+    prompt: str,
+    max_tokens: int,
+    headers: dict[str, str] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
     body = {
         "model": engine.served_name,
         "prompt": prompt,
@@ -46,7 +52,7 @@ def complete(engine: Engine, prompt: str, max_tokens: int, **kw: Any) -> dict[st
         "temperature": 0,
         **kw,
     }
-    code, raw = http(engine.base + "/v1/completions", body, timeout=300)
+    code, raw = http(engine.base + "/v1/completions", body, timeout=300, headers=headers)
     assert code == 200, raw[:2000]
     return json.loads(raw)  # type: ignore[no-any-return]
 
@@ -121,6 +127,23 @@ def test_completion(engine: Engine) -> None:
     assert choice["finish_reason"] == "length"
     assert doc["usage"]["completion_tokens"] == 16
     assert doc["usage"]["prompt_tokens"] > 0
+
+
+def test_request_priorities_accepted(engine: Engine) -> None:
+    """engine.schedulingPolicy priority renders --scheduling-policy priority; vLLM then takes a
+    request's priority from the body's `priority` (P2 = 2 here) or from the X-Vllm-Priority
+    header (which wins over the body). (Chat completions take the same field; the tiny model
+    has no chat template to try them with.)"""
+    args = engine.args
+    assert args[args.index("--scheduling-policy") + 1] == "priority"
+    for doc in (
+        complete(engine, "Batch jobs wait behind interactive users", 8, priority=2),
+        complete(engine, "Interactive users go first", 8, priority=0),
+        complete(engine, "A header says P1", 8, headers={"X-Vllm-Priority": "1"}),
+    ):
+        [choice] = doc["choices"]
+        assert choice["text"] and choice["finish_reason"] == "length"
+        assert doc["usage"]["completion_tokens"] == 8
 
 
 def test_streaming_completion(engine: Engine) -> None:

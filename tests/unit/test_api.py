@@ -250,6 +250,12 @@ INVALID = [
         "exactly one of",
     ),
     (
+        "unknown scheduling policy",
+        {"engine.schedulingPolicy": "lifo"},
+        "spec.engine.schedulingPolicy",
+        "is not one of",
+    ),
+    (
         "gpu memory utilization 1",
         {"engine.gpuMemoryUtilization": 1.0},
         "spec.engine.gpuMemoryUtilization",

@@ -139,6 +139,30 @@ def test_served_name_defaults_to_resource_name_and_pp1_is_implicit() -> None:
     assert arg(args, "--tensor-parallel-size") == "1"
 
 
+@pytest.mark.parametrize(
+    ("engine", "flag"),
+    [
+        ({}, None),  # fcfs is vLLM's default: no flag, the template hash of older engines holds
+        ({"schedulingPolicy": "fcfs"}, None),
+        ({"schedulingPolicy": "priority"}, "priority"),
+    ],
+)
+def test_scheduling_policy_flag(engine: dict[str, Any], flag: str | None) -> None:
+    args = vllm_args("r1", dsd(engine=engine).spec)
+    assert check_args(args) == []  # a flag and value of vLLM 0.32's serve --help
+    assert arg(args, "--scheduling-policy") == flag
+    assert args.count("--scheduling-policy") == (flag is not None)
+
+
+def test_scheduling_policy_changes_the_engine_template() -> None:
+    assert template_hash("r1", dsd().spec) == template_hash(
+        "r1", dsd(engine={"schedulingPolicy": "fcfs"}).spec
+    )
+    assert template_hash("r1", dsd().spec) != template_hash(
+        "r1", dsd(engine={"schedulingPolicy": "priority"}).spec
+    )
+
+
 def test_engine_deployment_shape() -> None:
     d = dsd(
         resources={"gpusPerReplica": 8, "gpuProduct": "NVIDIA-H200", "sharedMemory": "64Gi"},

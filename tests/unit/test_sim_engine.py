@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from testbed.sim.engine import EngineModel, RequestRecord, SimRequest
+from testbed.sim.engine import EngineModel, RequestRecord, SchedulingPolicy, SimRequest
 from testbed.sim.presets import (
     DISTILL_7B_1XH100,
     R1_FP8_8XH200,
@@ -247,3 +247,65 @@ def test_calibration_mla_kv_capacity() -> None:
     # [VLLM-MLA]: 512,000 KV tokens for DeepSeek on 8xH200 at gpu_memory_utilization 0.9
     p = R1_FP8_8XH200.with_(gpu_memory_utilization=0.9)
     assert p.kv_capacity_tokens == pytest.approx(512_000, rel=0.05)
+
+
+def overload_with_interactive_requests(
+    policy: SchedulingPolicy,
+) -> tuple[list[RequestRecord], list[RequestRecord]]:
+    """300 batch requests (P2) at t=0 saturate the KV cache; 3 interactive ones (P0) arrive at
+    t=5 s and 3 more at t=8 s. Returns (P0 records, P2 records)."""
+    e = EngineModel(
+        SMALL_KV, start_time=0.0, loaded=True, emit_tokens=False, scheduling_policy=policy
+    )
+    for i in range(300):
+        e.submit(SimRequest(f"batch-{i:03d}", 1000, 200, 0.0, priority=2), 0.0)
+    t = 0.0
+    while e.outstanding():
+        t += 0.05
+        if abs(t - 5.0) < 0.025 or abs(t - 8.0) < 0.025:
+            for j in range(3):
+                e.submit(SimRequest(f"chat-{t:.0f}-{j}", 500, 50, t, priority=0), t)
+        e.advance(t)
+    recs = e.finished_requests()
+    assert len(recs) == 306 and all(r.ok for r in recs)
+    p0 = [r for r in recs if r.request_id.startswith("chat")]
+    return p0, [r for r in recs if r.request_id.startswith("batch")]
+
+
+def test_priority_scheduling_keeps_p0_ttft_low_under_overload_while_p2_waits() -> None:
+    p0, p2 = overload_with_interactive_requests("priority")
+    p2_ttft = sorted(r.ttft or 0.0 for r in p2)
+    # P0 jumps the ~250 waiting P2 requests: admitted as soon as blocks free up
+    assert max(r.ttft or 99.0 for r in p0) < 0.5
+    assert p2_ttft[len(p2_ttft) // 2] > 5.0 and p2_ttft[-1] > 15.0  # P2 still waits
+    # first-come-first-served: the same P0 requests wait behind every earlier P2 request
+    fcfs_p0, fcfs_p2 = overload_with_interactive_requests("fcfs")
+    assert min(r.ttft or 0.0 for r in fcfs_p0) > 5.0
+    # the batch as a whole is not slowed down by letting six short requests first
+    assert max(r.finished for r in p2) < 1.02 * max(r.finished for r in fcfs_p2)
+
+
+@pytest.mark.parametrize(("policy", "p0_preempted"), [("fcfs", True), ("priority", False)])
+def test_kv_shortage_preempts_the_lowest_priority_request(
+    policy: SchedulingPolicy, p0_preempted: bool
+) -> None:
+    """61 requests fit with their prompts but not with their outputs. FCFS preempts the most
+    recently admitted request (the P0, admitted last); priority preempts P2 requests."""
+    e = EngineModel(
+        SMALL_KV, start_time=0.0, loaded=True, emit_tokens=False, scheduling_policy=policy
+    )
+    for i in range(60):
+        e.submit(SimRequest(f"batch-{i:02d}", 1000, 2000, 0.0, priority=2), 0.0)
+    e.submit(SimRequest("chat", 1000, 2000, 0.0, priority=0), 0.0)
+    t = 0.0
+    while e.outstanding():
+        t += 0.1
+        e.advance(t)
+    recs = {r.request_id: r for r in e.finished_requests()}
+    assert e.stats().num_preemptions_total > 0
+    assert (recs["chat"].num_preemptions > 0) is p0_preempted
+
+
+def test_unknown_scheduling_policy_is_refused() -> None:
+    with pytest.raises(ValueError, match="scheduling policy"):
+        EngineModel(SMALL_KV, start_time=0.0, scheduling_policy="lifo")  # type: ignore[arg-type]

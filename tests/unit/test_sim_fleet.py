@@ -91,6 +91,11 @@ def test_args_are_read_like_vllm_serve():
     assert parse_engine_args([], ["--model", "x"]).shutdown_timeout is None
     with pytest.raises(ValueError):
         parse_engine_args([], ["--model", "x", "--max-model-len", "lots"])
+    assert parse_engine_args([], ["--model", "x"]).scheduling_policy == "fcfs"
+    prio = parse_engine_args([], ["--model", "x", "--scheduling-policy", "priority"])
+    assert prio.scheduling_policy == "priority"
+    with pytest.raises(ValueError, match="scheduling-policy"):
+        parse_engine_args([], ["--model", "x", "--scheduling-policy", "lifo"])
 
 
 def test_preset_follows_checkpoint_gpus_and_quantization():

@@ -4,6 +4,7 @@ vLLM 0.32 (tests/fixtures/vllm-0.32/vllm-0.32-metrics.txt)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from testbed.sim.engine import EngineModel
 from testbed.sim.faults import ReplicaFaults
 from testbed.sim.presets import preset
-from testbed.sim.replica import ReplicaServer
+from testbed.sim.replica import BadRequest, ReplicaServer, request_priority
 
 REFERENCE = Path(__file__).resolve().parents[1] / "fixtures" / "vllm-0.32" / "vllm-0.32-metrics.txt"
 # The reference server ran a model named "tiny" with --max-model-len 256 (the token-count
@@ -216,3 +217,67 @@ async def test_drain_timeout_zero_aborts(http: aiohttp.ClientSession):
         assert await server.drain(timeout=0.0) == 1
         with pytest.raises(aiohttp.ClientPayloadError):
             await r.read()
+
+
+@pytest.mark.parametrize(
+    ("body", "header", "want"),
+    [
+        ({}, None, 0),
+        ({"priority": 2}, None, 2),
+        ({"priority": -1}, None, -1),
+        ({"priority": 2}, "0", 0),  # vLLM 0.32: an integer X-Vllm-Priority header wins
+        ({"priority": 2}, "high", 2),  # ... and one that is not an integer is ignored
+        ({"priority": "high"}, None, None),  # 400, as vLLM's request model refuses it
+        ({"priority": 1.5}, None, None),
+    ],
+)
+def test_request_priority_read_as_vllm_does(
+    body: dict[str, Any], header: str | None, want: int | None
+) -> None:
+    if want is None:
+        with pytest.raises(BadRequest, match="priority"):
+            request_priority(body, header)
+    else:
+        assert request_priority(body, header) == want
+
+
+async def test_priority_policy_serves_p0_before_earlier_p2(http: aiohttp.ClientSession):
+    """One request at a time (max_num_seqs 1): while a P2 request runs, two more P2 requests and
+    then a P0 request (by header) queue; with --scheduling-policy priority the P0 one is served
+    next, the P2 ones after it in arrival order."""
+    engine = EngineModel(
+        preset("distill-7b-bf16-1xh100").with_(max_num_seqs=1),
+        start_time=time.monotonic(),
+        loaded=True,
+        scheduling_policy="priority",
+    )
+    server = ReplicaServer(
+        engine, host="127.0.0.24", port=0, served_names=[MODEL], max_model_len=MAX_LEN
+    )
+    await server.start()
+    server.apply_faults(ReplicaFaults(slow_factor=20.0))  # ~25 ms a token
+    done: list[str] = []
+
+    async def send(name: str, priority: int, headers: dict[str, str] | None = None) -> None:
+        body = {"model": MODEL, "prompt": [1] * 8, "max_tokens": 8, "priority": priority}
+        async with http.post(server.url + "/v1/completions", json=body, headers=headers) as r:
+            assert r.status == 200, await r.text()
+            await r.read()
+        done.append(name)
+
+    async def queued(n: int) -> None:
+        while engine.outstanding() < n:
+            await asyncio.sleep(0.005)
+
+    try:
+        tasks = [asyncio.create_task(send("p2-running", 2))]
+        await queued(1)
+        for i, (name, prio, headers) in enumerate(
+            [("p2-a", 2, None), ("p2-b", 2, None), ("p0", 2, {"X-Vllm-Priority": "0"})]
+        ):
+            tasks.append(asyncio.create_task(send(name, prio, headers)))
+            await queued(i + 2)
+        await asyncio.gather(*tasks)
+    finally:
+        await server.close()
+    assert done == ["p2-running", "p0", "p2-a", "p2-b"]

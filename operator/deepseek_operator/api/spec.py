@@ -367,6 +367,18 @@ class EngineSpec(ApiModel):
         "KV cache (vLLM --gpu-memory-utilization).",
     )
     port: int = Field(8000, ge=1024, le=65535, description="HTTP port of the OpenAI API server.")
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "fcfs",
+        description="Order in which each engine admits waiting requests (vLLM "
+        "--scheduling-policy). fcfs: by arrival (vLLM's default; no flag is passed). priority: "
+        "by the request's priority, lower first, arrival breaking ties; when the KV cache runs "
+        "short vLLM preempts the running request with the highest value first (it never "
+        "preempts to admit one). A request's priority is the integer `priority` field of the "
+        "body (/v1/completions, /v1/chat/completions) or the header X-Vllm-Priority, which "
+        "wins when both are given; absent: 0. Convention: 0 = P0 (interactive), 1 = P1, "
+        "2 = P2 (batch). The router passes both through unchanged and sets neither. Changing "
+        "this field rolls the engines out.",
+    )
     extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list,
         max_length=64,
