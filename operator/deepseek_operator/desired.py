@@ -644,8 +644,9 @@ def router_args(dsd: DeepSeekDeployment, plan: Plan) -> list[str]:
     args += ["--policy", r.policy.value]
     rt = r.retries
     args += [
+        # vllm-router's --retry-max-retries is the number of attempts, the first included.
         "--retry-max-retries",
-        str(rt.max_retries),
+        str(rt.max_retries + 1),
         "--retry-initial-backoff-ms",
         str(rt.initial_backoff_ms),
         "--retry-max-backoff-ms",

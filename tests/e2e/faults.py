@@ -66,6 +66,13 @@ FAULTS: dict[str, tuple[str, str]] = {
         "A failed analysis during a stepped rollout on a cluster with no free GPUs",
         "It rolls back in steps; capacity stays served; no client request fails",
     ),
+    "engine-erroring-behind-router": (
+        "One of two engines behind the router (spec.router defaults) answers 500 to every "
+        "request while its /health stays 200, under client load; then it heals",
+        "Each router pod's circuit breaker takes it out after a few failed attempts; at most "
+        "1 client request per router pod fails (retries on the other engine), then none; it "
+        "gets traffic again after the circuit's timeout",
+    ),
     "metrics-never-answer": (
         "The Prometheus a resource names does not answer at all (closed port)",
         "Replicas hold past the scale-down window; MetricsAvailable=False says why",

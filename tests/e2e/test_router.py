@@ -10,23 +10,31 @@ blue-green promotion and back to no router; and what a client sees: steady compl
 the stable Service (the test bed's Service router, in this process, playing kube-proxy) pass
 through the router pods to the engines (their request counters grow by what was sent), with
 no failed request while the router follows the promotion, while an engine is scaled away and
-while the router is turned off.
+while the router is turned off. And a sick engine (answering 500 to every request while its
+/health stays 200, as a vLLM with a broken model state does) is ejected by the routers' circuit
+breakers with spec.router's default retries and breaker: at most the few requests before the
+circuits open fail, then the sick engine receives nothing while the healthy one serves
+everything, and once healed it gets traffic again after the circuit's timeout.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from deepseek_operator import labels as L
+from deepseek_operator.api.spec import RouterCircuitBreaker, RouterRetries, RouterSpec
 from kubernetes import client
 
 from testbed.cluster import RegionInfo
 from testbed.sim.apiproxy import sim_ip
+from testbed.sim.faults import ERROR_RATE_ANNOTATION, FAULT_ANNOTATION
 
+from .faults import record
 from .operator_process import OperatorProcess, install_crds
 from .test_operator import (
     GROUP,
@@ -48,6 +56,9 @@ ROUTER = f"{NAME}-router"
 ENGINES = f"{NAME}-engines"
 TIMEOUT = 120
 SUCCESS = re.compile(r"^vllm:request_success_total\{[^}]*\} ([0-9.e+]+)$", re.M)
+HTTP_REQUESTS = re.compile(r"^http_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
+CB_STATE = re.compile(r'^vllm_router_cb_state\{worker="([^"]+)"\} ([0-9.e+-]+)$', re.M)
+CIRCUIT_OPEN = 1  # vllm_router_cb_state: 0 closed, 1 open, 2 half-open
 
 
 @pytest.fixture
@@ -465,3 +476,206 @@ def test_router_objects_follow_a_promotion_and_go_when_the_router_is_turned_off(
     # The engines were never touched by the router's going; the user's account is still there.
     assert apps.read_namespaced_deployment(f"{NAME}-green", ns).spec.replicas == 1
     assert read(core.read_namespaced_service_account, f"{NAME}-client", ns) is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# A sick engine behind the router
+
+
+def metrics_text(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return str(r.read().decode())
+    except OSError:
+        return None
+
+
+def engine_requests(ip: str) -> tuple[float, float]:
+    """(completion requests the engine at pod IP `ip` received, those it answered 5xx), from
+    its http_requests_total as vLLM's API server exports it."""
+    text = metrics_text(f"http://{sim_ip(ip)}:8000/metrics")
+    assert text is not None, f"engine {ip} does not answer /metrics"
+    received = failed = 0.0
+    for labels, value in HTTP_REQUESTS.findall(text):
+        if 'handler="/v1/completions"' in labels:
+            received += float(value)
+            failed += float(value) if 'status="5xx"' in labels else 0.0
+    return received, failed
+
+
+def circuit_states(router_ips: dict[str, str], engine_ip: str) -> dict[str, int]:
+    """The state of the engine's circuit in each router pod, as the router's metrics say it
+    (vllm_router_cb_state of the engine's URL; absent: closed); -1 where a router pod does not
+    answer."""
+    url = f"http://{sim_ip(engine_ip)}:8000"
+    port = RouterSpec().metrics_port
+    out = {}
+    for pod, ip in router_ips.items():
+        text = metrics_text(f"http://{sim_ip(ip)}:{port}/metrics")
+        states = dict(CB_STATE.findall(text or ""))
+        out[pod] = -1 if text is None else int(float(states.get(url, "0")))
+    return out
+
+
+def test_a_sick_engine_is_ejected_by_the_circuit_breaker_and_traffic_continues(
+    namespace: str,
+    operator: OperatorProcess,
+    core: client.CoreV1Api,
+    apps: client.AppsV1Api,
+    custom: client.CustomObjectsApi,
+    api_clients: dict[str, client.ApiClient],
+    request: pytest.FixtureRequest,
+) -> None:
+    """Two engines behind two router pods with spec.router's default retries and circuit
+    breaker (power_of_two, so both engines have traffic before and after: with cache_aware the
+    test's identical prompts would stay on one engine). One engine is made to answer 500 to
+    every request (its /health stays 200, so only the circuit breaker can take it out).
+
+    What vllm-router 0.1.17 does (docs/resource.md): a request goes out at most maxRetries + 1
+    = 3 times, each on the engine the policy picks then (possibly the sick one again); every
+    failed attempt counts against the engine's circuit in that router pod, which opens at
+    failureThreshold = 5 failed attempts in a row. A client request fails only if all 3 of its
+    attempts failed, so each router pod fails at most 5 // 3 = 1 request before its circuit
+    opens: 2 for the 2 router pods. Then nothing reaches the sick engine for timeoutSeconds
+    (30 s); after it, the healed engine gets requests again (half-open) and 2 successes close
+    the circuit."""
+    ns = namespace
+    retries, breaker = RouterRetries(), RouterCircuitBreaker()
+    b = body()
+    create_dsd(custom, ns, b)
+    blue = {L.DEPLOYMENT: NAME, L.COMPONENT: "engine", L.COLOUR: "blue"}
+    routers = {L.DEPLOYMENT: NAME, L.COMPONENT: "router"}
+    wait_for(lambda: router_available(apps, ns, "blue"), timeout=TIMEOUT, what="2 router pods")
+    wait_for(lambda: len(ready_pod_ips(core, ns, blue)) == 2, timeout=TIMEOUT, what="2 engines")
+    wait_for(
+        lambda: (
+            endpoint_ips(core, ns, NAME) == ready_pod_ips(core, ns, routers)
+            and selector(core, ns, NAME) == routers
+        ),
+        timeout=60,
+        what=f"the endpoints of {NAME} = the Ready router pods",
+    )
+    router_ips = {
+        p.metadata.name: p.status.pod_ip
+        for p in core.list_namespaced_pod(
+            ns, label_selector="app.kubernetes.io/component=router"
+        ).items
+    }
+    engines = {
+        p.metadata.name: p.status.pod_ip
+        for p in core.list_namespaced_pod(
+            ns, label_selector=",".join(f"{k}={v}" for k, v in blue.items())
+        ).items
+    }
+    assert len(router_ips) == 2 and len(engines) == 2, (router_ips, engines)
+    sick, healthy = sorted(engines)
+    failures_allowed = len(router_ips) * (breaker.failure_threshold // (retries.max_retries + 1))
+    assert failures_allowed == 2  # the defaults this test is about
+
+    traffic = Traffic(api_clients["us-east"], ns, NAME, b["spec"]["model"]["servedName"])
+    request.addfinalizer(traffic.stop_event.set)
+    start = engine_requests(engines[sick])[0], engine_requests(engines[healthy])[0]
+    traffic.start()
+    wait_for(lambda: traffic.counts()["ok"] >= 20, timeout=60, what="20 completions served")
+    assert engine_requests(engines[sick])[0] > start[0], "the engine to make sick had no traffic"
+    assert engine_requests(engines[healthy])[0] > start[1]
+    assert traffic.counts()["failed"] == 0, traffic.counts()
+
+    # ---- the engine falls sick: both routers' circuits open ---------------------------------
+    core.patch_namespaced_pod(
+        sick,
+        ns,
+        {"metadata": {"annotations": {FAULT_ANNOTATION: "error", ERROR_RATE_ANNOTATION: "1"}}},
+    )
+    sick_at = time.monotonic()
+    # For each router pod: the last time its circuit was seen closed (it opened after that).
+    closed_at = {pod: sick_at for pod in router_ips}
+    while True:
+        polled = time.monotonic()
+        states = circuit_states(router_ips, engines[sick])
+        for pod, state in states.items():
+            if state != CIRCUIT_OPEN:
+                closed_at[pod] = polled
+        if all(state == CIRCUIT_OPEN for state in states.values()):
+            break
+        assert polled - sick_at < 60, f"circuits of {sick} not open after 60 s: {states}"
+        time.sleep(0.25)
+    open_seen = time.monotonic()
+    # No circuit opened before this, so none half-opens before this plus the timeout.
+    half_open_earliest = min(closed_at.values()) + breaker.timeout_seconds
+    received_open, failed_open = engine_requests(engines[sick])
+    assert failed_open > 0, "the sick engine answered no 500"
+    opened_in = open_seen - sick_at
+
+    # ---- while open: the sick engine receives nothing, the healthy one serves everything ---
+    healthy_open = engine_requests(engines[healthy])[0]
+    sent_open = traffic.counts()["sent"]
+
+    def sick_untouched_while_open() -> bool:
+        """True once a reading shows the sick engine served again; fails if that happens
+        while every circuit must still be open."""
+        polled = time.monotonic()
+        received = engine_requests(engines[sick])[0]
+        if polled < half_open_earliest:
+            assert received == received_open, (
+                f"{sick} got {received - received_open} requests while its circuits were open"
+            )
+        return received > received_open
+
+    # Counts come per batch of 20: 40 more sent holds a whole batch sent after the reading.
+    wait_for(
+        lambda: sick_untouched_while_open() or traffic.counts()["sent"] >= sent_open + 40,
+        timeout=30,
+        what="40 more requests",
+        every=1,
+    )
+    assert time.monotonic() < half_open_earliest, "too slow: the window outlasted the circuits"
+    assert engine_requests(engines[sick])[0] == received_open
+    assert engine_requests(engines[healthy])[0] >= healthy_open + 20
+    counts = traffic.counts()
+    assert counts["failed"] <= failures_allowed, counts
+    assert set(counts["statuses"]) <= {"200", "500"}, counts
+
+    # ---- healed: it gets requests again after the circuit's timeout, the circuits close ---
+    core.patch_namespaced_pod(
+        sick,
+        ns,
+        {"metadata": {"annotations": {FAULT_ANNOTATION: None, ERROR_RATE_ANNOTATION: None}}},
+    )
+    wait_for(
+        sick_untouched_while_open,
+        timeout=half_open_earliest - time.monotonic() + 30,
+        what=f"{sick} served again after the circuits' {breaker.timeout_seconds} s",
+        every=0.5,
+    )
+    back_after = time.monotonic() - open_seen
+    wait_for(
+        lambda: set(circuit_states(router_ips, engines[sick]).values()) == {0},
+        timeout=30,
+        what=f"the circuits of {sick} closed in every router pod",
+    )
+    back = engine_requests(engines[sick])
+    healthy_back = engine_requests(engines[healthy])[0]
+    sent_back = traffic.counts()["sent"]
+    wait_for(
+        lambda: traffic.counts()["sent"] >= sent_back + 40, timeout=30, what="40 more requests"
+    )
+    counts = traffic.stop()
+    print(f"\nclient requests through the Service {NAME} with a sick engine: {counts}")
+    after = engine_requests(engines[sick])
+    assert after[0] >= back[0] + 5 and after[1] == back[1], (back, after)  # serving, no 500
+    assert engine_requests(engines[healthy])[0] > healthy_back
+    assert (
+        counts["failed"] <= failures_allowed and counts["ok"] == counts["sent"] - counts["failed"]
+    ), counts
+    record(
+        "engine-erroring-behind-router",
+        f"both router pods opened the sick engine's circuit within {opened_in:.1f} s; it "
+        f"answered {failed_open:.0f} requests 500 before, then none reached it while the "
+        "healthy engine served every request; healed, it was served again "
+        f"{back_after:.0f} s after the circuits opened (timeout {breaker.timeout_seconds} s) "
+        f"and the circuits closed; {counts['failed']} client requests failed (at most "
+        f"{failures_allowed}: 1 per router pod, 5 failed attempts open a circuit and a request "
+        "goes out 3 times)",
+        counts,
+    )

@@ -462,8 +462,8 @@ INVALID = [
         "is not one of",
     ),
     (
-        "router retries 0 (vllm-router refuses it)",
-        {"router.retries.maxRetries": 0},
+        "router retries below 0",
+        {"router.retries.maxRetries": -1},
         "spec.router.retries.maxRetries",
         "less than the minimum",
     ),

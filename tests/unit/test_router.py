@@ -158,7 +158,7 @@ ROUTER_SPECS = [
             "prometheus_port": 29000,
             "prometheus_host": "0.0.0.0",
             "policy": "cache_aware",
-            "retry_max_retries": 2,
+            "retry_max_retries": 3,  # attempts: the first and maxRetries 2
             "retry_initial_backoff_ms": 100,
             "retry_max_backoff_ms": 2000,
             "retry_backoff_multiplier": 2.0,
@@ -214,7 +214,7 @@ ROUTER_SPECS = [
             "port": 9000,
             "prometheus_port": 9100,
             "policy": "power_of_two",
-            "retry_max_retries": 5,
+            "retry_max_retries": 6,
             "retry_initial_backoff_ms": 50,
             "retry_max_backoff_ms": 30000,
             "retry_backoff_multiplier": 1.5,
@@ -242,6 +242,22 @@ ROUTER_SPECS = [
     ({"policy": "round_robin"}, {"policy": "round_robin"}),
     ({"policy": "random"}, {"policy": "random"}),
 ]
+
+
+@pytest.mark.parametrize(
+    ("max_retries", "attempts"), [(0, 1), (1, 2), (2, 3), (20, 21)], ids=lambda v: str(v)
+)
+def test_max_retries_counts_the_retries_after_the_first_attempt(
+    max_retries: int, attempts: int
+) -> None:
+    """vllm-router 0.1.17's --retry-max-retries is the number of attempts, the first included
+    (measured: --retry-max-retries 2 sends a request twice to engines answering 500, and it
+    refuses 0: "set to 1 to effectively disable retries"). retries.maxRetries means what its
+    name says, so the flag gets one more; 0 is no retry."""
+    d = on(retries={"maxRetries": max_retries})
+    parsed = parse_router_args(router_args(d, plan(d)))
+    assert parsed.retry_max_retries == attempts
+    assert not parsed.disable_retries
 
 
 @pytest.mark.parametrize(("router", "expected"), ROUTER_SPECS, ids=range(len(ROUTER_SPECS)))

@@ -1294,10 +1294,12 @@ class RouterResources(ApiModel):
 
 
 class RouterRetries(ApiModel):
-    """How the router retries a request an engine answered with a retryable error status (a
-    503 of an overloaded or draining engine, a 502/504): again after a backoff, on the engine
-    the policy picks then. A retry adds load where engines may already be overloaded, so the
-    defaults stay small (vllm-router's own: 5 retries, 50 ms to 30 s, x1.5)."""
+    """How the router retries a request an engine failed: again after a backoff, on the engine
+    the policy picks then (vllm-router 0.1.17 retries 408, 429, 500, 502, 503, 504 and
+    connection errors; not other 4xx nor 501). The policy may pick the failed engine again
+    (cache_aware always does for the same prompt), so retries alone do not route around a sick
+    engine: the circuit breaker takes it out. A retry adds load where engines may already be
+    overloaded, so the defaults stay small (vllm-router's own: 4 retries, 50 ms to 30 s, x1.5)."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": k8s_extra(
@@ -1311,11 +1313,12 @@ class RouterRetries(ApiModel):
 
     max_retries: int = Field(
         2,
-        ge=1,
+        ge=0,
         le=20,
-        description="Retries after a request's first attempt (--retry-max-retries): a request "
-        "goes out at most maxRetries + 1 times (measured with vllm-router 0.1.17). At least 1: "
-        "the router refuses 0, and its --disable-retries still retries once.",
+        description="Retries after a request's first attempt: a request goes out at most "
+        "maxRetries + 1 times. 0: no retry. (vllm-router's --retry-max-retries counts every "
+        "attempt, the first included, so the operator passes maxRetries + 1: measured with "
+        "vllm-router 0.1.17.)",
     )
     initial_backoff_ms: int = Field(
         100,
@@ -1355,11 +1358,15 @@ class RouterRetries(ApiModel):
 
 
 class RouterCircuitBreaker(ApiModel):
-    """The router's circuit breaker, one per engine: after failureThreshold failed requests in
-    a row the engine's circuit opens and the router sends it nothing for timeoutSeconds; then
-    trial requests go through, and successThreshold successes in a row close it again. Faster
-    than the health checks at taking a failing engine out (vllm-router's defaults: 10
-    failures, 3 successes, 60 s open, 120 s window)."""
+    """The router's circuit breaker, one per engine in each router pod: after failureThreshold
+    failed attempts in a row on an engine (a 5xx answer or a connection error; each retry is an
+    attempt; any other answer, 4xx and 429 included, resets the count) its circuit opens
+    and that router pod sends it nothing for timeoutSeconds. Then the engine gets requests
+    again as the policy picks it (half-open): successThreshold successes in a row close the
+    circuit, one failure opens it for another timeoutSeconds. With every circuit open the router
+    answers 503 at once. This, not the health checks, takes out an engine that answers /health
+    but fails requests (vllm-router's defaults: 10 failures, 3 successes, 60 s open, 120 s
+    window; behaviour measured with 0.1.17, docs/resource.md)."""
 
     enabled: bool = Field(
         True, description="false: no circuit breaker (vllm-router --disable-circuit-breaker)."
@@ -1368,8 +1375,12 @@ class RouterCircuitBreaker(ApiModel):
         5,
         ge=1,
         le=10_000,
-        description="Failed requests in a row that open an engine's circuit "
-        "(--cb-failure-threshold).",
+        description="Failed attempts in a row that open an engine's circuit "
+        "(--cb-failure-threshold). A client request fails only when all its attempts failed, "
+        "so before it stops sending to an engine that fails everything, one router pod fails "
+        "failureThreshold / (retries.maxRetries + 1) requests at most, rounded down (1 with "
+        "the defaults), plus any whose last attempt was already on its way when the circuit "
+        "opened.",
     )
     success_threshold: int = Field(
         2,
@@ -1382,15 +1393,16 @@ class RouterCircuitBreaker(ApiModel):
         30,
         ge=1,
         le=3600,
-        description="How long an open circuit keeps the engine out before trial requests "
-        "(--cb-timeout-duration-secs).",
+        description="How long an open circuit keeps the engine out before it gets requests "
+        "again, half-open (--cb-timeout-duration-secs).",
     )
     window_seconds: int = Field(
         60,
         ge=1,
         le=3600,
-        description="Window over which the router counts an engine's failures "
-        "(--cb-window-duration-secs).",
+        description="Passed to vllm-router as --cb-window-duration-secs. 0.1.17 counts failures "
+        "in a row whatever their spacing: with a 2 s window, failures 4 s apart still opened "
+        "the circuit together.",
     )
 
 
