@@ -9,7 +9,8 @@ vllm-router binary). What a user checks: the batch pool's objects, BatchRouterRe
 Events; then, as clients through the Services (the test bed's Service router in this process
 playing kube-proxy), a burst of long P2 requests (X-Vllm-Priority: 2) to <name>-batch, far
 beyond its limits, is answered 429 with Retry-After beyond them, while short interactive (P0)
-requests to <name> during the burst are all answered 200 about as fast as before it; and
+requests to <name> during the burst are all answered 200 about as fast as before it, whereas
+the same burst sent to <name> (past no batch limits) fills the engine and slows them; and
 turning batch off removes its objects and nothing else.
 """
 
@@ -145,8 +146,8 @@ class Outcome:
     p2: list[Answer]
 
 
-async def burst(api: client.ApiClient, ns: str, model: str) -> Outcome:
-    """Through the Services: P0 alone, then a P2 burst to <name>-batch (30 at once, then 3 a
+async def burst(api: client.ApiClient, ns: str, model: str, p2_service: str = BATCH) -> Outcome:
+    """Through the Services: P0 alone, then a P2 burst to p2_service (30 at once, then 3 a
     second for 10 s) with P0 requests to <name> every half second meanwhile."""
     router = Router(
         [Route(ns, NAME), Route(ns, BATCH, prefix="batch")],
@@ -162,7 +163,8 @@ async def burst(api: client.ApiClient, ns: str, model: str) -> Outcome:
         timeout = aiohttp.ClientTimeout(total=180)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
-            p0_url, p2_url = router.url, f"{router.url}/batch"
+            p0_url = router.url
+            p2_url = f"{router.url}/batch" if p2_service == BATCH else router.url
             before = [await complete(http, p0_url, model, P0_TOKENS, None) for _ in range(6)]
             p2 = [complete(http, p2_url, model, P2_TOKENS, 2) for _ in range(30)]
             p2 += [later(i / 3, complete(http, p2_url, model, P2_TOKENS, 2)) for i in range(30)]
@@ -255,6 +257,18 @@ def test_a_p2_burst_beyond_the_batch_limits_gets_429s_while_p0_is_served(
     assert max(a.seconds for a in out.p2 if a.status == 429) < 2.0
     # What it let through was served, slowly (long jobs), after the P0 requests.
     assert statistics.median(p2_ok) > during
+
+    # ---- the same burst without the bulkhead: sent to <name>, it fills the engine -------------
+    # Every P2 request is admitted; the engine runs MAX_NUM_SEQS at a time and never preempts
+    # to admit, so a P0 request, first in its queue, still waits for a running P2 to finish.
+    control = asyncio.run(burst(api, ns, b["spec"]["model"]["servedName"], p2_service=NAME))
+    flooded = statistics.median(a.seconds for a in control.p0)
+    print(
+        f"the same burst to {NAME}: P2 {dict(Counter(a.status for a in control.p2))}, P0 "
+        f"{dict(Counter(a.status for a in control.p0))}, P0 median {flooded:.2f} s"
+    )
+    assert all(a.status == 200 for a in control.p2 + control.p0)
+    assert flooded > 2 * during + 0.5, (during, flooded)
 
     # ---- batch off: its objects go, the router stays -----------------------------------------
     patch_spec(custom, ns, {"router": {"batch": None}})
