@@ -17,13 +17,16 @@ TEST_HOOKS = ("test", "test-success")
 SIM_EXIT_CODE = "sim.deepseek.dev/exit-code"
 SIM_OUTPUT = "sim.deepseek.dev/output"
 
-# Router pods (issue #21): a pod labelled app.kubernetes.io/component=ROUTER_COMPONENT and
+# Router pods (issue #21): a pod labelled app.kubernetes.io/component=ROUTER_COMPONENT (or
+# ROUTER_BATCH_COMPONENT, the batch pool of spec.router.batch) and
 # serving.deepseek.dev/deployment, whose container runs `vllm-router`, is played by the fleet
 # with the real vllm-router binary (testbed/sim/vllmrouter.py). Its readiness uses
 # SIM_ENGINE_READY and its removal SIM_DRAINED, as for engine pods (one kwok class, "played by
 # the fleet"). The operator's labels module has no router component yet: this is the value its
 # router pods must carry.
 ROUTER_COMPONENT = "router"
+ROUTER_BATCH_COMPONENT = "router-batch"
+ROUTER_COMPONENTS = (ROUTER_COMPONENT, ROUTER_BATCH_COMPONENT)
 # When the router process exits on its own: its exit code, the tail of its output and how many
 # times the fleet restarted it (with the kubelet's back-off).
 SIM_LAST_EXIT_CODE = "sim.deepseek.dev/last-exit-code"

@@ -145,6 +145,16 @@ def router_name(dsd_name: str) -> str:
     return f"{dsd_name}-router"
 
 
+def router_batch_name(dsd_name: str) -> str:
+    """Name of the batch router pool's Deployment and budget (spec.router.batch)."""
+    return f"{dsd_name}-router-batch"
+
+
+def batch_service_name(dsd_name: str) -> str:
+    """The Service batch clients call (spec.router.batch): the batch router pods."""
+    return f"{dsd_name}-batch"
+
+
 # ---------------------------------------------------------------------------------------------
 # vLLM arguments
 
@@ -621,17 +631,66 @@ ROUTER_LIVENESS_PATH = "/liveness"  # 200 while the process answers
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
+@dataclass(frozen=True)
+class RouterPool:
+    """One router Deployment: the main pool (spec.router, behind the Service <name>) or the
+    batch pool (spec.router.batch, behind <name>-batch). Both run the same flags but these:
+    their name, their pods' component label and their admission limits."""
+
+    name: str  # the Deployment's (and budget's) name
+    component: str  # its pods' app.kubernetes.io/component
+    replicas: int
+    max_concurrent_requests: int
+    queue_size: int
+    queue_timeout_seconds: int
+    rate_limit_tokens_per_second: int | None
+
+    def selector(self, dsd_name: str) -> dict[str, str]:
+        return {L.DEPLOYMENT: dsd_name, L.COMPONENT: self.component}
+
+
+def main_router_pool(dsd: DeepSeekDeployment) -> RouterPool:
+    r = dsd.spec.router
+    return RouterPool(
+        name=router_name(dsd.name),
+        component=L.ROUTER_COMPONENT,
+        replicas=r.replicas,
+        max_concurrent_requests=r.max_concurrent_requests,
+        queue_size=r.queue_size,
+        queue_timeout_seconds=r.queue_timeout_seconds,
+        rate_limit_tokens_per_second=r.rate_limit_tokens_per_second,
+    )
+
+
+def batch_router_pool(dsd: DeepSeekDeployment) -> RouterPool | None:
+    """The batch pool, while spec.router.batch is set (and the router on)."""
+    b = dsd.spec.router.batch
+    if b is None or not dsd.spec.router.enabled:
+        return None
+    return RouterPool(
+        name=router_batch_name(dsd.name),
+        component=L.ROUTER_BATCH_COMPONENT,
+        replicas=b.replicas,
+        max_concurrent_requests=b.max_concurrent_requests,
+        queue_size=b.queue_size,
+        queue_timeout_seconds=b.queue_timeout_seconds,
+        rate_limit_tokens_per_second=b.rate_limit_tokens_per_second,
+    )
+
+
 def router_engine_selector(dsd_name: str, plan: Plan) -> dict[str, str]:
     """The engine pods the router discovers: what the stable Service selects without a router
     (the serving colour; both colours during a stepped transition)."""
     return L.engine_selector(dsd_name, None if plan.mixed else plan.active_colour.value)
 
 
-def router_args(dsd: DeepSeekDeployment, plan: Plan) -> list[str]:
+def router_args(dsd: DeepSeekDeployment, plan: Plan, pool: RouterPool | None = None) -> list[str]:
     """The router container's arguments (vllm-router's flags; the unit tests parse them with
     vllm-router's own parser). Its pods watch the namespace's pods and add every Running and
-    Ready one carrying all the selector's labels as http://<pod IP>:<engine port>."""
+    Ready one carrying all the selector's labels as http://<pod IP>:<engine port>. The pool
+    (the main one by default) sets the admission limits."""
     r = dsd.spec.router
+    pool = pool or main_router_pool(dsd)
     engines = router_engine_selector(dsd.name, plan)
     selector = [f"{L.COMPONENT}={engines[L.COMPONENT]}", f"{L.DEPLOYMENT}={dsd.name}"]
     if L.COLOUR in engines:
@@ -683,11 +742,11 @@ def router_args(dsd: DeepSeekDeployment, plan: Plan) -> list[str]:
         "--health-check-endpoint",
         hc.endpoint,
     ]
-    args += ["--max-concurrent-requests", str(r.max_concurrent_requests)]
-    args += ["--queue-size", str(r.queue_size)]
-    args += ["--queue-timeout-secs", str(r.queue_timeout_seconds)]
-    if r.rate_limit_tokens_per_second is not None:
-        args += ["--rate-limit-tokens-per-second", str(r.rate_limit_tokens_per_second)]
+    args += ["--max-concurrent-requests", str(pool.max_concurrent_requests)]
+    args += ["--queue-size", str(pool.queue_size)]
+    args += ["--queue-timeout-secs", str(pool.queue_timeout_seconds)]
+    if pool.rate_limit_tokens_per_second is not None:
+        args += ["--rate-limit-tokens-per-second", str(pool.rate_limit_tokens_per_second)]
     return args
 
 
@@ -698,17 +757,18 @@ def router_termination_grace_seconds(spec: DeepSeekDeploymentSpec) -> int:
     return termination_grace_seconds(spec)
 
 
-def _router_labels(dsd: DeepSeekDeployment) -> dict[str, str]:
+def _router_labels(dsd: DeepSeekDeployment, pool: RouterPool) -> dict[str, str]:
     return {
         L.NAME: L.NAME_VALUE,
         L.INSTANCE: dsd.name,
         L.MANAGED_BY: L.MANAGED_BY_VALUE,
-        **L.router_selector(dsd.name),
+        **pool.selector(dsd.name),
     }
 
 
-def router_pod_template(dsd: DeepSeekDeployment, plan: Plan) -> Obj:
+def router_pod_template(dsd: DeepSeekDeployment, plan: Plan, pool: RouterPool | None = None) -> Obj:
     r: RouterSpec = dsd.spec.router
+    pool = pool or main_router_pool(dsd)
     drain = dsd.spec.engine.drain
 
     def probe(path: str, **timing: int) -> Obj:
@@ -719,7 +779,7 @@ def router_pod_template(dsd: DeepSeekDeployment, plan: Plan) -> Obj:
         "image": r.image,
         "imagePullPolicy": r.image_pull_policy,
         "command": [ROUTER_COMMAND],
-        "args": router_args(dsd, plan),
+        "args": router_args(dsd, plan, pool),
         "ports": [
             {"name": L.ROUTER_PORT_NAME, "containerPort": r.port, "protocol": "TCP"},
             {
@@ -764,7 +824,7 @@ def router_pod_template(dsd: DeepSeekDeployment, plan: Plan) -> Obj:
             "maxSkew": 1,
             "topologyKey": key,
             "whenUnsatisfiable": "ScheduleAnyway",
-            "labelSelector": {"matchLabels": L.router_selector(dsd.name)},
+            "labelSelector": {"matchLabels": pool.selector(dsd.name)},
         }
 
     pod_spec: Obj = {
@@ -780,25 +840,26 @@ def router_pod_template(dsd: DeepSeekDeployment, plan: Plan) -> Obj:
     }
     if r.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [s.to_k8s() for s in r.image_pull_secrets]
-    return {"metadata": {"labels": _router_labels(dsd)}, "spec": pod_spec}
+    return {"metadata": {"labels": _router_labels(dsd, pool)}, "spec": pod_spec}
 
 
-def router_deployment(dsd: DeepSeekDeployment, plan: Plan) -> Obj:
+def router_deployment(dsd: DeepSeekDeployment, plan: Plan, pool: RouterPool | None = None) -> Obj:
     """The router pods. Their template names the colour they discover, so a promotion rolls
     them: one new pod at a time, each Ready (it found the new colour) before an old one goes."""
+    pool = pool or main_router_pool(dsd)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(dsd, router_name(dsd.name), {L.COMPONENT: L.ROUTER_COMPONENT}),
+        "metadata": _meta(dsd, pool.name, {L.COMPONENT: pool.component}),
         "spec": {
-            "replicas": dsd.spec.router.replicas,
-            "selector": {"matchLabels": L.router_selector(dsd.name)},
+            "replicas": pool.replicas,
+            "selector": {"matchLabels": pool.selector(dsd.name)},
             "strategy": {
                 "type": "RollingUpdate",
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "revisionHistoryLimit": 2,
-            "template": router_pod_template(dsd, plan),
+            "template": router_pod_template(dsd, plan, pool),
         },
     }
 
@@ -832,16 +893,17 @@ def router_role_binding(dsd: DeepSeekDeployment) -> Obj:
     }
 
 
-def router_disruption_budget(dsd: DeepSeekDeployment) -> Obj:
+def router_disruption_budget(dsd: DeepSeekDeployment, pool: RouterPool | None = None) -> Obj:
     """One router pod stays through voluntary disruptions; a pod that is not Ready (no healthy
     engine to route to) may always be evicted, so it never blocks a node drain."""
+    pool = pool or main_router_pool(dsd)
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
-        "metadata": _meta(dsd, router_name(dsd.name), {L.COMPONENT: L.ROUTER_COMPONENT}),
+        "metadata": _meta(dsd, pool.name, {L.COMPONENT: pool.component}),
         "spec": {
             "minAvailable": 1,
-            "selector": {"matchLabels": L.router_selector(dsd.name)},
+            "selector": {"matchLabels": pool.selector(dsd.name)},
             "unhealthyPodEvictionPolicy": "AlwaysAllow",
         },
     }
@@ -857,7 +919,7 @@ def router_pod_monitor(dsd: DeepSeekDeployment, settings: MonitoringSettings | N
         "kind": "PodMonitor",
         "metadata": meta,
         "spec": {
-            "selector": {"matchLabels": L.router_selector(dsd.name)},
+            "selector": _router_pods_selector(dsd),
             "podMetricsEndpoints": [
                 {
                     "port": L.ROUTER_METRICS_PORT_NAME,
@@ -871,6 +933,44 @@ def router_pod_monitor(dsd: DeepSeekDeployment, settings: MonitoringSettings | N
                             "targetLabel": L.PROM_DSD,
                         }
                     ],
+                }
+            ],
+        },
+    }
+
+
+def _router_pods_selector(dsd: DeepSeekDeployment) -> Obj:
+    """The router pods of both pools (the batch pool's while spec.router.batch is set)."""
+    if batch_router_pool(dsd) is None:
+        return {"matchLabels": L.router_selector(dsd.name)}
+    return {
+        "matchLabels": {L.DEPLOYMENT: dsd.name},
+        "matchExpressions": [
+            {
+                "key": L.COMPONENT,
+                "operator": "In",
+                "values": [L.ROUTER_COMPONENT, L.ROUTER_BATCH_COMPONENT],
+            }
+        ],
+    }
+
+
+def batch_service(dsd: DeepSeekDeployment) -> Obj:
+    """The Service batch clients call: the batch router pods, always (a batch pool with no
+    pod available leaves it without endpoints rather than letting P2 past its limits)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(dsd, batch_service_name(dsd.name), {L.COMPONENT: "batch-service"}),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": L.router_batch_selector(dsd.name),
+            "ports": [
+                {
+                    "name": L.ROUTER_PORT_NAME,
+                    "port": dsd.spec.router.port,
+                    "targetPort": L.ROUTER_PORT_NAME,
+                    "protocol": "TCP",
                 }
             ],
         },
@@ -911,14 +1011,21 @@ def router_objects(
     ]
     if dsd.spec.router.replicas > 1:
         objs.append(router_disruption_budget(dsd))
+    if (batch := batch_router_pool(dsd)) is not None:
+        objs.append(router_deployment(dsd, plan, batch))
+        if batch.replicas > 1:
+            objs.append(router_disruption_budget(dsd, batch))
+        objs.append(batch_service(dsd))
     if plan.monitoring_crds and dsd.spec.monitoring.pod_monitor_enabled:
         objs.append(router_pod_monitor(dsd, monitoring))
     return objs
 
 
 def router_change_event(dsd_name: str, kind: str, name: str, verb: str) -> tuple[str, str] | None:
-    """(reason, message) of the Event that says the router came or went, for one applied
-    change; None for any other change."""
+    """(reason, message) of the Event that says the router (or its batch pool) came or went,
+    for one applied change; None for any other change."""
+    if kind == "Deployment" and name == router_batch_name(dsd_name):
+        return _batch_router_change_event(dsd_name, name, verb)
     if kind != "Deployment" or name != router_name(dsd_name):
         return None
     if verb == "created":
@@ -933,6 +1040,23 @@ def router_change_event(dsd_name: str, kind: str, name: str, verb: str) -> tuple
             "RouterRemoved",
             f"router Deployment {name} removed (spec.router.enabled is false); the Service "
             f"{dsd_name} selects the engines again",
+        )
+    return None
+
+
+def _batch_router_change_event(dsd_name: str, name: str, verb: str) -> tuple[str, str] | None:
+    batch = batch_service_name(dsd_name)
+    if verb == "created":
+        return (
+            "BatchRouterCreated",
+            f"batch router Deployment {name} created (vllm-router with the limits of "
+            f"spec.router.batch); batch clients call the Service {batch} with X-Vllm-Priority: 2",
+        )
+    if verb == "deleted":
+        return (
+            "BatchRouterRemoved",
+            f"batch router Deployment {name} and the Service {batch} removed "
+            "(spec.router.batch is unset or the router is off)",
         )
     return None
 

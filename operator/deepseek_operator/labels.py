@@ -18,6 +18,10 @@ INSTANCE = "app.kubernetes.io/instance"
 COMPONENT = "app.kubernetes.io/component"
 ENGINE_COMPONENT = "engine"
 ROUTER_COMPONENT = "router"  # the vllm-router pods and the objects that serve them (spec.router)
+# The batch router pool (spec.router.batch): a second vllm-router Deployment with its own
+# admission limits. Its own component, so the Service <name>, the main router's Deployment
+# and its budget (which select ROUTER_COMPONENT) never take its pods.
+ROUTER_BATCH_COMPONENT = "router-batch"
 
 # Annotations a user sets on a DeepSeekDeployment to drive a rollout by hand.
 PROMOTE = f"{DOMAIN}/promote"  # "true": promote the waiting preview
@@ -52,6 +56,11 @@ def engine_selector(dsd_name: str, colour: str | None = None) -> dict[str, str]:
 def router_selector(dsd_name: str) -> dict[str, str]:
     """Labels that select a DeepSeekDeployment's router pods."""
     return {DEPLOYMENT: dsd_name, COMPONENT: ROUTER_COMPONENT}
+
+
+def router_batch_selector(dsd_name: str) -> dict[str, str]:
+    """Labels that select a DeepSeekDeployment's batch router pods (spec.router.batch)."""
+    return {DEPLOYMENT: dsd_name, COMPONENT: ROUTER_BATCH_COMPONENT}
 
 
 def selector_string(labels: dict[str, str]) -> str:

@@ -23,7 +23,14 @@ from .api.status import (
 )
 from .checks import ClusterFacts, SpecProblem, spec_problems
 from .desired import ColourPlan as RenderPlan
-from .desired import Plan, router_name, template_hash
+from .desired import (
+    Plan,
+    batch_router_pool,
+    batch_service_name,
+    router_batch_name,
+    router_name,
+    template_hash,
+)
 from .rollout import (
     TRANSITIONING,
     ColourObservation,
@@ -77,6 +84,8 @@ class Observed:
     promote_requested: bool = False
     abort_requested: bool = False
     router: RouterObservation = field(default_factory=RouterObservation)
+    # The batch pool's Deployment (spec.router.batch), observed the same way.
+    router_batch: RouterObservation = field(default_factory=RouterObservation)
 
     def colour(self, c: Colour) -> ColourObservation:
         return self.deployments.get(c, ColourObservation())
@@ -287,6 +296,7 @@ def reconcile(
         _rollout_condition(serving),
         _degraded_condition(degraded),
         _router_condition(ctx),
+        _batch_router_condition(ctx),
     )
     conditions = _apply_conditions(
         _without_router_condition(ctx, dsd.status.conditions), updates, ctx.generation, now
@@ -362,11 +372,19 @@ def _rollout_inputs(ctx: ReconcileContext) -> RolloutInputs:
 
 
 def _router_settled(ctx: ReconcileContext, active: Colour) -> bool:
-    """Whether the old colour may go as far as the router is concerned: no router, or no router
-    pod of an older template left, one of the current template available, and that template
-    discovers the active colour (or both colours)."""
-    r = ctx.observed.router
-    if not ctx.dsd.spec.router.enabled or not r.exists:
+    """Whether the old colour may go as far as the routers are concerned: for the main pool and
+    the batch pool each, no router, or no router pod of an older template left, one of the
+    current template available, and that template discovers the active colour (or both)."""
+    if not ctx.dsd.spec.router.enabled:
+        return True
+    batch = ctx.observed.router_batch if batch_router_pool(ctx.dsd) is not None else None
+    return _pool_settled(ctx.observed.router, active) and (
+        batch is None or _pool_settled(batch, active)
+    )
+
+
+def _pool_settled(r: RouterObservation, active: Colour) -> bool:
+    if not r.exists:
         return True
     colours = [s for s in r.selector if s.startswith(f"{L.COLOUR}=")]
     finds_active = not colours or colours == [f"{L.COLOUR}={active.value}"]
@@ -453,13 +471,59 @@ def _router_condition(ctx: ReconcileContext) -> ConditionUpdate | None:
     )
 
 
+def _batch_router_condition(ctx: ReconcileContext) -> ConditionUpdate | None:
+    """BatchRouterReady, while spec.router.batch is in use: as RouterReady, for the batch pool
+    behind the Service <name>-batch (which has no stand-in: no batch pod, no endpoints)."""
+    pool = batch_router_pool(ctx.dsd)
+    if pool is None:
+        return None
+    r, want, name = ctx.observed.router_batch, pool.replicas, router_batch_name(ctx.dsd.name)
+    service = batch_service_name(ctx.dsd.name)
+    cond = ConditionType.BATCH_ROUTER_READY
+    if not r.exists:
+        return ConditionUpdate(
+            cond,
+            False,
+            "BatchRouterMissing",
+            f"the batch router Deployment {name} does not exist yet; the Service {service} "
+            "has no endpoints until a batch router replica is available",
+        )
+    if r.available >= want:
+        rolling = not r.up_to_date or r.updated < want
+        return ConditionUpdate(
+            cond,
+            True,
+            "BatchRouterRollingOut" if rolling else "BatchRouterAvailable",
+            f"{r.available}/{want} batch router replicas available"
+            + (f", {r.updated} of the current version" if rolling else ""),
+        )
+    if r.available == 0:
+        return ConditionUpdate(
+            cond,
+            False,
+            "BatchRouterUnavailable",
+            f"0/{want} batch router replicas available (a router pod is Ready once it knows a "
+            f"healthy engine); the Service {service} has no endpoints until one is",
+        )
+    return ConditionUpdate(
+        cond,
+        False,
+        "BatchRouterReplicasUnavailable",
+        f"{r.available}/{want} batch router replicas available",
+    )
+
+
 def _without_router_condition(
     ctx: ReconcileContext, conditions: list[Condition]
 ) -> list[Condition]:
-    """Conditions without RouterReady once the router is off: no router, nothing to report."""
-    if ctx.dsd.spec.router.enabled:
-        return conditions
-    return [c for c in conditions if c.type != ConditionType.ROUTER_READY]
+    """Conditions without RouterReady once the router is off, without BatchRouterReady once
+    its batch pool is: nothing there, nothing to report."""
+    gone = set()
+    if not ctx.dsd.spec.router.enabled:
+        gone.add(ConditionType.ROUTER_READY.value)
+    if batch_router_pool(ctx.dsd) is None:
+        gone.add(ConditionType.BATCH_ROUTER_READY.value)
+    return [c for c in conditions if c.type not in gone]
 
 
 def _serving_after(ctx: ReconcileContext, rstep: RolloutStep | None) -> Serving:

@@ -7,7 +7,7 @@ none or the no-op `steady` stage matches one that does not. The partition is wri
 conditions in disjunctive normal form; one kwok Stage is emitted per conjunction.
 
 Pod classes:
-  engine   labels app.kubernetes.io/component=engine (or =router) and
+  engine   labels app.kubernetes.io/component=engine (or =router, =router-batch) and
            serving.deepseek.dev/deployment set, in a cluster with the simulated fleet, and no
            `sim.deepseek.dev/fleet: "false"` pod annotation (set it in a pod template to opt
            out). The fleet plays their container runtime: a simulated vLLM for engines, the real
@@ -46,7 +46,7 @@ from typing import Any
 from deepseek_operator import labels
 
 from ..labels import (
-    ROUTER_COMPONENT,
+    ROUTER_COMPONENTS,
     SIM_DRAINED,
     SIM_ENGINE_READY,
     SIM_EXIT_CODE,
@@ -121,7 +121,7 @@ DRAINED = _c(_annotation(SIM_DRAINED), "In", "true")
 NOT_DRAINED = _c(_annotation(SIM_DRAINED), "NotIn", "true")
 
 # The components whose pods the fleet plays.
-PLAYED_COMPONENTS = (labels.ENGINE_COMPONENT, ROUTER_COMPONENT)
+PLAYED_COMPONENTS = (labels.ENGINE_COMPONENT, *ROUTER_COMPONENTS)
 _COMPONENT_ENGINE = _c(_label(labels.COMPONENT), "In", *PLAYED_COMPONENTS)
 _COMPONENT_OTHER = _c(_label(labels.COMPONENT), "NotIn", *PLAYED_COMPONENTS)
 _HAS_DSD = _c(_label(labels.DEPLOYMENT), "Exists")

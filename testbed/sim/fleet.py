@@ -30,7 +30,8 @@ Prometheus finds those through kubernetes_sd (role node) and the engines through
 own control endpoint, is registered as file_sd `<state>/prometheus/targets/sim-fleet.json`
 (job `sim-fleet`); the router registers itself the same way (job `sim-router`).
 
-Router pods (`app.kubernetes.io/component=router` with a `serving.deepseek.dev/deployment`
+Router pods (`app.kubernetes.io/component=router` or `router-batch`, with a
+`serving.deepseek.dev/deployment`
 label, container running `vllm-router`): the fleet runs the real vllm-router binary at the pod's
 sim address, under the pod's ServiceAccount, reading the API server through the region's
 address-mapping proxy (vllmrouter.py, apiproxy.py); `decide_router` is its lifecycle decision.
@@ -70,7 +71,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from testbed.cluster.layout import loopback_address
 
-from ..labels import ROUTER_COMPONENT, SIM_DRAINED, SIM_ENGINE_ERROR, SIM_ENGINE_READY
+from ..labels import ROUTER_COMPONENTS, SIM_DRAINED, SIM_ENGINE_ERROR, SIM_ENGINE_READY
 from .dcgm import (
     DCGM_PORT,
     DcgmExporters,
@@ -1003,7 +1004,7 @@ class Fleet:
     def _watch(self, region: _Region) -> None:
         loop = self._loop
         assert loop is not None
-        sel = f"{L.COMPONENT} in ({L.ENGINE_COMPONENT},{ROUTER_COMPONENT})"
+        sel = f"{L.COMPONENT} in ({','.join((L.ENGINE_COMPONENT, *ROUTER_COMPONENTS))})"
         scopes: list[str | None] = list(self.namespaces) if self.namespaces else [None]
         region.pod_scopes = {str(ns): set() for ns in scopes}
         for ns in scopes:

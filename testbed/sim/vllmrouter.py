@@ -1,6 +1,7 @@
 """The test bed's player of router pods: the real vllm-router binary, run as the pod would run it.
 
-kwok nodes execute nothing. For a pod labelled `app.kubernetes.io/component=router` and
+kwok nodes execute nothing. For a pod labelled `app.kubernetes.io/component=router` (or
+`router-batch`, the batch pool) and
 `serving.deepseek.dev/deployment` whose container (the one named `router`, else the first) runs
 `vllm-router ARGS` (its `command`, or `args` starting with it), the fleet runs the binary that
 `pip install vllm-router` put next to this interpreter, with the container's ARGS except:
@@ -62,7 +63,7 @@ from deepseek_operator import labels as L
 
 from ..cluster.stages import FLEET_ANNOTATION
 from ..labels import (
-    ROUTER_COMPONENT,
+    ROUTER_COMPONENTS,
     SIM_ENGINE_ERROR,
     SIM_LAST_EXIT_CODE,
     SIM_LAST_OUTPUT,
@@ -98,7 +99,7 @@ def is_router_pod(pod: Mapping[str, Any]) -> bool:
     labels = meta.get("labels") or {}
     ann = meta.get("annotations") or {}
     return (
-        labels.get(L.COMPONENT) == ROUTER_COMPONENT
+        labels.get(L.COMPONENT) in ROUTER_COMPONENTS
         and L.DEPLOYMENT in labels
         and ann.get(FLEET_ANNOTATION) != "false"
     )

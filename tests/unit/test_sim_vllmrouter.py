@@ -87,6 +87,16 @@ def router_pod(
     [
         ("router with a deployment label", router_pod(), True),
         (
+            "batch router (spec.router.batch) with a deployment label",
+            router_pod(
+                labels={
+                    "app.kubernetes.io/component": "router-batch",
+                    "serving.deepseek.dev/deployment": "r1",
+                }
+            ),
+            True,
+        ),
+        (
             "router without a deployment label",
             router_pod(labels={"app.kubernetes.io/component": "router"}),
             False,

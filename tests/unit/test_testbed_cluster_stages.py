@@ -74,6 +74,19 @@ NO_FLEET = S.pod_stages(start_delay_s=3, fleet=False)
         ),
         ("router pod waits for the fleet too", pod(lbls=ROUTER), ["pod-steady"]),
         (
+            "batch router pod (spec.router.batch) waits for the fleet too",
+            pod(lbls={labels.COMPONENT: "router-batch", labels.DEPLOYMENT: "r1"}),
+            ["pod-steady"],
+        ),
+        (
+            "batch router pod whose router passes its probe becomes Ready",
+            pod(
+                lbls={labels.COMPONENT: "router-batch", labels.DEPLOYMENT: "r1"},
+                ann={SIM_ENGINE_READY: "true"},
+            ),
+            ["engine-ready"],
+        ),
+        (
             "router pod whose router passes its probe becomes Ready",
             pod(lbls=ROUTER, ann={SIM_ENGINE_READY: "true"}),
             ["engine-ready"],

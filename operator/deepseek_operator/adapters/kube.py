@@ -25,6 +25,7 @@ from ..desired import (
     ZONE_LABEL,
     DesiredState,
     deployment_name,
+    router_batch_name,
     router_name,
     supports_sleep_action,
 )
@@ -84,6 +85,7 @@ PRUNABLE = {
 # Kinds pruned only when the object is the router's (labelled so) and this resource is its
 # controlling owner: the engine Deployments are never deleted (a colour kept out of the desired
 # objects is only scaled), and an account or Role a user made is never touched.
+ROUTER_COMPONENTS = (L.ROUTER_COMPONENT, L.ROUTER_BATCH_COMPONENT)
 ROUTER_PRUNABLE = {
     "Deployment": ("apps/v1", "deployments"),
     "ServiceAccount": ("v1", "serviceaccounts"),
@@ -114,7 +116,7 @@ def prunable(kind: str, obj: dict[str, Any]) -> tuple[str, str] | None:
     if kind in PRUNABLE:
         return PRUNABLE[kind]
     labels = (obj.get("metadata") or {}).get("labels") or {}
-    if kind in ROUTER_PRUNABLE and labels.get(L.COMPONENT) == L.ROUTER_COMPONENT:
+    if kind in ROUTER_PRUNABLE and labels.get(L.COMPONENT) in ROUTER_COMPONENTS:
         return ROUTER_PRUNABLE[kind]
     return None
 
@@ -169,13 +171,17 @@ def _router_selector(spec: dict[str, Any]) -> tuple[str, ...]:
 
 
 def is_router_object(obj: dict[str, Any], dsd_name: str, dsd_uid: str | None) -> bool:
-    """The router object this resource made: named and labelled as its router, and controlled
-    by it (its owner reference, where the resource has a uid)."""
+    """The router object this resource made: named and labelled as its router (or its batch
+    pool), and controlled by it (its owner reference, where the resource has a uid)."""
     meta = obj.get("metadata") or {}
     labels = meta.get("labels") or {}
-    if meta.get("name") != router_name(dsd_name):
+    component = {
+        router_name(dsd_name): L.ROUTER_COMPONENT,
+        router_batch_name(dsd_name): L.ROUTER_BATCH_COMPONENT,
+    }.get(meta.get("name") or "")
+    if component is None:
         return False
-    if labels.get(L.COMPONENT) != L.ROUTER_COMPONENT or labels.get(L.DEPLOYMENT) != dsd_name:
+    if labels.get(L.COMPONENT) != component or labels.get(L.DEPLOYMENT) != dsd_name:
         return False
     if dsd_uid is None:
         return True
@@ -459,12 +465,15 @@ class Kube:
         deployments: dict[Colour, ColourObservation] = {}
         modes: dict[Colour, str] = {}
         listed = self._owned(ns, name, selector)
-        router = RouterObservation()
+        router = router_batch = RouterObservation()
         uid = dsd.metadata.uid
         for d in listed.get("Deployment", []):
             if is_router_object(d, name, uid):
                 owned.objects[("Deployment", d["metadata"]["name"])] = d
-                router = router_observation(d)
+                if d["metadata"]["name"] == router_batch_name(name):
+                    router_batch = router_observation(d)
+                else:
+                    router = router_observation(d)
                 continue
             colour = d["metadata"].get("labels", {}).get(L.COLOUR)
             if colour not in ("blue", "green") or d["metadata"]["name"] != deployment_name(
@@ -517,6 +526,7 @@ class Kube:
             promote_requested=ann.get(L.PROMOTE, "").lower() == "true",
             abort_requested=ann.get(L.ABORT, "").lower() == "true",
             router=router,
+            router_batch=router_batch,
         )
         return observed, owned
 

@@ -47,6 +47,11 @@ DEFAULT_IMAGE = "ghcr.io/deepseek-operator/deepseek-engine:v0.32.0"
 # (serving/router/Dockerfile; tests/unit/test_image.py keeps the three in step).
 ROUTER_VERSION = "0.1.17"
 DEFAULT_ROUTER_IMAGE = f"ghcr.io/deepseek-operator/deepseek-router:{ROUTER_VERSION}"
+ROUTER_BATCH_NEEDS_ROUTER = "router.batch needs router.enabled: true (the batch pool is a router)"
+ROUTER_BATCH_NEEDS_PRIORITY = (
+    "router.batch needs engine.schedulingPolicy: priority (the engines must run P0 requests "
+    "before the P2 ones the batch router admits)"
+)
 
 DnsLabel = Annotated[str, Field(pattern=DNS_LABEL, min_length=1, max_length=63)]
 DnsSubdomain = Annotated[str, Field(pattern=DNS_SUBDOMAIN, min_length=1, max_length=253)]
@@ -1466,6 +1471,66 @@ class RouterHealthCheck(ApiModel):
         return self
 
 
+class RouterBatch(ApiModel):
+    """A second router pool for batch work (P2), a bulkhead in front of the same engines:
+    vllm-router 0.1.17 has no priorities of its own (one first-come-first-served admission
+    bucket per pod), so P2 gets its own pods with their own, small admission limits. Set: the
+    Deployment <name>-router-batch (the router's account, flags and engines; these limits)
+    and the Service <name>-batch over its pods, with a PodDisruptionBudget from 2 replicas.
+    Clients send batch work to <name>-batch with the header X-Vllm-Priority: 2 (or the body's
+    priority 2), interactive work to <name>; the engines (engine.schedulingPolicy: priority)
+    run P0 first. Beyond the limits the batch router answers 429 with Retry-After: 1 at once
+    (queueSize 0) while <name> keeps admitting P0. Unset: those objects are removed."""
+
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=100,
+        description="Batch router pods; each admits up to these limits, so the batch pool's "
+        "total is replicas times them. With 2 or more a PodDisruptionBudget keeps one.",
+    )
+    max_concurrent_requests: int = Field(
+        8,
+        ge=1,
+        le=1_000_000,
+        description="Burst size of one batch router pod's admission bucket "
+        "(--max-concurrent-requests): requests it admits at once from a full bucket. A "
+        "request takes a token and gives it back when its response starts (a streamed "
+        "response: at its first byte). Fixed per pod rather than per engine replica: the "
+        "flag lives in the pod template, and following the engine count would roll the "
+        "batch routers at every scale step.",
+    )
+    rate_limit_tokens_per_second: int = Field(
+        1,
+        ge=1,
+        le=1_000_000,
+        description="Tokens the bucket regains per second whether or not requests finish "
+        "(--rate-limit-tokens-per-second; at least 1, vllm-router reads 0 as 1). A pod admits "
+        "maxConcurrentRequests at once, then one request per finished one plus this many per "
+        "second, so under T seconds of P2 overload up to maxConcurrentRequests + this x T "
+        "requests are in flight per pod (measured with vllm-router 0.1.17: it limits the "
+        "rate, not the number in flight). The defaults, 8 and 1/s, keep a minute of overload "
+        "under 68 P2 requests in flight per pod, a quarter of the smallest default batch of "
+        "one vLLM engine (max_num_seqs 256; 1024 on H100/H200-class GPUs).",
+    )
+    queue_size: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="Requests one batch router pod holds waiting for a token (--queue-size). "
+        "0 (the default): a request beyond the limits is answered 429 with Retry-After: 1 at "
+        "once. Above 0, vllm-router 0.1.17 answers a waiting request 408 (no Retry-After) "
+        "when no token came within about 1/rateLimitTokensPerSecond seconds, or "
+        "queueTimeoutSeconds if shorter (measured), and its queue never fills, so no 429.",
+    )
+    queue_timeout_seconds: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Longest wait in that queue (--queue-timeout-secs); see queueSize.",
+    )
+
+
 class RouterSpec(ApiModel):
     """A router in front of the engines: vllm-router (github.com/vllm-project/router), per
     DeepSeekDeployment a Deployment <name>-router with its own ServiceAccount allowed to watch
@@ -1553,24 +1618,30 @@ class RouterSpec(ApiModel):
         le=1_000_000,
         description="Requests one router pod admits at once (--max-concurrent-requests): the "
         "size of its admission token bucket; a request takes a token and gives it back when "
-        "its response starts. Beyond it requests wait in the queue. vllm-router's default, "
-        "32768, admits any flood; 1024 per pod is far above what the engines behind one "
-        "DeepSeekDeployment batch, yet bounds what a runaway client can pile on them.",
+        "its response starts (a stream: at its first byte), and the bucket also regains "
+        "rateLimitTokensPerSecond tokens per second. Beyond it requests wait in the queue or "
+        "are refused. vllm-router's default, 32768, admits any flood; 1024 per pod is far "
+        "above what the engines behind one DeepSeekDeployment batch, yet bounds what a "
+        "runaway client can pile on them at once.",
     )
     queue_size: int = Field(
         256,
         ge=0,
         le=1_000_000,
-        description="Requests one router pod holds waiting for admission (--queue-size); one "
-        "more is answered 429 at once. 0: no queue, 429 as soon as the limit is reached "
-        "(vllm-router's default: 100).",
+        description="Requests one router pod holds waiting for a token (--queue-size). 0: no "
+        "queue, 429 with Retry-After: 1 as soon as the bucket is empty. Above 0, vllm-router "
+        "0.1.17 answers a waiting request 408 (no Retry-After) when no token came within "
+        "about 1/rateLimitTokensPerSecond seconds, or queueTimeoutSeconds if shorter; it "
+        "takes requests off this queue at once, so the queue never fills and never answers "
+        "429 (measured; vllm-router's default: 100).",
     )
     queue_timeout_seconds: int = Field(
         60,
         ge=1,
         le=3600,
-        description="Longest wait in that queue; a request still waiting then is refused "
-        "(--queue-timeout-secs; vllm-router's default: 60).",
+        description="Longest wait in that queue; a request still waiting then is answered 408 "
+        "(--queue-timeout-secs; vllm-router's default: 60). See queueSize: the refill rate "
+        "usually ends the wait first.",
     )
     rate_limit_tokens_per_second: int | None = Field(
         None,
@@ -1594,6 +1665,11 @@ class RouterSpec(ApiModel):
         le=65535,
         description="Port of the router's Prometheus metrics (--prometheus-port, /metrics), "
         "scraped by the PodMonitor <name>-router where the Prometheus Operator is installed.",
+    )
+    batch: RouterBatch | None = Field(
+        None,
+        description=(RouterBatch.__doc__ or "")
+        + " Needs enabled: true and engine.schedulingPolicy: priority.",
     )
 
     @model_validator(mode="after")
@@ -1629,6 +1705,16 @@ class DeepSeekDeploymentSpec(ApiModel):
                 "size(self.regions) == 0 || self.regions.exists_one(r, r.role == 'primary')",
                 "regions must have exactly one primary",
                 ".regions",
+            ),
+            cel(
+                "!has(self.router.batch) || self.router.enabled",
+                ROUTER_BATCH_NEEDS_ROUTER,
+                ".router.batch",
+            ),
+            cel(
+                "!has(self.router.batch) || self.engine.schedulingPolicy == 'priority'",
+                ROUTER_BATCH_NEEDS_PRIORITY,
+                ".router.batch",
             ),
             cel(
                 "self.regions.all(r, self.regions.exists_one(s, s.name == r.name))",
@@ -1710,6 +1796,10 @@ class DeepSeekDeploymentSpec(ApiModel):
             if len(set(names)) != len(names):
                 raise ValueError("region names must be unique")
         self._dns_cross_field()
+        if self.router.batch is not None and not self.router.enabled:
+            raise ValueError(ROUTER_BATCH_NEEDS_ROUTER)
+        if self.router.batch is not None and self.engine.scheduling_policy != "priority":
+            raise ValueError(ROUTER_BATCH_NEEDS_PRIORITY)
         return self
 
     def _dns_cross_field(self) -> None:

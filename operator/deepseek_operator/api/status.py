@@ -40,6 +40,7 @@ class ConditionType(StrEnum):
     REGIONS_SYNCED = "RegionsSynced"
     DNS_PUBLISHED = "DNSPublished"
     ROUTER_READY = "RouterReady"  # only while spec.router.enabled
+    BATCH_ROUTER_READY = "BatchRouterReady"  # only while spec.router.batch is in use
 
 
 class Condition(ApiModel):
