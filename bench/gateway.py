@@ -22,6 +22,9 @@ The world (the same for every setup; fresh engines for each run):
   `sick_replica` (arrivals `--sick-factor` x capacity; engine 0 answers HTTP 500 to every
   completion from `--sick-at` seconds on; also `router_no_resilience`: the router with
   `--disable-retries --disable-circuit-breaker`).
+- Optional (`--setups`): `router_priority_headers`, P0 and P2 with their headers through the
+  one default router (what the engines' priority scheduling does without a bulkhead);
+  `--batch-rate-limit N` sets the bulkhead's `--rate-limit-tokens-per-second`.
 
 Outcomes per request: `ok` (200), `shed` (429 or 503 answered by a router or an engine before
 serving; vllm-router 0.1.17 answers 408 when its admission queue cannot place a request),
@@ -55,6 +58,8 @@ from typing import Any
 
 SETUPS = ("service", "router", "router_priorities")
 SICK_EXTRA = "router_no_resilience"
+# Optional (--setups): priority headers through the one default router, no bulkhead.
+HEADERS_ONLY = "router_priority_headers"
 # Refused before serving: 429 and 503 (a full queue, an overloaded or draining engine), and
 # 408, vllm-router 0.1.17's answer to a request its admission queue could not place.
 SHED_STATUSES = frozenset({408, 429, 503})
@@ -81,6 +86,7 @@ class Config:
     batch_max_concurrent: int = 8
     batch_queue_size: int = 8
     batch_queue_timeout_s: int = 5
+    batch_rate_limit: int = 0  # --rate-limit-tokens-per-second; 0: unset (= the limit per second)
     seed: int = 1
 
 
@@ -241,7 +247,10 @@ def batch_router_args(base: Sequence[str], cfg: Config) -> list[str]:
     """The batch bulkhead: the default router's flags with tight admission limits."""
     args = set_flag(base, "--max-concurrent-requests", str(cfg.batch_max_concurrent))
     args = set_flag(args, "--queue-size", str(cfg.batch_queue_size))
-    return set_flag(args, "--queue-timeout-secs", str(cfg.batch_queue_timeout_s))
+    args = set_flag(args, "--queue-timeout-secs", str(cfg.batch_queue_timeout_s))
+    if cfg.batch_rate_limit > 0:
+        args = set_flag(args, "--rate-limit-tokens-per-second", str(cfg.batch_rate_limit))
+    return args
 
 
 def no_resilience_args(base: Sequence[str]) -> list[str]:
@@ -371,7 +380,7 @@ async def run_one(
         if routers:
             p0_urls = [routers[0].url]
             p2_urls = [routers[-1].url]
-        headers = setup == "router_priorities"
+        headers = setup in ("router_priorities", HEADERS_ONLY)
         outcomes: list[Outcome] = []
         rr = {"i": 0}
         timeout = aiohttp.ClientTimeout(total=cfg.client_timeout_s)

@@ -73,6 +73,13 @@ def test_the_batch_bulkhead_only_tightens_admission() -> None:
     )
 
 
+def test_the_bulkhead_refill_rate_is_set_only_when_asked() -> None:
+    base = operator_router_args()
+    assert "--rate-limit-tokens-per-second" not in batch_router_args(base, Config())
+    args = batch_router_args(base, Config(batch_rate_limit=3))
+    assert parse_router_args([*args, *WORKERS]).rate_limit_tokens_per_second == 3
+
+
 def test_no_resilience_drops_retries_and_breaker() -> None:
     args = no_resilience_args(operator_router_args())
     parsed = parse_router_args([*args, *WORKERS])
