@@ -435,39 +435,16 @@ def _router_condition(ctx: ReconcileContext) -> ConditionUpdate | None:
     update that keeps them all available stays True, its progress in the message)."""
     if not ctx.dsd.spec.router.enabled:
         return None
-    r, want = ctx.observed.router, ctx.dsd.spec.router.replicas
-    name = router_name(ctx.dsd.name)
-    if not r.exists:
-        return ConditionUpdate(
-            ConditionType.ROUTER_READY,
-            False,
-            "RouterMissing",
-            f"the router Deployment {name} does not exist yet; the Service {ctx.dsd.name} "
-            "selects the engines until a router replica is available",
-        )
-    if r.available >= want:
-        rolling = not r.up_to_date or r.updated < want
-        return ConditionUpdate(
-            ConditionType.ROUTER_READY,
-            True,
-            "RouterRollingOut" if rolling else "RouterAvailable",
-            f"{r.available}/{want} router replicas available"
-            + (f", {r.updated} of the current version" if rolling else ""),
-        )
-    if r.available == 0:
-        return ConditionUpdate(
-            ConditionType.ROUTER_READY,
-            False,
-            "RouterUnavailable",
-            f"0/{want} router replicas available (a router pod is Ready once it knows a "
-            f"healthy engine); the Service {ctx.dsd.name} selects the engines directly "
-            "until one is",
-        )
-    return ConditionUpdate(
+    service = ctx.dsd.name
+    return _pool_condition(
         ConditionType.ROUTER_READY,
-        False,
-        "RouterReplicasUnavailable",
-        f"{r.available}/{want} router replicas available",
+        "Router",
+        "router",
+        router_name(ctx.dsd.name),
+        ctx.observed.router,
+        ctx.dsd.spec.router.replicas,
+        f"the Service {service} selects the engines until a router replica is available",
+        f"the Service {service} selects the engines directly until one is",
     )
 
 
@@ -477,39 +454,61 @@ def _batch_router_condition(ctx: ReconcileContext) -> ConditionUpdate | None:
     pool = batch_router_pool(ctx.dsd)
     if pool is None:
         return None
-    r, want, name = ctx.observed.router_batch, pool.replicas, router_batch_name(ctx.dsd.name)
     service = batch_service_name(ctx.dsd.name)
-    cond = ConditionType.BATCH_ROUTER_READY
+    return _pool_condition(
+        ConditionType.BATCH_ROUTER_READY,
+        "BatchRouter",
+        "batch router",
+        router_batch_name(ctx.dsd.name),
+        ctx.observed.router_batch,
+        pool.replicas,
+        f"the Service {service} has no endpoints until a batch router replica is available",
+        f"the Service {service} has no endpoints until one is",
+    )
+
+
+def _pool_condition(
+    cond: ConditionType,
+    prefix: str,
+    label: str,
+    name: str,
+    r: RouterObservation,
+    want: int,
+    until_created: str,
+    until_available: str,
+) -> ConditionUpdate:
+    """The readiness condition of one router pool (reasons `<prefix>Missing`, `...Available`,
+    `...RollingOut`, `...Unavailable`, `...ReplicasUnavailable`); the two tails say what its
+    Service selects meanwhile."""
     if not r.exists:
         return ConditionUpdate(
             cond,
             False,
-            "BatchRouterMissing",
-            f"the batch router Deployment {name} does not exist yet; the Service {service} "
-            "has no endpoints until a batch router replica is available",
+            f"{prefix}Missing",
+            f"the {label} Deployment {name} does not exist yet; {until_created}",
         )
     if r.available >= want:
         rolling = not r.up_to_date or r.updated < want
         return ConditionUpdate(
             cond,
             True,
-            "BatchRouterRollingOut" if rolling else "BatchRouterAvailable",
-            f"{r.available}/{want} batch router replicas available"
+            f"{prefix}RollingOut" if rolling else f"{prefix}Available",
+            f"{r.available}/{want} {label} replicas available"
             + (f", {r.updated} of the current version" if rolling else ""),
         )
     if r.available == 0:
         return ConditionUpdate(
             cond,
             False,
-            "BatchRouterUnavailable",
-            f"0/{want} batch router replicas available (a router pod is Ready once it knows a "
-            f"healthy engine); the Service {service} has no endpoints until one is",
+            f"{prefix}Unavailable",
+            f"0/{want} {label} replicas available (a router pod is Ready once it knows a "
+            f"healthy engine); {until_available}",
         )
     return ConditionUpdate(
         cond,
         False,
-        "BatchRouterReplicasUnavailable",
-        f"{r.available}/{want} batch router replicas available",
+        f"{prefix}ReplicasUnavailable",
+        f"{r.available}/{want} {label} replicas available",
     )
 
 
