@@ -971,7 +971,10 @@ def decide(
     running = vals.get(Signal.RUNNING)
     waiting = vals.get(Signal.QUEUE_DEPTH)
     kv = vals.get(Signal.KV_CACHE_USAGE)
-    if inp.ready > 0 and (running is None or waiting is None or kv is None):
+    # A pod count that could not be read (Prometheus failing between two queries) is missing
+    # data too, not "no pod reports".
+    count = vals.get(Signal.PODS_REPORTING)
+    if inp.ready > 0 and (running is None or waiting is None or kv is None or count is None):
         return hold(
             "MetricsMissing",
             "no engine metrics for the serving colour; holding replicas",

@@ -120,6 +120,20 @@ CASES = [
         4,
         "MetricsIncomplete",
     ),
+    (
+        "the pod count unread (Prometheus failed between queries): missing, not silent pods",
+        {},
+        inp(
+            replicas=4,
+            ready=4,
+            signals=Signals(
+                {Signal.RUNNING: 1.0, Signal.QUEUE_DEPTH: 0.0, Signal.KV_CACHE_USAGE: 0.01}
+            ),
+        ),
+        EMPTY,
+        4,
+        "MetricsMissing",
+    ),
     ("nothing ready yet", {}, inp(ready=0, signals=Signals({})), EMPTY, 2, "NoReadyReplicas"),
     (
         "low load waits for the down window",
