@@ -32,8 +32,10 @@ could come?". One model, in five named steps, each a small pure function with it
    horizon, as a HEADROOM_QUANTILE quantile of the completed windows so far (relative: 0.5 is
    50% above the forecast). A flat load keeps little; a bursty one enough to ride out the bursts
    no scale-up can catch. The headroom covers the errors of the forecast in use: once enough
-   windows were forecast from the period's profile, only theirs count. Never planned beyond
-   the highest rate seen (a burst is not stacked on a burst).
+   windows were forecast from the period's profile, only theirs count; until then the profile's
+   forecast is not stacked with the trend forecast's headroom (whose misses were the rise the
+   profile forecasts): the plan takes the higher of the two. Never planned beyond the highest
+   rate seen (a burst is not stacked on a burst).
 4. Plan (`plan`): replicas = ceil((forecast + headroom) / capacity). Scale up only for load
    that will still be there when the new pods are Ready (the forecast at the horizon); keep
    what the load until then needs (the higher of now and the forecast, with headroom: a
@@ -744,10 +746,20 @@ class Plan:
 def plan(demand: Demand, capacity: float, room: Headroom) -> Plan:
     """Step 4: replicas = ceil((forecast + headroom) / capacity). The headroom is the only
     margin: a scale-up waits until the load is past the fleet by TOLERANCE (the capacity is
-    learned to about that), and flapping is the stabilization windows' to prevent."""
-    up_rate = demand.ahead + room.over(demand.ahead)
-    base = demand.until_ready
-    keep_rate = base + room.over(base)
+    learned to about that), and flapping is the stabilization windows' to prevent.
+
+    A forecast from the period's profile whose own errors are not known yet (the headroom is
+    still the trend forecast's: `room.seasonal` is false) is not stacked with that headroom:
+    the trend's misses were mostly the very rise the profile now forecasts. The plan then
+    takes the higher of the profile's forecast and the rate now plus that headroom."""
+
+    def sized(rate: float) -> float:
+        if demand.seasonal and not room.seasonal:
+            return max(rate, demand.now + room.over(demand.now))
+        return rate + room.over(rate)
+
+    up_rate = sized(demand.ahead)
+    keep_rate = sized(demand.until_ready)
     up = math.ceil(up_rate / capacity - 1e-9)
     keep = math.ceil(keep_rate / capacity - 1e-9)
     return Plan(up, max(keep, up), up_rate, keep_rate)
@@ -1059,6 +1071,8 @@ def decide(
             f"{demand.words()}; capacity {capacity.per_replica:.2f} req/s per replica "
             f"({capacity.source}); {room.words()}; {p.words(capacity.per_replica)}"
         )
+        if demand.seasonal and not room.seasonal and room.windows:
+            why += " (the headroom over the rate now, not stacked on the profile's forecast)"
     elif finished is not None and backlog <= 0 and demand.until_ready <= 0:
         # Idle: nothing arrives, runs or waits, and nothing is forecast. No capacity is needed
         # to know that no replica serves load (a burst that ended before any steady sample

@@ -350,6 +350,26 @@ def test_plan(
     assert p.recommend(current, cap) == (expected, reason), p
 
 
+def test_a_seasonal_forecast_is_not_stacked_with_the_trend_forecasts_headroom() -> None:
+    # the profile forecasts 12 req/s in a horizon from 4 now; the headroom (+124%) is still the
+    # trend forecast's, whose misses were that very rise: the plan takes the higher of the
+    # profile's 12 and 4 + 124%, not 12 + 124% capped at the 21.3 peak seen
+    raw = Headroom(fraction=1.24, windows=50, top=21.3)
+    season = Demand(4.0, 4.0, 0.0, 0.0, 12.0, H, 12.0, seasonal=True)
+    p = plan(season, 5.0, raw)
+    assert (p.up_rate, p.keep_rate) == (12.0, 12.0)
+    assert p.recommend(1, 5.0) == (3, "DemandForecast")
+    # the rate now plus the headroom, where that is the higher
+    flat = Demand(10.0, 10.0, 0.0, 0.0, 11.0, H, 11.0, seasonal=True)
+    assert plan(flat, 5.0, raw).up_rate == pytest.approx(21.3)
+    # once the profile's own errors size the headroom, it goes on top of its forecast
+    own = Headroom(fraction=0.1, windows=20, top=21.3, seasonal=True)
+    assert plan(season, 5.0, own).up_rate == pytest.approx(13.2)
+    # a trend forecast keeps its headroom on top
+    trend = Demand(4.0, 4.0, 0.0, 0.01, 12.0, H, 12.0)
+    assert plan(trend, 5.0, raw).up_rate == pytest.approx(21.3)
+
+
 # --- 5. guards and stabilization ----------------------------------------------------------
 SPEC = ScalingSpec.model_validate(
     {
