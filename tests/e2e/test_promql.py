@@ -11,9 +11,13 @@ Set-up, once for the module, in a namespace of its own in us-east:
   dashboards and rules select);
 - a DeepSeekDeployment (the 7B example, 2 replicas) is served by the simulated fleet that
   `cluster up` runs (it plays every namespace and serves the nodes' dcgm-exporters);
-- a router (`python -m testbed.sim router`) and the load generator (`... load`) keep
-  requests flowing; a blue-green rollout runs to promotion, and then a fault makes 5% of the
-  requests fail with HTTP 500, so the error and rollout series are real, not zero-filled.
+- the resource has `spec.router` on: one pod of the real vllm-router (run by the fleet) sits
+  behind the Service, scraped by the region's `deepseek-routers` job;
+- a router (`python -m testbed.sim router`, the front door over the Service, hence over the
+  vllm-router pod) and the load generator (`... load`) keep requests flowing; a blue-green
+  rollout runs to promotion (the vllm-router pod rolls with it), and then a fault makes 5% of
+  the engines' answers HTTP 500 (vllm-router retries them elsewhere: failed attempts and
+  retries), so the error, retry and rollout series are real, not zero-filled.
 
 Each panel target, each template variable, each recording rule's output series and each
 alert's probes (rules.Alert.probes: the expressions under its threshold) is then one test.
@@ -189,6 +193,9 @@ def dsd_body() -> dict[str, Any]:
     # checks and the weights across two regions).
     spec["regions"] = [{"name": PRIMARY, "role": "primary", "weight": 100}]
     spec["failover"] = {"enabled": True, "healthCheckIntervalSeconds": 2}
+    # The router (spec.router): one pod of the real vllm-router in front of the engines, scraped
+    # by the region's deepseek-routers job, so the router panels and alerts read its series.
+    spec["router"] = {"enabled": True, "replicas": 1}
     return body
 
 
@@ -391,6 +398,8 @@ def env(
             f"{R.TTFT_GOOD_RATE}{sel}",
             f"{R.QUEUE}{sel}",
             f"deepseek_operator_rollouts_total{sel}",
+            f'vllm_router_cb_outcomes_total{{namespace="{ns}",outcome="failure"}}',
+            f"vllm_router_retries_total{sel}",
         ):
 
             def present(expr: str = expr) -> list[dict[str, Any]]:
