@@ -131,10 +131,14 @@ EJECTED_WINDOW = "10m"
 
 def router_ejected(filt: str = "") -> str:
     """Per router pod and engine (worker), the circuit state of the engines taken out that
-    failed within EJECTED_WINDOW."""
+    failed within EJECTED_WINDOW. The failure counter of an engine is created at its first
+    failure (already at 5 when a scrape first sees it, on the local cluster): a series younger
+    than the window counts as failures within it, as increase() sees no rise in it."""
     failure = 'outcome="failure"'
+    failures = f"vllm_router_cb_outcomes_total{sel(failure, filt)}"
     return (
         f"\n  vllm_router_cb_state{sel(filt)} > 0\n"
         f"  and on ({PROM_NAMESPACE}, {PROM_POD}, worker)\n"
-        f"  increase(vllm_router_cb_outcomes_total{sel(failure, filt)}[{EJECTED_WINDOW}]) > 0\n"
+        f"  (\n    increase({failures}[{EJECTED_WINDOW}]) > 0\n"
+        f"    or ({failures} unless {failures} offset {EJECTED_WINDOW})\n  )\n"
     )
