@@ -311,6 +311,7 @@ class RouterProc:
     args: list[str]
     log_path: Path
     port: int = 0
+    metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -320,6 +321,7 @@ class RouterProc:
     async def start(self, workers: Sequence[str]) -> None:
         binary = shutil.which("vllm-router") or str(Path(sys.executable).parent / "vllm-router")
         self.port = free_port()
+        self.metrics_port = free_port()
         cmd = [
             binary,
             *self.args,
@@ -330,7 +332,7 @@ class RouterProc:
             "--prometheus-host",
             "127.0.0.1",
             "--prometheus-port",
-            str(free_port()),
+            str(self.metrics_port),
             "--worker-urls",
             *workers,
         ]

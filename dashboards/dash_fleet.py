@@ -13,18 +13,26 @@ from deepseek_operator.signals import (
 from .grafana import Dashboard, Panel, QueryVariable, Row, Target, Threshold
 from .queries import (
     FILT,
+    ROUTER_POD,
+    ROUTER_POOL,
     SLO_ERROR_RATE,
     SLO_TPOT,
     SLO_TTFT,
     TPOT_HISTOGRAM,
     latency_quantile,
     operator_gauge,
+    router_ejected,
+    router_limit,
+    router_rate,
+    router_rate_or_zero,
+    router_zero,
     sel,
     slo_target,
 )
 
 BY_COLOUR = "{{namespace}}/{{dsd}} {{colour}}"
 BY_DSD = "{{namespace}}/{{dsd}}"
+BY_POOL = "{{namespace}}/{{dsd}} {{component}}"
 
 
 def _sig(signal: Signal, legend: str = BY_COLOUR) -> Target:
@@ -208,6 +216,146 @@ FLEET = Dashboard(
             (_sig(Signal.SAMPLE_AGE),),
             unit="s",
             width=8,
+        ),
+        Row("Router (spec.router)"),
+        Panel(
+            "Router: requests by outcome",
+            "Per pool (router: the Service <name>; router-batch: <name>-batch), per second: "
+            "answered by an engine (vllm_router_requests_total: 2xx only), failed with a 5xx "
+            "after every attempt (vllm_router_retries_exhausted_total, 503 'no available "
+            "workers' included), answered 4xx by an engine and not retried "
+            '(vllm_router_request_errors_total{error_type="non_retryable_error"}). Not '
+            "here: requests the router refuses itself (429 with no queue, 408 after waiting "
+            "for a token): vllm-router 0.1.17 counts them nowhere.",
+            (
+                Target(
+                    router_rate("vllm_router_requests_total", FILT, RATE_WINDOW),
+                    f"answered {BY_POOL}",
+                ),
+                Target(
+                    router_rate_or_zero("vllm_router_retries_exhausted_total", FILT, RATE_WINDOW),
+                    f"failed 5xx {BY_POOL}",
+                ),
+                Target(
+                    router_rate_or_zero(
+                        "vllm_router_request_errors_total",
+                        FILT,
+                        RATE_WINDOW,
+                        match='error_type="non_retryable_error"',
+                    ),
+                    f"engine 4xx {BY_POOL}",
+                ),
+            ),
+            unit="reqps",
+            width=8,
+            stacked=True,
+        ),
+        Panel(
+            "Router: retries and failed attempts",
+            "Per pool, per second: retries (attempts after a request's first, "
+            "vllm_router_retries_total) and attempts an engine failed (5xx or no connection; "
+            "each counts towards that engine's circuit, vllm_router_cb_outcomes_total"
+            '{outcome="failure"}).',
+            (
+                Target(
+                    router_rate_or_zero("vllm_router_retries_total", FILT, RATE_WINDOW),
+                    f"retries {BY_POOL}",
+                ),
+                Target(
+                    router_rate_or_zero(
+                        "vllm_router_cb_outcomes_total",
+                        FILT,
+                        RATE_WINDOW,
+                        match='outcome="failure"',
+                    ),
+                    f"failed attempts {BY_POOL}",
+                ),
+            ),
+            unit="reqps",
+            width=8,
+        ),
+        Panel(
+            "Router: attempts per engine",
+            "Attempts each pool sent to each engine (worker: the engine pod's "
+            "http://<pod IP>:<port>), per second (vllm_router_processed_requests_total, retries "
+            "included). An engine whose circuit is open gets none.",
+            (
+                Target(
+                    router_rate(
+                        "vllm_router_processed_requests_total",
+                        FILT,
+                        RATE_WINDOW,
+                        by=f"{ROUTER_POOL}, worker",
+                    ),
+                    f"{BY_POOL} -> {{{{worker}}}}",
+                ),
+            ),
+            unit="reqps",
+            width=8,
+        ),
+        Panel(
+            "Router: engines with an open circuit",
+            "Per router pod, engines its circuit breaker has taken out (vllm_router_cb_state "
+            "1 open or 2 half-open) that failed an attempt in the last 10 minutes; vllm-router "
+            "keeps the last state of an engine it no longer knows (a deleted pod) until the "
+            "router pod restarts, so those are left out. Dashed: engines each pod routes to "
+            "(vllm_router_active_workers).",
+            (
+                Target(
+                    f"count by ({ROUTER_POD}) ({router_ejected(FILT)})\n"
+                    f"or\n{router_zero(FILT, by=ROUTER_POD)}",
+                    "open {{pod}}",
+                ),
+                Target(
+                    f"max by ({ROUTER_POD}) (vllm_router_active_workers{sel(FILT)})",
+                    "engines {{pod}}",
+                ),
+            ),
+            width=8,
+            decimals=0,
+            min=0,
+            dashed="^engines .*",
+        ),
+        Panel(
+            "Router: requests in flight per pod vs its admission bucket",
+            "Requests each router pod has sent to an engine and not finished "
+            "(vllm_router_running_requests summed over engines); dashed: the pool's "
+            "maxConcurrentRequests, the size of each pod's admission token bucket "
+            "(deepseek_operator_router_limit). A pod can refuse (429, or 408 after waiting) "
+            "only while at least that many requests await their first byte, so below the line "
+            "it refuses nothing; at or above it, it may (streams keep counting after their "
+            "token is back). vllm-router 0.1.17 exports no queue length and no refusal count.",
+            (
+                Target(
+                    f"sum by ({ROUTER_POD}) (vllm_router_running_requests{sel(FILT)})",
+                    "{{pod}}",
+                ),
+                Target(router_limit("max_concurrent_requests", FILT), f"bucket {BY_POOL}"),
+            ),
+            width=8,
+            min=0,
+            dashed="^bucket .*",
+        ),
+        Panel(
+            "Router: admissions per pod vs the bucket's refill",
+            "Attempts each router pod sends per second (vllm_router_processed_requests_total, "
+            "an upper bound of the requests it admits); dashed: the pool's refill "
+            "(rateLimitTokensPerSecond, the bucket size when unset). Refusing for minutes "
+            "takes admitting at least the refill: the batch pool lives there under P2 load "
+            "(by design), the main pool should not.",
+            (
+                Target(
+                    router_rate(
+                        "vllm_router_processed_requests_total", FILT, RATE_WINDOW, by=ROUTER_POD
+                    ),
+                    "{{pod}}",
+                ),
+                Target(router_limit("rate_limit_tokens_per_second", FILT), f"refill {BY_POOL}"),
+            ),
+            unit="reqps",
+            width=8,
+            min=0,
+            dashed="^refill .*",
         ),
         Row("Capacity and state"),
         Panel(

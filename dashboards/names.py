@@ -1,5 +1,6 @@
 """Every metric name the dashboards and rules may query, from where each really comes from:
 the exposition of a real vLLM 0.32 server (tests/fixtures/vllm-0.32/vllm-0.32-metrics.txt),
+the exposition of the real vllm-router 0.1.17 (tests/fixtures/vllm-router-0.1.17/),
 the operator's own registry (deepseek_operator.adapters.metrics), dcgm-exporter's names that
 the NVML exporter and the simulated fleet serve, and the recording rules. Tests use
 `unknown_metrics` to catch a misspelt name, which would otherwise make a panel empty or an
@@ -13,6 +14,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 VLLM_EXPOSITION = ROOT / "tests" / "fixtures" / "vllm-0.32" / "vllm-0.32-metrics.txt"
+ROUTER_EXPOSITION = (
+    ROOT / "tests" / "fixtures" / "vllm-router-0.1.17" / "vllm-router-0.1.17-metrics.txt"
+)
 
 # dcgm-exporter's default counters that our GPU dashboard and alerts use; the NVML exporter
 # (serving/deepseek_serving/nvml_exporter.py) and the simulated fleet serve the same names.
@@ -35,7 +39,7 @@ PROMETHEUS = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped
 
 # Identifiers that name a metric rather than a function, keyword or label: a metric of ours
 # starts with one of these prefixes or contains a colon (vLLM's names and recording rules).
-_PREFIXES = ("vllm:", "deepseek_", "DCGM_", "http_", "process_", "up")
+_PREFIXES = ("vllm:", "vllm_router_", "deepseek_", "DCGM_", "http_", "process_", "up")
 _TOKEN = re.compile(r"(?<![\w:\"'`.$])([a-zA-Z_:][a-zA-Z0-9_:]*)(?![\w:])")
 _STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
 _LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)")
@@ -43,14 +47,24 @@ _MATCHERS = re.compile(r"\{[^}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
 
 
-@cache
-def vllm_metrics() -> frozenset[str]:
-    """Sample names in the real vLLM exposition (histogram _bucket/_sum/_count included)."""
+def _sample_names(exposition: Path) -> frozenset[str]:
     names = set()
-    for line in VLLM_EXPOSITION.read_text().splitlines():
+    for line in exposition.read_text().splitlines():
         if line and not line.startswith("#"):
             names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
     return frozenset(names)
+
+
+@cache
+def vllm_metrics() -> frozenset[str]:
+    """Sample names in the real vLLM exposition (histogram _bucket/_sum/_count included)."""
+    return _sample_names(VLLM_EXPOSITION)
+
+
+@cache
+def router_metrics() -> frozenset[str]:
+    """Sample names the real vllm-router 0.1.17 exported (a family appears at its first use)."""
+    return _sample_names(ROUTER_EXPOSITION)
 
 
 @cache
@@ -81,6 +95,7 @@ def metric_names(expr: str) -> set[str]:
 
 
 def unknown_metrics(expr: str, recorded: frozenset[str] = frozenset()) -> set[str]:
-    """Names in `expr` that no vLLM server, operator, DCGM exporter or recording rule has."""
-    known = vllm_metrics() | operator_metrics() | DCGM | PROMETHEUS | recorded
+    """Names in `expr` that no vLLM server, vllm-router, operator, DCGM exporter or recording
+    rule has."""
+    known = vllm_metrics() | router_metrics() | operator_metrics() | DCGM | PROMETHEUS | recorded
     return {n for n in metric_names(expr) if n not in known}

@@ -2,16 +2,25 @@
 put a DeepSeekDeployment's name on series that only know the pod.
 
 Engine series (vLLM) carry the Prometheus target labels namespace, pod, dsd, colour, mode and
-node (deepseek_operator.labels); DCGM series carry gpu, UUID, modelName, Hostname, namespace,
-pod and container; the operator's own series carry namespace and dsd (scraped with
-honor_labels, so `namespace` is the DeepSeekDeployment's, not the operator pod's).
+node (deepseek_operator.labels); router series (vllm-router, spec.router) namespace, pod, dsd
+and component (the pool: router, or router-batch for the batch pool); DCGM series carry gpu,
+UUID, modelName, Hostname, namespace, pod and container; the operator's own series carry
+namespace and dsd (scraped with honor_labels, so `namespace` is the DeepSeekDeployment's, not
+the operator pod's).
 """
 
 from __future__ import annotations
 
 import re
 
-from deepseek_operator.labels import PROM_COLOUR, PROM_DSD, PROM_NAMESPACE, PROM_POD
+from deepseek_operator.labels import (
+    PROM_COLOUR,
+    PROM_COMPONENT,
+    PROM_DSD,
+    PROM_NAMESPACE,
+    PROM_POD,
+    ROUTER_COMPONENT,
+)
 from deepseek_operator.signals import Signal, promql
 
 # Dashboard template variables. `$deployment` selects on the `dsd` label.
@@ -81,4 +90,55 @@ def latency_quantile(metric: str, q: float, filt: str, window: str, by: str) -> 
     """histogram_quantile over a vLLM latency histogram, aggregated by `by`."""
     return (
         f"histogram_quantile({q:g}, sum by ({by}, le) (rate({metric}_bucket{sel(filt)}[{window}])))"
+    )
+
+
+# --- the router (vllm-router 0.1.17, spec.router) -----------------------------------------------
+# What each family counts, measured against the real binary: docs/resource.md, "Router metrics".
+
+ROUTER_POOL = f"{PROM_NAMESPACE}, {PROM_DSD}, {PROM_COMPONENT}"  # one router Deployment
+ROUTER_POD = f"{ROUTER_POOL}, {PROM_POD}"
+MAIN_POOL = f'{PROM_COMPONENT}="{ROUTER_COMPONENT}"'  # the pool behind the Service <name> (P0)
+ROUTER_LIMIT = "deepseek_operator_router_limit"
+
+
+def router_limit(limit: str, filt: str = "") -> str:
+    """A pool's admission limit per router pod (the operator's gauge), one series per pool."""
+    matcher = f'limit="{limit}"'
+    return f"max by ({ROUTER_POOL}) ({ROUTER_LIMIT}{sel(matcher, filt)})"
+
+
+def router_rate(metric: str, filt: str, window: str, by: str = ROUTER_POOL, match: str = "") -> str:
+    return f"sum by ({by}) (rate({metric}{sel(match, filt)}[{window}]))"
+
+
+def router_zero(filt: str, by: str = ROUTER_POOL) -> str:
+    """0 for every router pool (or pod) that reports: vllm-router creates a counter's series at
+    its first increment, so a rate of failures that never happened would be no data, not 0."""
+    return f"0 * max by ({by}) (vllm_router_active_workers{sel(filt)})"
+
+
+def router_rate_or_zero(metric: str, filt: str, window: str, match: str = "") -> str:
+    return f"{router_rate(metric, filt, window, match=match)}\nor\n{router_zero(filt)}"
+
+
+# An engine's circuit is open (1) or half-open (2) in a router pod, and the engine failed an
+# attempt there within this window: vllm-router keeps the last state of an engine it no longer
+# routes to (a deleted pod) for the router pod's life, and a still-sick engine is tried again
+# (and fails) every circuitBreaker.timeoutSeconds (30 s by default) while requests arrive.
+EJECTED_WINDOW = "10m"
+
+
+def router_ejected(filt: str = "") -> str:
+    """Per router pod and engine (worker), the circuit state of the engines taken out that
+    failed within EJECTED_WINDOW. The failure counter of an engine is created at its first
+    failure (already at 5 when a scrape first sees it, on the local cluster): a series younger
+    than the window counts as failures within it, as increase() sees no rise in it."""
+    failure = 'outcome="failure"'
+    failures = f"vllm_router_cb_outcomes_total{sel(failure, filt)}"
+    return (
+        f"\n  vllm_router_cb_state{sel(filt)} > 0\n"
+        f"  and on ({PROM_NAMESPACE}, {PROM_POD}, worker)\n"
+        f"  (\n    increase({failures}[{EJECTED_WINDOW}]) > 0\n"
+        f"    or ({failures} unless {failures} offset {EJECTED_WINDOW})\n  )\n"
     )

@@ -28,12 +28,19 @@ from deepseek_operator.labels import PROM_COLOUR, PROM_DSD, PROM_NAMESPACE
 from deepseek_operator.signals import COMPLETION_HANDLERS, Signal, promql
 
 from .queries import (
+    EJECTED_WINDOW,
+    MAIN_POOL,
     OPERATOR_JOB,
+    ROUTER_LIMIT,
+    ROUTER_POD,
+    ROUTER_POOL,
     SLO_ERROR_RATE,
     SLO_TPOT,
     SLO_TTFT,
     TPOT_HISTOGRAM,
     TPOT_P99_RECORD,
+    router_ejected,
+    router_limit,
     sel,
 )
 
@@ -421,6 +428,74 @@ ENGINE_ALERTS = Group(
     ),
 )
 
+# --- the router (spec.router) ---------------------------------------------------------------
+# vllm-router 0.1.17's own metrics (docs/resource.md, "Router metrics"); it counts no request it
+# refuses itself, so the admission alert reads the two conditions every refusal needs.
+
+ROUTER_IN_FLIGHT = f"sum by ({ROUTER_POD}) (vllm_router_running_requests{{{MAIN_POOL}}})"
+# Over 1m, not 5m: rate() divides by the window, so a router pod younger than the window (a
+# restart, a roll) would read below its true rate for minutes (measured on the local cluster:
+# 2.2 attempts/s read as 0.4/s one minute after the roll). The alert's 5 minutes keep it
+# sustained.
+ROUTER_ATTEMPTS = (
+    f"sum by ({ROUTER_POD}) (rate(vllm_router_processed_requests_total{{{MAIN_POOL}}}[1m]))"
+)
+WHO_POOL = WHO + " (router pool {{ $labels.component }})"
+
+ROUTER_ALERTS = Group(
+    name="deepseek-router.alerts",
+    file="deepseek-router",
+    rules=(
+        Alert(
+            name="DeepSeekRouterCircuitOpen",
+            expr=f"max by ({ROUTER_POOL}, worker) ({router_ejected()})",
+            for_="10m",
+            severity="warning",
+            summary=f"{WHO_POOL} keeps engine {{{{ $labels.worker }}}} ejected.",
+            description=(
+                "For 10 minutes the router's circuit breaker has kept this engine out "
+                "(vllm_router_cb_state open or half-open) and the engine kept failing the "
+                f"attempts it got after each timeout (within {EJECTED_WINDOW}): it is Ready and "
+                "discovered, but answers 5xx or refuses connections. The other engines carry "
+                "its share; requests whose every attempt met it failed."
+            ),
+            probes=(
+                "vllm_router_cb_state",
+                'vllm_router_cb_outcomes_total{outcome="failure"}',
+            ),
+        ),
+        Alert(
+            name="DeepSeekRouterAtAdmissionLimit",
+            expr=(
+                f"(\n  {ROUTER_IN_FLIGHT}\n  >= on ({ROUTER_POOL}) group_left ()\n"
+                f"  {router_limit('max_concurrent_requests', MAIN_POOL)}\n)\n"
+                f"and on ({ROUTER_POD})\n"
+                f"(\n  {ROUTER_ATTEMPTS}\n  >= on ({ROUTER_POOL}) group_left ()\n"
+                f"  {router_limit('rate_limit_tokens_per_second', MAIN_POOL)}\n)"
+            ),
+            for_="5m",
+            severity="critical",
+            summary=(
+                f"A router pod of {WHO} is at its admission limits: it may be refusing P0 requests."
+            ),
+            description=(
+                "For 5 minutes router pod {{ $labels.pod }} (the main pool, behind the Service "
+                "{{ $labels.dsd }}) has had as many requests in flight as its token bucket holds "
+                "(spec.router.maxConcurrentRequests; {{ $value }} now) while sending at least "
+                "its refill per second (rateLimitTokensPerSecond): the two conditions under "
+                "which vllm-router answers new requests, P0 included, 429 or 408. vllm-router "
+                "0.1.17 counts no refusal, so this is the closest signal; clients see the 429s "
+                "and 408s."
+            ),
+            probes=(
+                "vllm_router_running_requests",
+                "vllm_router_processed_requests_total",
+                ROUTER_LIMIT,
+            ),
+        ),
+    ),
+)
+
 # --- GPUs ----------------------------------------------------------------------------------
 
 XID_LAST = "max_over_time(DCGM_FI_DEV_XID_ERRORS[10m])"
@@ -636,6 +711,7 @@ GROUPS: tuple[Group, ...] = (
     SLO_ALERTS,
     ENGINE_RECORDING,
     ENGINE_ALERTS,
+    ROUTER_ALERTS,
     GPU_ALERTS,
     OPERATOR_ALERTS,
 )

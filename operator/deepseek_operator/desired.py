@@ -910,7 +910,8 @@ def router_disruption_budget(dsd: DeepSeekDeployment, pool: RouterPool | None = 
 
 
 def router_pod_monitor(dsd: DeepSeekDeployment, settings: MonitoringSettings | None = None) -> Obj:
-    """Scrape config of the router's metrics port, its series labelled with the resource."""
+    """Scrape config of the router's metrics port, its series labelled with the resource (dsd)
+    and the pool (component: router or router-batch), as the dashboards and alerts group them."""
     meta = monitoring_meta(dsd, settings or MonitoringSettings())
     meta["name"] = router_name(dsd.name)
     meta["labels"][L.COMPONENT] = L.ROUTER_COMPONENT
@@ -927,11 +928,13 @@ def router_pod_monitor(dsd: DeepSeekDeployment, settings: MonitoringSettings | N
                     "interval": "15s",
                     "relabelings": [
                         {
-                            "sourceLabels": [
-                                f"__meta_kubernetes_pod_label_{_prom_label(L.DEPLOYMENT)}"
-                            ],
-                            "targetLabel": L.PROM_DSD,
+                            "sourceLabels": [f"__meta_kubernetes_pod_label_{_prom_label(label)}"],
+                            "targetLabel": target,
                         }
+                        for label, target in (
+                            (L.DEPLOYMENT, L.PROM_DSD),
+                            (L.COMPONENT, L.PROM_COMPONENT),
+                        )
                     ],
                 }
             ],

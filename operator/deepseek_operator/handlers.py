@@ -53,7 +53,9 @@ from .api.status import (
 )
 from .desired import (
     MonitoringSettings,
+    batch_router_pool,
     deployment_name,
+    main_router_pool,
     render,
     router_change_event,
     template_hash,
@@ -848,6 +850,7 @@ def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
     metrics.SLO_TARGET.labels(ns, name, "ttft_p99_seconds").set(slo.ttft_p99_seconds)
     metrics.SLO_TARGET.labels(ns, name, "tpot_p99_seconds").set(slo.tpot_p99_seconds)
     metrics.SLO_TARGET.labels(ns, name, "error_rate").set(slo.max_error_rate)
+    _export_router_limits(dsd)
     for c in Colour:
         metrics.ACTIVE_COLOUR.labels(ns, name, c.value).set(1 if s.active_colour is c else 0)
     ladder = [rung.name for rung in dsd.spec.quantization.ladder]
@@ -864,6 +867,33 @@ def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
         metrics.QUANTIZATION_SWITCHES.labels(ns, name, way)  # 0 until the first one
     for cond in s.conditions:
         _export_condition(ns, name, cond)
+
+
+def _export_router_limits(dsd: DeepSeekDeployment) -> None:
+    """deepseek_operator_router_limit of each router pool the resource runs; the series of a
+    pool that is gone (router off, batch unset) are removed."""
+    ns, name = dsd.namespace, dsd.name
+    keep: set[tuple[str, ...]] = set()
+    if dsd.spec.router.enabled:
+        pools = (main_router_pool(dsd), batch_router_pool(dsd))
+        for pool in (p for p in pools if p is not None):
+            rate = pool.rate_limit_tokens_per_second or pool.max_concurrent_requests
+            values = (pool.max_concurrent_requests, pool.queue_size, rate)
+            for limit, value in zip(metrics.ROUTER_LIMITS, values, strict=True):
+                metrics.ROUTER_LIMIT.labels(ns, name, pool.component, limit).set(value)
+                keep.add((ns, name, pool.component, limit))
+    _remove_series(metrics.ROUTER_LIMIT, ns, name, frozenset(keep))
+
+
+def _remove_series(
+    g: Any, namespace: str, name: str, keep: frozenset[tuple[str, ...]] = frozenset()
+) -> None:
+    """Remove the series of a gauge labelled (namespace, name, ...) but those in `keep`."""
+    # prometheus_client lists a metric's label sets only through _metrics
+    for labels in list(g._metrics):
+        if labels[:2] == (namespace, name) and labels not in keep:
+            with contextlib.suppress(KeyError):
+                g.remove(*labels)
 
 
 def _export_condition(ns: str, name: str, cond: Condition) -> None:
@@ -892,12 +922,8 @@ def forget(namespace: str, name: str) -> None:
             g.remove(namespace, name)
     with contextlib.suppress(KeyError):
         metrics.PENDING_PODS.remove(namespace, name, "Unschedulable")
-    for g in (metrics.REGION_HEALTHY, metrics.REGION_WEIGHT):
-        # prometheus_client lists a metric's label sets only through _metrics
-        for labels in list(g._metrics):
-            if labels[:2] == (namespace, name):
-                with contextlib.suppress(KeyError):
-                    g.remove(*labels)
+    for g in (metrics.REGION_HEALTHY, metrics.REGION_WEIGHT, metrics.ROUTER_LIMIT):
+        _remove_series(g, namespace, name)
 
 
 # ---------------------------------------------------------------------------------------------

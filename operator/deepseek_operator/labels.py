@@ -42,6 +42,9 @@ PROM_NAMESPACE = "namespace"
 PROM_POD = "pod"
 PROM_DSD = "dsd"
 PROM_COLOUR = "colour"
+# On router series (spec.router): the pool, the router pods' app.kubernetes.io/component
+# (ROUTER_COMPONENT for the main pool behind <name>, ROUTER_BATCH_COMPONENT for the batch pool).
+PROM_COMPONENT = "component"
 PROM_GROUP = (PROM_NAMESPACE, PROM_DSD, PROM_COLOUR)
 
 

@@ -6,6 +6,11 @@ Jobs (all with the region as external label `region`):
                     `http` (vLLM's --port, 8000 by default), at the pod IP mapped 10.a.b.c ->
                     127.a.b.c (layout.py). Target labels as the operator's PodMonitor gives them:
                     namespace, pod, dsd, colour, mode, plus node and container.
+  deepseek-routers  kubernetes_sd, role pod: every router pod of spec.router (component router, or
+                    router-batch for the batch pool, and serving.deepseek.dev/deployment) on its
+                    container port named `metrics` (vllm-router's --prometheus-port), at the pod
+                    IP mapped to 127.x. Target labels as the operator's router PodMonitor gives
+                    them: namespace, pod, dsd, component.
   dcgm              kubernetes_sd, role node: every GPU node's dcgm-exporter at InternalIP
                     (mapped to 127.x) port 9400, honor_labels (the exporter's pod/namespace
                     labels name the workload, not the exporter).
@@ -115,6 +120,52 @@ def prometheus_config(
             },
         ],
     }
+    routers = {
+        "job_name": "deepseek-routers",
+        "kubernetes_sd_configs": _sd(cfg, ca_file, cert_file, key_file, "pod"),
+        "relabel_configs": [
+            {
+                "source_labels": [_pod_label(labels.COMPONENT)],
+                "regex": f"{labels.ROUTER_COMPONENT}|{labels.ROUTER_BATCH_COMPONENT}",
+                "action": "keep",
+            },
+            {
+                "source_labels": [_pod_label(labels.DEPLOYMENT)],
+                "regex": ".+",
+                "action": "keep",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
+                "regex": labels.ROUTER_METRICS_PORT_NAME,
+                "action": "keep",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_pod_phase"],
+                "regex": "Pending|Succeeded|Failed",
+                "action": "drop",
+            },
+            {
+                "source_labels": [
+                    "__meta_kubernetes_pod_ip",
+                    "__meta_kubernetes_pod_container_port_number",
+                ],
+                "separator": ":",
+                "regex": _TO_LOOPBACK + r":(\d+)",
+                "replacement": "127.$1:$2",
+                "target_label": "__address__",
+            },
+            {
+                "source_labels": ["__meta_kubernetes_namespace"],
+                "target_label": labels.PROM_NAMESPACE,
+            },
+            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": labels.PROM_POD},
+            {"source_labels": [_pod_label(labels.DEPLOYMENT)], "target_label": labels.PROM_DSD},
+            {
+                "source_labels": [_pod_label(labels.COMPONENT)],
+                "target_label": labels.PROM_COMPONENT,
+            },
+        ],
+    }
     dcgm = {
         "job_name": "dcgm",
         "honor_labels": True,
@@ -166,7 +217,7 @@ def prometheus_config(
             "external_labels": {"region": cfg.region},
         },
         "rule_files": list(cfg.rule_globs),
-        "scrape_configs": [engines, dcgm, file_sd, apiserver, etcd, prometheus],
+        "scrape_configs": [engines, routers, dcgm, file_sd, apiserver, etcd, prometheus],
     }
 
 

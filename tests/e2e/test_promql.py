@@ -11,9 +11,13 @@ Set-up, once for the module, in a namespace of its own in us-east:
   dashboards and rules select);
 - a DeepSeekDeployment (the 7B example, 2 replicas) is served by the simulated fleet that
   `cluster up` runs (it plays every namespace and serves the nodes' dcgm-exporters);
-- a router (`python -m testbed.sim router`) and the load generator (`... load`) keep
-  requests flowing; a blue-green rollout runs to promotion, and then a fault makes 5% of the
-  requests fail with HTTP 500, so the error and rollout series are real, not zero-filled.
+- the resource has `spec.router` on: one pod of the real vllm-router (run by the fleet) sits
+  behind the Service, scraped by the region's `deepseek-routers` job;
+- a router (`python -m testbed.sim router`, the front door over the Service, hence over the
+  vllm-router pod) and the load generator (`... load`) keep requests flowing; a blue-green
+  rollout runs to promotion (the vllm-router pod rolls with it), and then a fault makes 5% of
+  the engines' answers HTTP 500 (vllm-router retries them elsewhere: failed attempts and
+  retries), so the error, retry and rollout series are real, not zero-filled.
 
 Each panel target, each template variable, each recording rule's output series and each
 alert's probes (rules.Alert.probes: the expressions under its threshold) is then one test.
@@ -28,6 +32,7 @@ Environment: DEEPSEEK_E2E_PROMQL_DUMP=FILE appends each query and its first samp
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -36,9 +41,13 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
@@ -189,6 +198,9 @@ def dsd_body() -> dict[str, Any]:
     # checks and the weights across two regions).
     spec["regions"] = [{"name": PRIMARY, "role": "primary", "weight": 100}]
     spec["failover"] = {"enabled": True, "healthCheckIntervalSeconds": 2}
+    # The router (spec.router): one pod of the real vllm-router in front of the engines, scraped
+    # by the region's deepseek-routers job, so the router panels and alerts read its series.
+    spec["router"] = {"enabled": True, "replicas": 1}
     return body
 
 
@@ -391,6 +403,8 @@ def env(
             f"{R.TTFT_GOOD_RATE}{sel}",
             f"{R.QUEUE}{sel}",
             f"deepseek_operator_rollouts_total{sel}",
+            f'vllm_router_cb_outcomes_total{{namespace="{ns}",outcome="failure"}}',
+            f"vllm_router_retries_total{sel}",
         ):
 
             def present(expr: str = expr) -> list[dict[str, Any]]:
@@ -508,6 +522,108 @@ def test_finished_rollouts_panel_counts_the_promotion(env: Env) -> None:
         return v[0] if v and v[0] >= 0.9 else None
 
     wait_for(promoted, timeout=60, what="result=promoted >= 1 in the finished-rollouts panel")
+
+
+def _completion(url: str, model: str, max_tokens: int) -> str:
+    """One completion; its HTTP status (or the error's name)."""
+    body = json.dumps({"model": model, "prompt": "router limit " * 8, "max_tokens": max_tokens})
+    req = urllib.request.Request(
+        f"{url}/v1/completions", body.encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            r.read()
+            return str(r.status)
+    except urllib.error.HTTPError as e:
+        return str(e.code)
+    except OSError as e:
+        return type(e).__name__
+
+
+def test_router_at_its_admission_limit_meets_the_alert_condition(env: Env) -> None:
+    """DeepSeekRouterAtAdmissionLimit's condition (its expression, without its 5 minutes) on
+    the real vllm-router and Prometheus: with the router's bucket at 2, refilled 1/s, no queue,
+    and bursts of long requests through the Service, the router pod answers some of them 429
+    and the condition holds for it (for a pod running with the new bucket: while the old pods
+    run on, the condition compares them with the new limit too). Then the limits go back to
+    their defaults."""
+    custom = client.CustomObjectsApi(env.core.api_client)
+    model = dsd_body()["spec"]["model"]["servedName"]
+    (alert,) = (a for a in R.alerts() if a.name == "DeepSeekRouterAtAdmissionLimit")
+    limits = {"maxConcurrentRequests": 2, "rateLimitTokensPerSecond": 1, "queueSize": 0}
+
+    def patch(router: dict[str, Any]) -> None:
+        custom.patch_namespaced_custom_object(
+            "serving.deepseek.dev",
+            "v1alpha1",
+            env.namespace,
+            "deepseekdeployments",
+            DSD,
+            {"spec": {"router": router}},
+        )
+
+    statuses: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def bursts() -> None:
+        with ThreadPoolExecutor(8) as pool:
+            while not stop.is_set():
+                statuses.update(
+                    pool.map(lambda _: _completion(env.router_url, model, 200), range(8))
+                )
+
+    t0 = time.monotonic()
+    patch(limits)
+    sender = threading.Thread(target=bursts, daemon=True)
+    sender.start()
+    try:
+        wait_for(
+            lambda: has_data(
+                env.prom,
+                f'deepseek_operator_router_limit{{namespace="{env.namespace}",'
+                'limit="max_concurrent_requests"} == 2',
+            ),
+            timeout=60,
+            what="the operator exporting the new bucket size",
+        )
+        t_gauge = time.monotonic() - t0
+        wait_for(lambda: statuses["429"], timeout=120, what="a 429 from the router")
+        t_429 = time.monotonic() - t0
+
+        def limited_pods() -> set[str]:
+            """Router pods running with the new bucket (during the roll the old ones run on
+            with 1024, while the operator already exports 2)."""
+            pods = env.core.list_namespaced_pod(
+                env.namespace, label_selector=f"{L.DEPLOYMENT}={DSD},{L.COMPONENT}=router"
+            ).items
+            out = set()
+            for p in pods:
+                args = [a for c in p.spec.containers for a in (c.command or []) + (c.args or [])]
+                flags = dict(itertools.pairwise(args))
+                if (
+                    flags.get("--max-concurrent-requests") == "2"
+                    and not p.metadata.deletion_timestamp
+                ):
+                    out.add(p.metadata.name)
+            return out
+
+        def holds() -> set[str]:
+            rows = has_data(env.prom, alert.expr)
+            pods = {r["metric"]["pod"] for r in rows if r["metric"]["namespace"] == env.namespace}
+            return pods & limited_pods() if statuses["429"] else set()
+
+        wait_for(holds, timeout=120, what=f"{alert.name}'s condition and a 429", every=2)
+        print(
+            f"\nthrough the router at a bucket of 2 (1/s, no queue): {dict(statuses)}; limit "
+            f"exported after {t_gauge:.0f} s, first 429 after {t_429:.0f} s, the condition "
+            f"after {time.monotonic() - t0:.0f} s"
+        )
+    finally:
+        stop.set()
+        t_stop = time.monotonic()
+        sender.join(120)
+        print(f"the last burst took {time.monotonic() - t_stop:.0f} s more")
+        patch({k: None for k in limits})
 
 
 def test_engine_crash_xid_fires_the_gpu_alert(env: Env) -> None:

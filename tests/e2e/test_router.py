@@ -30,10 +30,12 @@ from deepseek_operator import labels as L
 from deepseek_operator.api.spec import RouterCircuitBreaker, RouterRetries, RouterSpec
 from kubernetes import client
 
+from dashboards import rules as R
 from testbed.cluster import RegionInfo
 from testbed.sim.apiproxy import sim_ip
 from testbed.sim.faults import ERROR_RATE_ANNOTATION, FAULT_ANNOTATION
 
+from .conftest import PRIMARY, Prometheus
 from .faults import record
 from .operator_process import OperatorProcess, install_crds
 from .test_operator import (
@@ -517,6 +519,13 @@ def circuit_states(router_ips: dict[str, str], engine_ip: str) -> dict[str, int]
     return out
 
 
+def ejected(prom: Prometheus, ns: str) -> set[str]:
+    """The engines (worker URLs) for which DeepSeekRouterCircuitOpen's expression holds in
+    namespace `ns`."""
+    (alert,) = (a for a in R.alerts() if a.name == "DeepSeekRouterCircuitOpen")
+    return {r["metric"]["worker"] for r in prom.query(alert.expr) if r["metric"]["namespace"] == ns}
+
+
 def test_a_sick_engine_is_ejected_by_the_circuit_breaker_and_traffic_continues(
     namespace: str,
     operator: OperatorProcess,
@@ -524,6 +533,7 @@ def test_a_sick_engine_is_ejected_by_the_circuit_breaker_and_traffic_continues(
     apps: client.AppsV1Api,
     custom: client.CustomObjectsApi,
     api_clients: dict[str, client.ApiClient],
+    prometheus: dict[str, Prometheus],
     request: pytest.FixtureRequest,
 ) -> None:
     """Two engines behind two router pods with spec.router's default retries and circuit
@@ -538,7 +548,11 @@ def test_a_sick_engine_is_ejected_by_the_circuit_breaker_and_traffic_continues(
     attempts failed, so each router pod fails at most 5 // 3 = 1 request before its circuit
     opens: 2 for the 2 router pods. Then nothing reaches the sick engine for timeoutSeconds
     (30 s); after it, the healed engine gets requests again (half-open) and 2 successes close
-    the circuit."""
+    the circuit.
+
+    The condition of the alert DeepSeekRouterCircuitOpen (its expression, without its 10
+    minutes), on the region's Prometheus scraping the router pods: true for the sick engine
+    while its circuits are open, false once they have closed."""
     ns = namespace
     retries, breaker = RouterRetries(), RouterCircuitBreaker()
     b = body()
@@ -635,6 +649,13 @@ def test_a_sick_engine_is_ejected_by_the_circuit_breaker_and_traffic_continues(
     counts = traffic.counts()
     assert counts["failed"] <= failures_allowed, counts
     assert set(counts["statuses"]) <= {"200", "500"}, counts
+    sick_url = f"http://{sim_ip(engines[sick])}:8000"  # the router's worker label
+    wait_for(
+        lambda: ejected(prometheus[PRIMARY], ns) == {sick_url},
+        timeout=20,
+        what=f"DeepSeekRouterCircuitOpen's condition for {sick_url} on Prometheus",
+        every=1,
+    )
 
     # ---- healed: it gets requests again after the circuit's timeout, the circuits close ---
     core.patch_namespaced_pod(
@@ -644,7 +665,8 @@ def test_a_sick_engine_is_ejected_by_the_circuit_breaker_and_traffic_continues(
     )
     wait_for(
         sick_untouched_while_open,
-        timeout=half_open_earliest - time.monotonic() + 30,
+        # a trial that met the engine still sick reopened the circuits for another timeout
+        timeout=max(0.0, half_open_earliest - time.monotonic()) + breaker.timeout_seconds + 30,
         what=f"{sick} served again after the circuits' {breaker.timeout_seconds} s",
         every=0.5,
     )
@@ -653,6 +675,12 @@ def test_a_sick_engine_is_ejected_by_the_circuit_breaker_and_traffic_continues(
         lambda: set(circuit_states(router_ips, engines[sick]).values()) == {0},
         timeout=30,
         what=f"the circuits of {sick} closed in every router pod",
+    )
+    wait_for(
+        lambda: not ejected(prometheus[PRIMARY], ns),
+        timeout=20,
+        what="DeepSeekRouterCircuitOpen's condition gone once the circuits closed",
+        every=1,
     )
     back = engine_requests(engines[sick])
     healthy_back = engine_requests(engines[healthy])[0]

@@ -400,6 +400,11 @@ def test_router_pod_monitor(crds: bool, monitoring: dict[str, Any], expected: bo
         assert pm["spec"]["selector"]["matchLabels"] == {L.COMPONENT: "router", L.DEPLOYMENT: "r1"}
         (ep,) = pm["spec"]["podMetricsEndpoints"]
         assert ep["port"] == "metrics" and ep["path"] == "/metrics"
+        # the labels the dashboards and alerts group router series by
+        assert {r["targetLabel"]: r["sourceLabels"] for r in ep["relabelings"]} == {
+            "dsd": ["__meta_kubernetes_pod_label_serving_deepseek_dev_deployment"],
+            "component": ["__meta_kubernetes_pod_label_app_kubernetes_io_component"],
+        }
         assert pm["metadata"]["labels"]["release"] == "kps"
         assert pm["metadata"]["labels"][L.COMPONENT] == "router"
         # the engines' PodMonitor keeps its own name and selector

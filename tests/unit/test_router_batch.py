@@ -417,3 +417,41 @@ def test_observe_and_prune_the_batch_pool() -> None:
         ("Service", "r1-batch"),
     }
     assert all(prunable(k[0], owned.objects[k]) is not None for k in leftover)
+
+
+# ---- the limits, exported for the router dashboards and alerts -----------------------------
+
+
+def _limits(ns: str, name: str) -> dict[tuple[str, str], float]:
+    from deepseek_operator.adapters import metrics
+
+    return {
+        (s.labels["component"], s.labels["limit"]): s.value
+        for m in metrics.ROUTER_LIMIT.collect()
+        for s in m.samples
+        if s.labels["namespace"] == ns and s.labels["dsd"] == name
+    }
+
+
+def test_router_limits_are_exported_per_pool_and_removed_with_the_pool() -> None:
+    """vllm-router exports none of its admission limits: the operator does, per pool, so that
+    the router panels and DeepSeekRouterAtAdmissionLimit compare in-flight requests with them."""
+    from deepseek_operator import handlers
+
+    both = dsd({"enabled": True, "maxConcurrentRequests": 64, "batch": {}}, PRIORITY)
+    handlers._export_router_limits(both)
+    assert _limits(NS, "r1") == {
+        ("router", "max_concurrent_requests"): 64,
+        ("router", "queue_size"): 256,
+        ("router", "rate_limit_tokens_per_second"): 64,  # unset: the bucket size per second
+        ("router-batch", "max_concurrent_requests"): 8,
+        ("router-batch", "queue_size"): 0,
+        ("router-batch", "rate_limit_tokens_per_second"): 1,
+    }
+    handlers._export_router_limits(dsd({"enabled": True, "maxConcurrentRequests": 64}))
+    assert {c for c, _ in _limits(NS, "r1")} == {"router"}
+    handlers._export_router_limits(dsd({"enabled": False}))
+    assert _limits(NS, "r1") == {}
+    handlers._export_router_limits(both)
+    handlers.forget(NS, "r1")
+    assert _limits(NS, "r1") == {}

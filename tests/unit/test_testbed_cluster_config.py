@@ -100,6 +100,48 @@ def test_other_pods_and_ports_are_not_scraped(tmp_path: Path, change: dict[str, 
     assert _relabel(rules, {**ENGINE_META, **change}) is None
 
 
+ROUTER_META = {
+    **ENGINE_META,
+    "__meta_kubernetes_pod_name": "r1-router-7d9f-x2",
+    "__meta_kubernetes_pod_ip": "10.16.3.9",
+    "__meta_kubernetes_pod_container_name": "router",
+    "__meta_kubernetes_pod_container_port_name": "metrics",
+    "__meta_kubernetes_pod_container_port_number": "29000",
+    "__meta_kubernetes_pod_label_app_kubernetes_io_component": "router",
+}
+
+
+@pytest.mark.parametrize("component", ["router", "router-batch"])
+def test_router_pods_metrics_port_is_scraped_with_the_pool(tmp_path: Path, component: str) -> None:
+    rules = _job(_prom(tmp_path), "deepseek-routers")["relabel_configs"]
+    meta = {**ROUTER_META, "__meta_kubernetes_pod_label_app_kubernetes_io_component": component}
+    got = _relabel(rules, meta)
+    assert got is not None
+    assert got["__address__"] == "127.16.3.9:29000"
+    assert {k: got[k] for k in ("namespace", "pod", "dsd", "component")} == {
+        "namespace": "team-a",
+        "pod": "r1-router-7d9f-x2",
+        "dsd": "r1",
+        "component": component,
+    }
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"__meta_kubernetes_pod_label_app_kubernetes_io_component": "engine"},
+        {"__meta_kubernetes_pod_label_serving_deepseek_dev_deployment": ""},
+        {"__meta_kubernetes_pod_container_port_name": "http"},
+        {"__meta_kubernetes_pod_phase": "Pending"},
+    ],
+)
+def test_router_job_scrapes_only_router_metrics_ports(
+    tmp_path: Path, change: dict[str, str]
+) -> None:
+    rules = _job(_prom(tmp_path), "deepseek-routers")["relabel_configs"]
+    assert _relabel(rules, {**ROUTER_META, **change}) is None
+
+
 def test_dcgm_scrapes_gpu_nodes_on_loopback_port_9400_with_honor_labels(tmp_path: Path) -> None:
     job = _job(_prom(tmp_path), "dcgm")
     assert job["honor_labels"] is True

@@ -84,6 +84,18 @@ SLO_TARGET = Gauge(
     [*_DSD, "slo"],
     registry=REGISTRY,
 )
+# Values of the `limit` label of ROUTER_LIMIT.
+ROUTER_LIMITS = ("max_concurrent_requests", "queue_size", "rate_limit_tokens_per_second")
+ROUTER_LIMIT = Gauge(
+    "deepseek_operator_router_limit",
+    "Admission limits of each vllm-router pod of a pool (component: router, router-batch), as "
+    "the operator passes them (limit: max_concurrent_requests, the token bucket's size; "
+    "queue_size; rate_limit_tokens_per_second, the refill, the bucket size when unset). "
+    "vllm-router exports none of them, nor any count of the requests it refuses: the router "
+    "dashboards and alerts compare its in-flight requests against these.",
+    [*_DSD, "component", "limit"],
+    registry=REGISTRY,
+)
 ACTIVE_COLOUR = Gauge(
     "deepseek_operator_active_colour",
     "1 for the colour the stable Service selects.",
