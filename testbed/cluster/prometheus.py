@@ -65,19 +65,24 @@ def _sd(cfg: ClusterConfig, ca: str, cert: str, key: str, role: str) -> list[dic
     ]
 
 
-def prometheus_config(
-    cfg: ClusterConfig, *, ca_file: str, cert_file: str, key_file: str
+def _pod_job(
+    cfg: ClusterConfig,
+    tls: tuple[str, str, str],
+    job: str,
+    components: str,
+    port_name: str,
+    extra: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """The whole prometheus.yml of one region."""
-    interval = _interval(cfg.scrape_interval_s)
-    tls = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
-    engines = {
-        "job_name": "deepseek-engines",
-        "kubernetes_sd_configs": _sd(cfg, ca_file, cert_file, key_file, "pod"),
+    """A scrape job over the running pods of a DeepSeekDeployment whose component matches
+    `components`, on their container port named `port_name` (served on this machine's
+    loopback), labelled with namespace, pod and DeepSeekDeployment, then `extra`."""
+    return {
+        "job_name": job,
+        "kubernetes_sd_configs": _sd(cfg, *tls, "pod"),
         "relabel_configs": [
             {
                 "source_labels": [_pod_label(labels.COMPONENT)],
-                "regex": labels.ENGINE_COMPONENT,
+                "regex": components,
                 "action": "keep",
             },
             {
@@ -87,7 +92,7 @@ def prometheus_config(
             },
             {
                 "source_labels": ["__meta_kubernetes_pod_container_port_name"],
-                "regex": labels.ENGINE_PORT_NAME,
+                "regex": port_name,
                 "action": "keep",
             },
             {
@@ -111,6 +116,24 @@ def prometheus_config(
             },
             {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": labels.PROM_POD},
             {"source_labels": [_pod_label(labels.DEPLOYMENT)], "target_label": labels.PROM_DSD},
+            *extra,
+        ],
+    }
+
+
+def prometheus_config(
+    cfg: ClusterConfig, *, ca_file: str, cert_file: str, key_file: str
+) -> dict[str, Any]:
+    """The whole prometheus.yml of one region."""
+    interval = _interval(cfg.scrape_interval_s)
+    tls = {"ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
+    engines = _pod_job(
+        cfg,
+        (ca_file, cert_file, key_file),
+        "deepseek-engines",
+        labels.ENGINE_COMPONENT,
+        labels.ENGINE_PORT_NAME,
+        [
             {"source_labels": [_pod_label(labels.COLOUR)], "target_label": labels.PROM_COLOUR},
             {"source_labels": [_pod_label(labels.MODE)], "target_label": "mode"},
             {"source_labels": ["__meta_kubernetes_pod_node_name"], "target_label": "node"},
@@ -119,53 +142,20 @@ def prometheus_config(
                 "target_label": "container",
             },
         ],
-    }
-    routers = {
-        "job_name": "deepseek-routers",
-        "kubernetes_sd_configs": _sd(cfg, ca_file, cert_file, key_file, "pod"),
-        "relabel_configs": [
-            {
-                "source_labels": [_pod_label(labels.COMPONENT)],
-                "regex": f"{labels.ROUTER_COMPONENT}|{labels.ROUTER_BATCH_COMPONENT}",
-                "action": "keep",
-            },
-            {
-                "source_labels": [_pod_label(labels.DEPLOYMENT)],
-                "regex": ".+",
-                "action": "keep",
-            },
-            {
-                "source_labels": ["__meta_kubernetes_pod_container_port_name"],
-                "regex": labels.ROUTER_METRICS_PORT_NAME,
-                "action": "keep",
-            },
-            {
-                "source_labels": ["__meta_kubernetes_pod_phase"],
-                "regex": "Pending|Succeeded|Failed",
-                "action": "drop",
-            },
-            {
-                "source_labels": [
-                    "__meta_kubernetes_pod_ip",
-                    "__meta_kubernetes_pod_container_port_number",
-                ],
-                "separator": ":",
-                "regex": _TO_LOOPBACK + r":(\d+)",
-                "replacement": "127.$1:$2",
-                "target_label": "__address__",
-            },
-            {
-                "source_labels": ["__meta_kubernetes_namespace"],
-                "target_label": labels.PROM_NAMESPACE,
-            },
-            {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": labels.PROM_POD},
-            {"source_labels": [_pod_label(labels.DEPLOYMENT)], "target_label": labels.PROM_DSD},
+    )
+    routers = _pod_job(
+        cfg,
+        (ca_file, cert_file, key_file),
+        "deepseek-routers",
+        f"{labels.ROUTER_COMPONENT}|{labels.ROUTER_BATCH_COMPONENT}",
+        labels.ROUTER_METRICS_PORT_NAME,
+        [
             {
                 "source_labels": [_pod_label(labels.COMPONENT)],
                 "target_label": labels.PROM_COMPONENT,
             },
         ],
-    }
+    )
     dcgm = {
         "job_name": "dcgm",
         "honor_labels": True,
