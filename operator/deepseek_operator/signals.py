@@ -8,6 +8,7 @@ the contract test runs them against a real vLLM server.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -38,6 +39,12 @@ class Signal(StrEnum):
     ERRORS_TOTAL = "errorsTotal"  # of which failed with a 5xx
     PODS_REPORTING = "podsReporting"  # engine pods with fresh metrics
     SAMPLE_AGE = "sampleAge"  # seconds since the newest engine sample
+    # Histograms, by bucket (Signals.buckets, not .values): the share of requests over an SLO
+    TTFT_BUCKETS = "ttftBuckets"  # rate of requests by TTFT bucket (cumulative, by le)
+    TPOT_BUCKETS = "tpotBuckets"  # the same for each request's time per output token
+
+
+BUCKET_SIGNALS = frozenset({Signal.TTFT_BUCKETS, Signal.TPOT_BUCKETS})
 
 
 # Bucket upper bounds of vllm:request_time_per_output_token_seconds (vLLM 0.32, as in
@@ -96,6 +103,15 @@ def promql(signal: Signal, filt: str = "") -> str:
                 f"histogram_quantile(0.99, sum by ({g}, le) "
                 f"(rate(vllm:request_time_per_output_token_seconds_bucket{s}[{w}])))"
             )
+        case Signal.TTFT_BUCKETS:
+            return (
+                f"sum by ({g}, le) (rate(vllm:time_to_first_token_seconds_bucket{s}[{w}]))"
+            )
+        case Signal.TPOT_BUCKETS:
+            return (
+                f"sum by ({g}, le) "
+                f"(rate(vllm:request_time_per_output_token_seconds_bucket{s}[{w}]))"
+            )
         case Signal.TPOT_MEAN:
             m = "vllm:request_time_per_output_token_seconds"
             return f"sum by ({g}) (rate({m}_sum{s}[{w}])) / sum by ({g}) (rate({m}_count{s}[{w}]))"
@@ -149,6 +165,8 @@ class Signals:
 
     values: dict[Signal, float] = field(default_factory=dict)
     observed_at: float = 0.0
+    # BUCKET_SIGNALS: (le, cumulative rate) ascending, the last le math.inf
+    buckets: dict[Signal, tuple[tuple[float, float], ...]] = field(default_factory=dict)
 
     def get(self, signal: Signal) -> float | None:
         return self.values.get(signal)
@@ -156,3 +174,24 @@ class Signals:
     def as_status(self) -> dict[str, float]:
         """Signal values keyed by name, for status.lastScalingDecision.signals."""
         return {s.value: round(v, 6) for s, v in sorted(self.values.items())}
+
+
+def share_over(buckets: tuple[tuple[float, float], ...] | None, threshold: float) -> float | None:
+    """Share of a histogram's observations above `threshold`, from its cumulative buckets
+    (le, count or rate), interpolating linearly inside the bucket that holds the threshold as
+    histogram_quantile does. None when the histogram is empty or absent."""
+    if not buckets:
+        return None
+    total = buckets[-1][1]
+    if total <= 0:
+        return None
+    below, lo = 0.0, 0.0
+    for le, cum in buckets:
+        if threshold <= le:
+            if math.isinf(le):
+                within = below  # beyond the last finite bound: nothing is known to be within
+            else:
+                within = below + (cum - below) * (threshold - lo) / (le - lo) if le > lo else cum
+            return min(max(1.0 - within / total, 0.0), 1.0)
+        below, lo = cum, le
+    return min(max(1.0 - below / total, 0.0), 1.0)

@@ -18,7 +18,7 @@ from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from ..labels import PROM_COLOUR, PROM_DSD, PROM_NAMESPACE
-from ..signals import Key, Signal, Signals, promql
+from ..signals import BUCKET_SIGNALS, Key, Signal, Signals, promql
 from . import metrics
 
 log = logging.getLogger("deepseek_operator.prometheus")
@@ -78,6 +78,7 @@ class SignalPoller:
     def _poll_one(self, url: str, sigs: list[Signal]) -> Snapshot:
         taken_at = time.time()
         values: dict[Key, dict[Signal, float]] = {}
+        buckets: dict[Key, dict[Signal, list[tuple[float, float]]]] = {}
         errors: dict[Signal, str] = {}
         conn = self._conn(url)
         for sig in sigs:
@@ -104,10 +105,24 @@ class SignalPoller:
                     labels.get(PROM_DSD, ""),
                     labels.get(PROM_COLOUR, ""),
                 )
+                if sig in BUCKET_SIGNALS:
+                    try:
+                        le = float(labels["le"])  # "+Inf" parses as inf
+                    except (KeyError, ValueError):
+                        continue
+                    buckets.setdefault(key, {}).setdefault(sig, []).append((le, value))
+                    continue
                 values.setdefault(key, {})[sig] = value
         return Snapshot(
             url=url,
             taken_at=taken_at,
-            by_key={k: Signals(v, observed_at=taken_at) for k, v in values.items()},
+            by_key={
+                k: Signals(
+                    values.get(k, {}),
+                    observed_at=taken_at,
+                    buckets={s: tuple(sorted(b)) for s, b in buckets.get(k, {}).items()},
+                )
+                for k in values.keys() | buckets.keys()
+            },
             errors=errors,
         )
