@@ -104,9 +104,7 @@ def promql(signal: Signal, filt: str = "") -> str:
                 f"(rate(vllm:request_time_per_output_token_seconds_bucket{s}[{w}])))"
             )
         case Signal.TTFT_BUCKETS:
-            return (
-                f"sum by ({g}, le) (rate(vllm:time_to_first_token_seconds_bucket{s}[{w}]))"
-            )
+            return f"sum by ({g}, le) (rate(vllm:time_to_first_token_seconds_bucket{s}[{w}]))"
         case Signal.TPOT_BUCKETS:
             return (
                 f"sum by ({g}, le) "
@@ -179,14 +177,21 @@ class Signals:
 def share_over(buckets: tuple[tuple[float, float], ...] | None, threshold: float) -> float | None:
     """Share of a histogram's observations above `threshold`, from its cumulative buckets
     (le, count or rate), interpolating linearly inside the bucket that holds the threshold as
-    histogram_quantile does. None when the histogram is empty or absent."""
+    histogram_quantile does. None when the histogram is empty or absent.
+
+    E.g. ((0.5, 90), (1.0, 98), (inf, 100)) over 0.75: 90 + (98 - 90) / 2 = 94 within, 0.06
+    over. Over 2.0 (past the last finite bound) every observation in +Inf counts as over: 0.02.
+    """
     if not buckets:
         return None
-    total = buckets[-1][1]
+    # rate() extrapolates each bucket series on its own, so the cumulative rates can dip a
+    # little; histogram_quantile raises each to the largest below it, and so does this.
+    total = max(cum for _, cum in buckets)
     if total <= 0:
         return None
     below, lo = 0.0, 0.0
-    for le, cum in buckets:
+    for le, raw in buckets:
+        cum = max(raw, below)
         if threshold <= le:
             if math.isinf(le):
                 within = below  # beyond the last finite bound: nothing is known to be within

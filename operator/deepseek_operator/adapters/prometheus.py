@@ -11,8 +11,9 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
@@ -77,14 +78,13 @@ class SignalPoller:
 
     def _poll_one(self, url: str, sigs: list[Signal]) -> Snapshot:
         taken_at = time.time()
-        values: dict[Key, dict[Signal, float]] = {}
-        buckets: dict[Key, dict[Signal, list[tuple[float, float]]]] = {}
+        results: dict[Signal, list[dict[str, Any]]] = {}
         errors: dict[Signal, str] = {}
         conn = self._conn(url)
         for sig in sigs:
             t0 = time.monotonic()
             try:
-                result = conn.custom_query(promql(sig))
+                results[sig] = conn.custom_query(promql(sig))
             except Exception as e:  # network, HTTP or PromQL errors: the signal is missing
                 errors[sig] = str(e)[:300]
                 metrics.QUERY_ERRORS.labels(sig.value).inc()
@@ -92,37 +92,47 @@ class SignalPoller:
                 continue
             finally:
                 metrics.QUERY_DURATION.labels(sig.value).observe(time.monotonic() - t0)
-            for series in result:
-                labels = series.get("metric", {})
-                try:
-                    value = float(series["value"][1])
-                except (KeyError, IndexError, TypeError, ValueError):
-                    continue
-                if math.isnan(value) or math.isinf(value):
-                    continue  # e.g. a quantile over an empty histogram window: no data
-                key = Key(
-                    labels.get(PROM_NAMESPACE, ""),
-                    labels.get(PROM_DSD, ""),
-                    labels.get(PROM_COLOUR, ""),
-                )
-                if sig in BUCKET_SIGNALS:
-                    try:
-                        le = float(labels["le"])  # "+Inf" parses as inf
-                    except (KeyError, ValueError):
-                        continue
-                    buckets.setdefault(key, {}).setdefault(sig, []).append((le, value))
-                    continue
-                values.setdefault(key, {})[sig] = value
         return Snapshot(
-            url=url,
-            taken_at=taken_at,
-            by_key={
-                k: Signals(
-                    values.get(k, {}),
-                    observed_at=taken_at,
-                    buckets={s: tuple(sorted(b)) for s, b in buckets.get(k, {}).items()},
-                )
-                for k in values.keys() | buckets.keys()
-            },
-            errors=errors,
+            url=url, taken_at=taken_at, by_key=signals_by_key(results, taken_at), errors=errors
         )
+
+
+def signals_by_key(
+    results: Mapping[Signal, Iterable[Mapping[str, Any]]], taken_at: float
+) -> dict[Key, Signals]:
+    """Split instant-query results (Prometheus' vector: each series a `metric` label set and a
+    [time, "value"] pair) by (namespace, dsd, colour). A BUCKET_SIGNALS series goes into
+    Signals.buckets by its `le` label (ascending, "+Inf" as math.inf); a series without a
+    finite value (a quantile of an empty window) is no data."""
+    values: dict[Key, dict[Signal, float]] = {}
+    buckets: dict[Key, dict[Signal, list[tuple[float, float]]]] = {}
+    for sig, result in results.items():
+        for series in result:
+            labels = series.get("metric", {})
+            try:
+                value = float(series["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                continue
+            if math.isnan(value) or math.isinf(value):
+                continue  # e.g. a quantile over an empty histogram window: no data
+            key = Key(
+                labels.get(PROM_NAMESPACE, ""),
+                labels.get(PROM_DSD, ""),
+                labels.get(PROM_COLOUR, ""),
+            )
+            if sig in BUCKET_SIGNALS:
+                try:
+                    le = float(labels["le"])  # "+Inf" parses as inf
+                except (KeyError, ValueError):
+                    continue
+                buckets.setdefault(key, {}).setdefault(sig, []).append((le, value))
+                continue
+            values.setdefault(key, {})[sig] = value
+    return {
+        k: Signals(
+            values.get(k, {}),
+            observed_at=taken_at,
+            buckets={s: tuple(sorted(b)) for s, b in buckets.get(k, {}).items()},
+        )
+        for k in values.keys() | buckets.keys()
+    }
