@@ -16,12 +16,14 @@ Every policy sees the same world:
 `signals()` computes the operator's Signals from this state as the operator's PromQL would
 (signals.py): sums/averages of the vLLM gauges over the serving pods, histogram_quantile over
 the last minute of vLLM's TTFT and inter-token-latency histograms with vLLM 0.32's bucket
-boundaries, DCGM GPU utilization averaged over the pods' GPUs.
+boundaries, the per-bucket rates of the TTFT and per-request TPOT histograms
+(Signals.buckets), DCGM GPU utilization averaged over the pods' GPUs.
 """
 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -96,7 +98,9 @@ class WindowHistogram:
         for value, count in runs:
             slot[bisect.bisect_left(bounds, value)] += count
 
-    def quantile(self, q: float, now: float) -> float:
+    def counts(self, now: float) -> list[float]:
+        """Bucket counts of the window ending at `now` (the last one +Inf), not cumulative;
+        forgets the seconds that have left it."""
         while self._slots and self._slots[0][0] <= now - self.window_s - 1:
             self._slots.popleft()
         counts = [0.0] * (len(self.bounds) + 1)
@@ -104,7 +108,22 @@ class WindowHistogram:
             if sec > now - self.window_s:
                 for i, v in enumerate(c):
                     counts[i] += v
-        return histogram_quantile(q, self.bounds, counts)
+        return counts
+
+    def quantile(self, q: float, now: float) -> float:
+        return histogram_quantile(q, self.bounds, self.counts(now))
+
+    def bucket_rates(self, now: float) -> tuple[tuple[float, float], ...]:
+        """What sum by (le) (rate(x_bucket[1m])) reads: (le, cumulative count / window) for
+        each bound, ascending, the last le math.inf (Signals.buckets); () when the window is
+        empty."""
+        counts = self.counts(now)
+        if sum(counts) <= 0:
+            return ()
+        cum = list(itertools.accumulate(counts))
+        return tuple(
+            (le, c / self.window_s) for le, c in zip((*self.bounds, math.inf), cum, strict=True)
+        )
 
 
 @dataclass
@@ -358,7 +377,14 @@ class Fleet:
         mean = self.request_tpot_hist.mean(now)
         if not math.isnan(mean):
             vals[Signal.TPOT_MEAN] = mean
-        return Signals(vals, observed_at=now)
+        buckets: dict[Signal, tuple[tuple[float, float], ...]] = {}
+        for bsig, hist in (
+            (Signal.TTFT_BUCKETS, self.ttft_hist),
+            (Signal.TPOT_BUCKETS, self.request_tpot_hist),
+        ):
+            if rates := hist.bucket_rates(now):
+                buckets[bsig] = rates
+        return Signals(vals, observed_at=now, buckets=buckets)
 
     # -- accounting -------------------------------------------------------------------------
     def gpu_seconds(self, until: float, since: float = 0.0) -> float:

@@ -1,15 +1,20 @@
 """The benchmark baselines' arithmetic, as their documentation states it (HPA ratio, tolerance,
 stabilization, rate limits; KEDA's AverageValue; Knative KPA windows and panic), and the
-Prometheus histogram_quantile the fleet uses for TTFT/TPOT p99."""
+Prometheus histogram_quantile the fleet uses for TTFT/TPOT p99, and its per-bucket rates (what
+rate(x_bucket[1m]) reads, for share_over)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
+from deepseek_operator.signals import Signal, share_over
 
-from bench.fleet import TTFT_BUCKETS, WindowHistogram, histogram_quantile
+from bench.fleet import TTFT_BUCKETS, Fleet, WindowHistogram, histogram_quantile
 from bench.policies import HpaCore, KpaCore, Oracle, need_series
+from testbed.sim.engine import SimRequest
+from testbed.sim.presets import DISTILL_7B_1XH100
 
 
 @pytest.mark.parametrize(
@@ -170,3 +175,60 @@ def test_window_histogram_forgets_after_a_minute() -> None:
     assert h.quantile(0.995, 60.0) > 20.0
     assert h.quantile(0.995, 71.0) <= 0.06
     assert math.isnan(h.quantile(0.5, 200.0))
+
+
+def test_window_histogram_bucket_rates_are_rate_of_the_cumulative_buckets() -> None:
+    h = WindowHistogram((0.1, 0.5, 1.0), window_s=60)
+    for _ in range(30):
+        h.observe(10.0, 0.05)
+    h.observe(10.0, 0.1)  # on a bound: le="0.1" counts it (value <= bound)
+    for _ in range(20):
+        h.observe(20.0, 0.3)
+    h.observe(30.0, 5.0)  # beyond every bound: +Inf only
+    assert h.bucket_rates(60.0) == (
+        (0.1, 31 / 60),
+        (0.5, 51 / 60),
+        (1.0, 51 / 60),
+        (math.inf, 52 / 60),
+    )
+    assert h.bucket_rates(71.0) == ((0.1, 0.0), (0.5, 20 / 60), (1.0, 20 / 60), (math.inf, 21 / 60))
+    assert h.bucket_rates(200.0) == ()  # the window is empty: no series
+
+
+@pytest.mark.parametrize("q", [0.5, 0.9, 0.99])
+def test_window_histogram_share_over_its_quantile_is_one_minus_q(q: float) -> None:
+    """The buckets and histogram_quantile read the same window: share_over at the q-quantile
+    reading is 1 - q (both interpolate linearly inside the bucket)."""
+    h = WindowHistogram(TTFT_BUCKETS, window_s=60)
+    for i in range(1000):
+        h.observe(i * 0.05, 0.02 + 3.0 * (i % 97) / 97)  # 20 s spread over 0.02..3 s
+    now = 55.0
+    assert share_over(h.bucket_rates(now), h.quantile(q, now)) == pytest.approx(1 - q)
+
+
+def test_fleet_signals_have_ttft_and_tpot_buckets_while_it_serves() -> None:
+    fleet = Fleet(DISTILL_7B_1XH100, cold_start_s=60.0, seed=1)
+    fleet.add_pod(0.0, warm=True)
+    empty = fleet.signals(0.0)
+    assert empty.buckets == {}  # nothing served yet: no series, and share_over has no data
+    assert share_over(empty.buckets.get(Signal.TTFT_BUCKETS), 2.0) is None
+    # 20 req/s of 1-3k-token prompts: more than one pod serves, so TTFTs queue up from under
+    # a second to tens of seconds and fill many buckets
+    for t in range(1, 61):
+        for k in range(20):
+            fleet.arrive(SimRequest(f"r{t}-{k}", 1024 * (1 + k % 3), 64 + 8 * k, t - 1 + k / 20))
+        fleet.advance(float(t))
+    sig = fleet.signals(60.0)
+    assert set(sig.buckets) == {Signal.TTFT_BUCKETS, Signal.TPOT_BUCKETS}
+    for b in sig.buckets.values():
+        les = [le for le, _ in b]
+        assert les == sorted(les) and les[-1] == math.inf
+        assert all(x <= y for (_, x), (_, y) in itertools.pairwise(b))
+    ttft, tpot = sig.buckets[Signal.TTFT_BUCKETS], sig.buckets[Signal.TPOT_BUCKETS]
+    assert 0 < ttft[-1][1] * 60 <= 1200  # the first tokens within the minute, of 1200 sent
+    assert share_over(ttft, sig.values[Signal.TTFT_P99]) == pytest.approx(0.01)
+    assert share_over(tpot, sig.values[Signal.TPOT_P99]) == pytest.approx(0.01)
+    assert share_over(ttft, 0.5) > 0.9  # overloaded: nearly every request waited
+    # a minute later with nothing arriving, the window is empty again
+    fleet.advance(200.0)
+    assert fleet.signals(200.0).buckets == {}
