@@ -23,7 +23,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from deepseek_operator.signals import Signal, promql
+from deepseek_operator.adapters.prometheus import signals_by_key
+from deepseek_operator.signals import BUCKET_SIGNALS, Key, Signal, promql, share_over
 
 from .conftest import COLOUR, DSD, NAMESPACE, NODE, ROOT, Engine, Prometheus, http
 
@@ -169,6 +170,14 @@ def _warm_prometheus(engine: Engine, prometheus: Prometheus) -> None:
     while prometheus.scrapes() < 3:
         assert time.monotonic() < deadline, "Prometheus did not scrape vLLM"
         time.sleep(0.5)
+    # http_requests_total{handler=...} exists from a handler's first request on: one request
+    # and two scrapes first, or a test run alone sees that series appear at its final value
+    # (a rate of 0, errorRate 0/0)
+    complete(engine, "Prometheus scrapes every engine pod", 8)
+    seen = prometheus.scrapes()
+    while prometheus.scrapes() < seen + 2:
+        assert time.monotonic() < deadline, "Prometheus stopped scraping vLLM"
+        time.sleep(0.5)
     for i in range(4):
         complete(engine, f"Prometheus scrapes every engine pod {i}", 8)
     stream(engine, "Grafana shows the fleet", 8)
@@ -209,6 +218,18 @@ def test_operator_signals_return_data_with_expected_labels(
     assert 0 <= values[Signal.SAMPLE_AGE.value] < 30
     for sig in LATENCY_SIGNALS:
         assert 0 < values[sig.value] < 60, (sig, values[sig.value])
+    # The histograms by bucket: one series per le, which the adapter keeps in Signals.buckets
+    # (ascending, ending at +Inf); none of these few short requests took a minute.
+    results = {sig: prometheus.query(promql(sig))["result"] for sig in BUCKET_SIGNALS}
+    for sig, result in results.items():
+        assert all("le" in r["metric"] for r in result), (sig, result)
+    ours = signals_by_key(results, time.time())[Key(NAMESPACE, DSD, COLOUR)]
+    assert set(ours.buckets) == BUCKET_SIGNALS
+    for sig, buckets in ours.buckets.items():
+        les = [le for le, _ in buckets]
+        assert len(les) > 2 and les == sorted(les) and les[-1] == math.inf, (sig, les)
+        assert buckets[-1][1] > 0, (sig, buckets)
+        assert share_over(buckets, 60.0) == 0, (sig, buckets)
     # The filtered form the dashboards use selects the same series.
     filt = f'namespace="{NAMESPACE}",dsd="{DSD}"'
     assert prometheus.query(promql(Signal.RUNNING, filt))["result"]
