@@ -2,11 +2,14 @@
 becomes Ready through the cluster's fleet (the daemon `cluster up` runs per region), the
 router balances client requests over the Service's EndpointSlices, a scale-down drains
 without failing a request, and the region's Prometheus (real scrape, real PromQL) holds vLLM
-and DCGM series whose counts match what the load generator measured."""
+and DCGM series whose counts match what the load generator measured, and the operator's own poll
+reads the TTFT and TPOT histograms by bucket from them."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -14,6 +17,8 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from deepseek_operator import labels as L
+from deepseek_operator.adapters.prometheus import SignalPoller
+from deepseek_operator.signals import BUCKET_SIGNALS, Signals, share_over
 from kubernetes import client
 
 from testbed.labels import SIM_ENGINE_READY
@@ -245,6 +250,33 @@ async def test_fleet_router_and_prometheus(
         )
         s2 = (await load).summary
         assert (s2.ok, s2.failed) == (30, 0), s2.to_json()
+
+        # The operator's own poll (signals.py's PromQL, the adapter's split by key): the TTFT
+        # and TPOT histograms by bucket, and the share of requests over an SLO from them. After
+        # the second load: Prometheus has scraped both replicas since before it began (the
+        # first load may have ended before a replica's first scrape, and its buckets then read
+        # as a flat counter, a rate of 0).
+        poller = SignalPoller()
+
+        def bucket_signals() -> Signals | None:
+            """Once Prometheus has scraped the second load's requests: at least s2.ok in the
+            minute, a rate of s2.ok / 60 in +Inf (the first load's may be in the window too)."""
+            snap = poller.poll([prom.url], BUCKET_SIGNALS)[prom.url]
+            got = snap.signals(namespace, DSD, COLOUR)
+            full = set(got.buckets) == BUCKET_SIGNALS
+            counted = all(b[-1][1] * 60 >= s2.ok * 0.999 for b in got.buckets.values())
+            return got if full and counted else None
+
+        got = await until(
+            bucket_signals, timeout=90, what=f"ttftBuckets and tpotBuckets with {s2.ok} requests"
+        )
+        for sig, b in got.buckets.items():
+            les = [le for le, _ in b]
+            assert len(les) > 2 and les == sorted(les) and les[-1] == math.inf, (sig, b)
+            rates = [r for _, r in b]
+            assert all(y >= x * (1 - 1e-9) for x, y in itertools.pairwise(rates)), (sig, b)
+            # short requests on idle replicas: none waited a minute
+            assert share_over(b, 60.0) == 0, (sig, b)
 
         def one_pod() -> list[Any] | None:
             p = all_pods(core, namespace)
