@@ -63,7 +63,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api.spec import ScalingSpec
+from .api.spec import ScalingSpec, SloSpec
 from .api.status import (
     CapacityModel,
     LoadMemory,
@@ -71,9 +71,10 @@ from .api.status import (
     Recommendation,
     ScalingState,
     SeasonProfile,
+    SloBudget,
     StepBin,
 )
-from .signals import TPOT_BUCKETS, Signal, Signals
+from .signals import TPOT_BUCKETS, Signal, Signals, share_over
 
 HISTORY_LIMIT = 256
 TOLERANCE = 0.1  # a scale-up waits until the load is 10% past the fleet's learned capacity
@@ -105,6 +106,7 @@ TAIL_MIN_WEIGHT = 2.0  # samples inside a bucket before their p99 / mean ratio i
 BOUND_SHARE = 0.05  # a p99 in the top 5% of its bucket: the bucket holds the whole tail
 # Step 3: headroom
 HEADROOM_QUANTILE = 0.9
+BUDGET_MIN_MISSES = 10.0  # attainment is judged once the budget allowed this many misses
 RISE_MAX = 10.0  # a window from (almost) no load counts as at most an elevenfold rise
 MEMORY_WINDOWS = 128
 SEASON_MIN_WINDOWS = 4  # windows forecast from the profile before their rises size the headroom
@@ -702,6 +704,63 @@ def remember_load(
     )
 
 
+def missed_share(signals: Signals | None, slo: SloSpec) -> float | None:
+    """The share of requests in the rate window that missed the SLO: over the TTFT or the TPOT
+    p99 SLO (from the histograms' buckets; one over both counts twice, so this is never below
+    the truth) or failed. None while neither histogram saw a request."""
+    if signals is None:
+        return None
+    ttft = share_over(signals.buckets.get(Signal.TTFT_BUCKETS), slo.ttft_p99_seconds)
+    tpot = share_over(signals.buckets.get(Signal.TPOT_BUCKETS), slo.tpot_p99_seconds)
+    if ttft is None and tpot is None:
+        return None
+    failed = signals.values.get(Signal.ERROR_RATE, 0.0)
+    return min(1.0, (ttft or 0.0) + (tpot or 0.0) + failed)
+
+
+def spend_budget(
+    budget: SloBudget | None, now: float, rate: float | None, missed: float | None, window: float
+) -> SloBudget | None:
+    """Add one reading (requests/s finished, the share of them that missed) to the requests
+    and misses weighted over `window` (exponentially: older ones count less by e per window).
+    A reading covers the time since the last one, at most its rate window: a gap without
+    readings is not counted as served. No reading: the budget as it was."""
+    if rate is None or missed is None or rate < 0:
+        return budget
+    if budget is None:
+        requests, misses, dt = 0.0, 0.0, STEADY_SECONDS
+    else:
+        dt = max(0.0, now - budget.time)
+        decay = math.exp(-dt / window)
+        requests, misses = budget.requests * decay, budget.missed * decay
+        dt = min(dt, STEADY_SECONDS)
+    requests += rate * dt
+    misses += rate * min(max(missed, 0.0), 1.0) * dt
+    return SloBudget(
+        requests=round(requests, 4),
+        missed=round(misses, 4),
+        time=now,
+        attainment=round(1.0 - misses / requests, 6) if requests > 0 else None,
+    )
+
+
+def slo_judged(budget: SloBudget | None, slo: SloSpec) -> bool:
+    """Whether the budget saw enough requests to judge attainment: BUDGET_MIN_MISSES allowed."""
+    return (
+        budget is not None
+        and budget.attainment is not None
+        and budget.requests * (1.0 - slo.attainment) >= BUDGET_MIN_MISSES
+    )
+
+
+def budget_words(budget: SloBudget | None, slo: SloSpec) -> str:
+    """The attainment measured, for the decision's message."""
+    target = f"target {slo.attainment:.2%} over {slo.window_seconds / 60:.0f} min"
+    if budget is None or budget.attainment is None or not slo_judged(budget, slo):
+        return f"SLO attainment: too few requests yet ({target})"
+    return f"SLO attainment {budget.attainment:.2%} ({target})"
+
+
 def headroom(memory: LoadMemory | None, seasonal: bool = False) -> Headroom:
     """Step 3: the HEADROOM_QUANTILE quantile of the relative rises (nearest rank). The
     headroom covers the errors of the forecast in use: while the forecast follows the period's
@@ -774,6 +833,7 @@ def guard(
     planned: bool = False,
     draining: bool = False,
     breach_held: bool = True,
+    plan_up: int | None = None,
 ) -> tuple[int, str, str] | None:
     """Step 5: the most replicas a safety net asks for now, with its reason; None when none
     asks. The SLO guard (once the latency window describes the Ready replicas): TTFT or TPOT
@@ -782,7 +842,10 @@ def guard(
     shows requests that waited before, not what the fleet does now) and, where there is a
     plan, until the breach has held for BREACH_SECONDS (`breach_held`: the plan sizes the
     fleet at the SLO, so a p99 over it for one window is noise the plan already answers; a
-    breach that lasts says the capacity model is wrong). The queue /
+    breach that lasts says the capacity model is wrong). A breach on fewer Ready replicas than
+    the plan asks for (`plan_up`, before its tolerance) is the shortfall the plan already knows
+    of: the guard asks for the plan's count (at least one more), not ready x breach, which
+    overshoots near the knee where TPOT rises faster than the load. The queue /
     KV-cache guard, when there is no plan (`planned` false: no rate or capacity yet): requests
     waiting beyond the tolerated queue or KV usage past its target -> the concurrency the
     replicas would hold at the KV target. User targets when set."""
@@ -805,6 +868,8 @@ def guard(
     held = breach_held or not planned
     if worst is not None and worst[0] > 1.0 and latency_settled and not draining and held:
         doubled = max(math.ceil(ready * min(2.0, worst[0])), ready + 1)
+        if plan_up is not None and plan_up > ready:
+            doubled = min(doubled, plan_up)
         asks.append(
             (doubled, f"{worst[1]}AboveSLO", f"{worst[1]} p99 {worst[2]:.3g}s > SLO {worst[3]:g}s")
         )
@@ -947,7 +1012,7 @@ def decide(
     elif state.last_decision_time is None:  # first decision: no change known of
         ready_since = now - STEADY_SECONDS
     settled = inp.ready > 0 and now - ready_since >= STEADY_SECONDS
-    cap_model, memory = state.capacity, state.load
+    cap_model, memory, slo_budget = state.capacity, state.load, state.slo_budget
 
     def next_state(history: list[Recommendation], up: bool, down: bool = False) -> ScalingState:
         return ScalingState(
@@ -960,6 +1025,7 @@ def decide(
             ready_count=inp.ready,
             capacity=cap_model,
             load=memory,
+            slo_budget=slo_budget,
         )
 
     def hold(reason: str, message: str, metrics_ok: bool = True) -> ScalingDecision:
@@ -1062,8 +1128,13 @@ def decide(
         finished, inp.ready, kv, spec.targets.kv_cache_usage, tpot_now, aim, queued
     )
 
+    # the SLO attainment measured (reported in status, the message and the SloMet condition)
+    slo_budget = spend_budget(
+        slo_budget, now, finished, missed_share(inp.signals, spec.slo), spec.slo.window_seconds
+    )
     # 3. headroom and 4. the plan
     room = headroom(memory, demand.seasonal)
+    p: Plan | None = None
     if capacity is not None and finished is not None:
         p = plan(demand, capacity.per_replica, room)
         raw, reason = p.recommend(n, capacity.per_replica)
@@ -1073,6 +1144,7 @@ def decide(
         )
         if demand.seasonal and not room.seasonal and room.windows:
             why += " (the headroom over the rate now, not stacked on the profile's forecast)"
+        why += f"; {budget_words(slo_budget, spec.slo)}"
     elif finished is not None and backlog <= 0 and demand.until_ready <= 0:
         # Idle: nothing arrives, runs or waits, and nothing is forecast. No capacity is needed
         # to know that no replica serves load (a burst that ended before any steady sample
@@ -1095,6 +1167,7 @@ def decide(
         planned=capacity is not None,
         draining=finished is not None and growth < -DRAINING_SHARE * finished,
         breach_held=breach_held(past, now, breach),
+        plan_up=p.up if p is not None else None,
     )
     if asked is not None and asked[0] > raw:
         raw, reason, why = asked[0], asked[1], f"{asked[2]} (guard over the plan: {why})"

@@ -503,3 +503,26 @@ def test_worked_example_of_the_module_docstring() -> None:
     d = Demand(16.0, 16.0, 0.0, 0.01, 19.4, 344.0, 19.4)
     p = plan(d, 5.0, Headroom(0.25, 90, None))
     assert p.up == math.ceil((19.4 + 0.25 * 19.4) / 5.0) == 5
+
+
+PLAN_GUARD_TABLE = [
+    # (case, ready, TPOT p99, the plan's count, expected ask)
+    ("no plan count: ready x breach", 4, 0.127, None, 6),
+    ("a plan above ready explains the breach: its count", 4, 0.127, 5, 5),
+    ("a plan at ready: the model is wrong, ready x breach", 4, 0.127, 4, 6),
+    ("a plan below ready: ready x breach", 4, 0.127, 3, 6),
+    ("a plan asking more than ready x breach: the guard's own count", 4, 0.127, 9, 6),
+]
+
+
+@pytest.mark.parametrize(
+    "case,ready,tpot,plan_up,expected", PLAN_GUARD_TABLE, ids=[c[0] for c in PLAN_GUARD_TABLE]
+)
+def test_a_breach_the_plan_explains_asks_for_the_plans_count(
+    case: str, ready: int, tpot: float, plan_up: int | None, expected: int
+) -> None:
+    # near the knee TPOT rises faster than the load (4 replicas at 0.127 s where 5 serve at
+    # 0.083 s): ready x breach overshoots where the plan already counts the replicas missing
+    hot = vals(10, 0, 0.2, tpotP99=tpot)
+    got = guard(SPEC, hot, ready, True, True, breach_held=True, plan_up=plan_up)
+    assert got == (expected, "TPOTAboveSLO", ANY)

@@ -684,6 +684,22 @@ class SloSpec(ApiModel):
     max_error_rate: float = Field(
         0.01, ge=0, le=1, description="Highest tolerated fraction of failed requests."
     )
+    attainment: float = Field(
+        0.99,
+        ge=0.5,
+        le=0.9999,
+        description="Share of requests to serve within both latency SLOs and without error, "
+        "over windowSeconds. The rest is the error budget: the autoscaler keeps less headroom "
+        "above its forecast while little of the budget is spent and more as it is spent "
+        "(status.scaling.sloBudget shows what was measured).",
+    )
+    window_seconds: int = Field(
+        3600,
+        ge=300,
+        le=2592000,
+        description="Time over which attainment is measured (exponentially weighted: older "
+        "requests count less, by e per window).",
+    )
 
 
 class ScalingTargets(ApiModel):

@@ -221,6 +221,20 @@ class LoadMemory(ApiModel):
     )
 
 
+class SloBudget(ApiModel):
+    """Requests served and missed (over an SLO or failed), exponentially weighted over
+    slo.windowSeconds: the measured attainment the autoscaler's headroom answers to."""
+
+    requests: float = Field(0.0, ge=0, description="Weighted requests finished.")
+    missed: float = Field(
+        0.0, ge=0, description="Weighted requests over the TTFT or TPOT SLO, or failed."
+    )
+    time: float = Field(description="Unix time of the last update.")
+    attainment: float | None = Field(
+        None, ge=0, le=1, description="1 - missed / requests; absent until requests were seen."
+    )
+
+
 class ScalingState(ApiModel):
     """What the autoscaler remembers between decisions (so a restart does not reset its
     stabilization windows)."""
@@ -250,6 +264,9 @@ class ScalingState(ApiModel):
     )
     load: LoadMemory | None = Field(
         None, description="The planner's memory of the load: its volatility over the horizon."
+    )
+    slo_budget: SloBudget | None = Field(
+        None, description="SLO attainment measured over slo.windowSeconds (the error budget)."
     )
 
 
