@@ -61,7 +61,7 @@ from .desired import (
     template_hash,
 )
 from .patches import merge_patch
-from .reconcile import Observed, Outcome, reconcile, set_condition, with_scaling
+from .reconcile import Observed, Outcome, reconcile, set_condition, slo_event, with_scaling
 from .rollout import TRANSITIONING, Event, RolloutPhase
 from .scaling import (
     ScalingDecision,
@@ -240,6 +240,8 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     dsd = _with_mode(dsd, Q.effective_mode(dsd.spec.quantization, q_state))
 
     outcome = reconcile(dsd, observed, now, preview_signals)
+    if decision is not None and (flip := slo_event(dsd.status, decision)) is not None:
+        decided.append(flip)
     if decision is not None:
         outcome = replace(
             outcome,

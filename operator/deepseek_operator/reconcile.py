@@ -691,10 +691,12 @@ def with_scaling(
     generation: int | None,
 ) -> DeepSeekDeploymentStatus:
     """Status after an autoscaling decision: its memory, the last decision when it changed
-    replicas or its reason, and the MetricsAvailable / ScalingLimited conditions."""
+    replicas or its reason, and the MetricsAvailable / ScalingLimited conditions, and SLOMet
+    once the SLO attainment can be judged (until then, and on a hold, left as it was)."""
     updates = (
         _metrics_available_condition(decision),
         _autoscaler_limit_condition(status, decision),
+        None if decision.slo is None else ConditionUpdate(ConditionType.SLO_MET, *decision.slo),
     )
     update: dict[str, object] = {
         "scaling": decision.state,
@@ -704,6 +706,20 @@ def with_scaling(
     if record is not None:
         update["last_scaling_decision"] = record
     return status.model_copy(update=update)
+
+
+def slo_event(status: DeepSeekDeploymentStatus, decision: ScalingDecision) -> Event | None:
+    """The Event of a decision that flips SLOMet (or first judges it not met): a Warning when
+    attainment falls below its target, Normal when it is met again."""
+    if decision.slo is None:
+        return None
+    met, _, message = decision.slo
+    before = condition(status, ConditionType.SLO_MET)
+    if (before is None and met) or (before is not None and (before.status == "True") == met):
+        return None
+    if met:
+        return Event("Normal", "SLOAttainmentMet", message)
+    return Event("Warning", "SLOAttainmentBelowTarget", message)
 
 
 def _metrics_available_condition(decision: ScalingDecision) -> ConditionUpdate:

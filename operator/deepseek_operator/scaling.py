@@ -144,6 +144,7 @@ class ScalingDecision:
     metrics_ok: bool = True
     state: ScalingState = field(default_factory=ScalingState)
     demand: Demand | None = None  # step 1's demand, where this tick computed one
+    slo: tuple[bool, str, str] | None = None  # SLOMet (met, reason, message), once judged
 
 
 # ---------------------------------------------------------------------------- 1. demand --
@@ -753,6 +754,20 @@ def slo_judged(budget: SloBudget | None, slo: SloSpec) -> bool:
     )
 
 
+def slo_condition(budget: SloBudget | None, slo: SloSpec) -> tuple[bool, str, str] | None:
+    """The SLOMet condition (met, reason, message) once attainment can be judged."""
+    if budget is None or budget.attainment is None or not slo_judged(budget, slo):
+        return None
+    met = budget.attainment >= slo.attainment
+    return (
+        met,
+        "AttainmentMet" if met else "AttainmentBelowTarget",
+        f"{budget.attainment:.2%} of requests within TTFT p99 {slo.ttft_p99_seconds:g}s and "
+        f"TPOT p99 {slo.tpot_p99_seconds:g}s and without error over the last "
+        f"{slo.window_seconds / 60:.0f} min (weighted; target {slo.attainment:.2%})",
+    )
+
+
 def budget_words(budget: SloBudget | None, slo: SloSpec) -> str:
     """The attainment measured, for the decision's message."""
     target = f"target {slo.attainment:.2%} over {slo.window_seconds / 60:.0f} min"
@@ -1221,6 +1236,7 @@ def decide(
         limited=limited,
         state=next_state(history, target > n, target < n),
         demand=demand,
+        slo=slo_condition(slo_budget, spec.slo),
     )
 
 

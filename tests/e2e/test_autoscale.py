@@ -497,9 +497,9 @@ def test_burst_scales_up_then_back_down_to_min_replicas(
     ns, name, lo, hi = namespace, "chat", 1, 4
     body = example("deepseek-r1-distill-7b.yaml", fleet=True)
     body["metadata"]["name"] = name
-    body["spec"]["scaling"] = scaling(
-        min_replicas=lo, max_replicas=hi, slo={"ttftP99Seconds": 1, "tpotP99Seconds": 0.05}
-    )
+    # attainment 0.9: judged once the SLO allowed 10 misses, 100 requests (~35 s of the burst)
+    slo = {"ttftP99Seconds": 1, "tpotP99Seconds": 0.05, "attainment": 0.9}
+    body["spec"]["scaling"] = scaling(min_replicas=lo, max_replicas=hi, slo=slo)
     create_dsd(custom, ns, body)
     seen = watches(ns, name)
 
@@ -551,6 +551,30 @@ def test_burst_scales_up_then_back_down_to_min_replicas(
     assert lo < peak <= hi
     row = kubectl_row(region, ns, name)
     assert row["desired"] == row["ready"] == str(peak)
+
+    # -- the SLO attainment measured from the engines' histograms through Prometheus ---------
+    def slo_met() -> dict[str, Any] | None:
+        st = get_dsd(custom, ns, name).get("status") or {}
+        return next((c for c in st.get("conditions", []) if c["type"] == "SLOMet"), None)
+
+    wait_for(slo_met, timeout=120, what="the SLOMet condition")
+    # the condition and status.scaling.sloBudget come from one decision, in one status write
+    st = get_dsd(custom, ns, name)["status"]
+    budget = st["scaling"]["sloBudget"]
+    met = next(c for c in st["conditions"] if c["type"] == "SLOMet")
+    assert budget["requests"] >= 100, budget  # the burst's requests, weighted over the window
+    assert 0 <= budget["missed"] <= budget["requests"], budget
+    assert met["status"] == ("True" if budget["attainment"] >= 0.9 else "False"), (met, budget)
+    assert f"{budget['attainment']:.2%} of requests within" in met["message"], (met, budget)
+    assert "TTFT p99 1s and TPOT p99 0.05s" in met["message"], met
+    assert "target 90.00%" in met["message"], met
+    if met["status"] == "False":  # below target: said as a Warning Event too
+        warn = wait_for(
+            lambda: events_with(core, ns, name, "SLOAttainmentBelowTarget"),
+            timeout=30,
+            what="an SLOAttainmentBelowTarget Event",
+        )
+        assert all(e.type == "Warning" for e in warn)
 
     # -- load stops: back to minReplicas after the down-window ----------------------------
     load.stop()

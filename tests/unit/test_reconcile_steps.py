@@ -519,3 +519,49 @@ def test_a_compressed_rung_the_policy_chose_is_degraded(
     modes = {Colour.BLUE: served} if served else {}
     got = R._degraded_reasons(ctx(d, modes=modes), serving())
     assert tuple(r for r, _ in got) == want
+
+
+MET = (True, "AttainmentMet", "99.90% of requests within ...")
+MISSED = (False, "AttainmentBelowTarget", "97.00% of requests within ...")
+SLO_EVENTS = [
+    # (case, SLOMet before, the decision's judgement, want (type, reason) or None)
+    ("not judged yet: nothing", None, None, None),
+    ("first judged met: nothing to say", None, MET, None),
+    ("first judged missed: a warning", None, MISSED, ("Warning", "SLOAttainmentBelowTarget")),
+    ("met, still met", cond("SLOMet", "True", "AttainmentMet"), MET, None),
+    (
+        "met, now missed",
+        cond("SLOMet", "True", "AttainmentMet"),
+        MISSED,
+        ("Warning", "SLOAttainmentBelowTarget"),
+    ),
+    ("missed, still missed", cond("SLOMet", "False", "AttainmentBelowTarget"), MISSED, None),
+    (
+        "missed, met again",
+        cond("SLOMet", "False", "AttainmentBelowTarget"),
+        MET,
+        ("Normal", "SLOAttainmentMet"),
+    ),
+    ("a hold leaves it", cond("SLOMet", "False", "AttainmentBelowTarget"), None, None),
+]
+
+
+@pytest.mark.parametrize("case,before,slo,want", SLO_EVENTS, ids=[c[0] for c in SLO_EVENTS])
+def test_slo_met_condition_and_its_events(
+    case: str,
+    before: Condition | None,
+    slo: tuple[bool, str, str] | None,
+    want: tuple[str, str] | None,
+) -> None:
+    status = DeepSeekDeploymentStatus(conditions=[before] if before is not None else [])
+    d = decision(slo=slo)
+    ev = R.slo_event(status, d)
+    assert (None if ev is None else (ev.type, ev.reason)) == want
+    if ev is not None:
+        assert ev.message == slo[2]  # type: ignore[index]
+    after = R.condition(R.with_scaling(status, d, 2, 100.0, 1), "SLOMet")
+    if slo is None:
+        assert after == before
+    else:
+        assert after is not None
+        assert (after.status, after.reason, after.message) == (str(slo[0]), slo[1], slo[2])

@@ -15,6 +15,7 @@ from deepseek_operator.scaling import (
     budget_words,
     decide,
     missed_share,
+    slo_condition,
     slo_judged,
     spend_budget,
 )
@@ -127,3 +128,17 @@ def test_a_decision_keeps_the_budget_and_says_it() -> None:
         spec, ScalingInputs(replicas=2, ready=2, signals=Signals({})), state, 1000.0, 15.0
     )
     assert held.state.slo_budget == before
+
+
+def test_slo_condition_once_judged() -> None:
+    assert (
+        slo_condition(SloBudget(requests=500.0, missed=50.0, time=0.0, attainment=0.9), SLO) is None
+    )
+    met = slo_condition(SloBudget(requests=10_000.0, missed=50.0, time=0.0, attainment=0.995), SLO)
+    assert met is not None and met[:2] == (True, "AttainmentMet")
+    assert met[2] == (
+        "99.50% of requests within TTFT p99 2s and TPOT p99 0.1s and without error over the "
+        "last 60 min (weighted; target 99.00%)"
+    )
+    low = slo_condition(SloBudget(requests=10_000.0, missed=300.0, time=0.0, attainment=0.97), SLO)
+    assert low is not None and low[:2] == (False, "AttainmentBelowTarget")

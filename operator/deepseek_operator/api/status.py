@@ -41,6 +41,7 @@ class ConditionType(StrEnum):
     DNS_PUBLISHED = "DNSPublished"
     ROUTER_READY = "RouterReady"  # only while spec.router.enabled
     BATCH_ROUTER_READY = "BatchRouterReady"  # only while spec.router.batch is in use
+    SLO_MET = "SLOMet"  # once the autoscaler measured enough requests (status.scaling.sloBudget)
 
 
 class Condition(ApiModel):
