@@ -689,9 +689,10 @@ class SloSpec(ApiModel):
         ge=0.5,
         le=0.9999,
         description="Share of requests to serve within both latency SLOs and without error, "
-        "over windowSeconds. The rest is the error budget: the autoscaler keeps less headroom "
-        "above its forecast while little of the budget is spent and more as it is spent "
-        "(status.scaling.sloBudget shows what was measured).",
+        "over windowSeconds. The autoscaler measures it at the engines (their TTFT and TPOT "
+        "histograms and 5xx answers; requests a router refused or a client abandoned before an "
+        "engine are not seen) into status.scaling.sloBudget and the SLOMet condition; it "
+        "reports it and does not size replicas from it.",
     )
     window_seconds: int = Field(
         3600,
