@@ -15,6 +15,7 @@ from .queries import (
     FILT,
     ROUTER_POD,
     ROUTER_POOL,
+    SLO_ATTAINMENT,
     SLO_ERROR_RATE,
     SLO_TPOT,
     SLO_TTFT,
@@ -145,6 +146,25 @@ FLEET = Dashboard(
             width=8,
             min=0,
             thresholds=(Threshold(None, "green"), Threshold(6, "orange"), Threshold(14.4, "red")),
+        ),
+        Panel(
+            "SLO attainment (operator, weighted over slo.windowSeconds)",
+            "Share of requests served within both latency SLOs (TTFT and TPOT p99) and without "
+            "error, as the autoscaler measures it from the latency histograms: recent requests "
+            "count most, those older than spec.scaling.slo.windowSeconds little "
+            "(status.scaling.sloBudget). Dashed: the target, spec.scaling.slo.attainment. "
+            "Once enough requests were measured, the SLOMet condition says whether it is met "
+            "(DeepSeekSLOAttainmentBelowTarget fires after 15 minutes below). No line while "
+            "autoscaling is off or before the first requests were measured.",
+            (
+                Target(operator_gauge("deepseek_operator_slo_attainment", FILT), BY_DSD),
+                _slo(SLO_ATTAINMENT),
+            ),
+            unit="percentunit",
+            width=8,
+            max=1,
+            decimals=2,
+            dashed="^SLO .*",
         ),
         Panel(
             "Responses per second by status",

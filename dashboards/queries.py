@@ -45,6 +45,7 @@ TPOT_P99_RECORD = f"namespace_dsd:vllm_{TPOT_HISTOGRAM.removeprefix('vllm:')}:p9
 SLO_TTFT = "ttft_p99_seconds"
 SLO_TPOT = "tpot_p99_seconds"
 SLO_ERROR_RATE = "error_rate"
+SLO_ATTAINMENT = "attainment"
 
 
 def sel(*matchers: str) -> str:

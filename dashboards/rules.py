@@ -34,6 +34,7 @@ from .queries import (
     ROUTER_LIMIT,
     ROUTER_POD,
     ROUTER_POOL,
+    SLO_ATTAINMENT,
     SLO_ERROR_RATE,
     SLO_TPOT,
     SLO_TTFT,
@@ -276,6 +277,19 @@ def what_description(what: str) -> str:
     }[what]
 
 
+SLO_MET_FALSE = 'deepseek_operator_condition{type="SLOMet",status="False"}'
+
+
+def _attainment_target() -> str:
+    """The alerted deployment's spec.scaling.slo.attainment, read by the annotation's template
+    (an alert's value is one number: here the measured attainment)."""
+    series = f'{SLO_TARGETS}{{slo="{SLO_ATTAINMENT}",{PROM_NAMESPACE}="%s",{PROM_DSD}="%s"}}'
+    return (
+        f"{{{{ with printf `{series}` $labels.{PROM_NAMESPACE} $labels.{PROM_DSD} | query }}}}"
+        "{{ . | first | value | humanizePercentage }}{{ else }}(not exported){{ end }}"
+    )
+
+
 TTFT_SLI = "namespace_dsd:vllm_ttft_slo_violation:ratio_rate{w}"
 ERROR_SLI = "namespace_dsd:vllm_http_requests_errors:ratio_rate{w}"
 
@@ -325,6 +339,33 @@ SLO_ALERTS = Group(
                 TPOT_P99_RECORD,
                 error_ratio("5m"),
                 SLO_TARGETS,
+            ),
+        ),
+        Alert(
+            name="DeepSeekSLOAttainmentBelowTarget",
+            expr=(
+                f"max by ({NS_DSD}) (deepseek_operator_slo_attainment)\n"
+                f"and on ({NS_DSD})\n"
+                f"(max by ({NS_DSD}) ({SLO_MET_FALSE}) == 1)"
+            ),
+            for_="15m",
+            severity="warning",
+            summary=(
+                f"{WHO} serves fewer requests within its SLOs than spec.scaling.slo.attainment "
+                "asks."
+            ),
+            description=(
+                "The autoscaler measured {{ $value | humanizePercentage }} of requests within "
+                "the TTFT and TPOT SLOs and without error, weighted over "
+                "spec.scaling.slo.windowSeconds, against a target (spec.scaling.slo.attainment) "
+                f"of {_attainment_target()}, and has kept the SLOMet condition False for 15 "
+                "minutes: the error budget is being spent faster than the target allows. "
+                "`kubectl describe dsd` says why the autoscaler does not add capacity."
+            ),
+            probes=(
+                "deepseek_operator_slo_attainment",
+                'deepseek_operator_condition{type="SLOMet"}',
+                f'{SLO_TARGETS}{{slo="{SLO_ATTAINMENT}"}}',
             ),
         ),
     ),

@@ -852,6 +852,8 @@ def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
     metrics.SLO_TARGET.labels(ns, name, "ttft_p99_seconds").set(slo.ttft_p99_seconds)
     metrics.SLO_TARGET.labels(ns, name, "tpot_p99_seconds").set(slo.tpot_p99_seconds)
     metrics.SLO_TARGET.labels(ns, name, "error_rate").set(slo.max_error_rate)
+    metrics.SLO_TARGET.labels(ns, name, "attainment").set(slo.attainment)
+    _export_attainment(ns, name, outcome.status)
     _export_router_limits(dsd)
     for c in Colour:
         metrics.ACTIVE_COLOUR.labels(ns, name, c.value).set(1 if s.active_colour is c else 0)
@@ -869,6 +871,17 @@ def _export(dsd: DeepSeekDeployment, outcome: Outcome) -> None:
         metrics.QUANTIZATION_SWITCHES.labels(ns, name, way)  # 0 until the first one
     for cond in s.conditions:
         _export_condition(ns, name, cond)
+
+
+def _export_attainment(ns: str, name: str, s: DeepSeekDeploymentStatus) -> None:
+    """deepseek_operator_slo_attainment while status.scaling.sloBudget.attainment exists; the
+    series is removed when it does not (autoscaling off, no request measured yet)."""
+    budget = s.scaling.slo_budget if s.scaling is not None else None
+    if budget is not None and budget.attainment is not None:
+        metrics.SLO_ATTAINMENT.labels(ns, name).set(budget.attainment)
+    else:
+        with contextlib.suppress(KeyError):
+            metrics.SLO_ATTAINMENT.remove(ns, name)
 
 
 def _export_router_limits(dsd: DeepSeekDeployment) -> None:
@@ -919,6 +932,7 @@ def forget(namespace: str, name: str) -> None:
         metrics.READY_REPLICAS,
         metrics.MAX_REPLICAS,
         metrics.LAST_RECONCILE,
+        metrics.SLO_ATTAINMENT,
     ):
         with contextlib.suppress(KeyError):
             g.remove(namespace, name)

@@ -17,7 +17,9 @@ Set-up, once for the module, in a namespace of its own in us-east:
   vllm-router pod) and the load generator (`... load`) keep requests flowing; a blue-green
   rollout runs to promotion (the vllm-router pod rolls with it), and then a fault makes 5% of
   the engines' answers HTTP 500 (vllm-router retries them elsewhere: failed attempts and
-  retries), so the error, retry and rollout series are real, not zero-filled.
+  retries), so the error, retry and rollout series are real, not zero-filled;
+- the autoscaler measures the SLO attainment of that load (spec.scaling.slo.attainment 0.9, so
+  SLOMet is judged after about 100 requests).
 
 Each panel target, each template variable, each recording rule's output series and each
 alert's probes (rules.Alert.probes: the expressions under its threshold) is then one test.
@@ -191,6 +193,10 @@ def dsd_body() -> dict[str, Any]:
     spec = body["spec"]
     spec["replicas"] = 2
     spec["scaling"].update({"minReplicas": 2, "maxReplicas": 3})
+    # The autoscaler (on by default) measures the SLO attainment from the load below and judges
+    # SLOMet once the budget allows 10 misses: 100 requests at 0.9 (1,000 at the default 0.99),
+    # so the attainment panel and DeepSeekSLOAttainmentBelowTarget's probes have data early.
+    spec["scaling"]["slo"]["attainment"] = 0.9
     # A quick blue-green rollout: promote after 5 s of analysis, drop the old colour at once.
     spec["rollout"] = {"analysis": {"durationSeconds": 5}, "scaleDownDelaySeconds": 0}
     # One member region (this cluster), health-checked every 2 s: the region panels and the
@@ -405,6 +411,8 @@ def env(
             f"deepseek_operator_rollouts_total{sel}",
             f'vllm_router_cb_outcomes_total{{namespace="{ns}",outcome="failure"}}',
             f"vllm_router_retries_total{sel}",
+            f"deepseek_operator_slo_attainment{sel}",
+            f'deepseek_operator_condition{{namespace="{ns}",dsd="{DSD}",type="SLOMet"}}',
         ):
 
             def present(expr: str = expr) -> list[dict[str, Any]]:

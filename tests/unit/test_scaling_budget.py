@@ -5,6 +5,7 @@ weighted over the SLO window, and when there are enough to judge."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from deepseek_operator.api.spec import ScalingSpec, SloSpec
@@ -142,3 +143,52 @@ def test_slo_condition_once_judged() -> None:
     )
     low = slo_condition(SloBudget(requests=10_000.0, missed=300.0, time=0.0, attainment=0.97), SLO)
     assert low is not None and low[:2] == (False, "AttainmentBelowTarget")
+
+
+def _series(gauge: Any, ns: str) -> dict[tuple[str, ...], float]:
+    return {
+        tuple(v for k, v in sorted(s.labels.items()) if k not in ("namespace", "dsd")): s.value
+        for m in gauge.collect()
+        for s in m.samples
+        if s.labels["namespace"] == ns and s.labels["dsd"] == "r1"
+    }
+
+
+def test_attainment_and_its_target_are_exported_while_measured() -> None:
+    """The dashboards' attainment panel and DeepSeekSLOAttainmentBelowTarget compare
+    deepseek_operator_slo_attainment with deepseek_operator_slo_target{slo="attainment"}; the
+    measurement's series is there only while status.scaling.sloBudget.attainment is."""
+    from deepseek_operator import handlers
+    from deepseek_operator.adapters import metrics
+    from deepseek_operator.api import DeepSeekDeployment
+    from deepseek_operator.api.status import DeepSeekDeploymentStatus
+    from deepseek_operator.reconcile import Outcome
+
+    ns = "slo-export"
+    dsd = DeepSeekDeployment.from_k8s(
+        {
+            "metadata": {"name": "r1", "namespace": ns, "uid": "u-1", "generation": 1},
+            "spec": {
+                "model": {"checkpoint": "deepseek-ai/DeepSeek-R1"},
+                "scaling": {"enabled": True, "slo": {"attainment": 0.95}},
+            },
+        }
+    )
+
+    def export(budget: SloBudget | None) -> None:
+        scaling = None if budget is None else ScalingState(slo_budget=budget)
+        status = DeepSeekDeploymentStatus(scaling=scaling)
+        handlers._export(dsd, Outcome(plan=None, targets=(), status=status, events=()))
+
+    export(None)
+    assert _series(metrics.SLO_TARGET, ns)[("attainment",)] == 0.95
+    assert _series(metrics.SLO_ATTAINMENT, ns) == {}
+    export(SloBudget(requests=20.0, missed=0.0, time=1.0))  # nothing measured yet
+    assert _series(metrics.SLO_ATTAINMENT, ns) == {}
+    export(SloBudget(requests=1000.0, missed=30.0, time=2.0, attainment=0.97))
+    assert _series(metrics.SLO_ATTAINMENT, ns) == {(): 0.97}
+    export(None)  # autoscaling turned off: the status no longer has it
+    assert _series(metrics.SLO_ATTAINMENT, ns) == {}
+    export(SloBudget(requests=1000.0, missed=30.0, time=2.0, attainment=0.97))
+    handlers.forget(ns, "r1")
+    assert _series(metrics.SLO_ATTAINMENT, ns) == {}

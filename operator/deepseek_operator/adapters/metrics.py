@@ -79,9 +79,18 @@ MAX_REPLICAS = Gauge(
 )
 SLO_TARGET = Gauge(
     "deepseek_operator_slo_target",
-    "The DeepSeekDeployment's SLOs (slo: ttft_p99_seconds, tpot_p99_seconds, error_rate), "
-    "so dashboards and alerts compare against each deployment's own objectives.",
+    "The DeepSeekDeployment's SLOs (slo: ttft_p99_seconds, tpot_p99_seconds, error_rate, "
+    "attainment), so dashboards and alerts compare against each deployment's own objectives.",
     [*_DSD, "slo"],
+    registry=REGISTRY,
+)
+SLO_ATTAINMENT = Gauge(
+    "deepseek_operator_slo_attainment",
+    "Share of requests served within both latency SLOs and without error, weighted over "
+    "spec.scaling.slo.windowSeconds, as the autoscaler measured it "
+    "(status.scaling.sloBudget.attainment); absent until it measured requests. Compare with "
+    'deepseek_operator_slo_target{slo="attainment"}.',
+    _DSD,
     registry=REGISTRY,
 )
 # Values of the `limit` label of ROUTER_LIMIT.
