@@ -301,6 +301,16 @@ def _node_ready(core: client.CoreV1Api, name: str) -> str:
     return next((c.status for c in conds if c.type == "Ready"), "")
 
 
+def _lease_exists(leases: client.CoordinationV1Api, node: str) -> bool:
+    try:
+        leases.read_namespaced_lease(node, NODE_LEASES)
+    except client.ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
+
+
 def _stop_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node: str) -> None:
     """The node's kubelet and engines die: its Lease is no longer renewed (another holder, a
     long duration, the last renewTime kept), then the fleet crashes its replicas.
@@ -311,6 +321,10 @@ def _stop_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node
     one 300 s ahead, past the fault. The fleet's crash comes only once kwok no longer plays
     the node, so that the node lifecycle controller, not the simulated kubelet, takes the pod
     out of service."""
+    # kwok creates and renews the node's Lease; on a busy machine it may not exist yet
+    wait_for(
+        lambda: _lease_exists(leases, node), timeout=120, what=f"{node}'s Lease (held by kwok)"
+    )
     core.patch_node(node, {"metadata": {"annotations": {LOST_AT: f"{time.time():.0f}"}}})
     time.sleep(2)
     leases.patch_namespaced_lease(
@@ -325,9 +339,10 @@ def _stop_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node
 def _start_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node: str) -> None:
     """The node comes back: the Lease expired (kwok takes it again within its renew interval,
     10 s, and plays the node: status Ready) and the fleet plays its pods again."""
-    lease = leases.read_namespaced_lease(node, NODE_LEASES)
-    if lease.spec.holder_identity == LOST_HOLDER:
-        leases.patch_namespaced_lease(node, NODE_LEASES, {"spec": {"leaseDurationSeconds": 1}})
+    if _lease_exists(leases, node):  # absent: the fault never took it (see _stop_kubelet)
+        lease = leases.read_namespaced_lease(node, NODE_LEASES)
+        if lease.spec.holder_identity == LOST_HOLDER:
+            leases.patch_namespaced_lease(node, NODE_LEASES, {"spec": {"leaseDurationSeconds": 1}})
     core.patch_node(node, {"metadata": {"annotations": {NODE_DOWN: None, LOST_AT: None}}})
 
 
