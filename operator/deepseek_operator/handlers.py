@@ -240,9 +240,9 @@ def reconcile_once(namespace: str, name: str) -> float | None:
     dsd = _with_mode(dsd, Q.effective_mode(dsd.spec.quantization, q_state))
 
     outcome = reconcile(dsd, observed, now, preview_signals)
-    if decision is not None and (flip := slo_event(dsd.status, decision)) is not None:
-        decided.append(flip)
     if decision is not None:
+        if (flip := slo_event(dsd.status, decision)) is not None:
+            decided.append(flip)
         outcome = replace(
             outcome,
             status=with_scaling(outcome.status, decision, current, now, dsd.metadata.generation),

@@ -756,8 +756,9 @@ def slo_judged(budget: SloBudget | None, slo: SloSpec) -> bool:
 
 def slo_condition(budget: SloBudget | None, slo: SloSpec) -> tuple[bool, str, str] | None:
     """The SLOMet condition (met, reason, message) once attainment can be judged."""
-    if budget is None or budget.attainment is None or not slo_judged(budget, slo):
+    if not slo_judged(budget, slo):
         return None
+    assert budget is not None and budget.attainment is not None  # slo_judged says so
     met = budget.attainment >= slo.attainment
     return (
         met,

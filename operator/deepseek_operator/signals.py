@@ -94,15 +94,9 @@ def promql(signal: Signal, filt: str = "") -> str:
             return f"max by ({g}) (vllm:kv_cache_usage_perc{s})"
         case Signal.TTFT_P50 | Signal.TTFT_P99:
             q = 0.5 if signal is Signal.TTFT_P50 else 0.99
-            return (
-                f"histogram_quantile({q}, sum by ({g}, le) "
-                f"(rate(vllm:time_to_first_token_seconds_bucket{s}[{w}])))"
-            )
+            return f"histogram_quantile({q}, {promql(Signal.TTFT_BUCKETS, filt)})"
         case Signal.TPOT_P99:
-            return (
-                f"histogram_quantile(0.99, sum by ({g}, le) "
-                f"(rate(vllm:request_time_per_output_token_seconds_bucket{s}[{w}])))"
-            )
+            return f"histogram_quantile(0.99, {promql(Signal.TPOT_BUCKETS, filt)})"
         case Signal.TTFT_BUCKETS:
             return f"sum by ({g}, le) (rate(vllm:time_to_first_token_seconds_bucket{s}[{w}]))"
         case Signal.TPOT_BUCKETS:
