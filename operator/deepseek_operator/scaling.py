@@ -45,7 +45,10 @@ could come?". One model, in five named steps, each a small pure function with it
 5. Guards (`guard`, the holds in `decide`): safety nets over the plan. The SLO guard adds
    replicas when TTFT or TPOT p99 breach the SLO (once the latency window describes the Ready
    replicas, not while a backlog drains, and, where a plan exists, once the breach has lasted
-   one rate window: the plan sizes at the SLO, so one window over it is noise); the
+   one rate window: the plan sizes at the SLO, so one window over it is noise): the plan's
+   count where it asks for more than the Ready replicas, one replica more where it does not
+   (its capacity is off near the knee, by an amount no p99 tells), Ready x breach without a
+   plan; the
    queue/KV-cache guard, where there is no plan yet, when requests queue or the KV cache runs
    past its target; no scale-down while requests queue or latency is near its SLO; an idle
    fleet (nothing arriving, running or waiting) needs no capacity model to scale down;
@@ -861,7 +864,11 @@ def guard(
     breach that lasts says the capacity model is wrong). A breach on fewer Ready replicas than
     the plan asks for (`plan_up`, before its tolerance) is the shortfall the plan already knows
     of: the guard asks for the plan's count (at least one more), not ready x breach, which
-    overshoots near the knee where TPOT rises faster than the load. The queue /
+    overshoots near the knee where TPOT rises faster than the load. A breach where the plan
+    asks for no more than Ready says its capacity is off, near the knee too (a queue's TTFT
+    says even less of how far): one replica more, again once the new one is Ready and the
+    breach still lasts a window, while the capacity model learns from the breach. Without a
+    plan (no rate, or no capacity yet) ready x breach stands: nothing better is known. The queue /
     KV-cache guard, when there is no plan (`planned` false: no rate or capacity yet): requests
     waiting beyond the tolerated queue or KV usage past its target -> the concurrency the
     replicas would hold at the KV target. User targets when set."""
@@ -884,8 +891,10 @@ def guard(
     held = breach_held or not planned
     if worst is not None and worst[0] > 1.0 and latency_settled and not draining and held:
         doubled = max(math.ceil(ready * min(2.0, worst[0])), ready + 1)
-        if plan_up is not None and plan_up > ready:
-            doubled = min(doubled, plan_up)
+        if plan_up is not None:
+            # a plan above Ready counts the shortfall itself; one at or below Ready says the
+            # fleet suffices, so its capacity is off near the knee: one replica more at a time
+            doubled = min(doubled, plan_up) if plan_up > ready else ready + 1
         asks.append(
             (doubled, f"{worst[1]}AboveSLO", f"{worst[1]} p99 {worst[2]:.3g}s > SLO {worst[3]:g}s")
         )

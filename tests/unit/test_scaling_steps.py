@@ -509,8 +509,9 @@ PLAN_GUARD_TABLE = [
     # (case, ready, TPOT p99, the plan's count, expected ask)
     ("no plan count: ready x breach", 4, 0.127, None, 6),
     ("a plan above ready explains the breach: its count", 4, 0.127, 5, 5),
-    ("a plan at ready: the model is wrong, ready x breach", 4, 0.127, 4, 6),
-    ("a plan below ready: ready x breach", 4, 0.127, 3, 6),
+    ("a plan at ready: its capacity is off, one more", 4, 0.127, 4, 5),
+    ("a plan below ready: its capacity is off, one more", 4, 0.127, 3, 5),
+    ("a far breach the plan does not explain: still one more", 4, 0.3, 4, 5),
     ("a plan asking more than ready x breach: the guard's own count", 4, 0.127, 9, 6),
 ]
 
@@ -526,3 +527,16 @@ def test_a_breach_the_plan_explains_asks_for_the_plans_count(
     hot = vals(10, 0, 0.2, tpotP99=tpot)
     got = guard(SPEC, hot, ready, True, True, breach_held=True, plan_up=plan_up)
     assert got == (expected, "TPOTAboveSLO", ANY)
+
+
+def test_a_queues_ttft_breach_the_plan_does_not_explain_asks_for_one_more() -> None:
+    # TTFT p99 3.6 s > 2 s on 5 Ready replicas whose plan asks for 5: a queue's wait says
+    # nothing of how many replicas are missing (x1.8 took the fleet from 5 to 9)
+    hot = vals(10, 0, 0.2, ttftP99=3.6)
+    assert guard(SPEC, hot, 5, True, True, breach_held=True, plan_up=5) == (
+        6,
+        "TTFTAboveSLO",
+        ANY,
+    )
+    # without a plan: ready x breach, as before
+    assert guard(SPEC, hot, 5, True, True, breach_held=True) == (9, "TTFTAboveSLO", ANY)
