@@ -48,10 +48,9 @@ could come?". One model, in five named steps, each a small pure function with it
    one rate window: the plan sizes at the SLO, so one window over it is noise): the plan's
    count where it asks for more than the Ready replicas, one replica more where it does not
    (its capacity is off near the knee, by an amount no p99 tells), Ready x breach without a
-   plan; the
-   queue/KV-cache guard, where there is no plan yet, when requests queue or the KV cache runs
-   past its target; no scale-down while requests queue or latency is near its SLO; an idle
-   fleet (nothing arriving, running or waiting) needs no capacity model to scale down;
+   plan; the queue/KV-cache guard, where there is no plan yet, when requests queue or the KV
+   cache runs past its target; no scale-down while requests queue or latency is near its SLO;
+   an idle fleet (nothing arriving, running or waiting) needs no capacity model to scale down;
    missing, stale or incomplete metrics hold (never read as "no load").
 
 Worked numbers (R1 fp8 on 8xH200, horizon 344 s): 16 req/s arriving, rising 0.6 req/s per
@@ -868,10 +867,10 @@ def guard(
     asks for no more than Ready says its capacity is off, near the knee too (a queue's TTFT
     says even less of how far): one replica more, again once the new one is Ready and the
     breach still lasts a window, while the capacity model learns from the breach. Without a
-    plan (no rate, or no capacity yet) ready x breach stands: nothing better is known. The queue /
-    KV-cache guard, when there is no plan (`planned` false: no rate or capacity yet): requests
-    waiting beyond the tolerated queue or KV usage past its target -> the concurrency the
-    replicas would hold at the KV target. User targets when set."""
+    plan (no rate, or no capacity yet) ready x breach stands: nothing better is known. The
+    queue / KV-cache guard, when there is no plan (`planned` false: no rate or capacity yet):
+    requests waiting beyond the tolerated queue or KV usage past its target -> the concurrency
+    the replicas would hold at the KV target. User targets when set."""
     per_pod = max(vals.get(Signal.PODS_REPORTING, float(ready)), 1.0)
     running = vals.get(Signal.RUNNING, 0.0)
     waiting = vals.get(Signal.QUEUE_DEPTH, 0.0)
@@ -890,13 +889,13 @@ def guard(
     worst = max(breaches, default=None)
     held = breach_held or not planned
     if worst is not None and worst[0] > 1.0 and latency_settled and not draining and held:
-        doubled = max(math.ceil(ready * min(2.0, worst[0])), ready + 1)
+        more = max(math.ceil(ready * min(2.0, worst[0])), ready + 1)
         if plan_up is not None:
             # a plan above Ready counts the shortfall itself; one at or below Ready says the
             # fleet suffices, so its capacity is off near the knee: one replica more at a time
-            doubled = min(doubled, plan_up) if plan_up > ready else ready + 1
+            more = min(more, plan_up) if plan_up > ready else ready + 1
         asks.append(
-            (doubled, f"{worst[1]}AboveSLO", f"{worst[1]} p99 {worst[2]:.3g}s > SLO {worst[3]:g}s")
+            (more, f"{worst[1]}AboveSLO", f"{worst[1]} p99 {worst[2]:.3g}s > SLO {worst[3]:g}s")
         )
     tolerated = t.queue_depth_per_replica * per_pod
     excess = max(0.0, waiting - tolerated)

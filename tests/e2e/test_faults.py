@@ -301,14 +301,14 @@ def _node_ready(core: client.CoreV1Api, name: str) -> str:
     return next((c.status for c in conds if c.type == "Ready"), "")
 
 
-def _lease_exists(leases: client.CoordinationV1Api, node: str) -> bool:
+def _lease(leases: client.CoordinationV1Api, node: str) -> client.V1Lease | None:
+    """The node's Lease, None while it does not exist."""
     try:
-        leases.read_namespaced_lease(node, NODE_LEASES)
+        return leases.read_namespaced_lease(node, NODE_LEASES)
     except client.ApiException as e:
         if e.status == 404:
-            return False
+            return None
         raise
-    return True
 
 
 def _stop_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node: str) -> None:
@@ -322,9 +322,7 @@ def _stop_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node
     the node, so that the node lifecycle controller, not the simulated kubelet, takes the pod
     out of service."""
     # kwok creates and renews the node's Lease; on a busy machine it may not exist yet
-    wait_for(
-        lambda: _lease_exists(leases, node), timeout=120, what=f"{node}'s Lease (held by kwok)"
-    )
+    wait_for(lambda: _lease(leases, node), timeout=120, what=f"{node}'s Lease (held by kwok)")
     core.patch_node(node, {"metadata": {"annotations": {LOST_AT: f"{time.time():.0f}"}}})
     time.sleep(2)
     leases.patch_namespaced_lease(
@@ -339,10 +337,9 @@ def _stop_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node
 def _start_kubelet(leases: client.CoordinationV1Api, core: client.CoreV1Api, node: str) -> None:
     """The node comes back: the Lease expired (kwok takes it again within its renew interval,
     10 s, and plays the node: status Ready) and the fleet plays its pods again."""
-    if _lease_exists(leases, node):  # absent: the fault never took it (see _stop_kubelet)
-        lease = leases.read_namespaced_lease(node, NODE_LEASES)
-        if lease.spec.holder_identity == LOST_HOLDER:
-            leases.patch_namespaced_lease(node, NODE_LEASES, {"spec": {"leaseDurationSeconds": 1}})
+    lease = _lease(leases, node)  # None: the fault never took it (see _stop_kubelet)
+    if lease is not None and lease.spec.holder_identity == LOST_HOLDER:
+        leases.patch_namespaced_lease(node, NODE_LEASES, {"spec": {"leaseDurationSeconds": 1}})
     core.patch_node(node, {"metadata": {"annotations": {NODE_DOWN: None, LOST_AT: None}}})
 
 
