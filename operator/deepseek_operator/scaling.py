@@ -12,7 +12,9 @@ could come?". One model, in five named steps, each a small pure function with it
    time from a scale-up to its pods being Ready (`learn_start`; START_PRIOR_SECONDS until one
    was seen). The forecast is a least-squares trend over the last horizon of rate points, used
    only where the slope is significant (noise on a flat load projects nothing, a step is a
-   jump and not a trend) and at most a doubling or a halving; once a whole period
+   jump and not a trend) and at most a doubling or a halving, and only while past trends
+   forecast better than the rate held flat (`trend_skill`: each window a horizon long that
+   began with a trend compares both with the rate at its end); once a whole period
    (`seasonalPeriodSeconds`) was seen, the period's profile says how the rate changes instead.
 2. Capacity (`learn_capacity`, `replica_capacity`, `prior_capacity`): the requests/s one Ready
    replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO, learned per serving
@@ -61,6 +63,7 @@ headroom 4.9 req/s; plan ceil((19.4 + 4.9) / 5.0) = 5 replicas.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,6 +114,7 @@ HEADROOM_QUANTILE = 0.9
 BUDGET_MIN_MISSES = 10.0  # attainment is judged once the budget allowed this many misses
 RISE_MAX = 10.0  # a window from (almost) no load counts as at most an elevenfold rise
 MEMORY_WINDOWS = 128
+SKILL_DECAY = 1.0 - 1.0 / MEMORY_WINDOWS  # trend and flat errors forget as the rises do
 SEASON_MIN_WINDOWS = 4  # windows forecast from the profile before their rises size the headroom
 # Step 5: guards
 BREACH_SECONDS = STEADY_SECONDS  # a planned fleet's latency guard waits out one rate window
@@ -162,12 +166,20 @@ class Demand:
     horizon: float
     until_ready: float  # the highest rate forecast until a pod ordered now is Ready
     seasonal: bool = False  # the forecast follows the period's profile
+    # a trend left out (slope, past trend error, past flat error): it forecast worse than none
+    dropped: tuple[float, float, float] | None = None
 
     def words(self) -> str:
         if self.seasonal:
             trend = f"seasonal profile, peak {self.until_ready:.2f} until then"
         elif self.slope:
             trend = f"trend {self.slope * 60:+.2f} req/s per min"
+        elif self.dropped is not None:
+            slope, missed, flat = self.dropped
+            trend = (
+                f"trend {slope * 60:+.2f} req/s per min not used: past trends missed by "
+                f"{missed:.1f} req/s, the rate kept flat by {flat:.1f}"
+            )
         else:
             trend = "no sustained trend"
         return (
@@ -323,6 +335,25 @@ def forecast(
     ahead = max(rate / TREND_MAX_FACTOR, min(rate * TREND_MAX_FACTOR, rate + slope * horizon))
     ahead = max(0.0, ahead)
     return Demand(rate, finished, growth, slope, ahead, horizon, max(rate, ahead))
+
+
+def trend_skill(demand: Demand, memory: LoadMemory | None) -> Demand:
+    """A trend forecast is kept only while it has earned it: over the completed windows that
+    began with a trend (used or not), the trend's forecast missed the rate one horizon later by
+    no more than the rate at the window's start did (`memory.trend_error` <= `flat_error`).
+    Otherwise the load's slopes do not last a horizon (noise on a flat load that a 15-minute
+    start extends into replicas), and the demand is the rate now. No windows yet: kept."""
+    if not demand.slope or demand.seasonal or memory is None:
+        return demand
+    if memory.trend_error <= memory.flat_error:
+        return demand
+    return dataclasses.replace(
+        demand,
+        slope=0.0,
+        ahead=demand.now,
+        until_ready=demand.now,
+        dropped=(demand.slope, memory.trend_error, memory.flat_error),
+    )
 
 
 def outlook(demand: Demand, memory: LoadMemory | None, now: float, horizon: float) -> Demand:
@@ -677,20 +708,33 @@ def remember_load(
     horizon: float,
     every: float,
     seasonal: bool = False,
+    trend: float | None = None,
 ) -> LoadMemory:
     """Add the rate now (at most one point per `every` seconds) and close the windows a
     horizon old: each closed window adds how far the rate rose above the forecast made at its
     start (relative) and the highest rate in it; a window whose forecast came from the
-    period's profile adds its rise to the seasonal rises as well."""
+    period's profile adds its rise to the seasonal rises as well. A window that began with a
+    `trend` forecast (used or not) adds how far it and the rate at the start were from the
+    rate now to `trend_error` and `flat_error` (decayed by SKILL_DECAY: `trend_skill`)."""
     m = memory or LoadMemory()
     points, rises, tops = list(m.points), list(m.rises), list(m.tops)
     seasonal_rises = list(m.seasonal_rises)
+    trend_error, flat_error = m.trend_error, m.flat_error
     if not points or now - points[-1].time >= every:
         points.append(
-            RatePoint(time=now, rate=round(rate, 4), base=round(base, 4), seasonal=seasonal)
+            RatePoint(
+                time=now,
+                rate=round(rate, 4),
+                base=round(base, 4),
+                seasonal=seasonal,
+                trend=None if trend is None else round(trend, 4),
+            )
         )
     while points and now - points[0].time >= horizon:
         start = points.pop(0)
+        if start.trend is not None:
+            trend_error = SKILL_DECAY * trend_error + abs(rate - start.trend)
+            flat_error = SKILL_DECAY * flat_error + abs(rate - start.rate)
         top = max([p.rate for p in points if p.time - start.time <= horizon] + [start.rate])
         rise = top / start.base - 1.0 if start.base > 0 else (RISE_MAX if top > 0 else 0.0)
         rise = round(min(max(rise, 0.0), RISE_MAX), 4)
@@ -703,6 +747,8 @@ def remember_load(
         rises=rises[-MEMORY_WINDOWS:],
         tops=tops[-MEMORY_WINDOWS:],
         seasonal_rises=seasonal_rises[-MEMORY_WINDOWS:],
+        trend_error=round(trend_error, 4),
+        flat_error=round(flat_error, 4),
         season=m.season,
     )
 
@@ -1107,10 +1153,12 @@ def decide(
     prior_points = memory.points if memory is not None else []
     season = memory.season if memory is not None else None
     demand = forecast(arriving, finished or 0.0, growth, prior_points, now, horizon, season)
+    trend = demand.ahead if demand.slope and not demand.seasonal else None
+    demand = trend_skill(demand, memory)
     if finished is not None:
         every = max(interval, horizon / POINTS_PER_HORIZON)
         memory = remember_load(
-            memory, now, arriving, demand.until_ready, horizon, every, demand.seasonal
+            memory, now, arriving, demand.until_ready, horizon, every, demand.seasonal, trend
         )
         season = remember_season(season, now, arriving, float(spec.seasonal_period_seconds))
         memory = memory.model_copy(update={"season": season})

@@ -10,6 +10,7 @@ import pytest
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.api.status import CapacityModel, LoadMemory, RatePoint, Recommendation
 from deepseek_operator.scaling import (
+    SKILL_DECAY,
     Demand,
     Headroom,
     _stabilize,
@@ -25,6 +26,7 @@ from deepseek_operator.scaling import (
     replica_capacity,
     season_deltas,
     sustained_slope,
+    trend_skill,
 )
 from deepseek_operator.signals import Signal
 
@@ -89,6 +91,73 @@ def test_a_step_in_the_middle_is_a_jump_not_a_trend() -> None:
     # the same rise spread over the span is a trend
     ramp = [(float(i * 15), 6.0 + 18.0 * i / 23) for i in range(24)]
     assert sustained_slope(ramp) == pytest.approx(18.0 / (23 * 15))
+
+
+def trend_memory(rates: list[float], trends: list[float | None], every: float = 30.0) -> LoadMemory:
+    """The memory after `rates` every `every` s, each with the trend forecast made then."""
+    m: LoadMemory | None = None
+    for i, (r, tr) in enumerate(zip(rates, trends, strict=True)):
+        m = remember_load(m, i * every, r, r if tr is None else max(r, tr), H, every, False, tr)
+    assert m is not None
+    return m
+
+
+RAMP_RATES = [6.0 + 0.3 * i for i in range(40)]  # +0.6 req/s per minute for 20 minutes
+NOISE = [6.0 + (0.6 if (i // 4) % 2 else -0.6) for i in range(40)]  # 2-minute swings
+SKILL_TABLE = [
+    # (case, rates every 30 s, trend forecast made at each, expected: the trend kept)
+    ("no window closed yet: kept", RAMP_RATES[:10], [r + 3.0 for r in RAMP_RATES[:10]], True),
+    (
+        "a ramp that lasts: the trend forecast hit, the flat one missed by 3 req/s",
+        RAMP_RATES,
+        [r + 0.01 * H for r in RAMP_RATES],
+        True,
+    ),
+    (
+        "swings read as trends that turn within the horizon: dropped",
+        NOISE,
+        [r + (3.0 if (i // 4) % 2 == 0 else -3.0) for i, r in enumerate(NOISE)],
+        False,
+    ),
+    ("no trend was ever found: nothing to judge, kept", NOISE, [None] * 40, True),
+]
+
+
+@pytest.mark.parametrize("case,rates,trends,kept", SKILL_TABLE, ids=[c[0] for c in SKILL_TABLE])
+def test_trend_skill(case: str, rates: list[float], trends: list[float | None], kept: bool) -> None:
+    m = trend_memory(rates, trends)
+    d = forecast(9.0, 9.0, 0.0, points(RAMP), NOW, H)
+    assert d.slope > 0 and d.ahead == pytest.approx(12.0, rel=0.02)
+    got = trend_skill(d, m)
+    if kept:
+        assert got == d
+    else:
+        assert (got.slope, got.ahead, got.until_ready) == (0.0, 9.0, 9.0)
+        assert got.dropped == (d.slope, m.trend_error, m.flat_error)
+        assert m.trend_error > m.flat_error
+        assert "+0.60 req/s per min not used: past trends missed by" in got.words()
+
+
+def test_trend_skill_leaves_flat_and_seasonal_forecasts_alone() -> None:
+    bad = LoadMemory(trend_error=10.0, flat_error=1.0)
+    flat = forecast(6.0, 6.0, 0.0, points([6.0] * 10), NOW, H)
+    assert trend_skill(flat, bad) == flat
+    seasonal = Demand(6.0, 6.0, 0.0, 0.0, 9.0, H, 9.0, seasonal=True)
+    assert trend_skill(seasonal, bad) == seasonal
+    ramp = forecast(9.0, 9.0, 0.0, points(RAMP), NOW, H)
+    assert trend_skill(ramp, None) == ramp
+    assert trend_skill(ramp, LoadMemory(trend_error=1.0, flat_error=1.0)) == ramp  # a tie: kept
+
+
+def test_window_errors_of_a_trend_forecast() -> None:
+    # every window on the ramp began with an exact trend forecast: its error is nil, while the
+    # rate held flat missed by the ramp's rise over one horizon (3 req/s) each time
+    m = trend_memory(RAMP_RATES, [r + 0.01 * H for r in RAMP_RATES])
+    closed = 40 - int(H / 30.0)  # windows a horizon old by the last point
+    assert m.trend_error == pytest.approx(0.0, abs=1e-6)
+    decayed = sum(SKILL_DECAY**k for k in range(closed))
+    assert m.flat_error == pytest.approx(3.0 * decayed, rel=0.01)
+    assert m.points[-1].trend == pytest.approx(RAMP_RATES[-1] + 3.0)
 
 
 def test_season_waits_for_a_whole_period_then_adds_its_change_to_the_rate_now() -> None:

@@ -179,6 +179,12 @@ class RatePoint(ApiModel):
     seasonal: bool = Field(
         False, description="The forecast then came from the period's profile (not a trend)."
     )
+    trend: float | None = Field(
+        None,
+        ge=0,
+        description="Requests per second a sustained trend forecast for the horizon then, used "
+        "or not; null: no trend.",
+    )
 
 
 class SeasonProfile(ApiModel):
@@ -216,6 +222,18 @@ class LoadMemory(ApiModel):
         max_length=128,
         description="The rises of the completed windows whose forecast came from the period's "
         "profile: once there are enough, the headroom is sized from these alone.",
+    )
+    trend_error: float = Field(
+        0.0,
+        ge=0,
+        description="Completed windows that began with a trend: how far the trend's forecast "
+        "was from the rate one horizon later (requests/s, a decayed sum).",
+    )
+    flat_error: float = Field(
+        0.0,
+        ge=0,
+        description="The same windows: how far the rate at their start was from the rate one "
+        "horizon later. The trend is used while its error is no larger than this.",
     )
     season: SeasonProfile | None = Field(
         None, description="The rate's profile over its period (spec.scaling.seasonalPeriodSeconds)."
