@@ -176,9 +176,10 @@ class Demand:
             trend = f"trend {self.slope * 60:+.2f} req/s per min"
         elif self.dropped is not None:
             slope, missed, flat = self.dropped
+            how = f"{missed / flat:.1f}x as far as" if flat > 0 else "where"
             trend = (
-                f"trend {slope * 60:+.2f} req/s per min not used: past trends missed by "
-                f"{missed:.1f} req/s, the rate kept flat by {flat:.1f}"
+                f"trend {slope * 60:+.2f} req/s per min not used: past trend forecasts missed "
+                f"{how} the rate held flat"
             )
         else:
             trend = "no sustained trend"

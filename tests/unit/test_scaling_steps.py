@@ -135,7 +135,10 @@ def test_trend_skill(case: str, rates: list[float], trends: list[float | None], 
         assert (got.slope, got.ahead, got.until_ready) == (0.0, 9.0, 9.0)
         assert got.dropped == (d.slope, m.trend_error, m.flat_error)
         assert m.trend_error > m.flat_error
-        assert "+0.60 req/s per min not used: past trends missed by" in got.words()
+        ratio = m.trend_error / m.flat_error
+        assert f"+0.60 req/s per min not used: past trend forecasts missed {ratio:.1f}x" in (
+            got.words()
+        )
 
 
 def test_trend_skill_leaves_flat_and_seasonal_forecasts_alone() -> None:
@@ -147,6 +150,8 @@ def test_trend_skill_leaves_flat_and_seasonal_forecasts_alone() -> None:
     ramp = forecast(9.0, 9.0, 0.0, points(RAMP), NOW, H)
     assert trend_skill(ramp, None) == ramp
     assert trend_skill(ramp, LoadMemory(trend_error=1.0, flat_error=1.0)) == ramp  # a tie: kept
+    never = trend_skill(ramp, LoadMemory(trend_error=2.0, flat_error=0.0))
+    assert "missed where the rate held flat" in never.words()
 
 
 def test_window_errors_of_a_trend_forecast() -> None:
