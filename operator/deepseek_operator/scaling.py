@@ -63,9 +63,8 @@ headroom 4.9 req/s; plan ceil((19.4 + 4.9) / 5.0) = 5 replicas.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .api.spec import ScalingSpec, SloSpec
@@ -344,11 +343,11 @@ def trend_skill(demand: Demand, memory: LoadMemory | None) -> Demand:
     no more than the rate at the window's start did (`memory.trend_error` <= `flat_error`).
     Otherwise the load's slopes do not last a horizon (noise on a flat load that a 15-minute
     start extends into replicas), and the demand is the rate now. No windows yet: kept."""
-    if not demand.slope or demand.seasonal or memory is None:
+    if not demand.slope or memory is None:  # a profile's forecast has no slope
         return demand
     if memory.trend_error <= memory.flat_error:
         return demand
-    return dataclasses.replace(
+    return replace(
         demand,
         slope=0.0,
         ahead=demand.now,
@@ -1154,7 +1153,7 @@ def decide(
     prior_points = memory.points if memory is not None else []
     season = memory.season if memory is not None else None
     demand = forecast(arriving, finished or 0.0, growth, prior_points, now, horizon, season)
-    trend = demand.ahead if demand.slope and not demand.seasonal else None
+    trend = demand.ahead if demand.slope else None  # the profile's forecast has no slope
     demand = trend_skill(demand, memory)
     if finished is not None:
         every = max(interval, horizon / POINTS_PER_HORIZON)
