@@ -78,7 +78,7 @@ from .api.status import (
     SloBudget,
     StepBin,
 )
-from .signals import TPOT_BUCKETS, Signal, Signals, share_over
+from .signals import TPOT_BUCKETS, Signal, Signals, share_over, tail_quantile
 
 HISTORY_LIMIT = 256
 TOLERANCE = 0.1  # a scale-up waits until the load is 10% past the fleet's learned capacity
@@ -395,11 +395,14 @@ def learn_capacity(
     running: float | None = None,
     tpot_mean: float | None = None,
     aim: float = 0.1,
+    tpot_exact: float | None = None,
 ) -> CapacityModel:
     """Add one steady sample (per Ready replica: requests/s finished, TPOT p99, KV-cache usage,
     and where known running requests and the mean TPOT) to the weighted moments (older samples
-    decay by CAPACITY_DECAY, the running-requests line by STEP_DECAY). A new colour or mode
-    starts a new model: the replicas are a different build or precision."""
+    decay by CAPACITY_DECAY, the running-requests line by STEP_DECAY). `tpot_exact`, the p99
+    read off the buckets' tails (`signals.tail_quantile`), where it lies near the aim
+    (`near_aim`), goes into the mean point near the aim (decayed by STEP_DECAY too). A new
+    colour or mode starts a new model: the replicas are a different build or precision."""
     if model is None or model.colour != colour or model.mode != mode:
         model = CapacityModel(colour=colour, mode=mode)
     w = CAPACITY_DECAY * model.weight + 1.0
@@ -416,8 +419,18 @@ def learn_capacity(
             "mean_rate_sq": round(upd(model.mean_rate_sq, rate * rate), 6),
             "mean_rate_tpot": round(upd(model.mean_rate_tpot, rate * tpot), 8),
             "mean_kv": round(min(max(upd(model.mean_kv, kv), 0.0), 1.0), 6),
+            "near_weight": round(STEP_DECAY * model.near_weight, 6),
         }
     )
+    if tpot_exact is not None and near_aim(tpot_exact, aim):
+        nw = out.near_weight + 1.0
+        out = out.model_copy(
+            update={
+                "near_weight": round(nw, 6),
+                "near_rate": round(out.near_rate + (rate - out.near_rate) / nw, 6),
+                "near_tpot": round(out.near_tpot + (tpot_exact - out.near_tpot) / nw, 8),
+            }
+        )
     if running is None or tpot_mean is None or running <= 0 or tpot_mean <= 0 or rate <= 0:
         return out
     return learn_steps(out, rate, tpot, kv, running, tpot_mean, aim)
@@ -472,6 +485,13 @@ def learn_steps(
     return model.model_copy(update=update)
 
 
+def near_aim(p99: float, aim: float, bounds: tuple[float, ...] = TPOT_BUCKETS) -> bool:
+    """Whether a p99 lies in the aim's bucket or the one above it."""
+    lo, hi = bucket_of(aim, bounds)
+    _, top = bucket_of(hi * 1.0001, bounds)
+    return lo < p99 <= top
+
+
 def bucket_of(value: float, bounds: tuple[float, ...] = TPOT_BUCKETS) -> tuple[float, float]:
     """The (lower, upper] bounds of the histogram bucket that holds `value`."""
     for i, hi in enumerate(bounds):
@@ -513,7 +533,11 @@ def replica_capacity(
     line TPOT = a + b x rate; None while fewer than CAPACITY_MIN_SAMPLES were taken. With rates
     too little spread for a line (or a line that does not rise) the line through the origin
     and the means stands in: it underestimates a replica below the rates seen, never over.
-    With `kv_target`, no more than the KV cache holds at that usage (`kv_bound`)."""
+    Once samples near the aim were read off the buckets' tails (`near_weight`), their mean
+    point sets the level and the line (or the origin's) only the slope: histogram_quantile's
+    linear read is high inside a wide bucket (R1 chat at 4.8 req/s: 98 ms read, 87 ms the
+    requests' own p99), so the line alone stops short of the replica by ~10%. With
+    `kv_target`, no more than the KV cache holds at that usage (`kv_bound`)."""
     if (
         model is None
         or model.colour != colour
@@ -528,6 +552,7 @@ def replica_capacity(
         return steps
     per = origin = aim * model.mean_rate / model.mean_tpot
     a, b = model.mean_tpot, 0.0
+    slope = model.mean_tpot / model.mean_rate  # TPOT per req/s along the line through the origin
     source = f"proportional to TPOT, learned from {model.samples} samples"
     var = model.mean_rate_sq - model.mean_rate**2
     if var > (LINE_MIN_SPREAD * model.mean_rate) ** 2:
@@ -535,11 +560,21 @@ def replica_capacity(
         a_fit = model.mean_tpot - b_fit * model.mean_rate
         if b_fit > 0 and 0 <= a_fit < aim:
             a, b = a_fit, b_fit
+            slope = b
             per = min(max((aim - a) / b, origin), LINE_MAX_GAIN * origin)
             source = (
                 f"TPOT {a * 1000:.0f}ms + {b * 1000:.1f}ms per req/s, learned from "
                 f"{model.samples} steady samples"
             )
+    if model.near_weight >= TAIL_MIN_WEIGHT and model.near_rate > 0:
+        # the level near the aim from the tails' read there, along the line's slope (a
+        # replica read past the aim still serves half of what it finished there)
+        near = model.near_rate + (aim - model.near_tpot) / slope
+        per = min(max(near, MIN_CAPACITY_STRETCH * model.near_rate), LINE_MAX_GAIN * origin)
+        source += (
+            f"; near the aim {model.near_tpot * 1000:.0f}ms at {model.near_rate:.2f} req/s "
+            "(the buckets' tails)"
+        )
     bound = kv_bound(model, a, b, kv_target) if kv_target else None
     if bound is not None and bound < per:
         source += (
@@ -1193,6 +1228,9 @@ def decide(
             vals.get(Signal.RUNNING_MEAN, running) / inp.ready,
             vals.get(Signal.TPOT_MEAN),
             aim,
+            tail_quantile(inp.signals.buckets.get(Signal.TPOT_BUCKETS), 0.99)
+            if inp.signals
+            else None,
         )
     queued = waiting > tolerated
     kv_target = spec.targets.kv_cache_usage

@@ -11,6 +11,7 @@ from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.api.status import CapacityModel, LoadMemory, RatePoint, Recommendation
 from deepseek_operator.scaling import (
     SKILL_DECAY,
+    STEP_DECAY,
     Demand,
     Headroom,
     _stabilize,
@@ -19,6 +20,7 @@ from deepseek_operator.scaling import (
     guard,
     headroom,
     learn_capacity,
+    near_aim,
     plan,
     prior_capacity,
     remember_load,
@@ -215,9 +217,24 @@ def _kv_full_at(target: float) -> float:
     return lo
 
 
+# LINE's samples near the aim read off the buckets' tails: 70 ms at 5 req/s (the line says 80)
+NEAR = LINE.model_copy(update={"near_weight": 2.0, "near_rate": 5.0, "near_tpot": 0.07})
 CAPACITY_TABLE = [
     # (case, model, colour, mode, aim, expected req/s per replica)
     ("the learned line: (90 - 30) / 10", LINE, "blue", "fp8", 0.09, 6.0),
+    ("the line's slope through the tails' read near the aim: 5 + (90 - 70) / 10", NEAR,
+     "blue", "fp8", 0.09, 7.0),
+    ("too little weight near the aim: the line", NEAR.model_copy(update={"near_weight": 1.9}),
+     "blue", "fp8", 0.09, 6.0),
+    # no line (one steady load): the slope of the line through the origin, 70 / 3 ms per req/s
+    ("no line: the origin's slope through the tails' read", ORIGIN.model_copy(
+        update={"near_weight": 2.0, "near_rate": 4.0, "near_tpot": 0.08}), "blue", None, 0.09,
+     4.0 + 0.01 * 3.0 / 0.07),
+    ("read far past the aim: still half of what it served there", NEAR.model_copy(
+        update={"near_tpot": 0.15}), "blue", "fp8", 0.09, 2.5),
+    ("near the aim, still at most double the origin's", NEAR.model_copy(
+        update={"near_tpot": 0.0}), "blue", "fp8", 0.09,
+     2 * 0.09 * LINE.mean_rate / LINE.mean_tpot),
     ("without spread: the line through the origin", ORIGIN, "blue", None, 0.07, 3.0),
     ("nothing learned", None, "blue", None, 0.09, None),
     ("too few samples", ORIGIN.model_copy(update={"samples": 3}), "blue", None, 0.09, None),
@@ -225,7 +242,7 @@ CAPACITY_TABLE = [
     ("learned for another mode", LINE, "blue", "int4", 0.09, None),
     # a line that would more than double the origin's estimate is held at twice it
     ("the line at most doubles", FLAT, "blue", "fp8", 0.09, 0.18 * FLAT.mean_rate / FLAT.mean_tpot),
-]
+]  # fmt: skip
 KV_TABLE = [
     # (case, model, kv_target, expected req/s per replica)
     ("the cache fills before TPOT reaches the aim", REASONING, 0.8, _kv_full_at(0.8)),
@@ -266,6 +283,44 @@ def test_replica_capacity_is_bounded_by_the_kv_cache(
     assert ("KV cache" in got.source) == (
         got.per_replica < 0.999 * replica_capacity(model, "blue", model.mode, 0.09).per_replica
     )  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "p99,aim,near",
+    [
+        (0.08, 0.1, True),  # the aim's bucket (75, 100] ms
+        (0.1, 0.1, True),
+        (0.14, 0.1, True),  # the one above, (100, 150]
+        (0.15, 0.1, True),
+        (0.075, 0.1, False),  # the bucket below
+        (0.16, 0.1, False),
+        (0.08, 0.09, True),  # an aim inside a bucket: the same two
+        (0.12, 0.09, True),
+        (0.06, 0.05, True),  # aim 50 ms: (25, 50] and (50, 75]
+        (0.08, 0.05, False),
+    ],
+)
+def test_near_aim(p99: float, aim: float, near: bool) -> None:
+    assert near_aim(p99, aim) is near
+
+
+def test_samples_near_the_aim_keep_their_own_means() -> None:
+    """A sample whose tails' read lies near the aim moves near_rate / near_tpot; every
+    sample decays their weight as the curve's (STEP_DECAY: a replica's tail is slow to
+    change), one without such a read (light loads, no buckets) adds nothing to them."""
+    m = learn_capacity(None, "blue", None, 5.0, 0.098, aim=0.1, tpot_exact=0.088)
+    assert (m.near_weight, m.near_rate, m.near_tpot) == (1.0, 5.0, 0.088)
+    m = learn_capacity(m, "blue", None, 6.0, 0.12, aim=0.1, tpot_exact=0.104)
+    w = 1.0 * STEP_DECAY + 1.0
+    assert m.near_weight == pytest.approx(w)
+    assert m.near_rate == pytest.approx(5.0 + 1.0 / w, rel=1e-5)
+    assert m.near_tpot == pytest.approx(0.088 + 0.016 / w, rel=1e-5)
+    light = learn_capacity(m, "blue", None, 2.0, 0.05, aim=0.1, tpot_exact=0.04)
+    none = learn_capacity(m, "blue", None, 2.0, 0.05, aim=0.1)
+    for after in (light, none):
+        assert after.near_weight == pytest.approx(w * STEP_DECAY)
+        assert (after.near_rate, after.near_tpot) == (m.near_rate, m.near_tpot)
+    assert light.samples == m.samples + 1  # the line still takes it
 
 
 def test_learn_capacity_decays_and_starts_over() -> None:

@@ -1,5 +1,6 @@
 """Signals as the planner reads them: share_over (the share of requests over an SLO, from a
-histogram's cumulative buckets, interpolated as histogram_quantile does) and the Prometheus
+histogram's cumulative buckets, interpolated as histogram_quantile does), tail_quantile (a
+quantile read with an exponential tail inside its bucket) and the Prometheus
 adapter's split of query results by (namespace, dsd, colour), buckets by `le`."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 from deepseek_operator.adapters.prometheus import signals_by_key
-from deepseek_operator.signals import Key, Signal, Signals, share_over
+from deepseek_operator.signals import Key, Signal, Signals, share_over, tail_quantile
 
 INF = math.inf
 # 100 requests/s: 50 within 0.1 s, 40 in (0.1, 0.5], 8 in (0.5, 1.0], 2 beyond 1.0
@@ -62,6 +63,46 @@ def test_share_over_agrees_with_histogram_quantile() -> None:
     # p90 of HIST: rank 90 is the top of (0.1, 0.5]; p95 in (0.5, 1.0]: 0.5 + 0.5 * 5 / 8
     assert share_over(HIST, 0.5) == pytest.approx(0.10)
     assert share_over(HIST, 0.5 + 0.5 * 5 / 8) == pytest.approx(0.05)
+
+
+# 100 requests/s: 90 within 50 ms, 98 within 0.1 s, 99.5 within 0.15 s
+TAIL = ((0.05, 90.0), (0.1, 98.0), (0.15, 99.5), (INF, 100.0))
+TAIL_TABLE = [
+    # (case, buckets, q, expected)
+    # 2% above 0.1 s, 0.5% above 0.15 s: the share falls 4x over the bucket, 1% lies
+    # ln 2 / ln 4 of the way in (histogram_quantile: 1 / 1.5 of the way, 0.1333)
+    ("an exponential tail inside the bucket", TAIL, 0.99, 0.125),
+    ("the p90 on the bucket's bound is the bound", TAIL, 0.90, 0.05),
+    # the first bucket starts at 0 with every observation above it
+    ("in the first bucket", ((0.1, 99.0), (0.15, 99.5), (INF, 100.0)), 0.5,
+     0.1 * math.log(2.0) / math.log(100.0)),
+    ("the bucket holds the whole tail: only its bound is known",
+     ((0.05, 90.0), (0.1, 100.0), (INF, 100.0)), 0.99, None),
+    ("past the last finite bound: that bound", ((0.1, 50.0), (INF, 100.0)), 0.99, 0.1),
+    ("no observations", ((0.1, 0.0), (INF, 0.0)), 0.99, None),
+    ("no series", None, 0.99, None),
+    # cumulative rates that dip (rate() extrapolation) are raised to the largest below
+    ("a dip in the cumulative rates", ((0.05, 90.0), (0.1, 89.0), (0.15, 99.5), (INF, 100.0)),
+     0.99, 0.1 + 0.05 * math.log(10.0) / math.log(20.0)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case,buckets,q,want", TAIL_TABLE, ids=[c[0] for c in TAIL_TABLE])
+def test_tail_quantile(
+    case: str, buckets: tuple[tuple[float, float], ...] | None, q: float, want: float | None
+) -> None:
+    got = tail_quantile(buckets, q)
+    assert got == (None if want is None else pytest.approx(want))
+
+
+def test_tail_quantile_is_below_the_linear_read_inside_a_bucket() -> None:
+    """histogram_quantile's linear read of TAIL's p99 (1 of its 1.5 requests/s into (0.1,
+    0.15]) is above the exponential read, and the share over the exponential read is 1% only
+    as the exponential tail has it (share_over interpolates linearly: less than 1%)."""
+    linear = 0.1 + 0.05 * (99.0 - 98.0) / (99.5 - 98.0)
+    got = tail_quantile(TAIL, 0.99)
+    assert got is not None and got < linear
+    assert share_over(TAIL, linear) == pytest.approx(0.01)
 
 
 def _series(value: str, **labels: str) -> dict[str, Any]:

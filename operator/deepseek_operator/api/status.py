@@ -106,7 +106,8 @@ class CapacityModel(ApiModel):
     """What one Ready replica of the serving colour and quantization mode can take, learned
     from steady periods (all replicas Ready for a whole rate window, no queue): exponentially
     weighted moments of the request rate per replica (x) and of TPOT p99 (y), enough for the
-    least-squares line y = a + b x."""
+    least-squares line y = a + b x, and the mean point of the samples near the aim with their
+    p99 read off the buckets' tails (histogram_quantile reads it high inside a wide bucket)."""
 
     colour: str | None = Field(
         None,
@@ -162,6 +163,17 @@ class CapacityModel(ApiModel):
         "histogram bucket of the aim (0: none yet): the reading the aim is checked against.",
     )
     tail_weight: float = Field(0.0, ge=0, description="Sum of those samples' decayed weights.")
+    near_weight: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of the samples whose TPOT p99, read off the buckets with an "
+        "exponential tail, lay near the aim (its bucket or the one above); decayed as the curve's "
+        "(slowly). From twice one sample's, they set the capacity's level, the line its slope.",
+    )
+    near_rate: float = Field(0.0, ge=0, description="Their weighted mean requests/s per replica.")
+    near_tpot: float = Field(
+        0.0, ge=0, description="Their weighted mean TPOT p99 so read, in seconds."
+    )
     tail_bound: float = Field(
         0.0,
         ge=0,
