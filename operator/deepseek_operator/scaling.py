@@ -401,7 +401,8 @@ def learn_capacity(
     and where known running requests and the mean TPOT) to the weighted moments (older samples
     decay by CAPACITY_DECAY, the running-requests line by STEP_DECAY). `tpot_exact`, the p99
     read off the buckets' tails (`signals.tail_quantile`), where it lies near the aim
-    (`near_aim`), goes into the mean point near the aim (decayed by STEP_DECAY too). A new
+    (`near_aim`), goes into the mean point near the aim (decayed as the line's moments: a
+    replica's requests/s at the aim move with the workload's lengths). A new
     colour or mode starts a new model: the replicas are a different build or precision."""
     if model is None or model.colour != colour or model.mode != mode:
         model = CapacityModel(colour=colour, mode=mode)
@@ -419,7 +420,7 @@ def learn_capacity(
             "mean_rate_sq": round(upd(model.mean_rate_sq, rate * rate), 6),
             "mean_rate_tpot": round(upd(model.mean_rate_tpot, rate * tpot), 8),
             "mean_kv": round(min(max(upd(model.mean_kv, kv), 0.0), 1.0), 6),
-            "near_weight": round(STEP_DECAY * model.near_weight, 6),
+            "near_weight": round(CAPACITY_DECAY * model.near_weight, 6),
         }
     )
     if tpot_exact is not None and near_aim(tpot_exact, aim):

@@ -10,8 +10,8 @@ import pytest
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.api.status import CapacityModel, LoadMemory, RatePoint, Recommendation
 from deepseek_operator.scaling import (
+    CAPACITY_DECAY,
     SKILL_DECAY,
-    STEP_DECAY,
     Demand,
     Headroom,
     _stabilize,
@@ -306,19 +306,20 @@ def test_near_aim(p99: float, aim: float, near: bool) -> None:
 
 def test_samples_near_the_aim_keep_their_own_means() -> None:
     """A sample whose tails' read lies near the aim moves near_rate / near_tpot; every
-    sample decays their weight as the curve's (STEP_DECAY: a replica's tail is slow to
-    change), one without such a read (light loads, no buckets) adds nothing to them."""
+    sample decays their weight as the line's moments (CAPACITY_DECAY: what a replica serves
+    at the aim moves with the workload), one without such a read (light loads, no buckets)
+    adds nothing to them."""
     m = learn_capacity(None, "blue", None, 5.0, 0.098, aim=0.1, tpot_exact=0.088)
     assert (m.near_weight, m.near_rate, m.near_tpot) == (1.0, 5.0, 0.088)
     m = learn_capacity(m, "blue", None, 6.0, 0.12, aim=0.1, tpot_exact=0.104)
-    w = 1.0 * STEP_DECAY + 1.0
+    w = 1.0 * CAPACITY_DECAY + 1.0
     assert m.near_weight == pytest.approx(w)
     assert m.near_rate == pytest.approx(5.0 + 1.0 / w, rel=1e-5)
     assert m.near_tpot == pytest.approx(0.088 + 0.016 / w, rel=1e-5)
     light = learn_capacity(m, "blue", None, 2.0, 0.05, aim=0.1, tpot_exact=0.04)
     none = learn_capacity(m, "blue", None, 2.0, 0.05, aim=0.1)
     for after in (light, none):
-        assert after.near_weight == pytest.approx(w * STEP_DECAY)
+        assert after.near_weight == pytest.approx(w * CAPACITY_DECAY)
         assert (after.near_rate, after.near_tpot) == (m.near_rate, m.near_tpot)
     assert light.samples == m.samples + 1  # the line still takes it
 

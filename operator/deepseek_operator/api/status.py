@@ -167,8 +167,8 @@ class CapacityModel(ApiModel):
         0.0,
         ge=0,
         description="Weight of the samples whose TPOT p99, read off the buckets with an "
-        "exponential tail, lay near the aim (its bucket or the one above); decayed as the curve's "
-        "(slowly). From twice one sample's, they set the capacity's level, the line its slope.",
+        "exponential tail, lay near the aim (its bucket or the one above); decayed as the line's "
+        "moments. From twice one sample's, they set the capacity's level, the line its slope.",
     )
     near_rate: float = Field(0.0, ge=0, description="Their weighted mean requests/s per replica.")
     near_tpot: float = Field(
