@@ -90,6 +90,7 @@ STEADY_SECONDS = 60.0  # the PromQL rate window: the rates then describe this re
 TREND_MIN_POINTS = 4
 TREND_MIN_TSTAT = 3.0  # slope / its standard error
 TREND_MAX_JUMP = 0.5  # a trend: no one rate window holds more than half of its rise
+NOISE_SIGMAS = 2.0  # a change between two rate windows within this many deviations is chance
 TREND_MAX_FACTOR = 2.0  # the forecast stays within [rate / 2, rate x 2]
 POINTS_PER_HORIZON = 16  # rate points kept per horizon (at most one per decision)
 SEASON_BINS = 48  # bins of the period's profile (half an hour each for a day)
@@ -237,10 +238,12 @@ def rate_trend(points: list[tuple[float, float]]) -> tuple[float, float] | None:
 
 def sustained_slope(points: list[tuple[float, float]]) -> float:
     """The slope of a least-squares line through the points when it is significant (t-statistic
-    >= TREND_MIN_TSTAT) and sustained: each half of the span rises (or falls) at a third of it
-    or more, and no rate window (STEADY_SECONDS) holds more than TREND_MAX_JUMP of the fitted
-    rise. A step or a burst start is a jump, not a trend: one half of it is flat, and its rise
-    happens within one rate window."""
+    >= TREND_MIN_TSTAT) and sustained: the later half of the span still rises (or falls) at a
+    third of it or more, and no rate window (STEADY_SECONDS) holds more than TREND_MAX_JUMP of
+    the fitted rise beyond what the counting noise explains. A step or a burst
+    start is a jump, not a trend: its rise happens within one rate window, and after it the
+    rate is flat. A ramp that starts slowly and steepens (a daily rise out of its trough) is a
+    trend: its first half may be flat."""
     fit = rate_trend(points)
     if fit is None or abs(fit[1]) < TREND_MIN_TSTAT:
         return 0.0
@@ -248,7 +251,7 @@ def sustained_slope(points: list[tuple[float, float]]) -> float:
     # A jump is a rise concentrated in one rate window; a trend spreads over the span.
     jump = max(
         (
-            abs(b[1] - a[1])
+            abs(b[1] - a[1]) - counting_noise(a[1], b[1])
             for i, a in enumerate(points)
             for b in points[i + 1 :]
             if b[0] - a[0] <= STEADY_SECONDS
@@ -258,11 +261,17 @@ def sustained_slope(points: list[tuple[float, float]]) -> float:
     if jump > TREND_MAX_JUMP * abs(fit[0]) * span:
         return 0.0
     mid = (points[0][0] + points[-1][0]) / 2
-    for half in ([p for p in points if p[0] <= mid], [p for p in points if p[0] >= mid]):
-        part = rate_trend(half) if len(half) >= 3 else None
-        if part is None or part[0] / fit[0] < 1 / 3:
-            return 0.0
+    later = [p for p in points if p[0] >= mid]
+    part = rate_trend(later) if len(later) >= 3 else None
+    if part is None or part[0] / fit[0] < 1 / 3:
+        return 0.0
     return fit[0]
+
+
+def counting_noise(a: float, b: float) -> float:
+    """How far two rates (req/s) read over STEADY_SECONDS each differ by chance alone:
+    NOISE_SIGMAS standard deviations of the difference of two Poisson counts' rates."""
+    return NOISE_SIGMAS * math.sqrt(max(0.0, a + b) / STEADY_SECONDS)
 
 
 def season_deltas(

@@ -16,6 +16,7 @@ from deepseek_operator.scaling import (
     Headroom,
     _stabilize,
     breach_held,
+    counting_noise,
     forecast,
     guard,
     headroom,
@@ -75,11 +76,30 @@ def test_forecast(
         assert d.slope * 60 == pytest.approx(slope, abs=0.02)
 
 
-def test_sustained_slope_needs_both_halves() -> None:
+def test_sustained_slope_needs_the_later_half_to_rise() -> None:
     ramp = [(float(i * 30), 6.0 + 0.3 * i) for i in range(10)]
     assert sustained_slope(ramp) == pytest.approx(0.01)
     late_jump = [(float(i * 30), 6.0 if i < 7 else 12.0) for i in range(10)]
     assert sustained_slope(late_jump) == 0.0
+    # a rise that ended: the later half is flat
+    ended = [(float(i * 30), 6.0 + 0.6 * min(i, 5)) for i in range(10)]
+    assert sustained_slope(ended) == 0.0
+    # a daily rise out of its trough: flat, then steepening; a trend from where it steepens
+    trough = [(float(i * 30), 4.0 + 0.05 * i * i) for i in range(10)]
+    assert sustained_slope(trough) > 0.0
+
+
+def test_counting_noise_is_not_a_jump() -> None:
+    # a ramp of +0.2 req/s per minute at ~4 req/s read through one-minute rate windows: two
+    # readings 30 s apart differ by ~0.5 req/s by chance (a Poisson count of ~240), more than
+    # half of the fitted rise over five minutes (1 req/s) but within the counting noise
+    wiggle = [0.0, 0.3, -0.2, 0.35, -0.3, 0.2, -0.15, 0.3, -0.25, 0.1, 0.0]
+    noisy = [(float(i * 30), 4.0 + 0.2 * i / 2 + w) for i, w in enumerate(wiggle)]
+    assert counting_noise(4.0, 4.0) == pytest.approx(2 * (8 / 60) ** 0.5)
+    assert sustained_slope(noisy) > 0.0
+    # the same wiggle on a step of 6 req/s is a jump
+    step = [(t, r + (6.0 if t >= 150 else 0.0)) for t, r in noisy]
+    assert sustained_slope(step) == 0.0
 
 
 def test_a_step_in_the_middle_is_a_jump_not_a_trend() -> None:
