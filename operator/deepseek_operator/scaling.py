@@ -191,16 +191,33 @@ class Demand:
 
 def learn_start(
     state: ScalingState, inp: ScalingInputs, now: float
-) -> tuple[float | None, float | None]:
-    """(scale_up_since, start_seconds) after this tick: a pending scale-up whose pods are all
-    Ready now teaches how long pods take to start (scheduling, image, model load)."""
-    since, learned = state.scale_up_since, state.start_seconds
-    if since is not None and inp.ready >= inp.replicas:
+) -> tuple[float | None, int | None, float | None]:
+    """(scale_up_since, scale_up_target, start_seconds) after this tick: once as many pods are
+    Ready as the observed scale-up asked for, it teaches how long pods take to start
+    (scheduling, image, model load). A state written before the target was kept waits for
+    all replicas."""
+    since, goal, learned = state.scale_up_since, state.scale_up_target, state.start_seconds
+    if since is not None and inp.ready >= (goal if goal is not None else inp.replicas):
         took = max(0.0, now - since)
         w = START_SECONDS_WEIGHT
         learned = took if learned is None else w * took + (1 - w) * learned
-        since = None
-    return since, (None if learned is None else round(learned, 1))
+        since, goal = None, None
+    return since, goal, (None if learned is None else round(learned, 1))
+
+
+def observe_start(
+    since: float | None, goal: int | None, current: int, target: int, now: float
+) -> tuple[float | None, int | None]:
+    """(scale_up_since, scale_up_target) after deciding `target` replicas from `current`. A
+    scale-up is observed from when it was ordered until `target` pods are Ready. While one is
+    observed, a later scale-up leaves it be: its pods are the first to start, and restarting the
+    clock at every step of a long rise would never see one finish. A scale-down below its
+    target ends it: the pods still starting are the first a ReplicaSet deletes."""
+    if target > current and since is None:
+        return now, target
+    if target < current and (goal is None or target < goal):
+        return None, None
+    return since, goal
 
 
 def arrival_rate(
@@ -1116,7 +1133,7 @@ def decide(
     keep = (
         max(spec.scale_down.stabilization_seconds, spec.scale_up.stabilization_seconds) + interval
     )
-    since, learned = learn_start(state, inp, now)
+    since, goal, learned = learn_start(state, inp, now)
     horizon = learned if learned else START_PRIOR_SECONDS
     reporting = vals.get(Signal.PODS_REPORTING, 0.0)
     # Since when the Ready count is what it is now: the rate and latency windows describe these
@@ -1129,12 +1146,13 @@ def decide(
     settled = inp.ready > 0 and now - ready_since >= STEADY_SECONDS
     cap_model, memory, slo_budget = state.capacity, state.load, state.slo_budget
 
-    def next_state(history: list[Recommendation], up: bool, down: bool = False) -> ScalingState:
+    def next_state(history: list[Recommendation], target: int) -> ScalingState:
+        observed, observed_goal = observe_start(since, goal, n, target, now)
         return ScalingState(
             recommendations=history[-HISTORY_LIMIT:],
             last_decision_time=now,
-            # a scale-down during a scale-up cancels its observation of the start time
-            scale_up_since=now if up else (None if down else since),
+            scale_up_since=observed,
+            scale_up_target=observed_goal,
             start_seconds=learned,
             ready_since=ready_since,
             ready_count=inp.ready,
@@ -1150,7 +1168,7 @@ def decide(
             reason, message = "AboveMaxReplicas", f"clamped {n} to maxReplicas {hi}"
         elif n < lo:
             reason, message = "BelowMinReplicas", f"raised {n} to minReplicas {lo}"
-        new_state = next_state(_history(state, now, keep, n), target > n)
+        new_state = next_state(_history(state, now, keep, n), target)
         return ScalingDecision(
             target, direction, reason, message, seen, metrics_ok=metrics_ok, state=new_state
         )
@@ -1339,7 +1357,7 @@ def decide(
         message=f"{n} -> {target}: {why}",
         signals=seen,
         limited=limited,
-        state=next_state(history, target > n, target < n),
+        state=next_state(history, target),
         demand=demand,
         slo=slo_condition(slo_budget, spec.slo),
     )

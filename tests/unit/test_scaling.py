@@ -382,55 +382,98 @@ def test_replicas_to_write(spec_replicas: int | None, decided: int, written: int
 
 
 LEARN_CASES = [
-    # (case, state, replicas, ready, decided up?, expected since, expected learned)
-    ("a scale-up starts the clock", ScalingState(), 2, 2, True, 1000.0, None),
+    # (case, state, replicas, ready, signals, expected (since, target, learned))
+    ("a scale-up starts the clock", ScalingState(), 2, 2, "up", (1000.0, 3, None)),
     (
         "all pods Ready: the start time is learned",
-        ScalingState(scale_up_since=700.0),
+        ScalingState(scale_up_since=700.0, scale_up_target=3),
         3,
         3,
-        False,
-        None,
-        300.0,
+        "hold",
+        (None, None, 300.0),
     ),
     (
         "pods still starting: keep waiting",
-        ScalingState(scale_up_since=700.0, start_seconds=200.0),
+        ScalingState(scale_up_since=700.0, scale_up_target=3, start_seconds=200.0),
         3,
         2,
-        False,
-        700.0,
-        200.0,
+        "hold",
+        (700.0, 3, 200.0),
     ),
     (
         "a new observation is averaged in",
-        ScalingState(scale_up_since=600.0, start_seconds=200.0),
+        ScalingState(scale_up_since=600.0, scale_up_target=3, start_seconds=200.0),
         3,
         3,
-        False,
-        None,
-        300.0,
+        "hold",
+        (None, None, 300.0),
+    ),
+    (
+        "a later scale-up leaves the observed one's clock running",
+        ScalingState(scale_up_since=700.0, scale_up_target=4),
+        3,
+        3,
+        "up",
+        (700.0, 4, None),
+    ),
+    (
+        "its target Ready while a later scale-up's pods start: learned",
+        ScalingState(scale_up_since=700.0, scale_up_target=3),
+        5,
+        3,
+        "hold",
+        (None, None, 300.0),
+    ),
+    (
+        "a state without a target waits for all replicas",
+        ScalingState(scale_up_since=700.0),
+        5,
+        3,
+        "hold",
+        (700.0, None, None),
+    ),
+    (
+        "a scale-down below the target ends the observation",
+        PLANNED.model_copy(update={"scale_up_since": 700.0, "scale_up_target": 4}),
+        4,
+        2,
+        "down",
+        (None, None, None),
+    ),
+    (
+        "a scale-down to the target leaves it be",
+        PLANNED.model_copy(update={"scale_up_since": 700.0, "scale_up_target": 3}),
+        4,
+        2,
+        "down",
+        (700.0, 3, None),
     ),
 ]
 
+LEARN_SIGNALS = {
+    # 40 running on 2 pods at 80% KV is at target; 12 waiting is a queue that scales up
+    "up": lambda ready: sig(40, 12, 0.95, pods=ready),
+    "hold": lambda ready: sig(40, 0, 0.8, pods=ready),
+    # low load after a whole down window (PLANNED): one fewer
+    "down": lambda ready: low(pods=ready),
+}
+
 
 @pytest.mark.parametrize(
-    "case,state,replicas,ready,up,since,learned", LEARN_CASES, ids=[c[0] for c in LEARN_CASES]
+    "case,state,replicas,ready,signals,expected", LEARN_CASES, ids=[c[0] for c in LEARN_CASES]
 )
 def test_start_time_is_learned_from_scale_ups(
     case: str,
     state: ScalingState,
     replicas: int,
     ready: int,
-    up: bool,
-    since: float | None,
-    learned: float | None,
+    signals: str,
+    expected: tuple[float | None, int | None, float | None],
 ) -> None:
-    # 40 running on 2 pods at 80% KV is at target; 12 waiting is a queue that scales up
-    signals = sig(40, 12 if up else 0, 0.95 if up else 0.8, pods=ready)
-    d = decide(SPEC, inp(replicas=replicas, ready=ready, signals=signals), state, 1000.0, 15.0)
-    assert (d.direction == "up") == up, d.message
-    assert (d.state.scale_up_since, d.state.start_seconds) == (since, learned)
+    signals_now = LEARN_SIGNALS[signals](ready)
+    d = decide(SPEC, inp(replicas=replicas, ready=ready, signals=signals_now), state, NOW, 15.0)
+    assert d.direction == signals, d.message
+    assert (d.state.scale_up_since, d.state.scale_up_target, d.state.start_seconds) == expected
 
 
 # --- throughput sizing: the arrival rate over the capacity learned from steady periods --------

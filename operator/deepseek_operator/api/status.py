@@ -278,7 +278,15 @@ class ScalingState(ApiModel):
     )
     last_decision_time: float | None = Field(None, description="Unix time of the last decision.")
     scale_up_since: float | None = Field(
-        None, description="Unix time of a scale-up whose pods are not all Ready yet."
+        None,
+        description="Unix time of the scale-up whose start is being observed (its pods are not "
+        "all Ready yet).",
+    )
+    scale_up_target: int | None = Field(
+        None,
+        ge=0,
+        description="Replicas that observed scale-up asked for: its start time is learned once "
+        "this many are Ready.",
     )
     start_seconds: float | None = Field(
         None,
