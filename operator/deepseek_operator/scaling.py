@@ -9,10 +9,13 @@ could come?". One model, in five named steps, each a small pure function with it
 1. Demand (`arrival_rate`, `forecast`): the request rate arriving now (the finished rate plus
    the growth of what runs or waits: under overload the finished rate says what the replicas
    manage, not what arrives), and its forecast one horizon ahead. The horizon is the learned
-   time from a scale-up to its pods being Ready (`learn_start`; START_PRIOR_SECONDS until one
-   was seen). The forecast is a least-squares trend over the last horizon of rate points, used
-   only where the slope is significant (noise on a flat load projects nothing, a step is a
-   jump and not a trend) and at most a doubling or a halving, and only while past trends
+   time from a scale-up to as many pods as it asked for being Ready (`learn_start`,
+   `observe_start`: the first scale-up of a rise is timed, later steps leave its clock be;
+   START_PRIOR_SECONDS until one was seen). The forecast is a least-squares trend over the
+   last horizon of rate points, used only where the slope is significant and still there in
+   the later half (noise on a flat load projects nothing; a step is a jump, a rise within one
+   rate window beyond the rate windows' counting noise, and not a trend) and at most a
+   doubling or a halving, and only while past trends
    forecast better than the rate held flat (`trend_skill`: each window a horizon long that
    began with a trend compares both with the rate at its end); once a whole period
    (`seasonalPeriodSeconds`) was seen, the period's profile says how the rate changes instead.
