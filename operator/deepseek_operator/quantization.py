@@ -480,8 +480,9 @@ def forecast_load(
     """The load `horizon` ahead: the period's profile where the autoscaler has seen one
     (`inp.outlook`), else a sustained trend (`scaling.sustained_slope`) over the last
     `horizon` of the ladder's own points (TREND_MIN_SPAN at least, LOAD_KEEP at most, and
-    covered for half of it) extended by `horizon`, within [rate / 2, rate x 2]. None without
-    an arriving rate."""
+    covered for half of it) extended by `horizon`, within [rate / 2, rate x 2]; no trend
+    while the autoscaler's past trends forecast worse than the rate held flat
+    (`scaling.trend_skill`: the outlook's trend is dropped). None without an arriving rate."""
     rate = inp.arrival_rate
     if rate is None:
         return None
@@ -489,6 +490,8 @@ def forecast_load(
         d = inp.outlook(horizon)
         if d.seasonal:
             return d
+        if d.dropped is not None:
+            return Demand(rate, rate, 0.0, 0.0, rate, horizon, rate, dropped=d.dropped)
     span = min(max(horizon, TREND_MIN_SPAN), LOAD_KEEP)
     points = [(p.time, p.rate) for p in (state.load if state else []) if 0 < now - p.time <= span]
     slope = 0.0

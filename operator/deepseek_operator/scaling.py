@@ -389,10 +389,11 @@ def outlook(demand: Demand, memory: LoadMemory | None, now: float, horizon: floa
     """The demand of a tick forecast `horizon` ahead instead of the autoscaler's own horizon
     (the quantization ladder asks how far the load goes while a switch runs): from the
     period's profile once one was seen, else the trend fitted over the rate points the
-    autoscaler keeps (one of its horizons) extended to `horizon`, at most a doubling."""
+    autoscaler keeps (one of its horizons) extended to `horizon`, at most a doubling, while
+    past trends have earned it (`trend_skill`)."""
     points = memory.points if memory is not None else []
     season = memory.season if memory is not None else None
-    return forecast(
+    ahead = forecast(
         demand.now,
         demand.finished,
         demand.growth,
@@ -402,6 +403,7 @@ def outlook(demand: Demand, memory: LoadMemory | None, now: float, horizon: floa
         season,
         fit_span=demand.horizon,
     )
+    return trend_skill(ahead, memory)
 
 
 # -------------------------------------------------------------------------- 2. capacity --

@@ -193,6 +193,18 @@ def test_the_periods_profile_wins_over_the_trend() -> None:
     assert d == seasonal
 
 
+def test_no_trend_where_the_autoscalers_trends_forecast_worse_than_the_flat_rate() -> None:
+    # the autoscaler's memory says its trends missed by 3x as far as the rate held flat
+    dropped = Demand(2.5, 2.5, 0.0, 0.0, 2.5, 1600.0, 2.5, dropped=(0.002, 9.0, 3.0))
+    d = forecast_load(inputs(outlook=lambda h: dropped), memory(load=ramp(0.08)), NOW, 1600.0)
+    assert d is not None
+    assert (d.slope, d.ahead, d.until_ready) == (0.0, 2.5, 2.5)
+    # a trend the autoscaler has no reason to doubt is extended as before
+    kept = Demand(2.5, 2.5, 0.0, 0.002, 5.7, 1600.0, 5.7)
+    d = forecast_load(inputs(outlook=lambda h: kept), memory(load=ramp(0.08)), NOW, 1600.0)
+    assert d is not None and d.ahead == pytest.approx(2.5 + 0.08 * 1600 / 60, rel=1e-3)
+
+
 # -- stepping down before the overload ---------------------------------------------------
 @pytest.mark.parametrize(
     ("obs", "load", "pressure_ago", "reason", "target"),

@@ -22,6 +22,7 @@ from deepseek_operator.scaling import (
     headroom,
     learn_capacity,
     near_aim,
+    outlook,
     plan,
     prior_capacity,
     remember_load,
@@ -174,6 +175,17 @@ def test_trend_skill_leaves_flat_and_seasonal_forecasts_alone() -> None:
     assert trend_skill(ramp, LoadMemory(trend_error=1.0, flat_error=1.0)) == ramp  # a tie: kept
     never = trend_skill(ramp, LoadMemory(trend_error=2.0, flat_error=0.0))
     assert "missed where the rate held flat" in never.words()
+
+
+def test_the_outlook_for_a_longer_horizon_keeps_the_trend_only_where_it_earned_it() -> None:
+    # the quantization ladder asks how far the load goes while a 1600 s switch runs
+    now = forecast(9.0, 9.0, 0.0, points(RAMP), NOW, H)
+    good = LoadMemory(points=points(RAMP), trend_error=1.0, flat_error=3.0)
+    d = outlook(now, good, NOW, 1600.0)
+    assert d.slope > 0 and d.ahead == pytest.approx(18.0, rel=0.02)  # at most a doubling
+    bad = good.model_copy(update={"trend_error": 9.0})
+    d = outlook(now, bad, NOW, 1600.0)
+    assert (d.slope, d.ahead, d.dropped is not None) == (0.0, 9.0, True)
 
 
 def test_window_errors_of_a_trend_forecast() -> None:
