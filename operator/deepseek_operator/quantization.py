@@ -488,10 +488,8 @@ def forecast_load(
         return None
     if inp.outlook is not None and horizon > 0:
         d = inp.outlook(horizon)
-        if d.seasonal:
+        if d.seasonal or d.dropped is not None:  # the profile's forecast, or the rate held
             return d
-        if d.dropped is not None:
-            return Demand(rate, rate, 0.0, 0.0, rate, horizon, rate, dropped=d.dropped)
     span = min(max(horizon, TREND_MIN_SPAN), LOAD_KEEP)
     points = [(p.time, p.rate) for p in (state.load if state else []) if 0 < now - p.time <= span]
     slope = 0.0
