@@ -21,7 +21,9 @@ could come?". One model, in five named steps, each a small pure function with it
    (`seasonalPeriodSeconds`) was seen, the period's profile says how the rate changes instead.
 2. Capacity (`learn_capacity`, `replica_capacity`, `prior_capacity`): the requests/s one Ready
    replica serves with TPOT p99 at `targets.tpotSloFraction` of the SLO, learned per serving
-   colour and quantization mode from steady periods, as the line TPOT p99 = a + b x rate
+   colour and quantization mode from steady periods (the Ready count unchanged for a rate
+   window, no queue; pods still starting hold back only minutes over the aim, the shortfall
+   their scale-up fixes), as the line TPOT p99 = a + b x rate
    (decode steps have a fixed cost, so TPOT is not proportional to the rate). Where the KV
    cache binds first (long outputs, e.g. reasoning), from running requests per replica n
    (`running_capacity`): n* = `targets.kvCacheUsage` / the cache per running request (exact
@@ -1233,13 +1235,21 @@ def decide(
 
     # 2. capacity: a steady tick adds a sample
     aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
-    # Every replica that can run is Ready: pods the scheduler cannot place (no GPUs) never will.
+    # The rates per Ready replica describe the Ready replicas once their count has held for a
+    # rate window (`settled`), whether or not more pods are starting: a starting vLLM server
+    # serves no metrics before its model is loaded, so it is in none of the signals (with a
+    # 15-minute start, waiting for every pod left the prior in charge for most of a ramp).
+    # While pods start, a minute over the TPOT aim is the shortfall their scale-up fixes, not
+    # a replica's steady state: only minutes within the aim are samples then. Where more pods
+    # report than are Ready, their sums are not the Ready ones': every replica that can run
+    # must be Ready (pods the scheduler cannot place never will).
     placeable = max(0, n - inp.unschedulable)
+    tpot_within = tpot_now is not None and tpot_now <= aim
     steady = (
         settled
         and inp.ready > 0
-        and inp.ready >= placeable
         and reporting >= inp.ready
+        and (inp.ready >= placeable or (reporting == inp.ready and tpot_within))
         and not inp.rollout_in_flight
     )
     tolerated = spec.targets.queue_depth_per_replica * max(reporting, 1.0)

@@ -104,7 +104,8 @@ class StepBin(ApiModel):
 
 class CapacityModel(ApiModel):
     """What one Ready replica of the serving colour and quantization mode can take, learned
-    from steady periods (all replicas Ready for a whole rate window, no queue): exponentially
+    from steady periods (the Ready replicas unchanged for a whole rate window, no queue; while
+    more pods start, only minutes within the TPOT aim): exponentially
     weighted moments of the request rate per replica (x) and of TPOT p99 (y), enough for the
     least-squares line y = a + b x, and the mean point of the samples near the aim with their
     p99 read off the buckets' tails (histogram_quantile reads it high inside a wide bucket)."""
