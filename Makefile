@@ -82,11 +82,16 @@ demo-down: venv ## stop what `make demo` started (its namespace deleted; cluster
 clean: venv ## stop every local cluster (demo's and tests') and delete their state and the demo's logs (keeps the tool cache)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo clean
 
-.PHONY: bench bench-autoscale bench-quantization bench-scale bench-capacity bench-failover bench-gateway
+.PHONY: bench bench-autoscale bench-quantization bench-scale bench-capacity bench-failover bench-gateway bench-shapes
 bench: bench-autoscale bench-quantization bench-scale bench-capacity bench-gateway ## every benchmark -> bench/results/
 
 bench-autoscale: venv ## autoscaling benchmark: ours vs HPA, KEDA, KPA, static, oracle
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale $(BENCH_ARGS)
+
+SHAPES := ramp_hold,spiky,sawtooth,slow_drift,conv_rev
+bench-shapes: venv ## the autoscaling benchmark on five load shapes the planner was not tuned on (bench/shapes.py; ~25 min) -> bench/results/shapes/
+	args=$$(PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.shapes --out $(CURDIR)/.local/shapes) && \
+	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale --azure '' $$args --only $(SHAPES) --out bench/results/shapes $(BENCH_ARGS)
 
 bench-quantization: venv ## quantization ladder under a GPU cap: ours with/without the ladder, HPA, static
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.quantization $(BENCH_QUANT_ARGS)
