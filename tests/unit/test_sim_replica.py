@@ -190,6 +190,7 @@ async def test_models_health_and_errors(replica: ReplicaServer, http: aiohttp.Cl
     )
 
 
+@pytest.mark.slow
 async def test_drain_finishes_in_flight_then_refuses(http: aiohttp.ClientSession):
     server = await make_replica("127.0.0.22")
     server.apply_faults(ReplicaFaults(slow_factor=20.0))  # ~0.4 s for 16 tokens
@@ -241,6 +242,7 @@ def test_request_priority_read_as_vllm_does(
         assert request_priority(body, header) == want
 
 
+@pytest.mark.slow
 async def test_priority_policy_serves_p0_before_earlier_p2(http: aiohttp.ClientSession):
     """One request at a time (max_num_seqs 1): while a P2 request runs, two more P2 requests and
     then a P0 request (by header) queue; with --scheduling-policy priority the P0 one is served

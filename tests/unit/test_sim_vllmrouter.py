@@ -313,6 +313,7 @@ async def _until(check: Any, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.mark.slow
 async def test_the_runner_runs_probes_and_stops_the_real_router(tmp_path: Path) -> None:
     """Start (at the sim address), Ready once /liveness answers, drain: preStop, SIGTERM, the
     router exits well within the grace period. A router on its default 127.0.0.1 runs but is
