@@ -69,11 +69,11 @@ def _write(
             n += 1
 
 
-def shapes(azure: Path, seed: int) -> dict[str, tuple[Callable[[float], float], float, float]]:
-    """name -> (rate(t) in req/s, length in seconds, the rate's upper bound)."""
+def shapes(src: T.Trace, seed: int) -> dict[str, tuple[Callable[[float], float], float, float]]:
+    """name -> (rate(t) in req/s, length in seconds, the rate's upper bound); `src` is the
+    public trace (conv_rev follows its per-minute rate)."""
     rng = random.Random(seed)
     spikes = sorted(rng.uniform(0.0, HOUR - 120.0) for _ in range(7))
-    src = T.load_azure_trace(azure)
     per_min = [0] * (int(src.duration // 60) + 1)
     for r in src.requests:
         per_min[int(r.arrival // 60)] += 1
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     lengths = [(r.prompt_tokens, r.max_tokens) for r in src.requests]
     rng = random.Random(a.seed)
     args = []
-    for name, (rate, length, peak) in shapes(azure, a.seed).items():
+    for name, (rate, length, peak) in shapes(src, a.seed).items():
         path = out / f"{name}.csv"
         n = _write(path, rate, length, peak, lengths, rng)
         print(f"{name}: {n} requests over {length / 60:.0f} min -> {path}", file=sys.stderr)

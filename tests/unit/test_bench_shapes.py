@@ -22,7 +22,9 @@ def _azure(tmp_path: Path) -> Path:
 
 
 def test_every_shape_stays_under_the_bound_its_thinning_uses(tmp_path: Path) -> None:
-    for name, (rate, length, peak) in S.shapes(_azure(tmp_path), seed=7).items():
+    for name, (rate, length, peak) in S.shapes(
+        T.load_azure_trace(_azure(tmp_path)), seed=7
+    ).items():
         top = max(rate(t * length / 2000) for t in range(2000))
         assert 0 < top <= peak, name
 
@@ -42,12 +44,12 @@ def test_every_shape_stays_under_the_bound_its_thinning_uses(tmp_path: Path) -> 
     ],
 )
 def test_shape_rates(tmp_path: Path, name: str, t: float, expected: float) -> None:
-    rate, _, _ = S.shapes(_azure(tmp_path), seed=7)[name]
+    rate, _, _ = S.shapes(T.load_azure_trace(_azure(tmp_path)), seed=7)[name]
     assert rate(t) == pytest.approx(expected)
 
 
 def test_spiky_spends_a_small_share_of_the_hour_in_short_spikes(tmp_path: Path) -> None:
-    rate, length, _ = S.shapes(_azure(tmp_path), seed=7)["spiky"]
+    rate, length, _ = S.shapes(T.load_azure_trace(_azure(tmp_path)), seed=7)["spiky"]
     high = sum(1 for s in range(int(length)) if rate(float(s)) > 10.0)
     assert 90 <= high <= 7 * 90  # seven 90 s spikes (overlapping ones merge)
 
