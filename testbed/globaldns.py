@@ -30,7 +30,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .cluster.config import cache_dir
+from .ports import free_port
 
 ZONE = "global.test"
 MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
@@ -203,12 +203,6 @@ async def serve_webhook(port: int, pdns_api: str, api_key: str, zone: str) -> No
 
 # ---------------------------------------------------------------------------------------------
 # The three processes, started and stopped together
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class GlobalDns:

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from testbed.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("DEEPSEEK_CACHE") or Path.home() / ".cache" / "deepseek-operator")
@@ -52,12 +53,6 @@ STARTUP_TIMEOUT_S = float(os.environ.get("DEEPSEEK_CONTRACT_STARTUP_TIMEOUT", "9
 def say(msg: str) -> None:
     sys.stderr.write(f"==> [contract] {msg}\n")
     sys.stderr.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,10 @@ from typing import IO
 from deepseek_operator.api.base import GROUP, PLURAL, VERSION
 from kubernetes import client, utils
 
+from testbed.ports import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 LOGS = REPO / ".local" / "e2e-logs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def install_crds(api: client.ApiClient) -> None:

@@ -589,7 +589,13 @@ def test_primary_loss_fails_over_to_the_standby_and_back(
     )
     assert recovering["state"] == "Recovering", recovering  # the failback delay: 8 s of it
     # The home operator killed while the region waits out the failback delay: the restarted
-    # one counts the delay from the status (since), and fails back once.
+    # one counts the delay from the status (since), and fails back once. Killed once the
+    # step's Event is out: Events follow the status write, and a kill between the two loses it.
+    wait_for(
+        lambda: "RegionRecovering" in event_reasons(core, namespace),
+        timeout=15,
+        what="the RegionRecovering Event",
+    )
     op.kill()
     assert weights_and_states(east, namespace) == {
         "us-east": ("Recovering", 0),

@@ -279,6 +279,14 @@ def times_said(core: client.CoreV1Api, ns: str) -> Counter[str]:
     return said
 
 
+def kill_once_said(operator: OperatorProcess, core: client.CoreV1Api, ns: str, reason: str) -> None:
+    """Kill the operator once the Event of the step just seen in the status is out: Events are
+    said after the status that holds their decision is written, so a kill between the two loses
+    the Event (said at most once, never twice)."""
+    wait_for(lambda: times_said(core, ns)[reason] >= 1, timeout=15, what=f"the {reason} Event")
+    operator.kill()
+
+
 def reconciled_at(op: OperatorProcess) -> float | None:
     """When `op` last reconciled the resource (its last-reconcile gauge), None before."""
     for line in op.metrics().splitlines():
@@ -477,7 +485,7 @@ def test_manual_promote_waits_in_paused_then_promotes(
     patch_spec(custom, ns, {"model": {"revision": "rev-2"}})
     starting = wait_phase(custom, ns, "Progressing", "Analyzing", "Paused")
     assert starting["phase"] == "Progressing", starting
-    operator.kill()
+    kill_once_said(operator, core, ns, "RolloutStarted")
     starting = rollout(custom, ns)  # as the operator last wrote it
     assert starting["phase"] == "Progressing", starting
     # The preview gets Ready while it is down (the Deployment controller's work), and nothing
@@ -501,7 +509,7 @@ def test_manual_promote_waits_in_paused_then_promotes(
     assert "RolloutPaused" in reasons(core, ns)
 
     # Killed while Paused: it stays Paused, the stable colour serving, across the restart.
-    operator.kill()
+    kill_once_said(operator, core, ns, "RolloutPaused")
     assert rollout(custom, ns)["phase"] == "Paused"
     restarted = time.time()
     operator.start_outranking()
@@ -836,7 +844,7 @@ def test_a_failed_analysis_on_a_full_cluster_rolls_back_in_steps(
             core.patch_namespaced_pod(pod, ns, {"metadata": {"annotations": {FAULT: "error"}}})
         back = wait_phase(custom, ns, "RollingBack", "RolledBack", "Completed")
         assert back["phase"] == "RollingBack", back
-        operator.kill()
+        kill_once_said(operator, core, ns, "AnalysisFailed")
         assert rollout(custom, ns)["phase"] == "RollingBack"
         assert deployment_replicas(apps, ns, "green") == 0  # the preview's scale-down, asked
     finally:
