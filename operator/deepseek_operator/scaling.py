@@ -262,10 +262,10 @@ def sustained_slope(points: list[tuple[float, float]]) -> float:
     """The slope of a least-squares line through the points when it is significant (t-statistic
     >= TREND_MIN_TSTAT) and sustained: the later half of the span still rises (or falls) at a
     third of it or more, and no rate window (STEADY_SECONDS) holds more than TREND_MAX_JUMP of
-    the fitted rise beyond what the counting noise explains. A step or a burst
-    start is a jump, not a trend: its rise happens within one rate window, and after it the
-    rate is flat. A ramp that starts slowly and steepens (a daily rise out of its trough) is a
-    trend: its first half may be flat."""
+    the rise (the fitted line's, at most the points' own range) beyond what the counting noise
+    explains. A step or a burst start is a jump, not a trend: its rise happens within one rate
+    window, and after it the rate is flat. A ramp that starts slowly and steepens (a daily rise
+    out of its trough) is a trend: its first half may be flat."""
     fit = rate_trend(points)
     if fit is None or abs(fit[1]) < TREND_MIN_TSTAT:
         return 0.0
@@ -280,7 +280,10 @@ def sustained_slope(points: list[tuple[float, float]]) -> float:
         ),
         default=0.0,
     )
-    if jump > TREND_MAX_JUMP * abs(fit[0]) * span:
+    # The rise is the line's, but no more than the points' own: a line fitted through a flat
+    # stretch that ends in a step rises by more than the step itself.
+    rise = min(abs(fit[0]) * span, max(p[1] for p in points) - min(p[1] for p in points))
+    if jump > TREND_MAX_JUMP * rise:
         return 0.0
     mid = (points[0][0] + points[-1][0]) / 2
     later = [p for p in points if p[0] >= mid]

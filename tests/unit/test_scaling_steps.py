@@ -25,6 +25,7 @@ from deepseek_operator.scaling import (
     outlook,
     plan,
     prior_capacity,
+    rate_trend,
     remember_load,
     remember_season,
     replica_capacity,
@@ -114,6 +115,22 @@ def test_a_step_in_the_middle_is_a_jump_not_a_trend() -> None:
     # the same rise spread over the span is a trend
     ramp = [(float(i * 15), 6.0 + 18.0 * i / 23) for i in range(24)]
     assert sustained_slope(ramp) == pytest.approx(18.0 / (23 * 15))
+
+
+def test_a_line_through_steps_rises_more_than_the_points() -> None:
+    # 6 req/s, 10 from minute 5, 20 from minute 8 (the step seen through a one-minute rate
+    # window): a line fitted over the 15 minutes rises 19.5 req/s, more than the points' own
+    # 14, and the step to 20 holds 10 of those 14 within one rate window: a jump, not a trend
+    def rate(t: float) -> float:
+        return 6.0 if t < 300 else 10.0 if t <= 450 else 10.0 + 10.0 * min(1.0, (t - 450) / 60)
+
+    steps = [(float(i * 30), rate(i * 30)) for i in range(31)]
+    fit = rate_trend(steps)
+    assert fit is not None and fit[0] * 900 == pytest.approx(19.5, abs=0.1)
+    assert sustained_slope(steps) == 0.0
+    # the same 14 req/s spread over the span is a trend
+    ramp = [(float(i * 30), 6.0 + 14.0 * i / 30) for i in range(31)]
+    assert sustained_slope(ramp) == pytest.approx(14.0 / 900)
 
 
 def trend_memory(rates: list[float], trends: list[float | None], every: float = 30.0) -> LoadMemory:
