@@ -17,6 +17,8 @@ from deepseek_operator.desired import quantization_args, vllm_args
 from deepseek_serving import entrypoint as ep
 from deepseek_serving.entrypoint import ConfigError, ExitCode
 
+from testbed.ports import free_port
+
 from .vllm_reference import FIXTURES, check_args, quantization_methods, serve_flags
 
 BASE_ENV = {"DEEPSEEK_MODEL": "deepseek-ai/DeepSeek-R1", "HOME": "/nonexistent-home"}
@@ -415,14 +417,6 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 """
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("mode", "code"), [("drains", ExitCode.OK), ("stuck", ExitCode.DRAIN_TIMEOUT)]
 )
@@ -444,7 +438,7 @@ def test_sigterm_stop_paths(
         "STAND_IN_MODE": mode,
         "DEEPSEEK_MODEL": str(model),
         "DEEPSEEK_HOST": "127.0.0.1",
-        "DEEPSEEK_PORT": str(_free_port()),
+        "DEEPSEEK_PORT": str(free_port()),
         "DEEPSEEK_STATUS_PORT": "0",
         "DEEPSEEK_DRAIN_TIMEOUT": "1",
         "DEEPSEEK_STOP_TIMEOUT": "1",

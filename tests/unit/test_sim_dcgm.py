@@ -4,13 +4,13 @@ over real HTTP."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from testbed.ports import free_port
 from testbed.sim.dcgm import (
     DcgmExporters,
     GpuSample,
@@ -136,14 +136,8 @@ def test_gpu_allocation_on_a_node():
     assert allocate_gpus(pods, 8) == {"ns/a": [0, 1], "ns/b": [2, 3, 4, 5]}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_one_exporter_per_node_address():
-    port = _free_port()
+    port = free_port()
     exporters = DcgmExporters(port=port)
     product = product_for(H100)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +15,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from testbed.ports import free_port
 from testbed.sim.engine import EngineModel
 from testbed.sim.faults import ReplicaFaults
 from testbed.sim.presets import preset
@@ -109,12 +109,6 @@ async def replica(host: str, slow: float = 1.0) -> ReplicaServer:
 
 def to_endpoint(s: ReplicaServer) -> Endpoint:
     return Endpoint(s.host, s.port, pod=s.host)
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def counter(text: str, name: str, **labels: str) -> float:
