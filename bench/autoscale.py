@@ -10,6 +10,7 @@ bench/README.md for what is modelled and how to read the numbers.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import os
@@ -238,6 +239,9 @@ class Series:
     desired: list[int] = field(default_factory=list)
     ready: list[int] = field(default_factory=list)
     ttft_p99: list[float] = field(default_factory=list)
+    # share of the requests arriving in the minute before each point that missed an SLO or
+    # failed (filled in once the run is over: a request's outcome comes after its arrival)
+    missed: list[float] = field(default_factory=list)
 
 
 def make_policy(
@@ -353,7 +357,36 @@ def simulate(
             break
     res = summarize(cfg, spec, trace, fleet, scale_events, policy, warmup, end)
     res["static_replicas"] = policy.replicas if isinstance(policy, Static) else None
+    series.missed = missed_by_minute(
+        [(o.arrival, _met(o, spec)) for o in fleet.outcomes if o.arrival >= warmup],
+        [warmup + x for x in series.t],
+    )
     return res, series
+
+
+def _met(o: Any, spec: ScalingSpec) -> bool:
+    """The request completed within both SLOs (as `summarize` counts it)."""
+    return bool(
+        o.ok
+        and o.ttft is not None
+        and o.ttft <= spec.slo.ttft_p99_seconds
+        and (o.tpot is None or o.tpot <= spec.slo.tpot_p99_seconds)
+    )
+
+
+def missed_by_minute(outcomes: list[tuple[float, bool]], at: list[float]) -> list[float]:
+    """For each time in `at`, the share of the requests arriving in the minute before it that
+    missed (outcomes: (arrival, met)); NaN where none arrived."""
+    ordered = sorted(outcomes)
+    arrivals = [a for a, _ in ordered]
+    misses = [0]
+    for _, met in ordered:
+        misses.append(misses[-1] + (not met))
+    out = []
+    for t in at:
+        lo, hi = bisect.bisect_left(arrivals, t - 60.0), bisect.bisect_left(arrivals, t)
+        out.append((misses[hi] - misses[lo]) / (hi - lo) if hi > lo else float("nan"))
+    return out
 
 
 def _pct(xs: list[float], q: float) -> float | None:
@@ -379,11 +412,7 @@ def summarize(
     done = [o for o in outs if o.ok]
     ttft_ok = sum(1 for o in done if o.ttft is not None and o.ttft <= slo_ttft)
     tpot_ok = sum(1 for o in done if o.tpot is None or o.tpot <= slo_tpot)
-    both = sum(
-        1
-        for o in done
-        if o.ttft is not None and o.ttft <= slo_ttft and (o.tpot is None or o.tpot <= slo_tpot)
-    )
+    both = sum(1 for o in done if _met(o, spec))
     ttfts = [o.ttft for o in done if o.ttft is not None]
     tpots = [o.tpot for o in done if o.tpot is not None]
     gpu_s = fleet.gpu_seconds(end, since=start)
@@ -703,7 +732,7 @@ def plot(trace_name: str, per: dict[str, Series], cfg: Config, cold: float, path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+    fig, axes = plt.subplots(4, 1, figsize=(11, 11.5), sharex=True)
     first = next(iter(per.values()))
     span = first.t[-1] if first.t else 0.0
     unit, div = ("hours", 3600.0) if span > 4 * 3600 else ("minutes", 60.0)
@@ -713,16 +742,22 @@ def plot(trace_name: str, per: dict[str, Series], cfg: Config, cold: float, path
     axes[0].set_title(f"{trace_name}: {cfg.preset_name}, cold start {cold:.0f}s")
     for pn, s in per.items():
         m = [x / div for x in s.t]
-        axes[1].step(m, s.desired, where="post", color=_COLOURS.get(pn), label=pn, lw=1.2)
+        # ours on top and thicker: the others often hide it where they agree
+        on_top = {"zorder": 5, "lw": 1.8} if pn == "ours" else {"zorder": 2, "lw": 1.0}
+        axes[1].step(m, s.desired, where="post", color=_COLOURS.get(pn), label=pn, **on_top)
         ttft = [v if v == v else float("nan") for v in s.ttft_p99]
         axes[2].plot(m, ttft, color=_COLOURS.get(pn), label=pn, lw=0.8)
+        if s.missed:
+            axes[3].plot(m, s.missed, color=_COLOURS.get(pn), label=pn, **on_top)
     axes[1].set_ylabel("replicas (desired)")
     axes[1].legend(ncol=8, fontsize=8, loc="upper left")
     slo = cfg.scaling_spec().slo.ttft_p99_seconds
     axes[2].axhline(slo, color="black", ls="--", lw=0.8, label="TTFT SLO")
     axes[2].set_yscale("log")
     axes[2].set_ylabel("TTFT p99 (s, 1 min)")
-    axes[2].set_xlabel(f"{unit} (after the warm-up)")
+    axes[3].set_ylim(-0.02, 1.02)
+    axes[3].set_ylabel("share missing the SLO\n(arrivals of 1 min)")
+    axes[3].set_xlabel(f"{unit} (after the warm-up)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
