@@ -31,7 +31,7 @@ from testbed.sim import traces as T
 from testbed.sim.engine import EngineModel, SimRequest
 from testbed.sim.presets import EnginePreset, preset
 
-from .fleet import Fleet
+from .fleet import Fleet, Outcome
 from .policies import Hpa, Keda, Kpa, Oracle, Ours, Policy, Static, View, need_series
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,7 @@ POLICIES = (
     "oracle",
 )
 PLOT_STEP_S = 15.0
+PLOT_WINDOW_S = 60.0  # the plots' load and misses count the arrivals of the last minute
 DOMINANCE_MARGIN = 0.005  # SLO attainment a policy must gain to dominate at no more GPU-hours
 
 
@@ -344,10 +345,10 @@ def simulate(
                 fleet.scale_to(desired, float(t))
         if t >= next_plot and t <= end:
             next_plot += PLOT_STEP_S
-            lo_t = t - 60.0
+            lo_t = t - PLOT_WINDOW_S
             recent = [a for a in arrivals[max(0, i - 5000) : i] if a >= lo_t]
             series.t.append(float(t) - warmup)
-            series.load_rps.append(len(recent) / 60.0)
+            series.load_rps.append(len(recent) / PLOT_WINDOW_S)
             series.desired.append(desired)
             series.ready.append(len(fleet.ready_pods(float(t))))
             series.ttft_p99.append(fleet.ttft_hist.quantile(0.99, float(t)))
@@ -364,7 +365,7 @@ def simulate(
     return res, series
 
 
-def _met(o: Any, spec: ScalingSpec) -> bool:
+def _met(o: Outcome, spec: ScalingSpec) -> bool:
     """The request completed within both SLOs (as `summarize` counts it)."""
     return bool(
         o.ok
@@ -375,8 +376,8 @@ def _met(o: Any, spec: ScalingSpec) -> bool:
 
 
 def missed_by_minute(outcomes: list[tuple[float, bool]], at: list[float]) -> list[float]:
-    """For each time in `at`, the share of the requests arriving in the minute before it that
-    missed (outcomes: (arrival, met)); NaN where none arrived."""
+    """For each time in `at`, the share of the requests arriving in the PLOT_WINDOW_S before it
+    that missed (outcomes: (arrival, met)); NaN where none arrived."""
     ordered = sorted(outcomes)
     arrivals = [a for a, _ in ordered]
     misses = [0]
@@ -384,7 +385,8 @@ def missed_by_minute(outcomes: list[tuple[float, bool]], at: list[float]) -> lis
         misses.append(misses[-1] + (not met))
     out = []
     for t in at:
-        lo, hi = bisect.bisect_left(arrivals, t - 60.0), bisect.bisect_left(arrivals, t)
+        lo = bisect.bisect_left(arrivals, t - PLOT_WINDOW_S)
+        hi = bisect.bisect_left(arrivals, t)
         out.append((misses[hi] - misses[lo]) / (hi - lo) if hi > lo else float("nan"))
     return out
 
