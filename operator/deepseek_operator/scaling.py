@@ -48,7 +48,10 @@ could come?". One model, in five named steps, each a small pure function with it
    what the load until then needs (the higher of now and the forecast, with headroom: a
    replica removed now takes a horizon to come back). Then the stabilization windows (as the
    HPA's), step limits (lifted to a doubling when the plan is `panicThreshold` x the fleet),
-   min/max and the GPUs the cluster has (unschedulable pods -> CapacityLimited).
+   min/max and the GPUs the cluster has (unschedulable pods -> CapacityLimited). Load the
+   owner knows of (`scaling.schedules`: business hours, a launch) is a floor (`scheduled`):
+   a window's replicas are due one horizon before it opens, so they are Ready when it does,
+   and until it closes; missing metrics do not hold them back.
 5. Guards (`guard`, the holds in `decide`): safety nets over the plan. The SLO guard adds
    replicas when TTFT or TPOT p99 breach the SLO (once the latency window describes the Ready
    replicas, not while a backlog drains, and, where a plan exists, once the breach has lasted
@@ -70,9 +73,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from .api.spec import ScalingSpec, SloSpec
+from .api.spec import WEEKDAYS, ScalingSchedule, ScalingSpec, SloSpec
 from .api.status import (
     CapacityModel,
     LoadMemory,
@@ -960,6 +965,52 @@ def plan(demand: Demand, capacity: float, room: Headroom) -> Plan:
     return Plan(up, max(keep, up), up_rate, keep_rate)
 
 
+@dataclass(frozen=True)
+class Scheduled:
+    """A schedule window whose replicas are due now (`scheduled`)."""
+
+    replicas: int
+    name: str
+    opens: float  # epoch seconds
+    closes: float
+    lead: float  # seconds before `opens` the replicas are due (the learned start time)
+    time_zone: str
+
+    def words(self) -> str:
+        tz = ZoneInfo(self.time_zone)
+        o, c = datetime.fromtimestamp(self.opens, tz), datetime.fromtimestamp(self.closes, tz)
+        return (
+            f"schedule {self.name} wants {self.replicas} replica{'' if self.replicas == 1 else 's'}"
+            f" Ready {o:%a %H:%M}-{c:%H:%M} {self.time_zone} (due {self.lead:.0f}s before it "
+            "opens: the start time)"
+        )
+
+
+def scheduled(schedules: list[ScalingSchedule], now: float, lead: float) -> Scheduled | None:
+    """The window of `schedules` that asks for the most replicas at `now`: one that opens
+    within `lead` seconds (its pods take that long to be Ready) or is open. A window opens on
+    its days at `start` local time in its zone and closes at `end`, the next day where `end`
+    is not after `start`; daylight saving time follows the zone."""
+    best: Scheduled | None = None
+    for w in schedules:
+        tz = ZoneInfo(w.time_zone)
+        today = datetime.fromtimestamp(now, tz).date()
+        h0, m0 = (int(x) for x in w.start.split(":"))
+        h1, m1 = (int(x) for x in w.end.split(":"))
+        overnight = (h1, m1) <= (h0, m0)
+        # from the day before (a window open overnight) to as far as the lead reaches
+        for d in range(-1, 2 + int(lead // 86400)):
+            day = today + timedelta(days=d)
+            if WEEKDAYS[day.weekday()] not in w.days:
+                continue
+            last = day + timedelta(days=1) if overnight else day
+            opens = datetime(day.year, day.month, day.day, h0, m0, tzinfo=tz).timestamp()
+            closes = datetime(last.year, last.month, last.day, h1, m1, tzinfo=tz).timestamp()
+            if opens - lead <= now < closes and (best is None or w.min_replicas > best.replicas):
+                best = Scheduled(w.min_replicas, w.name, opens, closes, lead, w.time_zone)
+    return best
+
+
 # ---------------------------------------------------------------------------- 5. guards --
 def guard(
     spec: ScalingSpec,
@@ -1145,6 +1196,12 @@ def decide(
     )
     since, goal, learned = learn_start(state, inp, now)
     horizon = learned if learned else START_PRIOR_SECONDS
+    # A window ordered stays so until it opens: a shorter start time learned meanwhile (its own
+    # pods may start faster) does not take its replicas back in between.
+    lead = horizon
+    if state.schedule_opens is not None and now < state.schedule_opens:
+        lead = max(lead, state.schedule_opens - now)
+    due = scheduled(spec.schedules, now, lead) if spec.enabled else None
     reporting = vals.get(Signal.PODS_REPORTING, 0.0)
     # Since when the Ready count is what it is now: the rate and latency windows describe these
     # replicas once a whole window has passed.
@@ -1169,15 +1226,20 @@ def decide(
             capacity=cap_model,
             load=memory,
             slo_budget=slo_budget,
+            schedule_opens=due.opens if due is not None else None,
         )
 
     def hold(reason: str, message: str, metrics_ok: bool = True) -> ScalingDecision:
         target = min(max(n, lo), hi)  # bounds still apply (e.g. after maxReplicas was lowered)
-        direction = "hold" if target == n else ("up" if target > n else "down")
         if n > hi:
             reason, message = "AboveMaxReplicas", f"clamped {n} to maxReplicas {hi}"
         elif n < lo:
             reason, message = "BelowMinReplicas", f"raised {n} to minReplicas {lo}"
+        if due is not None and due.replicas > target:
+            # a schedule needs no metrics: its replicas are ordered through a hold too
+            target, reason = min(due.replicas, hi), "Scheduled"
+            message = f"{due.words()} ({message})"
+        direction = "hold" if target == n else ("up" if target > n else "down")
         new_state = next_state(_history(state, now, keep, n), target)
         return ScalingDecision(
             target, direction, reason, message, seen, metrics_ok=metrics_ok, state=new_state
@@ -1335,6 +1397,8 @@ def decide(
         if raw < keep:
             raw, reason = keep, "ReducedPrecision"
             why = f"{inp.keep_replicas[1]}; keeping {keep} replicas ({why})"
+    if due is not None and raw < due.replicas:
+        raw, reason, why = due.replicas, "Scheduled", f"{due.words()} ({why})"
     # never below minReplicas: a fleet at its minimum is not "stabilizing" towards fewer
     raw = max(raw, lo)
 

@@ -872,3 +872,73 @@ def test_operator_metrics_and_queries_per_tick_do_not_grow_with_resources(
         if lab.get("namespace") == ns
     }
     assert reasons, m.get("deepseek_operator_scaling_decisions_total")
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. A schedule: load the owner knows of, Ready when its window opens
+
+
+def hhmm(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%H:%M")
+
+
+def test_a_schedule_readies_its_replicas_and_the_load_decides_once_it_is_gone(
+    namespace: str,
+    fleet: None,
+    operator: OperatorProcess,
+    custom: client.CustomObjectsApi,
+    core: client.CoreV1Api,
+    watches: Callable[[str, str], DsdWatch],
+) -> None:
+    ns, name, lo, hi = namespace, "office", 1, 4
+    body = example("deepseek-r1-distill-7b.yaml", fleet=True)
+    body["metadata"]["name"] = name
+    now = time.time()
+    # a window open since a minute ago (UTC), for half an hour; no load at all
+    window = {"name": "launch", "start": hhmm(now - 60), "end": hhmm(now + 1800), "minReplicas": 3}
+    body["spec"]["scaling"] = {**scaling(min_replicas=lo, max_replicas=hi), "schedules": [window]}
+
+    # The API server refuses a window beyond maxReplicas, naming the field; nothing is made.
+    too_many = {**body, "spec": {**body["spec"], "scaling": dict(body["spec"]["scaling"])}}
+    too_many["spec"]["scaling"]["schedules"] = [{**window, "minReplicas": hi + 1}]
+    with pytest.raises(client.ApiException) as e:
+        create_dsd(custom, ns, too_many)
+    assert e.value.status == 422
+    assert "scaling.schedules[].minReplicas must be less than or equal to" in str(e.value.body)
+
+    create_dsd(custom, ns, body)
+    seen = watches(ns, name)
+    up = wait_for(
+        lambda: next((d for d in seen.snapshot().decisions if d["reason"] == "Scheduled"), None),
+        timeout=120,
+        what="a Scheduled decision in status.lastScalingDecision",
+    )
+    assert up["toReplicas"] == 3, up
+    assert "schedule launch wants 3 replicas Ready" in up["message"], up
+    ev = wait_for(
+        lambda: [e for e in events_with(core, ns, name, "ScaledUp") if "Scheduled: " in e.message],
+        timeout=30,
+        what="a ScaledUp Event saying Scheduled",
+    )
+    assert "schedule launch wants 3 replicas Ready" in ev[0].message, ev[0].message
+    wait_for(lambda: len(ready_engine_pods(core, ns, name)) == 3, timeout=180, what="3 Ready")
+
+    # Idle engines, past the down-window: the window keeps its replicas.
+    wait_decisions(custom, ns, name, (DOWN_WINDOW // INTERVAL) + 2)
+    assert replicas_of(custom, ns, name) == 3
+    last = get_dsd(custom, ns, name)["status"]["lastScalingDecision"]
+    assert last["reason"] == "Scheduled", last
+    assert not events_with(core, ns, name, "ScaledDown")
+
+    # The window taken out: the load (none) decides again, through the down-window.
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, name, {"spec": {"scaling": {"schedules": []}}}
+    )
+    wait_for(
+        lambda: replicas_of(custom, ns, name) == lo,
+        timeout=DOWN_WINDOW + 60 * hi + 120,
+        what=f"scale-down to minReplicas {lo}",
+    )
+    downs = events_with(core, ns, name, "ScaledDown")
+    assert downs and all(e.type == "Normal" for e in downs)
+    assert max(seen.snapshot().replicas) == 3, seen.snapshot().replicas

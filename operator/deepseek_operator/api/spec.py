@@ -12,6 +12,7 @@ import ipaddress
 import re
 from enum import StrEnum
 from typing import Annotated, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 
@@ -773,6 +774,76 @@ class ScaleDownBehavior(ApiModel):
     )
 
 
+HH_MM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+class ScalingSchedule(ApiModel):
+    """A window of known load (business hours, a launch, a nightly batch) and the replicas it
+    needs: the autoscaler orders them one learned start time (status.scaling.startSeconds;
+    300 s before a scale-up was timed) before the window opens, so they are Ready when it does,
+    and keeps at least that many until it closes; the planner may ask for more. Afterwards the
+    load decides again, through the scale-down stabilization. Applies while scaling.enabled."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": k8s_extra(
+            cel(
+                "self.start != self.end",
+                "scaling.schedules[].start and end must differ (end <= start: the window ends "
+                "the next day)",
+                ".end",
+            ),
+        )
+    }
+
+    name: DnsLabel = Field(description="Names the window in decisions and Events.")
+    start: str = Field(
+        pattern=HH_MM,
+        description="Local time the window opens (HH:MM, 24-hour, in timeZone): the replicas "
+        "are Ready by then.",
+    )
+    end: str = Field(
+        pattern=HH_MM,
+        description="Local time the window closes (HH:MM). At or before start: the next day.",
+    )
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS),
+        min_length=1,
+        max_length=7,
+        description="Days the window opens on (Mon..Sun, in timeZone). Default: every day.",
+    )
+    time_zone: str = Field(
+        "UTC",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$",
+        description="IANA time zone of start, end and days (e.g. Europe/Paris; daylight saving "
+        "time follows it).",
+    )
+    min_replicas: int = Field(
+        ge=0,
+        le=1000,
+        description="Replicas Ready from start to end (at most scaling.maxReplicas).",
+    )
+
+    @model_validator(mode="after")
+    def _window(self) -> Self:
+        if self.start == self.end:
+            raise ValueError(
+                "scaling.schedules[].start and end must differ (end <= start: the window ends "
+                "the next day)"
+            )
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"scaling.schedules[].timeZone: unknown time zone {self.time_zone!r} "
+                "(an IANA name such as Europe/Paris)"
+            ) from None
+        return self
+
+
 class ScalingSpec(ApiModel):
     """Metric-driven autoscaling."""
 
@@ -787,6 +858,16 @@ class ScalingSpec(ApiModel):
                 "self.minReplicas >= 1 || self.scaleToZero",
                 "scaling.minReplicas may be 0 only with scaling.scaleToZero: true",
                 ".minReplicas",
+            ),
+            cel(
+                "self.schedules.all(w, w.minReplicas <= self.maxReplicas)",
+                "scaling.schedules[].minReplicas must be less than or equal to scaling.maxReplicas",
+                ".schedules",
+            ),
+            cel(
+                "self.schedules.all(w, self.schedules.exists_one(v, v.name == w.name))",
+                "scaling.schedules names must be unique",
+                ".schedules",
             ),
         )
     }
@@ -831,6 +912,13 @@ class ScalingSpec(ApiModel):
         description="When the plan asks for this multiple of the current replicas or more, "
         "one decision may at least double them (scaleUp.maxStepReplicas notwithstanding).",
     )
+    schedules: list[ScalingSchedule] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Windows of known load and the replicas each needs, Ready when it opens "
+        "(ordered one learned start time ahead). Where several are open, the most replicas. "
+        "The load the planner measures still scales beyond them.",
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> Self:
@@ -840,6 +928,13 @@ class ScalingSpec(ApiModel):
             )
         if self.min_replicas < 1 and not self.scale_to_zero:
             raise ValueError("scaling.minReplicas may be 0 only with scaling.scaleToZero: true")
+        if any(w.min_replicas > self.max_replicas for w in self.schedules):
+            raise ValueError(
+                "scaling.schedules[].minReplicas must be less than or equal to scaling.maxReplicas"
+            )
+        names = [w.name for w in self.schedules]
+        if len(set(names)) != len(names):
+            raise ValueError("scaling.schedules names must be unique")
         return self
 
 

@@ -308,6 +308,11 @@ class ScalingState(ApiModel):
     slo_budget: SloBudget | None = Field(
         None, description="SLO attainment measured over slo.windowSeconds (the error budget)."
     )
+    schedule_opens: float | None = Field(
+        None,
+        description="Unix time the scaling.schedules window whose replicas were ordered opens: "
+        "until then they stay ordered, even where a shorter start time was learned meanwhile.",
+    )
 
 
 class AnalysisResult(ApiModel):
