@@ -68,6 +68,8 @@ SCHEDULE_CASES = [
         300,
         ("office", 4),
     ),
+    # the night clocks go forward (2026-03-29, 02:00 -> 03:00): 09:00 is already summer time
+    ("a zone: the day daylight saving starts", [PARIS], "2026-03-29T06:55:00", 300, ("paris", 2)),
     ("a lead of more than a day", [OFFICE], "2026-12-06T08:00:00", 90000, ("office", 4)),
 ]
 
