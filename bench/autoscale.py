@@ -32,7 +32,7 @@ from testbed.sim.engine import EngineModel, SimRequest
 from testbed.sim.presets import EnginePreset, preset
 
 from .fleet import Fleet, Outcome
-from .policies import Hpa, Keda, Kpa, Oracle, Ours, Policy, Static, View, need_series
+from .policies import Hpa, Keda, Kpa, Oracle, Ours, Policy, Reactive, Static, View, need_series
 
 REPO = Path(__file__).resolve().parents[1]
 # the shared trace, found relative to the repository (the checkout's sibling `shared/`)
@@ -46,6 +46,8 @@ POLICIES = (
     "static_history",
     "oracle",
 )
+# references run only when asked for (--policies): reaction alone, with the oracle's capacity
+REFERENCES = ("reactive",)
 PLOT_STEP_S = 15.0
 PLOT_WINDOW_S = 60.0  # the plots' load and misses count the arrivals of the last minute
 DOMINANCE_MARGIN = 0.005  # SLO attainment a policy must gain to dominate at no more GPU-hours
@@ -271,6 +273,8 @@ def make_policy(
         return Static(history_n, name="static_history")
     if name == "oracle":
         return Oracle(need, PLOT_STEP_S, cfg.cold_start, 60.0)
+    if name == "reactive":
+        return Reactive(need, PLOT_STEP_S, 60.0)
     raise ValueError(name)
 
 
@@ -725,6 +729,7 @@ _COLOURS = {
     "static_peak": "tab:gray",
     "static_history": "tab:brown",
     "oracle": "tab:purple",
+    "reactive": "tab:olive",
 }
 
 
@@ -924,9 +929,9 @@ def main(argv: list[str] | None = None) -> int:
     files = file_traces(cfg, a.azure, dict(a.trace))
     only = [x for x in a.only.split(",") if x]
     policies = tuple(x for x in a.policies.split(",") if x)
-    unknown = set(policies) - set(POLICIES)
+    unknown = set(policies) - set(POLICIES) - set(REFERENCES)
     if unknown:
-        ap.error(f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES)}")
+        ap.error(f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES + REFERENCES)}")
     command = "python -m bench.autoscale " + " ".join(argv if argv is not None else sys.argv[1:])
     run(
         cfg,

@@ -24,6 +24,8 @@ Baselines follow their documentation:
   the same sized for the peak of the warm-up stretch before the trace.
 - oracle: knows the future arrival rate and the replica capacity measured for this preset and
   trace (`calibrate` in autoscale.py); it asks for what will be needed one cold start ahead.
+- reactive (a reference, run only when asked): the oracle without foresight, asking for what
+  the last minute needed.
 """
 
 from __future__ import annotations
@@ -311,6 +313,28 @@ class Oracle(Policy):
         i = int(t // self.step_s)
         window = self.need[i : i + self.ahead + 1]
         return max(window) if window else self.need[-1]
+
+    def decide(self, v: View) -> int:
+        return self.at(v.now)
+
+
+class Reactive(Policy):
+    """Asks at t for the replicas the last minute's arrivals needed, with the capacity measured
+    for this preset and trace (as the oracle): no forecast, no margin, no stabilization. Not
+    one of the benchmark's policies: a reference for what reaction alone gets, beside the
+    oracle's foresight (`--policies reactive`)."""
+
+    name = "reactive"
+
+    def __init__(self, need: list[int], step_s: float, window_s: float) -> None:
+        self.need = need
+        self.step_s = step_s
+        self.window_s = window_s
+
+    def at(self, t: float) -> int:
+        # need[i] counts the arrivals of the window centred on i x step_s: the last one whole
+        i = int(max(0.0, t - self.window_s / 2) // self.step_s)
+        return self.need[min(i, len(self.need) - 1)]
 
     def decide(self, v: View) -> int:
         return self.at(v.now)

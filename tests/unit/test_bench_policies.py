@@ -12,7 +12,7 @@ import pytest
 from deepseek_operator.signals import Signal, share_over
 
 from bench.fleet import TTFT_BUCKETS, Fleet, WindowHistogram, histogram_quantile
-from bench.policies import HpaCore, KpaCore, Oracle, need_series
+from bench.policies import HpaCore, KpaCore, Oracle, Reactive, need_series
 from testbed.sim.engine import SimRequest
 from testbed.sim.presets import DISTILL_7B_1XH100
 
@@ -147,6 +147,22 @@ def test_oracle_provisions_ahead_by_the_cold_start() -> None:
     assert o.at(300.0) == 5  # 600 - 300
     assert o.at(899.0) == 5
     assert o.at(901.0) == 1
+
+
+@pytest.mark.parametrize(
+    ("t", "replicas"),
+    [
+        (0.0, 1),
+        (629.0, 1),  # the last whole minute, centred on 599 s, is before the peak
+        (630.0, 5),  # centred on 600 s: the peak, seen only once it has come
+        (929.0, 5),
+        (930.0, 1),
+        (10_000.0, 1),  # past the series: its last value
+    ],
+)
+def test_reactive_asks_for_what_the_last_minute_needed(t: float, replicas: int) -> None:
+    need = [1] * 40 + [5] * 20 + [1] * 40  # 15 s steps: peak from 600 s to 900 s
+    assert Reactive(need, 15.0, 60.0).at(t) == replicas
 
 
 def test_need_series_is_rate_over_capacity() -> None:
