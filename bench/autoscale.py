@@ -32,7 +32,19 @@ from testbed.sim.engine import EngineModel, SimRequest
 from testbed.sim.presets import EnginePreset, preset
 
 from .fleet import Fleet, Outcome
-from .policies import Hpa, Keda, Kpa, Oracle, Ours, Policy, Reactive, Static, View, need_series
+from .policies import (
+    Hpa,
+    Keda,
+    Kpa,
+    Oracle,
+    Ours,
+    Policy,
+    Ratchet,
+    Reactive,
+    Static,
+    View,
+    need_series,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # the shared trace, found relative to the repository (the checkout's sibling `shared/`)
@@ -47,7 +59,7 @@ POLICIES = (
     "oracle",
 )
 # references run only when asked for (--policies): reaction alone, with the oracle's capacity
-REFERENCES = ("reactive",)
+REFERENCES = ("reactive", "ratchet")
 PLOT_STEP_S = 15.0
 PLOT_WINDOW_S = 60.0  # the plots' load and misses count the arrivals of the last minute
 DOMINANCE_MARGIN = 0.005  # SLO attainment a policy must gain to dominate at no more GPU-hours
@@ -64,7 +76,8 @@ class Config:
     duration_s: float = 1800.0
     azure_rate_multiplier: float = 3.0
     cold_start_s: float | None = None  # None: the preset's load time
-    warmup_s: float = 1800.0  # a preceding stretch of the same load every policy runs on
+    warmup_s: float = 1800.0  # a preceding stretch of the same load every policy runs on (a
+    # periodic load's: at least its period)
     day_s: float = 86400.0  # the day-long trace
     day_mean_rate: float = 8.0
 
@@ -129,36 +142,46 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
     """Trace `name` with its warm-up: requests on [0, warmup_s) are the preceding stretch of
     the same load (every policy runs on it; nothing is counted), the measured part follows.
     Synthetic traces continue their generator backwards (a diurnal's phase, the bursts' process,
-    the step's low rate); a file trace is played as a loop (the stretch before it is its end)."""
+    the step's low rate); a file trace is played as a loop (the stretch before it is its end).
+    A load with a period (a day) is warmed on one whole period at least, the day before, as
+    an operator that ran yesterday has seen it."""
     d, s, w = cfg.duration_s, cfg.seed, cfg.warmup_s
     whole = w + d
     tr: T.Trace
     if name == "bursty":
         tr = T.bursty(8.0, whole, burst_rate=24.0, mean_gap_s=600.0, burst_s=300.0, seed=s)
         return joined(name, tr, T.window(tr, w, whole), w, d)
-    if name == "diurnal":
-        tr = T.diurnal(
-            12.0, whole, amplitude=0.7, period_s=d, phase=-math.pi / 2 - 2 * math.pi * w / d, seed=s
-        )
-        return joined(name, tr, T.window(tr, w, whole), w, d)
     if name == "step":
         tr = T.step(6.0, 24.0, whole, step_at=w + d / 3, step_back_at=w + 2 * d / 3, seed=s)
         return joined(name, tr, T.window(tr, w, whole), w, d)
-    if name == "diurnal_2h":
-        # two daily cycles compressed to 4x the duration: long enough for scaling down to matter
-        p = 2 * d
-        tr = T.diurnal(
-            12.0, w + 4 * d, amplitude=0.7, period_s=p, phase=-math.pi / 2 - 2 * math.pi * w / p,
-            seed=s,
-        )  # fmt: skip
-        return joined(name, tr, T.window(tr, w, w + 4 * d), w, 4 * d)
-    if name == "day_long":
-        day = cfg.day_s
-        tr = T.daily(
-            cfg.day_mean_rate, w + day, period_s=day, phase=-math.pi / 2 - 2 * math.pi * w / day,
-            seed=s,
-        )  # fmt: skip
-        return joined(name, tr, T.window(tr, w, w + day), w, day)
+    if name in ("diurnal", "diurnal_2h", "day_long"):
+        # diurnal_2h: two daily cycles compressed to 4x the duration, long enough for scaling
+        # down to matter; day_long: 24 hours of virtual time
+        period, length = {"diurnal": (d, d), "diurnal_2h": (2 * d, 4 * d)}.get(
+            name, (cfg.day_s, cfg.day_s)
+        )
+
+        def load(span: float, start: float, seed: int) -> T.Trace:
+            """The load over [start, start + span), seconds from the measured part's start (at
+            the period's trough)."""
+            phase = -math.pi / 2 + 2 * math.pi * start / period
+            if name == "day_long":
+                return T.daily(cfg.day_mean_rate, span, period_s=period, phase=phase, seed=seed)
+            return T.diurnal(12.0, span, amplitude=0.7, period_s=period, phase=phase, seed=seed)
+
+        tr = load(w + length, -w, s)
+        main = T.window(tr, w, w + length)
+        before = period - w
+        if before > 0:
+            # The day before: the rest of the period, drawn apart (its own seed), so that the
+            # warm-up given and the measured part are the load they are without it.
+            earlier = load(before, -period, s * 1000 + 1)
+            tr = T.Trace(
+                name,
+                [*earlier.requests, *(replace(r, arrival=r.arrival + before) for r in tr.requests)],
+            )
+            w = period
+        return joined(name, tr, main, w, length)
     f = files[name]
     src = T.load_azure_trace(f.path, name=name)
     if f.window_s is not None:
@@ -275,6 +298,8 @@ def make_policy(
         return Oracle(need, PLOT_STEP_S, cfg.cold_start, 60.0)
     if name == "reactive":
         return Reactive(need, PLOT_STEP_S, 60.0)
+    if name == "ratchet":
+        return Ratchet(need, PLOT_STEP_S, 60.0)
     raise ValueError(name)
 
 
@@ -515,7 +540,7 @@ def run(
     log(
         f"==> bench: {len(names)} traces x {len(policies)} policies x cold starts "
         f"{', '.join(f'{c.cold_start:.0f}s' for c in cfgs)}, preset {cfg.preset_name}, "
-        f"warm-up {cfg.warmup_s:.0f}s, {jobs} worker(s)"
+        f"warm-up {cfg.warmup_s:.0f}s (a periodic load's whole period), {jobs} worker(s)"
     )
     pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
     keys = [cold_start_key(c.cold_start) for c in cfgs]
@@ -730,6 +755,7 @@ _COLOURS = {
     "static_history": "tab:brown",
     "oracle": "tab:purple",
     "reactive": "tab:olive",
+    "ratchet": "tab:cyan",
 }
 
 
@@ -847,7 +873,9 @@ def summary_md(doc: dict[str, Any]) -> str:
         f"policy), replicas {s['min_replicas']}..{s['max_replicas']}. SLO per request: TTFT <= "
         f"{s['slo']['ttft_s']}s and TPOT <= {s['slo']['tpot_s']}s.",
         f"Every policy first runs through a warm-up of {s['warmup_s']:.0f}s, the preceding "
-        "stretch of the same load (not counted); `static_history` is sized from its peak, "
+        "stretch of the same load (not counted; a load with a period is warmed on a whole "
+        "period at least, the day before: `warmup_s` per trace in the JSON's setup); "
+        "`static_history` is sized from its peak, "
         "`static_peak` from the measured part's (future) peak. gap closed = (static_peak - "
         "policy) / (static_peak - oracle) GPU-hours.",
         "Simulated: the engine model and the fleet run under a virtual clock (no Kubernetes, "
@@ -901,7 +929,8 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup",
         type=float,
         default=Config.warmup_s,
-        help="seconds of the preceding load every policy runs on first (not counted)",
+        help="seconds of the preceding load every policy runs on first (not counted); a load "
+        "with a period runs on one whole period at least",
     )
     ap.add_argument("--day", type=float, default=Config.day_s, help="seconds of the day-long trace")
     ap.add_argument("--max-replicas", type=int, default=Config.max_replicas)

@@ -340,6 +340,20 @@ class Reactive(Policy):
         return self.at(v.now)
 
 
+class Ratchet(Reactive):
+    """Asks at t for the most replicas any whole minute so far needed (the warm-up's
+    included), never fewer: the largest fleet a policy that plans no further than the load it
+    has seen would hold. Where it misses the SLO, the load rose past everything seen before,
+    faster than a pod starts, and no such policy, ours included, can do better. A reference
+    (`--policies ratchet`), not one of the benchmark's policies."""
+
+    name = "ratchet"
+
+    def at(self, t: float) -> int:
+        i = int(max(0.0, t - self.window_s / 2) // self.step_s)
+        return max(self.need[: min(i, len(self.need) - 1) + 1])
+
+
 def need_series(
     arrivals: list[float],
     duration: float,

@@ -1,4 +1,4 @@
-"""The autoscaling benchmark's per-minute misses (the plot's bottom panel)."""
+"""The autoscaling benchmark's per-minute misses (the plot's bottom panel) and its warm-ups."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from bench.autoscale import missed_by_minute
+from bench.autoscale import Config, build_trace, missed_by_minute, trace_warmup
+from testbed.sim import traces as T
 
 MISSED_TABLE = [
     # (case, (arrival, met) outcomes, times, expected shares)
@@ -29,3 +30,45 @@ def test_missed_by_minute(
 
 def test_a_minute_without_arrivals_is_not_a_share() -> None:
     assert math.isnan(missed_by_minute([(10.0, False)], [200.0])[0])
+
+
+WARMUP_TABLE = [
+    # (trace, its period in durations (None: no period), expected warm-up in durations)
+    ("bursty", None, 2.0),  # --warmup as given
+    ("step", None, 2.0),
+    ("diurnal", 1.0, 2.0),  # the period is within the warm-up given
+    ("diurnal_2h", 2.0, 2.0),
+]
+
+
+@pytest.mark.parametrize("name,period,expected", WARMUP_TABLE, ids=[c[0] for c in WARMUP_TABLE])
+def test_a_periodic_load_is_warmed_on_a_whole_period(
+    name: str, period: float | None, expected: float
+) -> None:
+    d = 120.0
+    tr = build_trace(Config(duration_s=d, warmup_s=2 * d), name, {})
+    assert trace_warmup(tr) == expected * d
+    assert tr.meta.get("period_s") == (None if period is None else period * d)
+
+
+def test_a_short_warm_up_still_covers_the_period() -> None:
+    """An operator that ran yesterday has seen the whole day: a shorter warm-up is preceded by
+    the rest of the period, drawn apart, so that what follows (the warm-up given and the
+    measured part, from the period's trough) is the load the generator draws for that warm-up."""
+    d, warmup = 600.0, 60.0
+    tr = build_trace(Config(duration_s=d, warmup_s=warmup), "diurnal_2h", {})
+    w = trace_warmup(tr)
+    assert w == 2 * d  # the period
+    alone = T.diurnal(
+        12.0, warmup + 4 * d, amplitude=0.7, period_s=2 * d,
+        phase=-math.pi / 2 - 2 * math.pi * warmup / (2 * d), seed=1,
+    )  # fmt: skip
+    tail = [(round(r.arrival - (w - warmup), 6), r.prompt_tokens, r.max_tokens)
+            for r in tr.requests if r.arrival >= w - warmup]  # fmt: skip
+    assert tail == [(round(r.arrival, 6), r.prompt_tokens, r.max_tokens) for r in alone.requests]
+    assert any(r.arrival < w - warmup for r in tr.requests)  # the day before is there
+    measured = [t for t, _, _ in tail if t >= warmup]
+    first, middle = (sum(1 for t in measured if lo <= t < lo + 60.0) for lo in (warmup, warmup + d))
+    assert first < middle / 3  # trough first, peak half a period later
+    day = build_trace(Config(warmup_s=60.0, day_s=1200.0, day_mean_rate=2.0), "day_long", {})
+    assert trace_warmup(day) == 1200.0

@@ -12,7 +12,7 @@ import pytest
 from deepseek_operator.signals import Signal, share_over
 
 from bench.fleet import TTFT_BUCKETS, Fleet, WindowHistogram, histogram_quantile
-from bench.policies import HpaCore, KpaCore, Oracle, Reactive, need_series
+from bench.policies import HpaCore, KpaCore, Oracle, Ratchet, Reactive, need_series
 from testbed.sim.engine import SimRequest
 from testbed.sim.presets import DISTILL_7B_1XH100
 
@@ -163,6 +163,21 @@ def test_oracle_provisions_ahead_by_the_cold_start() -> None:
 def test_reactive_asks_for_what_the_last_minute_needed(t: float, replicas: int) -> None:
     need = [1] * 40 + [5] * 20 + [1] * 40  # 15 s steps: peak from 600 s to 900 s
     assert Reactive(need, 15.0, 60.0).at(t) == replicas
+
+
+@pytest.mark.parametrize(
+    ("t", "replicas"),
+    [
+        (0.0, 2),
+        (629.0, 2),  # the peak is not seen before it comes
+        (630.0, 5),
+        (930.0, 5),  # and never forgotten after
+        (10_000.0, 5),
+    ],
+)
+def test_ratchet_holds_the_most_any_minute_so_far_needed(t: float, replicas: int) -> None:
+    need = [2] * 10 + [1] * 30 + [5] * 20 + [1] * 40
+    assert Ratchet(need, 15.0, 60.0).at(t) == replicas
 
 
 def test_need_series_is_rate_over_capacity() -> None:
