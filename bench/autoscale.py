@@ -188,11 +188,21 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
         src = T.window(src, 0.0, f.window_s, name=name)
     if f.multiplier != 1.0:
         src = T.multiply_rate(src, f.multiplier, seed=s)
+    src = T.Trace(src.name, src.requests, src.attribution, {**src.meta, "source": shown(f.path)})
     length = f.window_s if f.window_s is not None else math.ceil(src.duration) + 1.0
     warm = T.window(src, max(0.0, length - w), length)
     shift = w - (length - max(0.0, length - w))  # a trace shorter than the warm-up starts later
     warm = T.Trace(name, [replace(r, arrival=r.arrival + shift) for r in warm.requests])
     return joined(name, warm, src, w, length)
+
+
+def shown(path: str) -> str:
+    """A trace file's path as the results record it: relative to the repository when it lies
+    beside it (../shared/traces/...), never one machine's absolute path for those."""
+    p = Path(path).resolve()
+    if p.is_relative_to(REPO.parent):
+        return os.path.relpath(p, REPO)
+    return path
 
 
 def trace_duration(cfg: Config, trace: T.Trace) -> float:

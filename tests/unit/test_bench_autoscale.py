@@ -72,3 +72,10 @@ def test_a_short_warm_up_still_covers_the_period() -> None:
     assert first < middle / 3  # trough first, peak half a period later
     day = build_trace(Config(warmup_s=60.0, day_s=1200.0, day_mean_rate=2.0), "day_long", {})
     assert trace_warmup(day) == 1200.0
+
+
+def test_a_trace_beside_the_repository_is_recorded_relative_to_it() -> None:
+    from bench.autoscale import DEFAULT_AZURE, shown
+
+    assert shown(str(DEFAULT_AZURE)) == "../shared/traces/AzureLLMInferenceTrace_conv.csv"
+    assert shown("/elsewhere/trace.csv") == "/elsewhere/trace.csv"
