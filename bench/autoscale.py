@@ -280,6 +280,18 @@ class Series:
     missed: list[float] = field(default_factory=list)
 
 
+def margin_of(name: str) -> float | None:
+    """The margin of a `marginM` reference (reaction sized for M x the last minute's rate),
+    else None."""
+    if not name.startswith("margin"):
+        return None
+    try:
+        m = float(name.removeprefix("margin"))
+    except ValueError:
+        return None
+    return m if m >= 1.0 else None
+
+
 def make_policy(
     name: str,
     cfg: Config,
@@ -332,7 +344,17 @@ def simulate(
     history_n = max(need[:split]) if split > 0 else static_n  # the warm-up's peak
     period = trace.meta.get("period_s")
     period_s = float(cast("float", period)) if period is not None else None
-    policy = make_policy(policy_name, cfg, need, static_n, history_n, period_s)
+    m = margin_of(policy_name)
+    if m is not None:  # reaction with a fixed margin: the need at capacity / m
+        policy: Policy = Reactive(
+            need_series(
+                arrivals, end, capacity_rps / m, PLOT_STEP_S, 60.0, cfg.min_replicas,
+                cfg.max_replicas,
+            ),
+            PLOT_STEP_S, 60.0, name=policy_name,
+        )  # fmt: skip
+    else:
+        policy = make_policy(policy_name, cfg, need, static_n, history_n, period_s)
     first = sum(1 for a in arrivals if a < 300.0) / 300.0
     if isinstance(policy, Static):
         initial = policy.replicas
@@ -968,9 +990,12 @@ def main(argv: list[str] | None = None) -> int:
     files = file_traces(cfg, a.azure, dict(a.trace))
     only = [x for x in a.only.split(",") if x]
     policies = tuple(x for x in a.policies.split(",") if x)
-    unknown = set(policies) - set(POLICIES) - set(REFERENCES)
+    unknown = {p for p in policies if margin_of(p) is None} - set(POLICIES) - set(REFERENCES)
     if unknown:
-        ap.error(f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES + REFERENCES)}")
+        ap.error(
+            f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES + REFERENCES)}, "
+            "marginM (M >= 1: reaction sized for M x the last minute's rate)"
+        )
     command = "python -m bench.autoscale " + " ".join(argv if argv is not None else sys.argv[1:])
     run(
         cfg,

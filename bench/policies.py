@@ -326,7 +326,11 @@ class Reactive(Policy):
 
     name = "reactive"
 
-    def __init__(self, need: list[int], step_s: float, window_s: float) -> None:
+    def __init__(
+        self, need: list[int], step_s: float, window_s: float, name: str | None = None
+    ) -> None:
+        if name is not None:
+            self.name = name
         self.need = need
         self.step_s = step_s
         self.window_s = window_s

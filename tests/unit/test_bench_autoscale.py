@@ -79,3 +79,14 @@ def test_a_trace_beside_the_repository_is_recorded_relative_to_it() -> None:
 
     assert shown(str(DEFAULT_AZURE)) == "../shared/traces/AzureLLMInferenceTrace_conv.csv"
     assert shown("/elsewhere/trace.csv") == "/elsewhere/trace.csv"
+
+
+@pytest.mark.parametrize(
+    "name,margin",
+    [("margin2", 2.0), ("margin1.5", 1.5), ("margin1", 1.0), ("margin0.5", None),
+     ("marginx", None), ("reactive", None), ("ours", None)],
+)  # fmt: skip
+def test_a_margin_reference_is_named_by_its_margin(name: str, margin: float | None) -> None:
+    from bench.autoscale import margin_of
+
+    assert margin_of(name) == margin
