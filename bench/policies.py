@@ -30,6 +30,7 @@ Baselines follow their documentation:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -353,9 +354,9 @@ class Ratchet(Reactive):
 
     name = "ratchet"
 
-    def at(self, t: float) -> int:
-        i = int(max(0.0, t - self.window_s / 2) // self.step_s)
-        return max(self.need[: min(i, len(self.need) - 1) + 1])
+    def __init__(self, need: list[int], step_s: float, window_s: float) -> None:
+        # reaction to the running maximum of the need
+        super().__init__(list(itertools.accumulate(need, max)), step_s, window_s)
 
 
 def need_series(

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from bench.autoscale import Config, build_trace, missed_by_minute, trace_warmup
+from bench.autoscale import (
+    DEFAULT_AZURE,
+    Config,
+    build_trace,
+    margin_of,
+    missed_by_minute,
+    shown,
+    trace_warmup,
+)
 from testbed.sim import traces as T
 
 MISSED_TABLE = [
@@ -75,8 +83,6 @@ def test_a_short_warm_up_still_covers_the_period() -> None:
 
 
 def test_a_trace_beside_the_repository_is_recorded_relative_to_it() -> None:
-    from bench.autoscale import DEFAULT_AZURE, shown
-
     assert shown(str(DEFAULT_AZURE)) == "../shared/traces/AzureLLMInferenceTrace_conv.csv"
     assert shown("/elsewhere/trace.csv") == "/elsewhere/trace.csv"
 
@@ -87,6 +93,4 @@ def test_a_trace_beside_the_repository_is_recorded_relative_to_it() -> None:
      ("marginx", None), ("reactive", None), ("ours", None)],
 )  # fmt: skip
 def test_a_margin_reference_is_named_by_its_margin(name: str, margin: float | None) -> None:
-    from bench.autoscale import margin_of
-
     assert margin_of(name) == margin
