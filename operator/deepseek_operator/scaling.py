@@ -47,8 +47,11 @@ could come?". One model, in five named steps, each a small pure function with it
    that will still be there when the new pods are Ready (the forecast at the horizon); keep
    what the load until then needs (the higher of now and the forecast, with headroom: a
    replica removed now takes a horizon to come back). Then the stabilization windows (as the
-   HPA's), step limits (lifted to a doubling when the plan is `panicThreshold` x the fleet),
-   min/max and the GPUs the cluster has (unschedulable pods -> CapacityLimited). Load the
+   HPA's; pods still starting that the plan has not asked for over a rate window are removed
+   without the down window: they serve nothing yet, and a burst shorter than a start would
+   otherwise leave a fleet loading for load that is gone; not while latency is near its SLO),
+   step limits (lifted to a doubling when the plan is `panicThreshold` x the fleet), min/max
+   and the GPUs the cluster has (unschedulable pods -> CapacityLimited). Load the
    owner knows of (`scaling.schedules`: business hours, a launch) is a floor (`scheduled`):
    a window's replicas are due one horizon before it opens, so they are Ready when it does,
    and until it closes; missing metrics do not hold them back.
@@ -128,6 +131,8 @@ SKILL_DECAY = 1.0 - 1.0 / MEMORY_WINDOWS  # trend and flat errors forget as the 
 SEASON_MIN_WINDOWS = 4  # windows forecast from the profile before their rises size the headroom
 # Step 5: guards
 BREACH_SECONDS = STEADY_SECONDS  # a planned fleet's latency guard waits out one rate window
+CANCEL_SECONDS = STEADY_SECONDS  # pods still starting that the plan has not asked for this long
+# are removed without waiting for the down window
 DRAINING_SHARE = 0.1  # the backlog shrinks by a tenth of the finished rate or more: draining
 LATENCY_HEADROOM = 0.8  # no scale-down while TTFT or TPOT p99 is above 80% of its SLO
 
@@ -1146,14 +1151,16 @@ def _stabilize(
     raw: int,
     now: float,
     breach: float,
+    starting: int = 0,
 ) -> tuple[int, str | None, str]:
-    """Stabilization windows and step limits: (target, reason if a hold replaced the plan's,
-    why). Up: the lowest recommendation of the up-window, at most maxStepReplicas (a doubling
-    when the plan is panicThreshold x the fleet). Down: the highest recommendation of the
-    down-window (the window is named first: it is what a scale-down waits for), not while
-    latency is near its SLO, at most maxStepReplicas. Pods still starting
-    are no reason to hold: what the plan no longer needs is cheapest removed before it loads
-    (a ReplicaSet deletes not-Ready pods first)."""
+    """Stabilization windows and step limits: (target, reason if a hold or a cancel replaced
+    the plan's, why). Up: the lowest recommendation of the up-window, at most maxStepReplicas
+    (a doubling when the plan is panicThreshold x the fleet). Down: the highest recommendation
+    of the down-window (the window is named first: it is what a scale-down waits for), not
+    while latency is near its SLO, at most maxStepReplicas. The down-window keeps Ready
+    replicas from flapping; `starting` pods (not Ready yet) serve nothing, so those the plan
+    has not asked for over CANCEL_SECONDS are removed without it (a ReplicaSet deletes
+    not-Ready pods first): a burst shorter than a start leaves no fleet loading for it."""
     if raw > n:
         window = [
             r.replicas for r in history if now - r.time <= spec.scale_up.stabilization_seconds
@@ -1166,7 +1173,20 @@ def _stabilize(
     if raw < n:
         down = spec.scale_down.stabilization_seconds
         window = [r.replicas for r in history if now - r.time <= down]
-        target = max(min(n, max(window or [raw])), n - spec.scale_down.max_step_replicas)
+        step = spec.scale_down.max_step_replicas
+        target = max(min(n, max(window or [raw])), n - step)
+        if target == n and starting > 0 and breach <= LATENCY_HEADROOM:
+            recent = max(r.replicas for r in history if now - r.time <= CANCEL_SECONDS)
+            cancel = max(min(n, recent), n - starting, n - step)
+            if cancel < n:
+                gone = n - cancel
+                return (
+                    cancel,
+                    "StartingNotNeeded",
+                    f"{gone} pod{'' if gone == 1 else 's'} still starting no longer needed (the "
+                    f"plan has asked for at most {recent} for {CANCEL_SECONDS:.0f}s): removed "
+                    "before loading; the down window holds Ready replicas only",
+                )
         if target == n:
             return (
                 n,
@@ -1412,7 +1432,7 @@ def decide(
             breach=round(breach, 4),
         ),
     ]
-    target, held, held_why = _stabilize(spec, history, n, raw, now, breach)
+    target, held, held_why = _stabilize(spec, history, n, raw, now, breach, max(0, n - inp.ready))
     if held is not None:
         reason, why = held, f"{held_why} ({why})"
 

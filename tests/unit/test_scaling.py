@@ -726,3 +726,25 @@ def test_the_ladder_raises_the_fleet_to_the_replicas_its_switch_counted_on() -> 
     assert d.replicas == 4 and d.reason == "ReducedPrecision", d.message
     d = decide(SPEC.model_copy(update={"max_replicas": 3}), quiet, EMPTY, 0.0, 15)
     assert d.replicas == 3
+
+
+def test_pods_still_starting_for_a_burst_that_ended_are_cancelled_ready_ones_wait() -> None:
+    # A burst asked for 6 replicas; 4 are Ready, 2 still load. The load is back to 2 req/s (one
+    # replica would do) and nothing has asked for 6 over the last minute: the starting pods go,
+    # one step (scaleDown.maxStepReplicas) a decision, and then the down window holds the
+    # Ready ones.
+    burst = [Recommendation(time=t, replicas=6) for t in range(700, 940, 15)]
+    calm = [Recommendation(time=t, replicas=1) for t in range(940, 1000, 15)]
+    state = PLANNED.model_copy(update={"recommendations": burst + calm})
+    d = decide(SPEC, inp(6, 4, low(pods=4)), state, NOW, 15.0)
+    assert (d.replicas, d.reason) == (5, "StartingNotNeeded"), d.message
+    assert "1 pod still starting no longer needed" in d.message, d.message
+    d = decide(SPEC, inp(5, 4, low(pods=4)), d.state, NOW + 15.0, 15.0)
+    assert (d.replicas, d.reason) == (4, "StartingNotNeeded"), d.message
+    d = decide(SPEC, inp(4, 4, low(pods=4)), d.state, NOW + 30.0, 15.0)
+    assert (d.replicas, d.reason) == (4, "Stabilizing"), d.message
+    # asked for within the last minute: the starting pods stay
+    again = [*burst, *calm[:-1], Recommendation(time=985, replicas=6)]
+    recent = PLANNED.model_copy(update={"recommendations": again})
+    d = decide(SPEC, inp(6, 4, low(pods=4)), recent, NOW, 15.0)
+    assert (d.replicas, d.reason) == (6, "Stabilizing"), d.message

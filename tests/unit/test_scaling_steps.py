@@ -647,21 +647,44 @@ def history(*recs: tuple[float, int]) -> list[Recommendation]:
 
 
 STABILIZE_TABLE = [
-    # (case, history (age, replicas), current, raw, latency breach, expected target, hold)
-    ("up at once", history((0, 6)), 2, 6, 0.0, 6, None),
-    ("up at most maxStepReplicas", history((0, 9)), 3, 9, 0.0, 7, None),
-    ("a plan of twice the fleet may double it", history((0, 20)), 6, 20, 0.0, 12, None),
-    ("down waits for the window", history((200, 4), (0, 2)), 4, 2, 0.0, 4, "Stabilizing"),
-    ("down one step after the window", history((400, 4), (0, 2)), 4, 2, 0.0, 3, None),
-    ("no scale-down with latency near the SLO", history((0, 2)), 4, 2, 0.9, 4, "LatencyNearSLO"),
+    # (case, history (age, replicas), current, raw, latency breach, pods starting,
+    #  expected target, hold or cancel)
+    ("up at once", history((0, 6)), 2, 6, 0.0, 0, 6, None),
+    ("up at most maxStepReplicas", history((0, 9)), 3, 9, 0.0, 0, 7, None),
+    ("a plan of twice the fleet may double it", history((0, 20)), 6, 20, 0.0, 0, 12, None),
+    ("down waits for the window", history((200, 4), (0, 2)), 4, 2, 0.0, 0, 4, "Stabilizing"),
+    ("down one step after the window", history((400, 4), (0, 2)), 4, 2, 0.0, 0, 3, None),
+    ("no scale-down with latency near the SLO", history((0, 2)), 4, 2, 0.9, 0, 4, "LatencyNearSLO"),
     # both hold: the window is what a scale-down waits for (the e2e test expects it named
     # between the last scale-up and the first scale-down, while latency windows still show load)
-    ("the window is named first", history((200, 4), (0, 2)), 4, 2, 0.9, 4, "Stabilizing"),
-]
+    ("the window is named first", history((200, 4), (0, 2)), 4, 2, 0.9, 0, 4, "Stabilizing"),
+    # pods still starting serve nothing: those the plan has not asked for over a rate window go
+    # without the down window (one step at a time), Ready ones wait for it
+    (
+        "a starting pod not asked for over a rate window is cancelled",
+        history((200, 4), (50, 2), (0, 2)), 4, 2, 0.0, 2, 3, "StartingNotNeeded",
+    ),
+    (
+        "down to the most asked for within the rate window",
+        history((200, 5), (50, 4), (0, 3)), 5, 3, 0.0, 2, 4, "StartingNotNeeded",
+    ),
+    (
+        "only pods still starting are cancelled",
+        history((200, 5), (50, 2), (0, 2)), 5, 2, 0.0, 1, 4, "StartingNotNeeded",
+    ),
+    (
+        "asked for within the rate window: the down window holds",
+        history((200, 4), (30, 4), (0, 2)), 4, 2, 0.0, 2, 4, "Stabilizing",
+    ),
+    (
+        "latency near the SLO keeps starting pods",
+        history((200, 4), (50, 2), (0, 2)), 4, 2, 0.9, 2, 4, "Stabilizing",
+    ),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    "case,hist,current,raw,breach,target,held",
+    "case,hist,current,raw,breach,starting,target,held",
     STABILIZE_TABLE,
     ids=[c[0] for c in STABILIZE_TABLE],
 )
@@ -671,10 +694,11 @@ def test_stabilize(
     current: int,
     raw: int,
     breach: float,
+    starting: int,
     target: int,
     held: str | None,
 ) -> None:
-    got, reason, _ = _stabilize(SPEC, hist, current, raw, NOW, breach)
+    got, reason, _ = _stabilize(SPEC, hist, current, raw, NOW, breach, starting)
     assert (got, reason) == (target, held)
 
 
