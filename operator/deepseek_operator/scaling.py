@@ -49,12 +49,12 @@ could come?". One model, in five named steps, each a small pure function with it
    replica removed now takes a horizon to come back). Then the stabilization windows (as the
    HPA's; pods still starting that the plan has not asked for over a rate window are removed
    without the down window: they serve nothing yet, and a burst shorter than a start would
-   otherwise leave a fleet loading for load that is gone; not while latency is near its SLO),
-   step limits (lifted to a doubling when the plan is `panicThreshold` x the fleet), min/max
-   and the GPUs the cluster has (unschedulable pods -> CapacityLimited). Load the
-   owner knows of (`scaling.schedules`: business hours, a launch) is a floor (`scheduled`):
-   a window's replicas are due one horizon before it opens, so they are Ready when it does,
-   and until it closes; missing metrics do not hold them back.
+   otherwise leave a fleet loading for load that is gone; not while latency is near its SLO,
+   nor during a rollout), step limits (lifted to a doubling when the plan is `panicThreshold`
+   x the fleet), min/max and the GPUs the cluster has (unschedulable pods -> CapacityLimited).
+   Load the owner knows of (`scaling.schedules`: business hours, a launch) is a floor
+   (`scheduled`): a window's replicas are due one horizon before it opens, so they are Ready
+   when it does, and until it closes; missing metrics do not hold them back.
 5. Guards (`guard`, the holds in `decide`): safety nets over the plan. The SLO guard adds
    replicas when TTFT or TPOT p99 breach the SLO (once the latency window describes the Ready
    replicas, not while a backlog drains, and, where a plan exists, once the breach has lasted
@@ -1432,7 +1432,10 @@ def decide(
             breach=round(breach, 4),
         ),
     ]
-    target, held, held_why = _stabilize(spec, history, n, raw, now, breach, max(0, n - inp.ready))
+    # pods still starting for load: during a rollout the serving colour's Ready count is the
+    # transition's (its steps remove Ready pods), not a count of pods loading for load
+    starting = 0 if inp.rollout_in_flight else max(0, n - inp.ready)
+    target, held, held_why = _stabilize(spec, history, n, raw, now, breach, starting)
     if held is not None:
         reason, why = held, f"{held_why} ({why})"
 

@@ -748,3 +748,6 @@ def test_pods_still_starting_for_a_burst_that_ended_are_cancelled_ready_ones_wai
     recent = PLANNED.model_copy(update={"recommendations": again})
     d = decide(SPEC, inp(6, 4, low(pods=4)), recent, NOW, 15.0)
     assert (d.replicas, d.reason) == (6, "Stabilizing"), d.message
+    # during a rollout the serving colour's Ready count is the transition's: no cancel
+    d = decide(SPEC, inp(6, 4, low(pods=4), rollout_in_flight=True), state, NOW, 15.0)
+    assert (d.replicas, d.reason) == (6, "Stabilizing"), d.message

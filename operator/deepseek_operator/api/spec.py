@@ -768,8 +768,8 @@ class ScaleDownBehavior(ApiModel):
         le=86400,
         description="The highest recommendation over this window is used, so Ready replicas "
         "leave only after load has stayed low this long. Pods still starting (not Ready) that "
-        "no recommendation asked for over the last minute are removed without it: they serve "
-        "nothing yet (reason StartingNotNeeded).",
+        "no recommendation asked for over the last minute are removed without it (not during a "
+        "rollout): they serve nothing yet (reason StartingNotNeeded).",
     )
     max_step_replicas: int = Field(
         1, ge=1, le=1000, description="Most replicas removed by one decision."
