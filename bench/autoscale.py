@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
-from deepseek_operator.api.spec import ScalingSpec
+from deepseek_operator.api.spec import ScalingSpec, checkpoint_is_moe
 from deepseek_operator.signals import Signal
 
 from testbed.sim import traces as T
@@ -305,7 +305,7 @@ def make_policy(
     if name == "ours":
         if period_s:  # the load's period, as its owner would set it (a day, compressed)
             spec = spec.model_copy(update={"seasonal_period_seconds": round(period_s)})
-        return Ours(spec)
+        return Ours(spec, moe=checkpoint_is_moe(cfg.preset.model.hf_ids[0]))
     if name == "hpa":
         return Hpa(lo, hi, cfg.hpa_gpu_target)
     if name == "keda":

@@ -44,7 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deepseek_operator.api.spec import ScalingSpec
+from deepseek_operator.api.spec import ScalingSpec, checkpoint_is_moe
 from deepseek_operator.api.status import ScalingState
 from deepseek_operator.scaling import ScalingInputs, decide, replica_capacity
 from deepseek_operator.signals import Signal
@@ -127,6 +127,7 @@ def steady_level(
     for _ in range(REPLICAS):
         fleet.add_pod(0.0, warm=True)
     state = ScalingState()
+    moe = checkpoint_is_moe(p.model.hf_ids[0])  # as the operator reads spec.model
     reqs, i = trace.requests, 0
     kv: list[float] = []
     tpot: list[float] = []
@@ -140,14 +141,14 @@ def steady_level(
             continue
         sig = fleet.signals(now)
         inputs = ScalingInputs(
-            replicas=REPLICAS, ready=REPLICAS, signals=sig, signal_age=0.0, colour=COLOUR
+            replicas=REPLICAS, ready=REPLICAS, signals=sig, signal_age=0.0, colour=COLOUR, moe=moe
         )
         state = decide(spec, inputs, state, now, interval).state
         kv.append(sig.values.get(Signal.KV_CACHE_USAGE, 0.0))
         if Signal.TPOT_P99 in sig.values:
             tpot.append(sig.values[Signal.TPOT_P99])
     aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
-    cap = replica_capacity(state.capacity, COLOUR, None, aim, spec.targets.kv_cache_usage)
+    cap = replica_capacity(state.capacity, COLOUR, None, aim, spec.targets.kv_cache_usage, moe)
     return {
         "learned_rps": None if cap is None else round(cap.per_replica, 4),
         "samples": state.capacity.samples if state.capacity else 0,

@@ -69,10 +69,15 @@ class Ours(Policy):
     name = "ours"
 
     def __init__(
-        self, spec: ScalingSpec, start_seconds: float | None = None, name: str = "ours"
+        self,
+        spec: ScalingSpec,
+        start_seconds: float | None = None,
+        name: str = "ours",
+        moe: bool = False,
     ) -> None:
         self.name = name
         self.spec = spec
+        self.moe = moe  # spec.model.is_moe() of the model served
         self.interval_s = float(spec.interval_seconds)
         # start_seconds: what the operator learned from earlier scale-ups of this resource
         # (it has been running before the trace starts, as the HPA's seeded history says)
@@ -88,6 +93,7 @@ class Ours(Policy):
             signals=v.signals,
             unschedulable=0,
             signal_age=0.0,
+            moe=self.moe,
         )
         d = decide(self.spec, inputs, self.state, v.now, self.interval_s)
         self.state = d.state

@@ -51,7 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from deepseek_operator.api.spec import QuantizationSpec, ScalingSpec
+from deepseek_operator.api.spec import QuantizationSpec, ScalingSpec, checkpoint_is_moe
 from deepseek_operator.api.status import QuantizationStatus, ScalingState
 from deepseek_operator.quantization import (
     ModeInputs,
@@ -489,6 +489,7 @@ class Ours(Policy):
         # the start time the operator learned from earlier scale-ups of this resource (as
         # bench.autoscale seeds ours_projected): what a stepped switch's cost is counted in
         top = setup.rung_presets()[setup.top]
+        self.moe = checkpoint_is_moe(top.model.hf_ids[0])  # as the operator reads spec.model
         self.state = ScalingState(start_seconds=round(top.load_time_s, 1))
         self.mode: QuantizationStatus | None = None
         self.samples = 0
@@ -507,6 +508,7 @@ class Ours(Policy):
             signal_age=0.0,
             rollout_in_flight=in_flight,
             colour=ctl.served,
+            moe=self.moe,
             keep_replicas=(
                 keeps_replicas(self.qspec, ctl.served, self.mode) if self.ladder else None
             ),
@@ -556,7 +558,9 @@ class Ours(Policy):
         reads it from the capacity model)."""
         aim = self.spec.targets.tpot_slo_fraction * self.spec.slo.tpot_p99_seconds
         model = self.state.capacity
-        cap = replica_capacity(model, ctl.served, None, aim, self.spec.targets.kv_cache_usage)
+        cap = replica_capacity(
+            model, ctl.served, None, aim, self.spec.targets.kv_cache_usage, self.moe
+        )
         return cap.kv_binds if cap is not None else None
 
     def _learn(self, ctl: Controller) -> None:
@@ -568,7 +572,9 @@ class Ours(Policy):
             return
         self.samples = model.samples
         aim = self.spec.targets.tpot_slo_fraction * self.spec.slo.tpot_p99_seconds
-        cap = replica_capacity(model, ctl.served, None, aim, self.spec.targets.kv_cache_usage)
+        cap = replica_capacity(
+            model, ctl.served, None, aim, self.spec.targets.kv_cache_usage, self.moe
+        )
         if cap is not None:
             self.mode = learn_rung_capacity(self.mode, ctl.served, cap.per_replica)
 

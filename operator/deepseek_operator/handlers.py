@@ -385,6 +385,7 @@ def _autoscale(
         rollout_in_flight=rollout is not None and rollout.phase in {p.value for p in TRANSITIONING},
         colour=active.value,
         mode=dsd.status.mode,
+        moe=dsd.spec.model.is_moe(),
         keep_replicas=Q.keeps_replicas(
             dsd.spec.quantization, dsd.status.mode, dsd.status.quantization
         ),
@@ -439,7 +440,9 @@ def _quantize(
     aim = spec.scaling.targets.tpot_slo_fraction * spec.scaling.slo.tpot_p99_seconds
     model = dsd.status.scaling.capacity if dsd.status.scaling else None
     kv_target = spec.scaling.targets.kv_cache_usage
-    learned = replica_capacity(model, active.value, dsd.status.mode, aim, kv_target)
+    learned = replica_capacity(
+        model, active.value, dsd.status.mode, aim, kv_target, spec.model.is_moe()
+    )
     if learned is not None:  # the autoscaler's learned capacity is the served rung's
         state = Q.learn_rung_capacity(state, served, learned.per_replica)
     rung = q.rung(served) or q.current()

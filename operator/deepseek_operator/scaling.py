@@ -32,7 +32,10 @@ could come?". One model, in five named steps, each a small pure function with it
    where the p99 is a staircase of vLLM's buckets). Where TPOT binds the curve is not trusted
    to decide (past the loads seen its bend is unknown: a mixture of experts flattens once a
    batch touches all experts; near the aim it holds overloaded minutes), so the line stands
-   in, bounded by the cache (`kv_bound`). Until CAPACITY_MIN_SAMPLES were taken, a prior
+   in, bounded by the cache (`kv_bound`) and, for a dense model (`ScalingInputs.moe` false),
+   by the curve (`step_capacity`: a dense model's step time keeps growing with the batch, so
+   its TPOT turns up steeply where a line through lighter loads sees none of it). Until
+   CAPACITY_MIN_SAMPLES were taken, a prior
    from what the replicas report now: their served rate per replica stretched to the
    KV-cache target and to the TPOT aim.
 3. Headroom (`remember_load`, `headroom`): how far the load rose above its forecast within one
@@ -149,6 +152,9 @@ class ScalingInputs:
     rollout_in_flight: bool = False
     colour: str = "blue"  # the serving colour (what the learned capacity describes)
     mode: str | None = None  # the quantization mode it serves (idem)
+    # a mixture of experts (spec.model.is_moe()): its step time flattens with the batch, so
+    # the running-requests curve does not bound the TPOT line (`replica_capacity`)
+    moe: bool = False
     # (replicas to keep at least, why): the quantization ladder serves below its top rung
     # because more replicas could not carry the load (quantization.keeps_replicas)
     keep_replicas: tuple[int, str] | None = None
@@ -480,16 +486,24 @@ def learn_capacity(
         )
     if running is None or tpot_mean is None or running <= 0 or tpot_mean <= 0 or rate <= 0:
         return out
-    return learn_steps(out, rate, tpot, kv, running, tpot_mean, aim)
+    return learn_steps(out, rate, tpot, kv, running, tpot_mean, aim, tpot_exact)
 
 
 def learn_steps(
-    model: CapacityModel, rate: float, tpot: float, kv: float, n: float, m: float, aim: float
+    model: CapacityModel,
+    rate: float,
+    tpot: float,
+    kv: float,
+    n: float,
+    m: float,
+    aim: float,
+    tpot_exact: float | None = None,
 ) -> CapacityModel:
     """The running-requests model's part of a sample (per replica: n running, m mean TPOT):
     m goes into the curve's band of n (every band decays by STEP_DECAY, bands that faded out
     are dropped), and the sample updates tokens per request, KV per running request and the
-    ratio of TPOT p99 to the mean."""
+    ratio of TPOT p99 to the mean (in the aim's bucket the p99 read off the buckets' tail,
+    `tpot_exact`, where there is one: the linear read is high there, R1 chat 98 ms for 87)."""
     band = math.floor(math.log(max(n, 1e-6)) / math.log(BAND_RATIO))
     curve: list[StepBin] = []
     hit = False
@@ -521,8 +535,9 @@ def learn_steps(
     }
     if kv >= MIN_KV_FOR_CALIBRATION:
         update["kv_per_running"] = round(upd(model.kv_per_running, kv / n), 8)
-    ratio = tpot / m
     lo, hi = bucket_of(aim)
+    exact = tpot_exact if tpot_exact is not None and lo < tpot_exact <= hi else None
+    ratio = (exact if exact is not None and lo < tpot <= hi else tpot) / m
     if lo < tpot <= hi:
         tw = STEP_DECAY * model.tail_weight + 1.0
         update["tail_weight"] = round(tw, 6)
@@ -575,6 +590,7 @@ def replica_capacity(
     mode: str | None,
     aim: float,
     kv_target: float | None = None,
+    moe: bool = False,
 ) -> Capacity | None:
     """Requests/s one replica of (colour, mode) serves with TPOT p99 at `aim`, from the learned
     line TPOT = a + b x rate; None while fewer than CAPACITY_MIN_SAMPLES were taken. With rates
@@ -583,8 +599,12 @@ def replica_capacity(
     Once samples near the aim were read off the buckets' tails (`near_weight`), their mean
     point sets the level and the line (or the origin's) only the slope: histogram_quantile's
     linear read is high inside a wide bucket (R1 chat at 4.8 req/s: 98 ms read, 87 ms the
-    requests' own p99), so the line alone stops short of the replica by ~10%. With
-    `kv_target`, no more than the KV cache holds at that usage (`kv_bound`)."""
+    requests' own p99), so the line alone stops short of the replica by ~10%. Unless the
+    model is a mixture of experts (`moe`), no more than the step-time curve says
+    (`step_capacity`): a dense model's TPOT turns up steeply as its batch grows (R1-Distill
+    7B chat: TPOT p99 22 ms at 6 req/s, 61 at 12, 138 at 14.6), and a line through lighter
+    loads promised 1.2-2x what it carries. With `kv_target`, no more than the KV cache holds
+    at that usage (`kv_bound`)."""
     if (
         model is None
         or model.colour != colour
@@ -622,6 +642,10 @@ def replica_capacity(
             f"; near the aim {model.near_tpot * 1000:.0f}ms at {model.near_rate:.2f} req/s "
             "(the buckets' tails)"
         )
+    curve = None if moe else step_capacity(model, aim)
+    if curve is not None and curve.per_replica < per:
+        per = curve.per_replica
+        source += f"; the step-time curve bounds it (a dense model): {curve.source}"
     bound = kv_bound(model, a, b, kv_target) if kv_target else None
     if bound is not None and bound < per:
         source += (
@@ -687,15 +711,12 @@ def running_at(pts: list[tuple[float, float]], m: float) -> float:
     return n0 + (n1 - n0) * (m - m0) / (m1 - m0)
 
 
-def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) -> Capacity | None:
-    """Requests/s per replica where the KV cache binds: n* = `kv_target` / KV per running
-    request, then by Little's law n* / (tokens per request x TPOT(n*)), the mean TPOT read off
-    the step-time curve (past the loads seen, along its heaviest points). None where TPOT
-    binds first (n* past where the curve reaches the aim over the p99/mean ratio), while the
-    curve has fewer than two rising points, or the ratio is unknown."""
+def _curve(model: CapacityModel) -> tuple[list[tuple[float, float]], float] | None:
+    """The step-time curve's rising points and the ratio of TPOT p99 to its mean (as read in
+    the aim's bucket; before that the lowest upper bound read at the top of a lower bucket),
+    or None while the curve has fewer than two rising points or CAPACITY_MIN_SAMPLES, or the
+    ratio or the tokens per request are unknown."""
     pts = _segments(model)
-    # TPOT p99 over the mean as read in the aim's bucket; before that the lowest upper bound
-    # read at the top of a lower bucket
     ratio = model.tail_ratio if model.tail_weight >= TAIL_MIN_WEIGHT else model.tail_bound
     if (
         len(pts) < 2
@@ -704,12 +725,49 @@ def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) 
         or model.tokens_per_request <= 0
     ):
         return None
-    ratio = max(ratio, 1.0)
+    return pts, max(ratio, 1.0)
+
+
+def step_capacity(model: CapacityModel, aim: float) -> Capacity | None:
+    """Requests/s per replica where TPOT binds, from the step-time curve: the running requests
+    n at which the curve's mean TPOT reaches the aim over the p99/mean ratio (past the loads
+    seen, along its heaviest points), by Little's law n / (tokens per request x that mean
+    TPOT). For a dense model (step time growing with the batch: each step reads the weights
+    once and every running request's cache) this is where its TPOT turns up steeply, which a
+    line through lighter loads misses; a mixture of experts' curve flattens past the loads
+    seen, and this underestimates it. None as `_curve`, or where the curve puts n at or
+    below zero (an aim under its lightest points)."""
+    curve = _curve(model)
+    if curve is None:
+        return None
+    pts, ratio = curve
+    mean = aim / ratio
+    n = running_at(pts, mean)
+    if n <= 0:
+        return None
+    seen = "within" if n <= pts[-1][0] else "beyond"
+    return Capacity(
+        n / (model.tokens_per_request * mean),
+        f"{n:.0f} running at mean TPOT {mean * 1000:.1f}ms (p99 / mean {ratio:.2f}; {seen} "
+        f"the {pts[-1][0]:.0f} seen), {model.tokens_per_request:.0f} TPOTs per request",
+    )
+
+
+def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) -> Capacity | None:
+    """Requests/s per replica where the KV cache binds: n* = `kv_target` / KV per running
+    request, then by Little's law n* / (tokens per request x TPOT(n*)), the mean TPOT read off
+    the step-time curve (past the loads seen, along its heaviest points). None where TPOT
+    binds first (n* past where the curve reaches the aim over the p99/mean ratio), while the
+    curve has fewer than two rising points, or the ratio is unknown."""
+    curve = _curve(model)
+    if curve is None:
+        return None
+    pts, ratio = curve
     n_tpot = running_at(pts, aim / ratio)
     if not kv_target or model.kv_per_running <= 0 or kv_target / model.kv_per_running >= n_tpot:
-        # TPOT binds: its curve is not trusted to decide (past the loads seen its bend is
-        # unknown, a mixture of experts flattening as all experts are touched; near the aim
-        # it holds samples of overloaded minutes); the rate line stands in
+        # TPOT binds: the rate line decides, bounded for a dense model by the curve
+        # (`step_capacity`; past the loads seen a mixture of experts' curve flattens as all
+        # experts are touched, so there the line alone)
         return None
     n = kv_target / model.kv_per_running
     why = f"KV cache {kv_target:.0%} ({model.kv_per_running:.2%} per request)"
@@ -1362,7 +1420,9 @@ def decide(
         )
     queued = waiting > tolerated
     kv_target = spec.targets.kv_cache_usage
-    capacity = replica_capacity(cap_model, inp.colour, inp.mode, aim, kv_target) or prior_capacity(
+    capacity = replica_capacity(
+        cap_model, inp.colour, inp.mode, aim, kv_target, inp.moe
+    ) or prior_capacity(
         finished, inp.ready, kv, spec.targets.kv_cache_usage, tpot_now, aim, queued
     )
 

@@ -160,6 +160,12 @@ _POD_IP = {"fieldPath": "status.podIP"}
 INVALID = [
     # (case, changes to spec, field the API server must name, words of the message)
     (
+        "unknown architecture",
+        {"model.architecture": "Sparse"},
+        "spec.model.architecture",
+        "is not one of ['MoE', 'Dense']",
+    ),
+    (
         "min above max",
         {"scaling.minReplicas": 5, "scaling.maxReplicas": 2},
         "spec.scaling.minReplicas",
@@ -607,6 +613,38 @@ def test_gpus_per_replica_follows_the_current_rung() -> None:
         }
     )
     assert spec.gpus_per_replica() == 4
+
+
+ARCHITECTURE_TABLE = [
+    # (model.checkpoint, model.architecture, a mixture of experts?)
+    ("deepseek-ai/DeepSeek-R1", None, True),
+    ("deepseek-ai/DeepSeek-V3-0324", None, True),
+    ("deepseek-ai/DeepSeek-V3.1", None, True),
+    ("deepseek-ai/DeepSeek-V2.5", None, True),
+    ("deepseek-ai/DeepSeek-Coder-V2-Lite-Instruct", None, True),
+    ("cognitivecomputations/DeepSeek-R1-AWQ", None, True),  # an int4 export of R1
+    ("/models/DeepSeek-R1/", None, True),  # a path inside the model cache
+    ("deepseek-ai/DeepSeek-R1-Distill-Qwen-7B", None, False),
+    ("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", None, False),
+    ("deepseek-ai/deepseek-llm-7b-chat", None, False),
+    ("Qwen/Qwen2.5-7B-Instruct", None, False),
+    ("my-org/r1-finetune", None, False),  # an unknown name: dense, the cautious reading
+    ("my-org/r1-finetune", "MoE", True),  # unless the owner says
+    ("deepseek-ai/DeepSeek-R1", "Dense", False),
+]
+
+
+@pytest.mark.parametrize(("checkpoint", "architecture", "moe"), ARCHITECTURE_TABLE)
+def test_a_model_is_a_mixture_of_experts_by_its_architecture_or_its_name(
+    checkpoint: str, architecture: str | None, moe: bool
+) -> None:
+    model: dict[str, Any] = {"checkpoint": checkpoint}
+    if architecture is not None:
+        model["architecture"] = architecture
+    obj = manifest(model=model)
+    _, errors = validate(obj)
+    assert errors == []
+    assert DeepSeekDeployment.from_k8s(obj).spec.model.is_moe() is moe
 
 
 def test_unknown_status_fields_are_dropped_unknown_spec_fields_are_not() -> None:

@@ -16,6 +16,7 @@ from deepseek_operator.scaling import (
     learn_capacity,
     replica_capacity,
     running_capacity,
+    step_capacity,
 )
 
 AIM = 0.1  # TPOT p99 aim, s
@@ -171,9 +172,86 @@ FALLBACK_TABLE = [
 
 @pytest.mark.parametrize("case,model", FALLBACK_TABLE, ids=[c[0] for c in FALLBACK_TABLE])
 def test_elsewhere_the_rate_line_stands_in(case: str, model: CapacityModel) -> None:
+    # a mixture of experts: the line alone (its curve flattens past the loads seen)
     assert running_capacity(model, AIM, 0.8) is None
-    got = replica_capacity(model, "blue", "fp8", AIM, 0.8)
+    got = replica_capacity(model, "blue", "fp8", AIM, 0.8, moe=True)
     assert got is not None and "running" not in got.source, got
+
+
+def convex_p99(m: float) -> float:
+    """A dense engine's TPOT p99 over its mean: the tail widens as the batch fills."""
+    return m * (1.6 + 8.0 * max(0.0, m - 0.02))
+
+
+def at_top(a: float, b: float) -> float:
+    """The running requests at which a linear step a + b x n reads its p99 (1.6 x the mean) at
+    the top of the (10, 25] ms bucket: the ratio's bound is then exact (1.6)."""
+    return (0.0249 / 1.6 - a) / b
+
+
+DENSE_TABLE = [
+    # (case, model, the true capacity): TPOT binds, the model is dense, the loads seen light
+    # (p99 25-45 ms); the rate line through them promises more than the engine carries
+    (
+        "a linear step, TPOT binding past the loads seen",
+        learn(linear(0.005, 0.0004), [at_top(0.005, 0.0004), 40.0, 60.0]),
+        truth(linear(0.005, 0.0004), 1.6),
+    ),
+    (
+        "a steeper step",
+        learn(linear(0.004, 0.0008), [at_top(0.004, 0.0008), 20.0, 30.0]),
+        truth(linear(0.004, 0.0008), 1.6),
+    ),
+]
+
+
+@pytest.mark.parametrize("case,model,true", DENSE_TABLE, ids=[c[0] for c in DENSE_TABLE])
+def test_a_dense_model_s_tpot_line_is_bounded_by_its_step_time_curve(
+    case: str, model: CapacityModel, true: float
+) -> None:
+    line = replica_capacity(model, "blue", "fp8", AIM, None, moe=True)
+    got = replica_capacity(model, "blue", "fp8", AIM, None)
+    curve = step_capacity(model, AIM)
+    assert line is not None and got is not None and curve is not None
+    assert line.per_replica > 1.05 * true, (line, true)  # what the line alone would promise
+    assert got.per_replica == pytest.approx(curve.per_replica)
+    assert got.per_replica == pytest.approx(true, rel=0.01), (got, true)
+    assert "the step-time curve bounds it (a dense model)" in got.source
+    assert "beyond the" in got.source and "running at mean TPOT" in got.source
+
+
+def test_the_curve_only_lowers_the_line() -> None:
+    # a concave (mixture-of-experts-like) step read as dense: the curve, extrapolated along
+    # its heaviest points, says less than the engine carries; the line is kept where it is
+    # the lower, and the lower of the two is never above the truth here
+    model = learn(concave, [5.0, 15.0, 30.0])
+    line = replica_capacity(model, "blue", "fp8", AIM, None, moe=True)
+    got = replica_capacity(model, "blue", "fp8", AIM, None)
+    assert line is not None and got is not None
+    assert got.per_replica <= line.per_replica
+    assert got.per_replica <= truth(concave, 1.6) * 1.001
+
+
+STEP_NONE_TABLE = [
+    # (case, model): no curve to bound the line with: the line alone, dense or not
+    ("one load level", learn(LINE, [100.0, 100.0, 100.0])),
+    ("no mean TPOT reported (an older vLLM)", learn(LINE, PAST, with_mean=False)),
+    ("no samples of the running model", None),
+]
+
+
+@pytest.mark.parametrize("case,model", STEP_NONE_TABLE, ids=[c[0] for c in STEP_NONE_TABLE])
+def test_without_a_curve_a_dense_model_keeps_the_line(
+    case: str, model: CapacityModel | None
+) -> None:
+    if model is None:
+        model = learn_capacity(None, "blue", "fp8", 2.0, 0.04)
+        for r, t in [(2.0, 0.04), (3.0, 0.05), (4.0, 0.06), (5.0, 0.07)]:
+            model = learn_capacity(model, "blue", "fp8", r, t)
+    assert step_capacity(model, AIM) is None
+    dense = replica_capacity(model, "blue", "fp8", AIM, None)
+    moe = replica_capacity(model, "blue", "fp8", AIM, None, moe=True)
+    assert dense is not None and moe is not None and dense == moe
 
 
 def test_a_status_from_before_the_running_model_still_parses_and_learns() -> None:
@@ -191,3 +269,53 @@ def test_a_status_from_before_the_running_model_still_parses_and_learns() -> Non
     assert running_capacity(model, AIM, 0.8) is None
     after = learn_capacity(model, "blue", None, 2.0, 0.05, 0.2, 20.0, 0.03)
     assert (after.samples, after.curve_samples) == (10, 1)
+
+
+def test_decide_bounds_the_line_for_a_dense_model_only() -> None:
+    from deepseek_operator.api.spec import ScalingSpec
+    from deepseek_operator.api.status import ScalingState
+    from deepseek_operator.scaling import ScalingInputs, decide
+    from deepseek_operator.signals import Signal, Signals
+
+    model = DENSE_TABLE[1][1].model_copy(update={"colour": "blue", "mode": None})
+    now = 1000.0
+    state = ScalingState(
+        capacity=model, ready_since=now - 120.0, ready_count=2, last_decision_time=now - 15.0
+    )
+    signals = Signals(
+        {
+            Signal.RUNNING: 40.0,
+            Signal.QUEUE_DEPTH: 0.0,
+            Signal.KV_CACHE_USAGE: 0.1,
+            Signal.PODS_REPORTING: 2.0,
+            Signal.REQUEST_RATE: 8.0,
+            Signal.TPOT_P99: 0.04,
+        }
+    )
+    spec = ScalingSpec.model_validate({"slo": {"tpotP99Seconds": 0.1}})
+    words = {}
+    for moe in (True, False):
+        inputs = ScalingInputs(replicas=2, ready=2, signals=signals, moe=moe)
+        d = decide(spec, inputs, state, now, 15.0)
+        words[moe] = d.message
+    assert "the step-time curve bounds it (a dense model)" in words[False], words[False]
+    assert "step-time curve" not in words[True], words[True]
+
+
+TAIL_TABLE = [
+    # (case, TPOT p99 read linearly, p99 read off the tail, mean TPOT, the ratio learned)
+    ("in the aim's bucket: the tail's read", 0.098, 0.087, 0.05, 0.087 / 0.05),
+    ("in the aim's bucket, no tail read: the linear one", 0.098, None, 0.05, 0.098 / 0.05),
+    ("the tail's read outside the aim's bucket is not used", 0.098, 0.07, 0.05, 0.098 / 0.05),
+]
+
+
+@pytest.mark.parametrize("case,p99,exact,mean,ratio", TAIL_TABLE, ids=[c[0] for c in TAIL_TABLE])
+def test_the_tail_ratio_takes_the_p99_read_off_the_buckets_tail(
+    case: str, p99: float, exact: float | None, mean: float, ratio: float
+) -> None:
+    model = None
+    for _ in range(3):
+        model = learn_capacity(model, "blue", None, 4.0, p99, 0.1, 40.0, mean, AIM, exact)
+    assert model is not None and model.tail_weight > 2.0
+    assert model.tail_ratio == pytest.approx(ratio, rel=1e-4)

@@ -183,6 +183,32 @@ class ModelSpec(ApiModel):
         description="Model cache volume. Without one every new pod downloads the weights "
         "(about 700 GB for R1/V3 671B).",
     )
+    architecture: Literal["MoE", "Dense"] | None = Field(
+        None,
+        description="How a decode step's time grows with the batch, which the autoscaler's "
+        "learned capacity extrapolates from: MoE (a mixture of experts, DeepSeek-V2/V3/R1: the "
+        "step time flattens once a batch touches every expert, so the learned line on TPOT is "
+        "used) or Dense (the R1-Distill Qwen and Llama models: the step time grows with the "
+        "batch, and the running-requests curve bounds that line). Unset: MoE for DeepSeek "
+        "V2, V3 and R1 checkpoints that are not distills, Dense for any other.",
+    )
+
+    def is_moe(self) -> bool:
+        """Whether the model is a mixture of experts (`architecture`, else from the name)."""
+        if self.architecture is not None:
+            return self.architecture == "MoE"
+        return checkpoint_is_moe(self.checkpoint)
+
+
+def checkpoint_is_moe(checkpoint: str) -> bool:
+    """DeepSeek-V2/V3/R1 and their exports (DeepSeek-R1-AWQ, DeepSeek-Coder-V2-Lite) are
+    mixtures of experts; the R1 distills and other checkpoints are taken as dense."""
+    name = checkpoint.rstrip("/").rsplit("/", 1)[-1].lower()
+    return (
+        "deepseek" in name
+        and "distill" not in name
+        and re.search(r"(^|[-_.])(v2|v3|r1)([-_.]|$)", name) is not None
+    )
 
 
 class EnvSecretKeyRef(ApiModel):
