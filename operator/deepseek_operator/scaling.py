@@ -536,9 +536,10 @@ def learn_steps(
     if kv >= MIN_KV_FOR_CALIBRATION:
         update["kv_per_running"] = round(upd(model.kv_per_running, kv / n), 8)
     lo, hi = bucket_of(aim)
-    exact = tpot_exact if tpot_exact is not None and lo < tpot_exact <= hi else None
-    ratio = (exact if exact is not None and lo < tpot <= hi else tpot) / m
+    ratio = tpot / m
     if lo < tpot <= hi:
+        if tpot_exact is not None and lo < tpot_exact <= hi:
+            ratio = tpot_exact / m
         tw = STEP_DECAY * model.tail_weight + 1.0
         update["tail_weight"] = round(tw, 6)
         update["tail_ratio"] = round(model.tail_ratio + (ratio - model.tail_ratio) / tw, 6)
