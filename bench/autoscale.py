@@ -564,7 +564,11 @@ def run(
     policies: tuple[str, ...] = POLICIES,
     command: str = "make bench",
     sweep_day: bool = False,
+    merge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Run, write autoscale.json, summary.md and the plots into `out`. With `merge` (an
+    earlier autoscale.json), its cold starts not run here are kept in the JSON and the tables
+    (their plots are whatever `out` holds)."""
     t_start = time.perf_counter()
     names = [n for n in (*SYNTHETIC, *files) if not only or n in only]
     fs: Files = tuple(sorted(files.items()))
@@ -620,8 +624,18 @@ def run(
             if per
         }
         all_series[k] = {tn: per for tn, per in all_series[k].items() if per}
-    primary = cold_start_key(cfg.cold_start) if cold_start_key(cfg.cold_start) in keys else keys[0]
+    kept = merged_cold_starts(results, merge) if merge is not None else {}
+    results = kept_with(results, kept)
+    primary = (
+        cold_start_key(cfg.cold_start) if cold_start_key(cfg.cold_start) in results else keys[0]
+    )
     doc = report(cfg, traces, cal, results, primary, runtime, command)
+    if kept and merge is not None:
+        doc["setup"]["kept"] = {
+            "cold_starts_s": [float(k) for k in kept],
+            "command": merge["setup"].get("command"),
+            "runtime_s": merge["setup"].get("runtime_s"),
+        }
     out.mkdir(parents=True, exist_ok=True)
     (out / "autoscale.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     for k, per_trace in all_series.items():
@@ -631,6 +645,24 @@ def run(
     (out / "summary.md").write_text(summary_md(doc))
     log(f"==> wrote {out}/autoscale.json, summary.md and plots in {runtime:.0f}s")
     return doc
+
+
+def merged_cold_starts(
+    results: dict[str, dict[str, dict[str, Any]]], earlier: dict[str, Any]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The cold starts of an earlier autoscale.json that this run did not run: {key: {trace:
+    {policy: result}}} (their `gap_closed` is judged again with the rest)."""
+    old = {cold_start_key(earlier["setup"]["cold_start_s"]): earlier["traces"]}
+    old.update({k: j["traces"] for k, j in earlier.get("cold_starts", {}).items()})
+    return {k: per for k, per in old.items() if k not in results}
+
+
+def kept_with(
+    results: dict[str, dict[str, dict[str, Any]]], kept: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """This run's results and the kept ones, by cold start (shortest first)."""
+    both = {**results, **kept}
+    return {k: both[k] for k in sorted(both, key=float)}
 
 
 def _expected_cost(cfg: Config, name: str) -> float:
@@ -899,7 +931,13 @@ def summary_md(doc: dict[str, Any]) -> str:
     lines = [
         "# Autoscaling benchmark",
         "",
-        f"Command: `{s['command']}`, seed {s['seed']}, runtime {s['runtime_s']}s.",
+        f"Command: `{s['command']}`, seed {s['seed']}, runtime {s['runtime_s']}s."
+        + (
+            f" Cold starts {', '.join(f'{c:.0f}s' for c in s['kept']['cold_starts_s'])} kept "
+            f"from an earlier run (`{s['kept']['command']}`, {s['kept']['runtime_s']}s)."
+            if s.get("kept")
+            else ""
+        ),
         f"Engine: `{s['preset']['name']}` ({s['gpus_per_replica']} GPUs per replica), cold "
         f"starts {', '.join(f'{c:.0f}s' for c in s['cold_starts_s'])} (the same for every "
         f"policy), replicas {s['min_replicas']}..{s['max_replicas']}. SLO per request: TTFT <= "
@@ -973,6 +1011,13 @@ def main(argv: list[str] | None = None) -> int:
         "load time (default: 90,preset,900)",
     )
     ap.add_argument(
+        "--merge",
+        default="",
+        metavar="PATH",
+        help="an earlier autoscale.json: keep its cold starts not run here (e.g. --cold-start "
+        "90 --merge bench/results/autoscale.json re-runs the 90 s column alone)",
+    )
+    ap.add_argument(
         "--sweep-day",
         action="store_true",
         help="run the day-long trace at every cold start (default: the preset's only)",
@@ -1008,6 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
         policies=policies,
         command=command.strip(),
         sweep_day=a.sweep_day,
+        merge=json.loads(Path(a.merge).read_text()) if a.merge else None,
     )
     return 0
 

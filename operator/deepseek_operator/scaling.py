@@ -50,9 +50,11 @@ could come?". One model, in five named steps, each a small pure function with it
    that will still be there when the new pods are Ready (the forecast at the horizon); keep
    what the load until then needs (the higher of now and the forecast, with headroom: a
    replica removed now takes a horizon to come back). Then the stabilization windows (as the
-   HPA's; pods still starting that the plan has not asked for over a rate window are removed
-   without the down window: they serve nothing yet, and a burst shorter than a start would
-   otherwise leave a fleet loading for load that is gone; not while latency is near its SLO,
+   HPA's; the down window, where the spec leaves it unset, as long as bringing a replica back
+   takes, a rate window plus the horizon, at most DOWN_WINDOW_MAX: `down_window`; pods still
+   starting that the plan has not asked for over a rate window are removed without it: they
+   serve nothing yet, and a burst shorter than a start would otherwise leave a fleet loading
+   for load that is gone; not while latency is near its SLO,
    nor during a rollout), step limits (lifted to a doubling when the plan is `panicThreshold`
    x the fleet), min/max and the GPUs the cluster has (unschedulable pods -> CapacityLimited).
    Load the owner knows of (`scaling.schedules`: business hours, a launch) is a floor
@@ -133,6 +135,7 @@ MEMORY_WINDOWS = 128
 SKILL_DECAY = 1.0 - 1.0 / MEMORY_WINDOWS  # trend and flat errors forget as the rises do
 SEASON_MIN_WINDOWS = 4  # windows forecast from the profile before their rises size the headroom
 # Step 5: guards
+DOWN_WINDOW_MAX = 300.0  # unset scaleDown.stabilizationSeconds: at most this (the HPA's default)
 BREACH_SECONDS = STEADY_SECONDS  # a planned fleet's latency guard waits out one rate window
 CANCEL_SECONDS = STEADY_SECONDS  # pods still starting that the plan has not asked for this long
 # are removed without waiting for the down window
@@ -1203,6 +1206,26 @@ def _history(state: ScalingState, now: float, keep: float, current: int) -> list
     return [r for r in state.recommendations if now - r.time <= keep][-HISTORY_LIMIT:]
 
 
+def down_window(spec: ScalingSpec, start_seconds: float | None) -> tuple[float, str]:
+    """Seconds low load must last before Ready replicas leave, and why: the user's
+    scaleDown.stabilizationSeconds, or where unset the time it takes to bring a replica back,
+    one rate window (STEADY_SECONDS: the load's return is seen) plus the learned start time, at
+    most DOWN_WINDOW_MAX (DOWN_WINDOW_MAX until a start was timed). A replica held idle longer
+    than that costs more GPU time than starting it again when the load returns would (the
+    rent-or-buy break-even); a long start keeps the usual window."""
+    if spec.scale_down.stabilization_seconds is not None:
+        return float(spec.scale_down.stabilization_seconds), ""
+    if start_seconds is None:
+        return DOWN_WINDOW_MAX, " (no start timed yet)"
+    back = STEADY_SECONDS + start_seconds
+    if back >= DOWN_WINDOW_MAX:
+        return DOWN_WINDOW_MAX, ""
+    return back, (
+        f" (the time to bring a replica back: {STEADY_SECONDS:.0f}s to see the load return + "
+        f"{start_seconds:.0f}s to start one)"
+    )
+
+
 def _stabilize(
     spec: ScalingSpec,
     history: list[Recommendation],
@@ -1211,6 +1234,7 @@ def _stabilize(
     now: float,
     breach: float,
     starting: int = 0,
+    start_seconds: float | None = None,
 ) -> tuple[int, str | None, str]:
     """Stabilization windows and step limits: (target, reason if a hold or a cancel replaced
     the plan's, why). Up: the lowest recommendation of the up-window, at most maxStepReplicas
@@ -1219,7 +1243,9 @@ def _stabilize(
     while latency is near its SLO, at most maxStepReplicas. The down-window keeps Ready
     replicas from flapping; `starting` pods (not Ready yet) serve nothing, so those the plan
     has not asked for over CANCEL_SECONDS are removed without it (a ReplicaSet deletes
-    not-Ready pods first): a burst shorter than a start leaves no fleet loading for it."""
+    not-Ready pods first): a burst shorter than a start leaves no fleet loading for it. The
+    down-window is `down_window`'s (the learned `start_seconds` where the spec leaves it
+    unset)."""
     if raw > n:
         window = [
             r.replicas for r in history if now - r.time <= spec.scale_up.stabilization_seconds
@@ -1230,7 +1256,7 @@ def _stabilize(
             step = max(step, n)
         return min(target, n + step), None, ""
     if raw < n:
-        down = spec.scale_down.stabilization_seconds
+        down, down_why = down_window(spec, start_seconds)
         window = [r.replicas for r in history if now - r.time <= down]
         step = spec.scale_down.max_step_replicas
         target = max(min(n, max(window or [raw])), n - step)
@@ -1250,8 +1276,8 @@ def _stabilize(
             return (
                 n,
                 "Stabilizing",
-                f"lower load ({raw} replica{'' if raw == 1 else 's'} would do) must last {down}s "
-                "before scaling down",
+                f"lower load ({raw} replica{'' if raw == 1 else 's'} would do) must last "
+                f"{down:.0f}s{down_why} before scaling down",
             )
         if breach > LATENCY_HEADROOM:
             return (
@@ -1270,9 +1296,9 @@ def decide(
     n, lo, hi = inp.replicas, spec.min_replicas, spec.max_replicas
     vals = inp.signals.values if inp.signals is not None else {}
     seen = {k.value: round(v, 6) for k, v in sorted(vals.items())}
-    keep = (
-        max(spec.scale_down.stabilization_seconds, spec.scale_up.stabilization_seconds) + interval
-    )
+    # the history kept: the longest either window can be (the down-window before a start is
+    # timed), so that a shorter start time learned later still finds its window's entries
+    keep = max(down_window(spec, None)[0], spec.scale_up.stabilization_seconds) + interval
     since, goal, learned = learn_start(state, inp, now)
     horizon = learned if learned else START_PRIOR_SECONDS
     # A window ordered stays so until it opens: a shorter start time learned meanwhile (its own
@@ -1496,7 +1522,7 @@ def decide(
     # pods still starting for load: during a rollout the serving colour's Ready count is the
     # transition's (its steps remove Ready pods), not a count of pods loading for load
     starting = 0 if inp.rollout_in_flight else max(0, n - inp.ready)
-    target, held, held_why = _stabilize(spec, history, n, raw, now, breach, starting)
+    target, held, held_why = _stabilize(spec, history, n, raw, now, breach, starting, learned)
     if held is not None:
         reason, why = held, f"{held_why} ({why})"
 

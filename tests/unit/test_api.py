@@ -99,7 +99,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
     s = dsd.spec
     assert s.replicas is None and s.desired_replicas() == 1
     assert (s.scaling.min_replicas, s.scaling.max_replicas, s.scaling.enabled) == (1, 4, True)
-    assert s.scaling.scale_down.stabilization_seconds == 300
+    assert s.scaling.scale_down.stabilization_seconds is None  # the start time's, <= 300 s
     assert s.scaling.scale_up.stabilization_seconds == 0
     assert [r.name for r in s.quantization.ladder] == ["bf16", "fp8", "fp8-kv8"]
     assert s.quantization.current().name == "bf16"

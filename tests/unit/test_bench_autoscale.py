@@ -1,4 +1,5 @@
-"""The autoscaling benchmark's per-minute misses (the plot's bottom panel) and its warm-ups."""
+"""The autoscaling benchmark's per-minute misses (the plot's bottom panel), its warm-ups and
+the cold starts kept from an earlier run (`--merge`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from bench.autoscale import (
     DEFAULT_AZURE,
     Config,
     build_trace,
+    judge,
+    kept_with,
     margin_of,
+    merged_cold_starts,
     missed_by_minute,
     shown,
     trace_warmup,
@@ -94,3 +98,35 @@ def test_a_trace_beside_the_repository_is_recorded_relative_to_it() -> None:
 )  # fmt: skip
 def test_a_margin_reference_is_named_by_its_margin(name: str, margin: float | None) -> None:
     assert margin_of(name) == margin
+
+
+def _cell(slo: float, gpu_h: float) -> dict[str, float]:
+    return {"slo_attainment": slo, "gpu_hours": gpu_h}
+
+
+def _per(ours: float) -> dict[str, dict[str, dict[str, float]]]:
+    return {
+        "step": {
+            "ours": _cell(0.9, ours),
+            "hpa": _cell(1.0, 60.0),
+            "static_peak": _cell(1.0, 24.0),
+            "oracle": _cell(1.0, 14.0),
+        }
+    }
+
+
+def test_merge_keeps_the_cold_starts_not_run_again() -> None:
+    earlier = {
+        "setup": {"cold_start_s": 344.0},
+        **judge(_per(17.0)),
+        "cold_starts": {"90": judge(_per(16.0)), "900": judge(_per(18.0))},
+    }
+    now = {"90": _per(15.0)}
+    kept = merged_cold_starts(now, earlier)
+    assert sorted(kept) == ["344", "900"]  # the 90 s column is this run's
+    both = kept_with(now, kept)
+    assert list(both) == ["90", "344", "900"]
+    assert both["90"]["step"]["ours"]["gpu_hours"] == 15.0
+    assert both["900"]["step"]["ours"]["gpu_hours"] == 18.0
+    # judged again with the rest: the gap closed of a kept column is the same as before
+    assert judge(both["344"])["acceptance"]["median_trace"]["gap_closed"] == 0.7

@@ -17,6 +17,7 @@ from deepseek_operator.scaling import (
     _stabilize,
     breach_held,
     counting_noise,
+    down_window,
     forecast,
     guard,
     headroom,
@@ -700,6 +701,53 @@ def test_stabilize(
 ) -> None:
     got, reason, _ = _stabilize(SPEC, hist, current, raw, NOW, breach, starting)
     assert (got, reason) == (target, held)
+
+
+AUTO = SPEC.model_copy(
+    update={"scale_down": SPEC.scale_down.model_copy(update={"stabilization_seconds": None})}
+)
+EXPLICIT_0 = SPEC.model_copy(
+    update={"scale_down": SPEC.scale_down.model_copy(update={"stabilization_seconds": 0})}
+)
+DOWN_WINDOW_TABLE = [
+    # (case, spec, learned start time, window, words)
+    ("the user's window", SPEC, 30.0, 300.0, ""),
+    ("the user's window of 0", EXPLICIT_0, 30.0, 0.0, ""),
+    ("unset, no start timed: the usual window", AUTO, None, 300.0, "no start timed"),
+    ("unset: one rate window + the start", AUTO, 30.0, 90.0, "60s to see the load return"),
+    ("unset, a 90 s start", AUTO, 90.0, 150.0, "90s to start one"),
+    ("unset, a start of 240 s reaches the usual window", AUTO, 240.0, 300.0, ""),
+    ("unset, a longer start keeps the usual window", AUTO, 344.0, 300.0, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case,spec,start,window,words", DOWN_WINDOW_TABLE, ids=[c[0] for c in DOWN_WINDOW_TABLE]
+)
+def test_down_window(
+    case: str, spec: ScalingSpec, start: float | None, window: float, words: str
+) -> None:
+    got, why = down_window(spec, start)
+    assert got == window
+    assert words in why and (words or not why)
+
+
+@pytest.mark.parametrize(
+    "start,hist,target,held",
+    [
+        (30.0, history((200, 4), (0, 2)), 3, None),  # 90 s window: 200 s of low load is enough
+        (30.0, history((60, 4), (0, 2)), 4, "Stabilizing"),
+        (None, history((200, 4), (0, 2)), 4, "Stabilizing"),  # no start timed: 300 s
+        (600.0, history((200, 4), (0, 2)), 4, "Stabilizing"),
+    ],
+)
+def test_an_unset_down_window_follows_the_learned_start(
+    start: float | None, hist: list[Recommendation], target: int, held: str | None
+) -> None:
+    got, reason, why = _stabilize(AUTO, hist, 4, 2, NOW, 0.0, 0, start)
+    assert (got, reason) == (target, held)
+    if held:
+        assert f"must last {down_window(AUTO, start)[0]:.0f}s" in why
 
 
 def test_worked_example_of_the_module_docstring() -> None:

@@ -788,14 +788,18 @@ class ScaleUpBehavior(ApiModel):
 class ScaleDownBehavior(ApiModel):
     """How slowly replicas are removed."""
 
-    stabilization_seconds: int = Field(
-        300,
+    stabilization_seconds: int | None = Field(
+        None,
         ge=0,
         le=86400,
         description="The highest recommendation over this window is used, so Ready replicas "
-        "leave only after load has stayed low this long. Pods still starting (not Ready) that "
-        "no recommendation asked for over the last minute are removed without it (not during a "
-        "rollout): they serve nothing yet (reason StartingNotNeeded).",
+        "leave only after load has stayed low this long. Unset: as long as it takes to bring "
+        "a replica back, one rate window (60s) plus the learned start time "
+        "(status.scaling.startSeconds), at most 300s, and 300s until a start was timed: a "
+        "Ready replica held idle longer costs more GPU time than starting it again would. Pods "
+        "still starting (not Ready) that no recommendation asked for over the last minute are "
+        "removed without it (not during a rollout): they serve nothing yet (reason "
+        "StartingNotNeeded).",
     )
     max_step_replicas: int = Field(
         1, ge=1, le=1000, description="Most replicas removed by one decision."
