@@ -593,8 +593,11 @@ def run(
         # the longest traces first: they bound the wall time
         order = sorted(names, key=lambda n: -_expected_cost(cfg, n))
         # the day-long trace at the preset's cold start only: at every cold start it alone
-        # would take longer than the rest of the sweep (--sweep-day to run it at each)
-        first = next((c for c in cfgs if c.cold_start_s is None), cfgs[0])
+        # would take longer than the rest of the sweep (--sweep-day to run it at each); a
+        # merge that does not run the preset's keeps the earlier run's
+        first = next(
+            (c for c in cfgs if c.cold_start_s is None), None if merge is not None else cfgs[0]
+        )
         args = [
             (c, tn, fs, pn, cal[tn])
             for tn in order
