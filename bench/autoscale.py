@@ -106,6 +106,10 @@ class FileTrace:
 
 # ------------------------------------------------------------------------------ traces --
 SYNTHETIC = ("bursty", "diurnal", "step", "diurnal_2h", "day_long")
+# A periodic load's warm-up starts this long before the whole period it gives: an operator's
+# first minutes read no rates yet (Prometheus needs a rate window of samples), so a warm-up of
+# exactly one period left its profile a few minutes short of one at the measured start
+WARMUP_LEAD_S = 300.0
 PRESET_ONLY = ("day_long",)  # run at the preset's cold start only, unless --sweep-day
 
 
@@ -144,7 +148,8 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
     Synthetic traces continue their generator backwards (a diurnal's phase, the bursts' process,
     the step's low rate); a file trace is played as a loop (the stretch before it is its end).
     A load with a period (a day) is warmed on one whole period at least, the day before, as
-    an operator that ran yesterday has seen it."""
+    an operator that ran yesterday has seen it: the period and WARMUP_LEAD_S before it, the
+    minutes an operator reads no rates yet."""
     d, s, w = cfg.duration_s, cfg.seed, cfg.warmup_s
     whole = w + d
     tr: T.Trace
@@ -171,16 +176,17 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
 
         tr = load(w + length, -w, s)
         main = T.window(tr, w, w + length)
-        before = period - w
+        before = period + WARMUP_LEAD_S - w
         if before > 0:
-            # The day before: the rest of the period, drawn apart (its own seed), so that the
-            # warm-up given and the measured part are the load they are without it.
-            earlier = load(before, -period, s * 1000 + 1)
+            # The day before: the rest of the period (and the lead), drawn apart (its own
+            # seed), so that the warm-up given and the measured part are the load they are
+            # without it.
+            earlier = load(before, -(period + WARMUP_LEAD_S), s * 1000 + 1)
             tr = T.Trace(
                 name,
                 [*earlier.requests, *(replace(r, arrival=r.arrival + before) for r in tr.requests)],
             )
-            w = period
+            w = period + WARMUP_LEAD_S
         return joined(name, tr, main, w, length)
     f = files[name]
     src = T.load_azure_trace(f.path, name=name)
@@ -567,8 +573,8 @@ def run(
     merge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run, write autoscale.json, summary.md and the plots into `out`. With `merge` (an
-    earlier autoscale.json), its cold starts not run here are kept in the JSON and the tables
-    (their plots are whatever `out` holds)."""
+    earlier autoscale.json), its results (trace and cold start) not run here are kept in the
+    JSON and the tables (their plots are whatever `out` holds)."""
     t_start = time.perf_counter()
     names = [n for n in (*SYNTHETIC, *files) if not only or n in only]
     fs: Files = tuple(sorted(files.items()))
@@ -634,11 +640,7 @@ def run(
     )
     doc = report(cfg, traces, cal, results, primary, runtime, command)
     if kept and merge is not None:
-        doc["setup"]["kept"] = {
-            "cold_starts_s": [float(k) for k in kept],
-            "command": merge["setup"].get("command"),
-            "runtime_s": merge["setup"].get("runtime_s"),
-        }
+        doc["setup"]["kept"] = {"sources": kept_sources(merge, kept)}
     out.mkdir(parents=True, exist_ok=True)
     (out / "autoscale.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     for k, per_trace in all_series.items():
@@ -653,19 +655,59 @@ def run(
 def merged_cold_starts(
     results: dict[str, dict[str, dict[str, Any]]], earlier: dict[str, Any]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """The cold starts of an earlier autoscale.json that this run did not run: {key: {trace:
-    {policy: result}}} (their `gap_closed` is judged again with the rest)."""
+    """The traces of an earlier autoscale.json that this run did not run, by cold start: {key:
+    {trace: {policy: result}}} (a cold start this run did not run at all is kept whole; their
+    `gap_closed` is judged again with the rest)."""
     old = {cold_start_key(earlier["setup"]["cold_start_s"]): earlier["traces"]}
     old.update({k: j["traces"] for k, j in earlier.get("cold_starts", {}).items()})
-    return {k: per for k, per in old.items() if k not in results}
+    kept = {
+        k: {tn: per for tn, per in traces.items() if tn not in results.get(k, {})}
+        for k, traces in old.items()
+    }
+    return {k: traces for k, traces in kept.items() if traces}
+
+
+def trace_rank(name: str) -> tuple[int, int, str]:
+    """The tables' order: the synthetic traces as SYNTHETIC lists them, then the files'."""
+    return (0, SYNTHETIC.index(name), "") if name in SYNTHETIC else (1, 0, name)
 
 
 def kept_with(
     results: dict[str, dict[str, dict[str, Any]]], kept: dict[str, dict[str, dict[str, Any]]]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """This run's results and the kept ones, by cold start (shortest first)."""
-    both = {**results, **kept}
-    return {k: both[k] for k in sorted(both, key=float)}
+    """This run's results and the kept ones, by cold start (shortest first), the traces in
+    `trace_rank` order."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for k in sorted({*results, *kept}, key=float):
+        both = {**kept.get(k, {}), **results.get(k, {})}
+        out[k] = {tn: both[tn] for tn in sorted(both, key=trace_rank)}
+    return out
+
+
+def kept_sources(
+    earlier: dict[str, Any], kept: dict[str, dict[str, dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Which run made each kept result: [{"command", "runtime_s", "traces": {key: [trace]}}],
+    the earlier run's own or, where that run kept them too, the run it kept them from."""
+    setup = earlier["setup"]
+    own = (setup.get("command"), setup.get("runtime_s"))
+    older: dict[tuple[str, str], tuple[Any, Any]] = {}
+    prior = setup.get("kept") or {}
+    for src in prior.get("sources", []):
+        for k, names in src["traces"].items():
+            for tn in names:
+                older[(k, tn)] = (src["command"], src["runtime_s"])
+    for c in prior.get("cold_starts_s", []):  # the whole-cold-start form of earlier merges
+        for tn in kept.get(cold_start_key(c), {}):
+            older[(cold_start_key(c), tn)] = (prior.get("command"), prior.get("runtime_s"))
+    by_run: dict[tuple[Any, Any], dict[str, list[str]]] = {}
+    for k, traces in kept.items():
+        for tn in sorted(traces, key=trace_rank):
+            by_run.setdefault(older.get((k, tn), own), {}).setdefault(k, []).append(tn)
+    return [
+        {"command": cmd, "runtime_s": rt, "traces": traces}
+        for (cmd, rt), traces in by_run.items()
+    ]
 
 
 def _expected_cost(cfg: Config, name: str) -> float:
@@ -928,6 +970,13 @@ def _section(doc: dict[str, Any], judged: dict[str, Any], key: str, primary: boo
     return [*lines, ""]
 
 
+def kept_words(src: dict[str, Any]) -> str:
+    """summary.md's words for one run results were kept from: its command and runtime, and
+    the traces kept per cold start."""
+    cols = "; ".join(f"{float(k):.0f} s {', '.join(names)}" for k, names in src["traces"].items())
+    return f" Kept from an earlier run (`{src['command']}`, {src['runtime_s']}s): {cols}."
+
+
 def summary_md(doc: dict[str, Any]) -> str:
     s = doc["setup"]
     primary = cold_start_key(s["cold_start_s"])
@@ -935,12 +984,7 @@ def summary_md(doc: dict[str, Any]) -> str:
         "# Autoscaling benchmark",
         "",
         f"Command: `{s['command']}`, seed {s['seed']}, runtime {s['runtime_s']}s."
-        + (
-            f" Cold starts {', '.join(f'{c:.0f}s' for c in s['kept']['cold_starts_s'])} kept "
-            f"from an earlier run (`{s['kept']['command']}`, {s['kept']['runtime_s']}s)."
-            if s.get("kept")
-            else ""
-        ),
+        + "".join(kept_words(src) for src in (s.get("kept") or {}).get("sources", [])),
         f"Engine: `{s['preset']['name']}` ({s['gpus_per_replica']} GPUs per replica), cold "
         f"starts {', '.join(f'{c:.0f}s' for c in s['cold_starts_s'])} (the same for every "
         f"policy), replicas {s['min_replicas']}..{s['max_replicas']}. SLO per request: TTFT <= "
@@ -1017,8 +1061,9 @@ def main(argv: list[str] | None = None) -> int:
         "--merge",
         default="",
         metavar="PATH",
-        help="an earlier autoscale.json: keep its cold starts not run here (e.g. --cold-start "
-        "90 --merge bench/results/autoscale.json re-runs the 90 s column alone)",
+        help="an earlier autoscale.json: keep its results not run here, by cold start and "
+        "trace (e.g. --cold-start 90 --merge bench/results/autoscale.json re-runs the 90 s "
+        "column alone; --only day_long --merge ... the day-long trace alone)",
     )
     ap.add_argument(
         "--sweep-day",

@@ -1,17 +1,20 @@
 """The autoscaling benchmark's per-minute misses (the plot's bottom panel), its warm-ups and
-the cold starts kept from an earlier run (`--merge`)."""
+the results kept from an earlier run (`--merge`)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
 from bench.autoscale import (
     DEFAULT_AZURE,
+    WARMUP_LEAD_S,
     Config,
     build_trace,
     judge,
+    kept_sources,
     kept_with,
     margin_of,
     merged_cold_starts,
@@ -45,11 +48,13 @@ def test_a_minute_without_arrivals_is_not_a_share() -> None:
 
 
 WARMUP_TABLE = [
-    # (trace, its period in durations (None: no period), expected warm-up in durations)
-    ("bursty", None, 2.0),  # --warmup as given
-    ("step", None, 2.0),
-    ("diurnal", 1.0, 2.0),  # the period is within the warm-up given
-    ("diurnal_2h", 2.0, 2.0),
+    # (trace, its period in durations (None: no period), expected warm-up in seconds), the
+    # duration 120 s and the warm-up given 240 s
+    ("bursty", None, 240.0),  # --warmup as given
+    ("step", None, 240.0),
+    # a period and the lead before it, the minutes an operator reads no rates yet
+    ("diurnal", 1.0, 120.0 + WARMUP_LEAD_S),
+    ("diurnal_2h", 2.0, 240.0 + WARMUP_LEAD_S),
 ]
 
 
@@ -59,8 +64,13 @@ def test_a_periodic_load_is_warmed_on_a_whole_period(
 ) -> None:
     d = 120.0
     tr = build_trace(Config(duration_s=d, warmup_s=2 * d), name, {})
-    assert trace_warmup(tr) == expected * d
+    assert trace_warmup(tr) == expected
     assert tr.meta.get("period_s") == (None if period is None else period * d)
+
+
+def test_a_warm_up_longer_than_the_period_and_its_lead_is_as_given() -> None:
+    tr = build_trace(Config(duration_s=120.0, warmup_s=1000.0), "diurnal", {})
+    assert trace_warmup(tr) == 1000.0
 
 
 def test_a_short_warm_up_still_covers_the_period() -> None:
@@ -70,7 +80,7 @@ def test_a_short_warm_up_still_covers_the_period() -> None:
     d, warmup = 600.0, 60.0
     tr = build_trace(Config(duration_s=d, warmup_s=warmup), "diurnal_2h", {})
     w = trace_warmup(tr)
-    assert w == 2 * d  # the period
+    assert w == 2 * d + WARMUP_LEAD_S  # the period and the lead before it
     alone = T.diurnal(
         12.0, warmup + 4 * d, amplitude=0.7, period_s=2 * d,
         phase=-math.pi / 2 - 2 * math.pi * warmup / (2 * d), seed=1,
@@ -83,7 +93,7 @@ def test_a_short_warm_up_still_covers_the_period() -> None:
     first, middle = (sum(1 for t in measured if lo <= t < lo + 60.0) for lo in (warmup, warmup + d))
     assert first < middle / 3  # trough first, peak half a period later
     day = build_trace(Config(warmup_s=60.0, day_s=1200.0, day_mean_rate=2.0), "day_long", {})
-    assert trace_warmup(day) == 1200.0
+    assert trace_warmup(day) == 1200.0 + WARMUP_LEAD_S
 
 
 def test_a_trace_beside_the_repository_is_recorded_relative_to_it() -> None:
@@ -130,3 +140,59 @@ def test_merge_keeps_the_cold_starts_not_run_again() -> None:
     assert both["900"]["step"]["ours"]["gpu_hours"] == 18.0
     # judged again with the rest: the gap closed of a kept column is the same as before
     assert judge(both["344"])["acceptance"]["median_trace"]["gap_closed"] == 0.7
+
+
+def _two(ours: float) -> dict[str, dict[str, dict[str, float]]]:
+    """Two traces, `ours` on both."""
+    return {"diurnal": _per(ours)["step"], "step": _per(ours)["step"]}
+
+
+def test_merge_keeps_the_traces_not_run_again_at_a_cold_start_it_ran() -> None:
+    earlier = {
+        "setup": {"cold_start_s": 344.0, "command": "full", "runtime_s": 100.0},
+        **judge(_two(17.0)),
+        "cold_starts": {"90": judge(_two(16.0))},
+    }
+    now = {"344": {"diurnal": _per(15.0)["step"]}, "90": {"diurnal": _per(14.0)["step"]}}
+    kept = merged_cold_starts(now, earlier)
+    assert {k: sorted(v) for k, v in kept.items()} == {"344": ["step"], "90": ["step"]}
+    both = kept_with(now, kept)
+    assert list(both) == ["90", "344"]
+    assert list(both["344"]) == ["diurnal", "step"]  # the tables' order, not the merge's
+    assert both["344"]["diurnal"]["ours"]["gpu_hours"] == 15.0  # this run's
+    assert both["344"]["step"]["ours"]["gpu_hours"] == 17.0  # kept
+    assert both["90"]["step"]["ours"]["gpu_hours"] == 16.0
+
+
+SOURCES_TABLE = [
+    # (case, earlier run's kept, expected sources of the kept 344 s step and 90 s step)
+    (
+        "kept from the earlier run itself",
+        None,
+        {("full", 100.0): {"344": ["step"], "90": ["step"]}},
+    ),
+    (
+        "the earlier run had kept a cold start whole (the older form)",
+        {"cold_starts_s": [90.0], "command": "older", "runtime_s": 50.0},
+        {("full", 100.0): {"344": ["step"]}, ("older", 50.0): {"90": ["step"]}},
+    ),
+    (
+        "the earlier run had kept single traces",
+        {"sources": [{"command": "older", "runtime_s": 50.0, "traces": {"344": ["step"]}}]},
+        {("older", 50.0): {"344": ["step"]}, ("full", 100.0): {"90": ["step"]}},
+    ),
+]
+
+
+@pytest.mark.parametrize("case,prior,expected", SOURCES_TABLE, ids=[c[0] for c in SOURCES_TABLE])
+def test_kept_results_name_the_run_that_made_them(
+    case: str, prior: dict[str, Any] | None, expected: dict[tuple[str, float], Any]
+) -> None:
+    earlier = {
+        "setup": {"cold_start_s": 344.0, "command": "full", "runtime_s": 100.0, "kept": prior},
+        **judge(_two(17.0)),
+        "cold_starts": {"90": judge(_two(16.0))},
+    }
+    now = {"344": {"diurnal": _per(15.0)["step"]}, "90": {"diurnal": _per(14.0)["step"]}}
+    sources = kept_sources(earlier, merged_cold_starts(now, earlier))
+    assert {(s["command"], s["runtime_s"]): s["traces"] for s in sources} == expected
