@@ -582,7 +582,8 @@ def run(
     log(
         f"==> bench: {len(names)} traces x {len(policies)} policies x cold starts "
         f"{', '.join(f'{c.cold_start:.0f}s' for c in cfgs)}, preset {cfg.preset_name}, "
-        f"warm-up {cfg.warmup_s:.0f}s (a periodic load's whole period), {jobs} worker(s)"
+        f"warm-up {cfg.warmup_s:.0f}s (a periodic load's: its period and {WARMUP_LEAD_S:.0f}s "
+        f"before it), {jobs} worker(s)"
     )
     pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 else None
     keys = [cold_start_key(c.cold_start) for c in cfgs]
@@ -705,8 +706,7 @@ def kept_sources(
         for tn in sorted(traces, key=trace_rank):
             by_run.setdefault(older.get((k, tn), own), {}).setdefault(k, []).append(tn)
     return [
-        {"command": cmd, "runtime_s": rt, "traces": traces}
-        for (cmd, rt), traces in by_run.items()
+        {"command": cmd, "runtime_s": rt, "traces": traces} for (cmd, rt), traces in by_run.items()
     ]
 
 
