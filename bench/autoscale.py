@@ -641,7 +641,7 @@ def run(
     )
     doc = report(cfg, traces, cal, results, primary, runtime, command)
     if kept and merge is not None:
-        doc["setup"]["kept"] = {"sources": kept_sources(merge, kept)}
+        doc = with_kept(doc, merge, kept)
     out.mkdir(parents=True, exist_ok=True)
     (out / "autoscale.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     for k, per_trace in all_series.items():
@@ -970,6 +970,27 @@ def _section(doc: dict[str, Any], judged: dict[str, Any], key: str, primary: boo
     return [*lines, ""]
 
 
+def with_kept(
+    doc: dict[str, Any], earlier: dict[str, Any], kept: dict[str, dict[str, dict[str, Any]]]
+) -> dict[str, Any]:
+    """`doc` (this run's report over its results and the kept ones) with what the kept traces
+    need from the earlier run's setup (their description, a replica's capacity on them, their
+    attribution) and the runs they were kept from (`kept_sources`)."""
+    setup = dict(doc["setup"])
+    old = earlier["setup"]
+    names = {tn for traces in kept.values() for tn in traces}
+    traces = {**{tn: old["traces"][tn] for tn in names if tn in old["traces"]}, **setup["traces"]}
+    setup["traces"] = {tn: traces[tn] for tn in sorted(traces, key=trace_rank)}
+    capacity = {
+        **{tn: c for tn, c in old["replica_capacity_rps"].items() if tn in names},
+        **setup["replica_capacity_rps"],
+    }
+    setup["replica_capacity_rps"] = {tn: capacity[tn] for tn in sorted(capacity, key=trace_rank)}
+    setup["kept"] = {"sources": kept_sources(earlier, kept)}
+    attribution = sorted({*doc.get("attribution", []), *earlier.get("attribution", [])})
+    return {**doc, "setup": setup, "attribution": attribution}
+
+
 def kept_words(src: dict[str, Any]) -> str:
     """summary.md's words for one run results were kept from: its command and runtime, and
     the traces kept per cold start."""
@@ -991,7 +1012,8 @@ def summary_md(doc: dict[str, Any]) -> str:
         f"{s['slo']['ttft_s']}s and TPOT <= {s['slo']['tpot_s']}s.",
         f"Every policy first runs through a warm-up of {s['warmup_s']:.0f}s, the preceding "
         "stretch of the same load (not counted; a load with a period is warmed on a whole "
-        "period at least, the day before: `warmup_s` per trace in the JSON's setup); "
+        f"period at least, the day before, and the {WARMUP_LEAD_S:.0f}s before it: `warmup_s` "
+        "per trace in the JSON's setup); "
         "`static_history` is sized from its peak, "
         "`static_peak` from the measured part's (future) peak. gap closed = (static_peak - "
         "policy) / (static_peak - oracle) GPU-hours.",
@@ -1047,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=Config.warmup_s,
         help="seconds of the preceding load every policy runs on first (not counted); a load "
-        "with a period runs on one whole period at least",
+        "with a period runs on one whole period at least, and WARMUP_LEAD_S before it",
     )
     ap.add_argument("--day", type=float, default=Config.day_s, help="seconds of the day-long trace")
     ap.add_argument("--max-replicas", type=int, default=Config.max_replicas)

@@ -21,6 +21,7 @@ from bench.autoscale import (
     missed_by_minute,
     shown,
     trace_warmup,
+    with_kept,
 )
 from testbed.sim import traces as T
 
@@ -196,3 +197,35 @@ def test_kept_results_name_the_run_that_made_them(
     now = {"344": {"diurnal": _per(15.0)["step"]}, "90": {"diurnal": _per(14.0)["step"]}}
     sources = kept_sources(earlier, merged_cold_starts(now, earlier))
     assert {(s["command"], s["runtime_s"]): s["traces"] for s in sources} == expected
+
+
+def test_a_merged_report_describes_the_kept_traces_too() -> None:
+    """summary.md describes every trace in the tables: the kept ones from the earlier setup."""
+    earlier = {
+        "setup": {
+            "cold_start_s": 344.0,
+            "command": "full",
+            "runtime_s": 100.0,
+            "traces": {"diurnal": {"requests": 1}, "step": {"requests": 2}},
+            "replica_capacity_rps": {"diurnal": 5.0, "step": 4.0},
+        },
+        **judge(_two(17.0)),
+        "attribution": ["the step's source"],
+    }
+    now = {"344": {"diurnal": _per(15.0)["step"]}}
+    kept = merged_cold_starts(now, earlier)
+    doc = {
+        "setup": {
+            "command": "only diurnal",
+            "traces": {"diurnal": {"requests": 3}},
+            "replica_capacity_rps": {"diurnal": 5.1},
+        },
+        "attribution": [],
+    }
+    out = with_kept(doc, earlier, kept)
+    assert out["setup"]["traces"] == {"diurnal": {"requests": 3}, "step": {"requests": 2}}
+    assert out["setup"]["replica_capacity_rps"] == {"diurnal": 5.1, "step": 4.0}
+    assert out["setup"]["kept"]["sources"] == [
+        {"command": "full", "runtime_s": 100.0, "traces": {"344": ["step"]}}
+    ]
+    assert out["attribution"] == ["the step's source"]
