@@ -176,17 +176,18 @@ def build_trace(cfg: Config, name: str, files: dict[str, FileTrace]) -> T.Trace:
 
         tr = load(w + length, -w, s)
         main = T.window(tr, w, w + length)
-        before = period + WARMUP_LEAD_S - w
+        seen = period + WARMUP_LEAD_S  # the warm-up a periodic load needs at least
+        before = seen - w
         if before > 0:
             # The day before: the rest of the period (and the lead), drawn apart (its own
             # seed), so that the warm-up given and the measured part are the load they are
             # without it.
-            earlier = load(before, -(period + WARMUP_LEAD_S), s * 1000 + 1)
+            earlier = load(before, -seen, s * 1000 + 1)
             tr = T.Trace(
                 name,
                 [*earlier.requests, *(replace(r, arrival=r.arrival + before) for r in tr.requests)],
             )
-            w = period + WARMUP_LEAD_S
+            w = seen
         return joined(name, tr, main, w, length)
     f = files[name]
     src = T.load_azure_trace(f.path, name=name)
@@ -673,16 +674,21 @@ def trace_rank(name: str) -> tuple[int, int, str]:
     return (0, SYNTHETIC.index(name), "") if name in SYNTHETIC else (1, 0, name)
 
 
+def by_trace(*parts: dict[str, Any]) -> dict[str, Any]:
+    """Per-trace dicts merged (a later one wins for a trace in both), in `trace_rank` order."""
+    both = {tn: v for part in parts for tn, v in part.items()}
+    return {tn: both[tn] for tn in sorted(both, key=trace_rank)}
+
+
 def kept_with(
     results: dict[str, dict[str, dict[str, Any]]], kept: dict[str, dict[str, dict[str, Any]]]
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """This run's results and the kept ones, by cold start (shortest first), the traces in
     `trace_rank` order."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for k in sorted({*results, *kept}, key=float):
-        both = {**kept.get(k, {}), **results.get(k, {})}
-        out[k] = {tn: both[tn] for tn in sorted(both, key=trace_rank)}
-    return out
+    return {
+        k: by_trace(kept.get(k, {}), results.get(k, {}))
+        for k in sorted({*results, *kept}, key=float)
+    }
 
 
 def kept_sources(
@@ -979,13 +985,9 @@ def with_kept(
     setup = dict(doc["setup"])
     old = earlier["setup"]
     names = {tn for traces in kept.values() for tn in traces}
-    traces = {**{tn: old["traces"][tn] for tn in names if tn in old["traces"]}, **setup["traces"]}
-    setup["traces"] = {tn: traces[tn] for tn in sorted(traces, key=trace_rank)}
-    capacity = {
-        **{tn: c for tn, c in old["replica_capacity_rps"].items() if tn in names},
-        **setup["replica_capacity_rps"],
-    }
-    setup["replica_capacity_rps"] = {tn: capacity[tn] for tn in sorted(capacity, key=trace_rank)}
+    for key in ("traces", "replica_capacity_rps"):
+        kept_part = {tn: v for tn, v in old[key].items() if tn in names}
+        setup[key] = by_trace(kept_part, setup[key])
     setup["kept"] = {"sources": kept_sources(earlier, kept)}
     attribution = sorted({*doc.get("attribution", []), *earlier.get("attribution", [])})
     return {**doc, "setup": setup, "attribution": attribution}
@@ -1069,7 +1071,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=Config.warmup_s,
         help="seconds of the preceding load every policy runs on first (not counted); a load "
-        "with a period runs on one whole period at least, and WARMUP_LEAD_S before it",
+        f"with a period runs on one whole period at least, and {WARMUP_LEAD_S:.0f}s before it",
     )
     ap.add_argument("--day", type=float, default=Config.day_s, help="seconds of the day-long trace")
     ap.add_argument("--max-replicas", type=int, default=Config.max_replicas)
