@@ -80,10 +80,21 @@ class Config:
     # periodic load's: at least its period)
     day_s: float = 86400.0  # the day-long trace
     day_mean_rate: float = 8.0
+    # A what-if of SLO-protecting admission in the serving path (`--admission N,D`; neither is
+    # configured by the operator today): each replica runs at most N requests at once (vLLM's
+    # --max-num-seqs; the rest wait in its queue), and a request with no first token after D
+    # seconds is shed (failed). Calibration (static peak's and the oracle's size) is without it.
+    admission: tuple[int, float] | None = None
 
     @property
     def preset(self) -> EnginePreset:
         return preset(self.preset_name)
+
+    @property
+    def serving_preset(self) -> EnginePreset:
+        """The preset the fleet's replicas run: with `admission`, its batch capped."""
+        p = self.preset
+        return p if self.admission is None else replace(p, max_num_seqs=self.admission[0])
 
     @property
     def cold_start(self) -> float:
@@ -372,7 +383,12 @@ def simulate(
     if isinstance(policy, Hpa | Keda):
         # the HPA has been running at the initial size (as ours starts from it, see _history)
         policy.core.recommendations.append((0.0, initial))
-    fleet = Fleet(cfg.preset, cfg.cold_start, seed=cfg.seed)
+    fleet = Fleet(
+        cfg.serving_preset,
+        cfg.cold_start,
+        seed=cfg.seed,
+        first_token_deadline_s=None if cfg.admission is None else cfg.admission[1],
+    )
     for _ in range(initial):
         fleet.add_pod(0.0, warm=True)
     desired = initial
@@ -843,6 +859,7 @@ def report(
             "keda_queue_target_per_replica": spec.targets.queue_depth_per_replica,
             "kpa_target_concurrency": cfg.kpa_target,
             "replica_capacity_rps": {k: round(v, 3) for k, v in cal.items()},
+            "admission": admission_setup(cfg.admission),
             "traces": {
                 tn: {
                     "requests": len(measured(tr)),
@@ -1000,6 +1017,37 @@ def kept_words(src: dict[str, Any]) -> str:
     return f" Kept from an earlier run (`{src['command']}`, {src['runtime_s']}s): {cols}."
 
 
+def admission_setup(admission: tuple[int, float] | None) -> dict[str, float] | None:
+    """The `--admission` what-if as the JSON's setup records it (None: without)."""
+    if admission is None:
+        return None
+    return {"max_num_seqs": admission[0], "first_token_deadline_s": admission[1]}
+
+
+def admission_words(admission: dict[str, float] | None) -> list[str]:
+    """The summary's line for the `--admission` what-if (none without it)."""
+    if not admission:
+        return []
+    return [
+        f"What-if, not a product feature: SLO-protecting admission in the serving path for "
+        f"every policy (`--admission`): at most {admission['max_num_seqs']:.0f} requests "
+        f"running per replica, and a request without its first token after "
+        f"{admission['first_token_deadline_s']:g}s shed (failed)."
+    ]
+
+
+def _admission(text: str) -> tuple[int, float]:
+    """`--admission N,D`: N running requests per replica at most, D seconds to a first token."""
+    try:
+        n, d = text.split(",")
+        out = (int(n), float(d))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected N,D (e.g. 128,2), got {text!r}") from None
+    if out[0] < 1 or out[1] <= 0:
+        raise argparse.ArgumentTypeError(f"N must be >= 1 and D > 0, got {text!r}")
+    return out
+
+
 def summary_md(doc: dict[str, Any]) -> str:
     s = doc["setup"]
     primary = cold_start_key(s["cold_start_s"])
@@ -1021,6 +1069,7 @@ def summary_md(doc: dict[str, Any]) -> str:
         "policy) / (static_peak - oracle) GPU-hours.",
         "Simulated: the engine model and the fleet run under a virtual clock (no Kubernetes, "
         "no Prometheus); `ours` is the operator's `scaling.decide`, unchanged.",
+        *admission_words(s.get("admission")),
         "",
     ]
     lines += _section(doc, doc, primary, True)
@@ -1094,6 +1143,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the day-long trace at every cold start (default: the preset's only)",
     )
+    ap.add_argument(
+        "--admission",
+        type=_admission,
+        default=None,
+        metavar="N,D",
+        help="a what-if for every policy, not a product feature: each replica runs at most N "
+        "requests (vLLM's --max-num-seqs) and the serving path sheds a request without a first "
+        "token after D seconds (e.g. 128,2)",
+    )
     a = ap.parse_args(argv)
     cold = [None if c.strip() == "preset" else float(c) for c in a.cold_start.split(",") if c]
     cfg = Config(
@@ -1103,6 +1161,7 @@ def main(argv: list[str] | None = None) -> int:
         max_replicas=a.max_replicas,
         warmup_s=a.warmup,
         day_s=a.day,
+        admission=a.admission,
     )
     files = file_traces(cfg, a.azure, dict(a.trace))
     only = [x for x in a.only.split(",") if x]
@@ -1113,6 +1172,9 @@ def main(argv: list[str] | None = None) -> int:
             f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES + REFERENCES)}, "
             "marginM (M >= 1: reaction sized for M x the last minute's rate)"
         )
+    earlier = json.loads(Path(a.merge).read_text()) if a.merge else None
+    if earlier is not None and earlier["setup"].get("admission") != admission_setup(a.admission):
+        ap.error("--merge: the earlier run's --admission differs from this one's")
     command = "python -m bench.autoscale " + " ".join(argv if argv is not None else sys.argv[1:])
     run(
         cfg,
@@ -1125,7 +1187,7 @@ def main(argv: list[str] | None = None) -> int:
         policies=policies,
         command=command.strip(),
         sweep_day=a.sweep_day,
-        merge=json.loads(Path(a.merge).read_text()) if a.merge else None,
+        merge=earlier,
     )
     return 0
 

@@ -11,7 +11,11 @@ Every policy sees the same world:
 - a pod that is scaled down leaves the router at once and drains (its requests finish), then
   gives its GPUs back; pods still starting are deleted first, as a ReplicaSet does;
 - a client gives up on a request that has no first token after `client_timeout_s` (counted as
-  failed; the engine aborts it).
+  failed; the engine aborts it);
+- optionally (`first_token_deadline_s`, `bench.autoscale --admission`: a what-if, not something
+  the operator configures), the serving path sheds a request that has no first token by that
+  deadline (failed, aborted): one that late has missed its TTFT SLO anyway, and shedding it
+  keeps the replicas' time for requests that can still meet it.
 
 `signals()` computes the operator's Signals from this state as the operator's PromQL would
 (signals.py): sums/averages of the vLLM gauges over the serving pods, histogram_quantile over
@@ -160,6 +164,7 @@ class Fleet:
     cold_start_s: float
     seed: int = 0
     client_timeout_s: float = 120.0
+    first_token_deadline_s: float | None = None  # shed without a first token by then (what-if)
     drain_timeout_s: float = 900.0
     # Which histogram backs Signal.TPOT_P99: "itl" = vllm:inter_token_latency_seconds (what
     # signals.py queried before), "request" = vllm:request_time_per_output_token_seconds.
@@ -272,7 +277,10 @@ class Fleet:
             self._running_window.popleft()
 
     def _expire(self, now: float) -> None:
-        cutoff = now - self.client_timeout_s
+        wait = self.client_timeout_s
+        if self.first_token_deadline_s is not None:
+            wait = min(wait, self.first_token_deadline_s)
+        cutoff = now - wait
         late: list[str] = []
         # requests enter in arrival order (a dict keeps it), so the late ones come first
         for rid, (arr, _) in self._awaiting_first.items():

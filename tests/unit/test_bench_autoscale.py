@@ -3,6 +3,7 @@ the results kept from an earlier run (`--merge`)."""
 
 from __future__ import annotations
 
+import argparse
 import math
 from typing import Any
 
@@ -12,6 +13,9 @@ from bench.autoscale import (
     DEFAULT_AZURE,
     WARMUP_LEAD_S,
     Config,
+    _admission,
+    admission_setup,
+    admission_words,
     build_trace,
     judge,
     kept_sources,
@@ -23,7 +27,9 @@ from bench.autoscale import (
     trace_warmup,
     with_kept,
 )
+from bench.fleet import Fleet
 from testbed.sim import traces as T
+from testbed.sim.engine import SimRequest
 
 MISSED_TABLE = [
     # (case, (arrival, met) outcomes, times, expected shares)
@@ -229,3 +235,54 @@ def test_a_merged_report_describes_the_kept_traces_too() -> None:
         {"command": "full", "runtime_s": 100.0, "traces": {"344": ["step"]}}
     ]
     assert out["attribution"] == ["the step's source"]
+
+
+# --- the --admission what-if ---------------------------------------------------------------
+def _one_replica(deadline: float | None, max_num_seqs: int) -> list[bool]:
+    """Outcomes (ok) of three requests at once on one warm 7B replica running at most
+    `max_num_seqs` of them: the first holds the batch for its 2000 tokens."""
+    cfg = Config(preset_name="distill-7b-bf16-1xh100", admission=(max_num_seqs, deadline or 1.0))
+    fleet = Fleet(cfg.serving_preset, 45.0, first_token_deadline_s=deadline)
+    fleet.add_pod(0.0, warm=True)
+    for i, out in enumerate((2000, 20, 20)):
+        fleet.arrive(SimRequest(f"r{i}", 100, out, 0.0))
+    for t in range(1, 200):
+        fleet.advance(float(t))
+    return [o.ok for o in sorted(fleet.outcomes, key=lambda o: o.ok, reverse=True)]
+
+
+def test_without_a_deadline_the_queued_requests_wait_their_turn() -> None:
+    assert _one_replica(None, 1) == [True, True, True]
+
+
+def test_a_deadline_sheds_the_requests_that_would_miss_their_first_token() -> None:
+    # the two behind the long one get no first token within 2 s: shed, failed
+    assert _one_replica(2.0, 1) == [True, False, False]
+
+
+def test_a_batch_with_room_needs_no_shedding() -> None:
+    assert _one_replica(2.0, 8) == [True, True, True]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("128,2", (128, 2.0)), ("64,1.5", (64, 1.5))],
+)
+def test_admission_is_read_as_requests_and_seconds(text: str, expected: tuple[int, float]) -> None:
+    assert _admission(text) == expected
+
+
+@pytest.mark.parametrize("text", ["128", "0,2", "128,0", "a,b"])
+def test_a_bad_admission_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        _admission(text)
+
+
+def test_the_admission_what_if_is_recorded_and_said() -> None:
+    assert admission_setup(None) is None and admission_words(None) == []
+    setup = admission_setup((128, 2.0))
+    assert setup == {"max_num_seqs": 128, "first_token_deadline_s": 2.0}
+    (line,) = admission_words(setup)
+    assert "not a product feature" in line and "128" in line and "2s" in line
+    assert Config(admission=(128, 2.0)).serving_preset.max_num_seqs == 128
+    assert Config().serving_preset == Config().preset
