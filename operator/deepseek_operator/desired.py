@@ -18,6 +18,7 @@ from . import labels as L
 from .api.base import API_VERSION, KIND
 from .api.resource import DeepSeekDeployment
 from .api.spec import (
+    AdmissionSpec,
     DeepSeekDeploymentSpec,
     KVCacheDtype,
     PlacementSpec,
@@ -311,6 +312,19 @@ def engine_tolerations(placement: PlacementSpec) -> list[Obj]:
     ]
 
 
+def admission_env(admission: AdmissionSpec, ttft_slo_seconds: float) -> list[Obj]:
+    """The engine entrypoint's variables for spec.engine.admission (its gate in the pod); the
+    wait defaults to the TTFT SLO."""
+    wait = admission.max_wait_seconds
+    return [
+        {"name": "DEEPSEEK_ADMISSION_MAX_RUNNING", "value": str(admission.max_running)},
+        {
+            "name": "DEEPSEEK_ADMISSION_MAX_WAIT",
+            "value": f"{ttft_slo_seconds if wait is None else wait:g}",
+        },
+    ]
+
+
 def _pod_template(
     dsd_name: str, colour: Colour, spec: DeepSeekDeploymentSpec, sleep_action: bool
 ) -> Obj:
@@ -324,6 +338,8 @@ def _pod_template(
         {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
     ]
+    if eng.admission is not None:
+        env += admission_env(eng.admission, spec.scaling.slo.ttft_p99_seconds)
     volumes: list[Obj] = [
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": res.shared_memory}}
     ]

@@ -610,8 +610,10 @@ def _track(
             cut, why_cut = _kv_loss(spec, slo, inp, higher.name, learned)
             carried = None if carried is None else carried * cut
             if carried is None or need_up > spec.policy.step_up_headroom * carried:
-                if carried is not None and not held_back and need <= (
-                    spec.policy.step_up_headroom * carried
+                if (
+                    carried is not None
+                    and not held_back
+                    and need <= (spec.policy.step_up_headroom * carried)
                 ):
                     held_back = (
                         f"{higher.name} on {inp.held_gpus + inp.free_gpus} GPUs ({n_up} "

@@ -1449,9 +1449,7 @@ def decide(
     kv_target = spec.targets.kv_cache_usage
     capacity = replica_capacity(
         cap_model, inp.colour, inp.mode, aim, kv_target, inp.moe
-    ) or prior_capacity(
-        finished, inp.ready, kv, spec.targets.kv_cache_usage, tpot_now, aim, queued
-    )
+    ) or prior_capacity(finished, inp.ready, kv, spec.targets.kv_cache_usage, tpot_now, aim, queued)
 
     # the SLO attainment measured (reported in status, the message and the SloMet condition)
     slo_budget = spend_budget(

@@ -20,7 +20,11 @@ What it does, in order:
    `--shutdown-timeout` > 0 (vLLM 0.32's drain mode; added from the drain timeout when the
    arguments lack it) finishes the requests in flight and exits; the entrypoint logs the
    in-flight count meanwhile (`vllm:num_requests_running` + `_waiting`) and kills vLLM's
-   process group if it is still there after the drain timeout plus the stop timeout.
+   process group if it is still there after the drain timeout plus the stop timeout;
+7. with DEEPSEEK_ADMISSION_MAX_RUNNING set, runs the admission gate (admission.py) on the API
+   address, vLLM behind it on a loopback port: at most that many generation requests in vLLM,
+   the rest wait, and one that waited DEEPSEEK_ADMISSION_MAX_WAIT seconds gets 503 with
+   Retry-After.
 
 Exit codes: see `ExitCode`. The DEEPSEEK_* variables: `SETTINGS` (also `--help`).
 """
@@ -48,7 +52,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepseek_serving import admission
+
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+SHED_LOG_INTERVAL_S = 10.0
 
 
 class ExitCode(enum.IntEnum):
@@ -174,6 +181,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between health and in-flight polls (default 0.5)."),
     Setting("python", "DEEPSEEK_VLLM_PYTHON", "str",
             "Python that runs vLLM (default: the one running the entrypoint)."),
+    Setting("admission_max_running", "DEEPSEEK_ADMISSION_MAX_RUNNING", "int",
+            "Turns on the admission gate (admission.py): at most this many generation "
+            "requests (POSTs under /v1/) in vLLM at once; the gate listens on the API "
+            "address and vLLM moves to 127.0.0.1:DEEPSEEK_ADMISSION_ENGINE_PORT. Unset "
+            "(default): no gate, vLLM on the API address itself."),
+    Setting("admission_max_wait", "DEEPSEEK_ADMISSION_MAX_WAIT", "float",
+            "Seconds a generation request may wait at the gate for a place before it is "
+            "answered 503 with Retry-After (0: at once when the engine is full). Unset: it "
+            "waits until a place frees or its client gives up."),
+    Setting("admission_engine_port", "DEEPSEEK_ADMISSION_ENGINE_PORT", "int",
+            "Loopback port vLLM listens on behind the gate (default 8100)."),
 )  # fmt: skip
 CONFIG_ENV = "DEEPSEEK_CONFIG"
 
@@ -207,6 +225,14 @@ class Settings:
     startup_timeout: float = 0.0
     poll_interval: float = 0.5
     python: str = field(default_factory=lambda: sys.executable)
+    admission_max_running: int | None = None
+    admission_max_wait: float | None = None
+    admission_engine_port: int = 8100
+
+    @property
+    def gated(self) -> bool:
+        """Whether the admission gate stands between the API address and vLLM."""
+        return self.admission_max_running is not None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -358,6 +384,26 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"{env}={secs}: must not be negative")
     if s.poll_interval <= 0:
         raise ConfigError(f"DEEPSEEK_POLL_INTERVAL={s.poll_interval}: must be positive")
+    if s.admission_max_running is not None and s.admission_max_running < 1:
+        raise ConfigError(
+            f"DEEPSEEK_ADMISSION_MAX_RUNNING={s.admission_max_running}: must be at least 1"
+        )
+    if s.admission_max_wait is not None and s.admission_max_wait < 0:
+        raise ConfigError(
+            f"DEEPSEEK_ADMISSION_MAX_WAIT={s.admission_max_wait}: must not be negative"
+        )
+    if s.gated:
+        p = s.admission_engine_port
+        if not 1 <= p <= 65535:
+            raise ConfigError(f"DEEPSEEK_ADMISSION_ENGINE_PORT={p}: not a TCP port")
+        try:
+            api_port = int(api_address(s)[1])
+        except ValueError:
+            api_port = -1
+        if p in (api_port, s.status_port):
+            raise ConfigError(
+                f"DEEPSEEK_ADMISSION_ENGINE_PORT={p} is the API or the status port; pick another"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,7 +486,17 @@ def build_vllm_args(settings: Settings) -> list[str]:
         args += ["--shutdown-timeout", str(math.ceil(s.drain_timeout))]
     args += list(s.extra_args)
     args += list(s.passthrough)
+    if s.gated:
+        # Last, so they win: the gate takes the API address, vLLM listens behind it.
+        args += ["--host", "127.0.0.1", "--port", str(s.admission_engine_port)]
     return args
+
+
+def api_address(settings: Settings) -> tuple[str, str]:
+    """(host, port) clients reach: vLLM's effective --host/--port without the gate, the gate's
+    with it."""
+    args = build_vllm_args(dataclasses.replace(settings, admission_max_running=None))
+    return _arg_value(args, "--host") or "0.0.0.0", _arg_value(args, "--port") or "8000"
 
 
 def vllm_command(settings: Settings) -> list[str]:
@@ -719,16 +775,58 @@ class Supervisor:
         self.stop_at: float | None = None  # monotonic time the stop signal arrived
         self.proc: subprocess.Popen[bytes] | None = None
         self._server: http.server.ThreadingHTTPServer | None = None
+        self.gate: admission.AdmissionServer | None = None
+        self._shed_logged = (0.0, 0)  # (monotonic time, shed total) of the last shed line
         self.base = engine_url(settings)
 
     # -- status --
     def status(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "phase": self.phase.value,
             "inflight": self.inflight,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
             "healthy_after_s": self.healthy_after,
         }
+        if self.gate is not None:
+            out["admission"] = dataclasses.asdict(self.gate.gate.stats())
+        return out
+
+    def start_gate(self) -> None:
+        """The admission gate on the API address, in front of vLLM's loopback port."""
+        s = self.settings
+        if not s.gated or s.admission_max_running is None:
+            return
+        host, port = api_address(s)
+        gate = admission.Gate(s.admission_max_running, s.admission_max_wait, self._on_shed)
+        self.gate = admission.AdmissionServer(
+            (host, int(port)), ("127.0.0.1", s.admission_engine_port), gate
+        )
+        self.gate.start()
+        log(
+            "admission_gate_listening",
+            host=host,
+            port=port,
+            engine_port=s.admission_engine_port,
+            max_running=s.admission_max_running,
+            max_wait_s=s.admission_max_wait,
+        )
+
+    def _on_shed(self, stats: admission.GateStats) -> None:
+        """A shed request: one log line per SHED_LOG_INTERVAL_S at most, with the totals."""
+        at, logged = self._shed_logged
+        now = time.monotonic()
+        if now - at >= SHED_LOG_INTERVAL_S:
+            self._shed_logged = (now, stats.shed_total)
+            log(
+                "admission_shed",
+                level="warning",
+                shed_since_last=stats.shed_total - logged,
+                shed_total=stats.shed_total,
+                running=stats.running,
+                waiting=stats.waiting,
+                limit=stats.limit,
+                draining=stats.draining,
+            )
 
     def _set(self, phase: Phase) -> None:
         self.phase = phase
@@ -737,9 +835,9 @@ class Supervisor:
         if not self.settings.status_port:
             return
         handler = type("Handler", (_StatusHandler,), {"supervisor": self})
-        # The address vLLM listens on (after pass-through arguments), so a loopback-only
-        # engine gets a loopback-only status port.
-        host = effective(self.settings, "--host") or self.settings.host
+        # The API's address (after pass-through arguments), so a loopback-only engine gets a
+        # loopback-only status port.
+        host = api_address(self.settings)[0]
         self._server = http.server.ThreadingHTTPServer((host, self.settings.status_port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -776,6 +874,7 @@ class Supervisor:
             s = dataclasses.replace(s, model=check.model)
             self.settings = s
         cmd = vllm_command(s)
+        self.start_gate()
         self._set(Phase.STARTING)
         log("starting_engine", command=shlex.join(cmd))
         # A process group of its own: our SIGTERM handling decides when vLLM hears about it,
@@ -842,6 +941,8 @@ class Supervisor:
         s = self.settings
         assert self.proc is not None
         self._set(Phase.DRAINING)
+        if self.gate is not None:
+            self.gate.gate.drain()  # waiting and new generation requests: 503 from now on
         t0 = time.monotonic()
         deadline = t0 + s.drain_timeout + s.stop_timeout
         if self.proc.poll() is None:
@@ -915,6 +1016,8 @@ class Supervisor:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        if self.gate is not None:
+            self.gate.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1000,6 +1103,8 @@ def main(
         tp=effective(settings, "--tensor-parallel-size") or 1,
         pp=effective(settings, "--pipeline-parallel-size") or 1,
         drain_timeout_s=settings.drain_timeout,
+        admission_max_running=settings.admission_max_running,
+        admission_max_wait_s=settings.admission_max_wait,
     )
     if cli.check_only:
         check = check_model_cache(settings, env)

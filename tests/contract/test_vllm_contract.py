@@ -1,6 +1,7 @@
 """Contract with the real engine: vLLM 0.32 (CPU build), started through
 serving/deepseek_serving/entrypoint.py with the arguments the operator renders, scraped by a real
-Prometheus 2.42, queried with the operator's and the dashboards' exact PromQL.
+Prometheus 2.42, queried with the operator's and the dashboards' exact PromQL. Every request
+goes through the entrypoint's admission gate (engine.admission), which has a test of its own.
 
 The tests run in file order against one server; the drain test stops it and comes last.
 
@@ -19,6 +20,7 @@ import re
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -26,7 +28,18 @@ import pytest
 from deepseek_operator.adapters.prometheus import signals_by_key
 from deepseek_operator.signals import BUCKET_SIGNALS, Key, Signal, promql, share_over
 
-from .conftest import COLOUR, DSD, NAMESPACE, NODE, ROOT, Engine, Prometheus, http
+from .conftest import (
+    ADMISSION_LIMIT,
+    ADMISSION_WAIT_S,
+    COLOUR,
+    DSD,
+    NAMESPACE,
+    NODE,
+    ROOT,
+    Engine,
+    Prometheus,
+    http,
+)
 
 pytestmark = [pytest.mark.contract, pytest.mark.slow]
 
@@ -152,6 +165,59 @@ def test_streaming_completion(engine: Engine) -> None:
     assert done
     assert usage is not None and usage["completion_tokens"] == 12
     assert len([c for c in chunks if c]) >= 2  # really streamed, not one blob
+
+
+def test_admission_gate_sheds_what_finds_no_place_and_streams_the_rest(engine: Engine) -> None:
+    """engine.admission (maxRunning 2, maxWaitSeconds 0.25) in front of the real vLLM: two
+    long streams take both places (each a few seconds on 2 cores; a wait of a second would
+    race the streams' end); a third request waits its 0.25 s, then gets 503 with
+    Retry-After and an OpenAI-style error, while /health and /metrics pass; the streams finish
+    whole, and the next request is served. The pod's /metrics shows it all."""
+    gate_line = next(ln for ln in engine.log_text().splitlines() if "admission_gate_listen" in ln)
+    assert f"max_running={ADMISSION_LIMIT} " in gate_line + " "
+    assert f"max_wait_s={ADMISSION_WAIT_S}" in gate_line
+    starts = [threading.Event() for _ in range(ADMISSION_LIMIT)]
+    outcomes: list[Any] = []
+    threads = [
+        threading.Thread(
+            target=lambda e=e: outcomes.append(stream(engine, "Hold it", LONG_TOKENS, e))
+        )
+        for e in starts
+    ]
+    for t in threads:
+        t.start()
+    for e in starts:
+        assert e.wait(120)
+    t0 = time.monotonic()
+    body = {"model": DSD, "prompt": "No room", "max_tokens": 4}
+    req = urllib.request.Request(
+        engine.base + "/v1/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as shed:
+        urllib.request.urlopen(req, timeout=30)
+    waited = time.monotonic() - t0
+    assert shed.value.code == 503 and shed.value.headers["Retry-After"] == "1"
+    err = json.loads(shed.value.read())["error"]
+    assert err["code"] == 503 and "Server overloaded" in err["message"]
+    assert ADMISSION_WAIT_S <= waited < ADMISSION_WAIT_S + 10
+    assert http(engine.base + "/health")[0] == 200  # not gated
+    code, metrics = http(engine.base + "/metrics")
+    text = metrics.decode()
+    assert code == 200 and "vllm:num_requests_running" in text
+    assert re.search(r"^deepseek_admission_running [0-9]", text, re.MULTILINE)
+    assert re.search(r"^deepseek_admission_shed_total [1-9]", text, re.MULTILINE)
+    for t in threads:
+        t.join(300)
+    assert len(outcomes) == ADMISSION_LIMIT
+    for _chunks, usage, done in outcomes:
+        assert done and usage is not None and usage["completion_tokens"] == LONG_TOKENS
+    assert complete(engine, "Room again", 4)["usage"]["completion_tokens"] == 4
+    code, body_ = http(engine.status + "/status")
+    gate = json.loads(body_)["admission"]
+    assert gate["limit"] == ADMISSION_LIMIT and gate["shed_total"] >= 1
+    assert gate["admitted_total"] >= ADMISSION_LIMIT + 1
 
 
 def _labels_ok(result: list[dict[str, Any]]) -> bool:

@@ -281,6 +281,51 @@ def test_host_path_cache() -> None:
     assert env["HF_HOME"] == "/models"
 
 
+@pytest.mark.parametrize(
+    ("spec", "env"),
+    [
+        ({}, {}),
+        (
+            {"engine": {"admission": {"maxRunning": 128}}},
+            {"DEEPSEEK_ADMISSION_MAX_RUNNING": "128", "DEEPSEEK_ADMISSION_MAX_WAIT": "2"},
+        ),
+        (
+            {
+                "engine": {"admission": {"maxRunning": 64}},
+                "scaling": {"slo": {"ttftP99Seconds": 1.5}},
+            },
+            {"DEEPSEEK_ADMISSION_MAX_RUNNING": "64", "DEEPSEEK_ADMISSION_MAX_WAIT": "1.5"},
+        ),
+        (
+            {"engine": {"admission": {"maxRunning": 8, "maxWaitSeconds": 0}}},
+            {"DEEPSEEK_ADMISSION_MAX_RUNNING": "8", "DEEPSEEK_ADMISSION_MAX_WAIT": "0"},
+        ),
+    ],
+)
+def test_admission_gate_settings_reach_the_engine_entrypoint(
+    spec: dict[str, Any], env: dict[str, str]
+) -> None:
+    """spec.engine.admission -> the entrypoint's DEEPSEEK_ADMISSION_* variables, the wait
+    defaulting to the TTFT SLO; unset: none."""
+    d = dsd(**spec)
+    pod = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]
+    got = {
+        e["name"]: e["value"]
+        for e in pod["containers"][0]["env"]
+        if e["name"].startswith("DEEPSEEK_ADMISSION_")
+    }
+    assert got == env
+    # setting it changes the pod template (the pods roll, as the field's description says)
+    assert (template_hash("r1", d.spec) == template_hash("r1", dsd().spec)) is (not spec)
+
+
+def test_admission_needs_a_limit() -> None:
+    with pytest.raises(ValueError, match="maxRunning"):
+        dsd(engine={"admission": {"maxWaitSeconds": 1}})
+    with pytest.raises(ValueError, match="maxRunning"):
+        dsd(engine={"admission": {"maxRunning": 0}})
+
+
 def test_services_select_active_and_other_colour() -> None:
     d = dsd()
     state = render(d, Plan(Colour.GREEN, (ColourPlan(Colour.GREEN, d.spec, 1),)))

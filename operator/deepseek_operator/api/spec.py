@@ -347,6 +347,37 @@ class DrainSpec(ApiModel):
     )
 
 
+class AdmissionSpec(ApiModel):
+    """Admission in front of vLLM inside each engine pod: the engine image's entrypoint
+    (serving/deepseek_serving/admission.py) takes the API port, vLLM moves behind it to a
+    loopback port. At most maxRunning generation requests (POSTs under /v1/) are in vLLM at
+    once; the others wait at the gate in arrival order, and one that waited maxWaitSeconds is
+    answered 503 with Retry-After: 1 at once (vLLM's own queue has no deadline). A request that
+    late has missed its TTFT SLO anyway; answered now, the router retries it on another replica
+    and the client backs off, while this replica's steps stay with the requests that can still
+    meet their SLOs. While a pod drains, waiting and new generation requests get 503; the ones
+    in vLLM finish. The pods' /metrics gain deepseek_admission_limit, _running, _waiting,
+    _admitted_total and _shed_total. Needs the project's engine image (or one with its
+    entrypoint): other images ignore the DEEPSEEK_ADMISSION_* variables it is passed as."""
+
+    max_running: int = Field(
+        ge=1,
+        le=1_000_000,
+        description="Generation requests one pod lets into vLLM at once. Pick it below "
+        "vLLM's --max-num-seqs (256; 1024 on H100/H200-class GPUs), where the step time still "
+        "keeps TPOT within the SLO under prefill bursts: a limit at or above --max-num-seqs "
+        "only adds the wait deadline.",
+    )
+    max_wait_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=600,
+        description="Seconds a generation request may wait at the gate before it is answered "
+        "503 (0: at once when the pod is full). Unset: the TTFT SLO "
+        "(scaling.slo.ttftP99Seconds).",
+    )
+
+
 class EngineSpec(ApiModel):
     """How vLLM runs."""
 
@@ -456,6 +487,12 @@ class EngineSpec(ApiModel):
         "fails and it is restarted. 671B models take many minutes.",
     )
     drain: DrainSpec = Field(default_factory=DrainSpec, description=DrainSpec.__doc__)
+    admission: AdmissionSpec | None = Field(
+        None,
+        description=(AdmissionSpec.__doc__ or "")
+        + " Unset (the default): no gate, vLLM takes every request on the API port itself. "
+        "Setting, changing or unsetting it rolls the engine pods (a new pod template).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> Self:

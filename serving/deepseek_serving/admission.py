@@ -1,0 +1,396 @@
+"""Admission in front of vLLM, inside the engine pod (the operator's `spec.engine.admission`).
+
+vLLM takes every request it is sent: up to `--max-num-seqs` of them into its running batch, the
+rest into a queue without a deadline (vllm-project/vllm#16391). Under a burst both hurt: every
+new request's prefill lengthens the steps of all the running ones (their TPOT grows), and a
+queued request waits for as long as its client lets it, long past its TTFT SLO. This gate holds
+the line one step earlier:
+
+- at most `max_running` generation requests are in vLLM at once (from the moment they are
+  forwarded until their response has been relayed in full);
+- the others wait here, first come first served;
+- one that waited `max_wait` seconds without getting a place is answered at once with 503,
+  `Retry-After` and an OpenAI-style error body. By then it has missed a TTFT SLO of that size
+  anyway; answered now, the router can retry it on another replica and the client can back
+  off, and this replica's steps stay with the requests that can still meet their SLOs.
+- While the pod drains, waiting and new generation requests are answered 503 at once; the
+  ones in vLLM finish.
+
+Generation requests are POSTs under `/v1/` (completions, chat completions, embeddings,
+responses, ...). Everything else (`/health`, `/metrics`, `GET /v1/models`, `/tokenize`) passes
+straight through. `/metrics` gets the gate's own series appended (text or OpenMetrics, as vLLM
+answered): `deepseek_admission_limit`, `_running` and `_waiting` (gauges) and
+`deepseek_admission_admitted_total` and `_shed_total` (counters).
+
+Standard library only, like the entrypoint: a threading HTTP/1.1 server (keep-alive); each
+request goes to vLLM on a connection of its own and its response is streamed back as it comes,
+so server-sent events stay token by token. A client that goes away closes that connection,
+which makes vLLM abort the request. Request bodies need a Content-Length or chunked encoding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import http.server
+import json
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+RETRY_AFTER_S = 1
+CHUNK = 64 * 1024
+MAX_BODY = 256 * 1024 * 1024  # a request body larger than this is refused (413)
+# Response headers that describe one connection, not the response (RFC 9110 7.6.1), and the
+# framing this relay sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+        "trailer", "transfer-encoding", "upgrade", "content-length",
+    }
+)  # fmt: skip
+
+
+def gated(method: str, path: str) -> bool:
+    """Whether a request competes for a place in the engine: a POST under /v1/."""
+    return method == "POST" and path.split("?", 1)[0].startswith("/v1/")
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate: who may go to the engine now
+
+
+@dataclass(frozen=True)
+class GateStats:
+    limit: int
+    running: int
+    waiting: int
+    admitted_total: int
+    shed_total: int
+    draining: bool
+
+
+class _Waiter:
+    __slots__ = ("event", "gone", "granted")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.granted = False
+        self.gone = False
+
+
+class Gate:
+    """At most `limit` holders at once; the others wait in arrival order for at most
+    `max_wait` seconds (None: until a place frees). Thread-safe."""
+
+    def __init__(
+        self,
+        limit: int,
+        max_wait: float | None,
+        on_shed: Callable[[GateStats], None] | None = None,
+    ) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        if max_wait is not None and max_wait < 0:
+            raise ValueError("max_wait must not be negative")
+        self.limit = limit
+        self.max_wait = max_wait
+        self._on_shed = on_shed
+        self._lock = threading.Lock()
+        self._running = 0
+        self._waiters: deque[_Waiter] = deque()
+        self._admitted = 0
+        self._shed = 0
+        self._draining = False
+
+    def acquire(self) -> bool:
+        """Take a place (True), or give up after max_wait or on a drain (False: shed)."""
+        with self._lock:
+            if self._draining:
+                return self._refuse()
+            if self._running < self.limit and not self._waiters:
+                self._running += 1
+                self._admitted += 1
+                return True
+            w = _Waiter()
+            self._waiters.append(w)
+        w.event.wait(self.max_wait)
+        with self._lock:
+            if w.granted:  # release() handed its place over (running already counts it)
+                self._admitted += 1
+                return True
+            w.gone = True
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(w)
+            return self._refuse()
+
+    def _refuse(self) -> bool:
+        self._shed += 1
+        if self._on_shed is not None:
+            self._on_shed(self._stats())
+        return False
+
+    def release(self) -> None:
+        """Give a place back: to the longest waiting request, else free."""
+        with self._lock:
+            while self._waiters:
+                w = self._waiters.popleft()
+                if not w.gone:
+                    w.granted = True
+                    w.event.set()
+                    return
+            self._running = max(0, self._running - 1)
+
+    def drain(self) -> None:
+        """Refuse new requests and wake the waiting ones (they are shed)."""
+        with self._lock:
+            self._draining = True
+            waiters = list(self._waiters)
+        for w in waiters:
+            w.event.set()
+
+    def _stats(self) -> GateStats:
+        return GateStats(
+            self.limit,
+            self._running,
+            sum(1 for w in self._waiters if not w.gone),
+            self._admitted,
+            self._shed,
+            self._draining,
+        )
+
+    def stats(self) -> GateStats:
+        with self._lock:
+            return self._stats()
+
+
+def metrics_text(stats: GateStats, openmetrics: bool) -> str:
+    """The gate's series in the exposition format vLLM answered in (OpenMetrics names a
+    counter's family without `_total`; the text format with it)."""
+    lines: list[str] = []
+    for name, kind, value, help_ in (
+        ("deepseek_admission_limit", "gauge", stats.limit,
+         "Generation requests the admission gate lets into the engine at once."),
+        ("deepseek_admission_running", "gauge", stats.running,
+         "Generation requests in the engine through the admission gate."),
+        ("deepseek_admission_waiting", "gauge", stats.waiting,
+         "Generation requests waiting at the admission gate for a place."),
+        ("deepseek_admission_admitted_total", "counter", stats.admitted_total,
+         "Generation requests the admission gate let into the engine."),
+        ("deepseek_admission_shed_total", "counter", stats.shed_total,
+         "Generation requests the admission gate answered 503 (waited too long, or draining)."),
+    ):  # fmt: skip
+        family = name.removesuffix("_total") if openmetrics and kind == "counter" else name
+        lines += [f"# HELP {family} {help_}", f"# TYPE {family} {kind}", f"{name} {value}"]
+    return "\n".join(lines) + "\n"
+
+
+def with_gate_metrics(body: bytes, content_type: str, stats: GateStats) -> bytes:
+    """vLLM's /metrics answer with the gate's series added (before OpenMetrics' `# EOF`)."""
+    openmetrics = content_type.startswith("application/openmetrics-text")
+    ours = metrics_text(stats, openmetrics).encode()
+    text = body if body.endswith(b"\n") or not body else body + b"\n"
+    if openmetrics and text.rstrip().endswith(b"# EOF"):
+        head = text.rstrip()[: -len(b"# EOF")]
+        return head + ours + b"# EOF\n"
+    return text + ours
+
+
+def overloaded_body(stats: GateStats, waited: float) -> bytes:
+    why = "draining" if stats.draining else f"no place in the engine within {waited:.1f}s"
+    return json.dumps(
+        {
+            "error": {
+                "message": f"Server overloaded: {why} ({stats.running} of {stats.limit} "
+                f"places taken, {stats.waiting} waiting); retry later or elsewhere.",
+                "type": "ServiceUnavailableError",
+                "param": None,
+                "code": 503,
+            }
+        }
+    ).encode()
+
+
+# ---------------------------------------------------------------------------------------------
+# The HTTP relay
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    gate: Gate
+    upstream: tuple[str, int]
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:  # one line per request: too many
+        pass
+
+    # -- request --
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            parts: list[bytes] = []
+            size = 0
+            while True:
+                line = self.rfile.readline(1024)
+                n = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                if n == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(parts)
+                size += n
+                if size > MAX_BODY:
+                    return None
+                parts.append(self.rfile.read(n))
+                self.rfile.readline(1024)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self) -> None:
+        try:
+            body = self._read_body()
+        except ValueError:
+            self._reply(400, b'{"error": {"message": "bad request framing", "code": 400}}')
+            self.close_connection = True
+            return
+        if body is None:
+            self._reply(413, b'{"error": {"message": "request body too large", "code": 413}}')
+            self.close_connection = True
+            return
+        path = self.path
+        if not gated(self.command, path):
+            self._relay(body, metrics=path.split("?", 1)[0] == "/metrics")
+            return
+        t0 = time.monotonic()
+        if not self.gate.acquire():
+            stats = self.gate.stats()
+            self._reply(
+                503,
+                overloaded_body(stats, time.monotonic() - t0),
+                {"Retry-After": str(RETRY_AFTER_S)},
+            )
+            return
+        try:
+            self._relay(body)
+        finally:
+            self.gate.release()
+
+    # -- response --
+    def _reply(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+        except OSError:
+            self.close_connection = True
+
+    def _relay(self, body: bytes, metrics: bool = False) -> None:
+        host, port = self.upstream
+        conn = http.client.HTTPConnection(host, port, timeout=None)
+        try:
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for k, v in self.headers.items():
+                lk = k.lower()
+                if lk in HOP_BY_HOP or (metrics and lk == "accept-encoding"):
+                    continue
+                conn.putheader(k, v)
+            conn.putheader("Connection", "close")
+            if body or self.command in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body or None)
+            resp = conn.getresponse()
+        except OSError as e:
+            conn.close()
+            msg = json.dumps({"error": {"message": f"engine unreachable: {e}", "code": 502}})
+            self._reply(502, msg.encode())
+            return
+        try:
+            if metrics and resp.status == 200:
+                ctype = resp.getheader("Content-Type", "text/plain")
+                data = with_gate_metrics(resp.read(), ctype, self.gate.stats())
+                self._send_head(resp, len(data))
+                self.wfile.write(data)
+                return
+            self._stream(resp)
+        except OSError:
+            # the client went away (or vLLM did): closing vLLM's connection aborts the request
+            self.close_connection = True
+        finally:
+            conn.close()
+
+    def _send_head(self, resp: http.client.HTTPResponse, length: int | None) -> None:
+        self.send_response_only(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP_BY_HOP:
+                self.send_header(k, v)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _stream(self, resp: http.client.HTTPResponse) -> None:
+        no_body = self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200
+        length = resp.getheader("Content-Length")
+        if no_body:
+            self._send_head(resp, int(length) if length is not None else 0)
+            return
+        if length is not None and resp.getheader("Transfer-Encoding") is None:
+            n = int(length)
+            self._send_head(resp, n)
+            while n > 0:
+                data = resp.read(min(CHUNK, n))
+                if not data:
+                    raise ConnectionError("engine closed the response early")
+                self.wfile.write(data)
+                n -= len(data)
+            return
+        self._send_head(resp, None)
+        while True:
+            data = resp.read1(CHUNK)
+            if not data:
+                break
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # listen backlog: a burst of connections is not refused
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # a client that went away (reset, broken pipe): not worth a traceback
+        super().handle_error(request, client_address)
+
+
+class AdmissionServer:
+    """The gate's HTTP server on the pod's API address, relaying to vLLM on `upstream`."""
+
+    def __init__(self, listen: tuple[str, int], upstream: tuple[str, int], gate: Gate) -> None:
+        handler = type("Handler", (_Handler,), {"gate": gate, "upstream": upstream})
+        self.gate = gate
+        self.httpd = _Server(listen, handler)
+        self.address = self.httpd.server_address[:2]
+
+    def start(self) -> None:
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

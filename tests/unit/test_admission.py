@@ -1,0 +1,336 @@
+"""The engine pod's admission gate (serving/deepseek_serving/admission.py): the gate's places,
+waits and sheds by table, the metrics it adds, and the HTTP relay over real sockets in front of
+a small real HTTP server standing in for vLLM (tests/contract runs it in front of a real vLLM)."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from deepseek_serving import admission as adm
+from deepseek_serving import entrypoint as ep
+from deepseek_serving.entrypoint import ConfigError
+
+BASE_ENV = {"DEEPSEEK_MODEL": "deepseek-ai/DeepSeek-R1", "HOME": "/nonexistent-home"}
+
+
+# ---------------------------------------------------------------------------------------------
+# The gate
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "gated"),
+    [
+        ("POST", "/v1/completions", True),
+        ("POST", "/v1/chat/completions?x=1", True),
+        ("POST", "/v1/embeddings", True),
+        ("GET", "/v1/models", False),
+        ("GET", "/health", False),
+        ("GET", "/metrics", False),
+        ("POST", "/tokenize", False),
+    ],
+)
+def test_only_generation_requests_are_gated(method: str, path: str, gated: bool) -> None:
+    assert adm.gated(method, path) is gated
+
+
+def test_places_up_to_the_limit_then_the_wait_ends_in_a_shed() -> None:
+    gate = adm.Gate(2, max_wait=0.05)
+    assert gate.acquire() and gate.acquire()
+    t0 = time.monotonic()
+    assert not gate.acquire()  # full: waits max_wait, then shed
+    assert time.monotonic() - t0 >= 0.05
+    s = gate.stats()
+    assert (s.running, s.waiting, s.admitted_total, s.shed_total) == (2, 0, 2, 1)
+    gate.release()
+    assert gate.acquire()  # a freed place is taken at once
+    assert gate.stats().running == 2
+
+
+def test_a_freed_place_goes_to_the_longest_waiting_request() -> None:
+    gate = adm.Gate(1, max_wait=None)
+    assert gate.acquire()
+    order: list[int] = []
+
+    def wait(i: int) -> None:
+        assert gate.acquire()
+        order.append(i)
+
+    threads = []
+    for i in range(3):
+        t = threading.Thread(target=wait, args=(i,))
+        t.start()
+        threads.append(t)
+        while gate.stats().waiting < i + 1:  # queued in this order
+            time.sleep(0.001)
+    for k in range(3):
+        gate.release()  # the place passes on: to whom shows in `order`
+        deadline = time.monotonic() + 2
+        while len(order) < k + 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+    for t in threads:
+        t.join(2)
+    assert order == [0, 1, 2]
+    s = gate.stats()
+    assert (s.running, s.waiting, s.admitted_total, s.shed_total) == (1, 0, 4, 0)
+    gate.release()
+    assert gate.stats().running == 0
+
+
+def test_a_request_that_gave_up_does_not_take_a_place() -> None:
+    gate = adm.Gate(1, max_wait=0.01)
+    assert gate.acquire()
+    assert not gate.acquire()  # gave up
+    gate.release()  # nobody waits: the place is free, not handed to the one that left
+    s = gate.stats()
+    assert (s.running, s.waiting, s.shed_total) == (0, 0, 1)
+
+
+def test_a_wait_of_zero_sheds_at_once_when_full() -> None:
+    gate = adm.Gate(1, max_wait=0.0)
+    assert gate.acquire()
+    t0 = time.monotonic()
+    assert not gate.acquire()
+    assert time.monotonic() - t0 < 0.5
+
+
+def test_drain_sheds_the_waiting_and_the_new() -> None:
+    shed: list[adm.GateStats] = []
+    gate = adm.Gate(1, max_wait=None, on_shed=shed.append)
+    assert gate.acquire()
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(gate.acquire()))
+    t.start()
+    while gate.stats().waiting < 1:
+        time.sleep(0.001)
+    gate.drain()
+    t.join(2)
+    assert result == [False]
+    assert not gate.acquire()
+    assert [s.shed_total for s in shed] == [1, 2] and shed[-1].draining
+    assert gate.stats().running == 1  # the one in the engine finishes
+    gate.release()
+    assert gate.stats().running == 0
+
+
+@pytest.mark.parametrize(("limit", "wait"), [(0, 1.0), (1, -1.0)])
+def test_gate_refuses_nonsense(limit: int, wait: float) -> None:
+    with pytest.raises(ValueError):
+        adm.Gate(limit, wait)
+
+
+STATS = adm.GateStats(
+    limit=8, running=3, waiting=2, admitted_total=40, shed_total=5, draining=False
+)
+
+
+def test_metrics_in_the_text_format() -> None:
+    body = b'# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{x="1"} 3.0\n'
+    out = adm.with_gate_metrics(body, "text/plain; version=0.0.4", STATS).decode()
+    assert out.startswith(body.decode())
+    assert "# TYPE deepseek_admission_shed_total counter\ndeepseek_admission_shed_total 5\n" in out
+    assert "deepseek_admission_waiting 2\n" in out and "deepseek_admission_limit 8\n" in out
+
+
+def test_metrics_in_openmetrics_go_before_eof() -> None:
+    body = b"# TYPE vllm:x counter\nvllm:x_total 1.0\n# EOF\n"
+    ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    out = adm.with_gate_metrics(body, ctype, STATS).decode()
+    assert out.endswith("deepseek_admission_shed_total 5\n# EOF\n")
+    assert out.count("# EOF") == 1
+    assert "# TYPE deepseek_admission_admitted counter\n" in out  # family without _total
+
+
+# ---------------------------------------------------------------------------------------------
+# The relay, over real sockets
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    """Stands in for vLLM: /health, /metrics, and completions that stream N chunks, each after
+    the test releases `step` once for it, or answer at once with a Content-Length body."""
+
+    protocol_version = "HTTP/1.1"
+    step = threading.Semaphore(0)
+    seen: list[dict[str, Any]] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/metrics":
+            body = b"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 1.0\n"
+            ctype = "text/plain; version=0.0.4"
+        else:
+            body, ctype = b"", "application/json"
+        self.seen.append({"path": self.path, "encoding": self.headers.get("Accept-Encoding")})
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.seen.append({"path": self.path, "body": req})
+        if not req.get("stream"):
+            body = json.dumps({"choices": [{"text": "ok"}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for i in range(req.get("chunks", 2)):
+            self.step.acquire(timeout=10)
+            data = f"data: {i}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        self.wfile.write(b"0\r\n\r\n")
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[adm.AdmissionServer, type[Upstream]]]:
+    up_cls = type("U", (Upstream,), {"step": threading.Semaphore(0), "seen": []})
+    up = http.server.ThreadingHTTPServer(("127.0.0.1", 0), up_cls)
+    up.daemon_threads = True
+    threading.Thread(target=up.serve_forever, daemon=True).start()
+    server = adm.AdmissionServer(
+        ("127.0.0.1", 0), ("127.0.0.1", up.server_address[1]), adm.Gate(1, max_wait=0.3)
+    )
+    server.start()
+    try:
+        yield server, up_cls
+    finally:
+        up_cls.step.release(100)
+        server.close()
+        up.shutdown()
+        up.server_close()
+
+
+def settled(gate: adm.Gate) -> adm.GateStats:
+    """The gate's numbers once no request holds a place (a relay gives its place back just
+    after the client has read the last byte), or after 5 s."""
+    deadline = time.monotonic() + 5
+    while gate.stats().running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return gate.stats()
+
+
+def post(
+    server: adm.AdmissionServer, body: dict[str, Any]
+) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    return conn, conn.getresponse()
+
+
+def test_relay_streams_sheds_and_counts(
+    relay: tuple[adm.AdmissionServer, type[Upstream]],
+) -> None:
+    server, up = relay
+    # 1. a stream holds the one place; its first chunk comes through before the engine ends it
+    c1, r1 = post(server, {"stream": True, "chunks": 2})
+    assert r1.status == 200 and r1.getheader("Content-Type") == "text/event-stream"
+    up.step.release()
+    assert r1.read1(100).startswith(b"data: 0")
+    # 2. the engine is full: the next request waits 0.3 s, then 503 with Retry-After
+    t0 = time.monotonic()
+    c2, r2 = post(server, {"prompt": "x"})
+    waited = time.monotonic() - t0
+    assert r2.status == 503 and r2.getheader("Retry-After") == "1"
+    err = json.loads(r2.read())["error"]
+    assert err["code"] == 503 and "1 of 1 places taken" in err["message"]
+    assert 0.3 <= waited < 5
+    # 3. ungated paths pass while full; /metrics carries the gate's series, uncompressed
+    c3 = http.client.HTTPConnection(*server.address, timeout=10)
+    c3.request("GET", "/health")
+    assert c3.getresponse().read() == b"" and up.seen[-1]["path"] == "/health"
+    c3.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})  # same connection
+    m = c3.getresponse().read().decode()
+    assert "vllm:num_requests_running 1.0" in m
+    assert "deepseek_admission_shed_total 1\n" in m and "deepseek_admission_running 1\n" in m
+    assert up.seen[-1] == {"path": "/metrics", "encoding": None}
+    # 4. the stream ends; its place frees and the next request is relayed whole
+    up.step.release()
+    assert r1.read() == b"data: 1\n\n"
+    c4, r4 = post(server, {"prompt": "y"})
+    assert r4.status == 200 and json.loads(r4.read()) == {"choices": [{"text": "ok"}]}
+    assert up.seen[-1]["body"] == {"prompt": "y"}
+    s = settled(server.gate)
+    assert (s.running, s.waiting, s.admitted_total, s.shed_total) == (0, 0, 2, 1)
+    for c in (c1, c2, c3, c4):
+        c.close()
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_place(
+    relay: tuple[adm.AdmissionServer, type[Upstream]],
+) -> None:
+    server, up = relay
+    c1, r1 = post(server, {"stream": True, "chunks": 50})
+    up.step.release(50)
+    assert r1.read1(100).startswith(b"data: 0")
+    c1.close()  # the relay's next write fails; it closes the engine's connection
+    assert settled(server.gate).running == 0
+
+
+def test_engine_not_listening_is_a_502() -> None:
+    server = adm.AdmissionServer(("127.0.0.1", 0), ("127.0.0.1", 1), adm.Gate(1, 0.1))
+    server.start()
+    try:
+        _conn, resp = post(server, {"prompt": "x"})
+        assert resp.status == 502 and "engine unreachable" in resp.read().decode()
+        assert settled(server.gate).running == 0
+    finally:
+        server.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The entrypoint's settings
+
+
+def test_gate_moves_vllm_behind_it_on_loopback() -> None:
+    args = ["--model", "m", "--host", "0.0.0.0", "--port", "8000", "--shutdown-timeout", "30"]
+    plain = ep.load_settings(BASE_ENV, args)
+    assert not plain.gated and ep.api_address(plain) == ("0.0.0.0", "8000")
+    s = ep.load_settings(
+        {**BASE_ENV, "DEEPSEEK_ADMISSION_MAX_RUNNING": "64", "DEEPSEEK_ADMISSION_MAX_WAIT": "2"},
+        args,
+    )
+    assert s.gated and (s.admission_max_running, s.admission_max_wait) == (64, 2.0)
+    assert ep.build_vllm_args(s)[-4:] == ["--host", "127.0.0.1", "--port", "8100"]
+    assert ep.engine_url(s) == "http://127.0.0.1:8100"  # health and drain polls go to vLLM
+    assert ep.api_address(s) == ("0.0.0.0", "8000")  # the gate's and the status port's host
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DEEPSEEK_ADMISSION_MAX_RUNNING": "0"}, "DEEPSEEK_ADMISSION_MAX_RUNNING=0"),
+        (
+            {"DEEPSEEK_ADMISSION_MAX_RUNNING": "4", "DEEPSEEK_ADMISSION_MAX_WAIT": "-1"},
+            "DEEPSEEK_ADMISSION_MAX_WAIT=-1.0",
+        ),
+        (
+            {"DEEPSEEK_ADMISSION_MAX_RUNNING": "4", "DEEPSEEK_ADMISSION_ENGINE_PORT": "8000"},
+            "is the API or the status port",
+        ),
+        (
+            {"DEEPSEEK_ADMISSION_MAX_RUNNING": "4", "DEEPSEEK_ADMISSION_ENGINE_PORT": "8081"},
+            "is the API or the status port",
+        ),
+        ({"DEEPSEEK_ADMISSION_MAX_RUNNING": "x"}, "DEEPSEEK_ADMISSION_MAX_RUNNING='x'"),
+    ],
+)
+def test_invalid_gate_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("?", r"\?")):
+        ep.load_settings({**BASE_ENV, **env})
