@@ -80,10 +80,10 @@ class Config:
     # periodic load's: at least its period)
     day_s: float = 86400.0  # the day-long trace
     day_mean_rate: float = 8.0
-    # A what-if of SLO-protecting admission in the serving path (`--admission N,D`; neither is
-    # configured by the operator today): each replica runs at most N requests at once (vLLM's
-    # --max-num-seqs; the rest wait in its queue), and a request with no first token after D
-    # seconds is shed (failed). Calibration (static peak's and the oracle's size) is without it.
+    # The engine pod's admission gate for every policy (`--admission N,D`: the deployment's
+    # spec.engine.admission {maxRunning: N, maxWaitSeconds: D}): each replica runs at most N
+    # requests at once (the rest wait, in arrival order), and one not started after D seconds
+    # is answered 503 (failed). Calibration (static peak's and the oracle's size) is without it.
     admission: tuple[int, float] | None = None
 
     @property
@@ -92,7 +92,9 @@ class Config:
 
     @property
     def serving_preset(self) -> EnginePreset:
-        """The preset the fleet's replicas run: with `admission`, its batch capped."""
+        """The preset the fleet's replicas run: with `admission`, its batch capped at the
+        gate's maxRunning (vLLM's queue then holds the rest in arrival order, as the gate
+        would)."""
         p = self.preset
         return p if self.admission is None else replace(p, max_num_seqs=self.admission[0])
 
@@ -387,7 +389,7 @@ def simulate(
         cfg.serving_preset,
         cfg.cold_start,
         seed=cfg.seed,
-        first_token_deadline_s=None if cfg.admission is None else cfg.admission[1],
+        gate_wait_s=None if cfg.admission is None else cfg.admission[1],
     )
     for _ in range(initial):
         fleet.add_pod(0.0, warm=True)
@@ -1018,26 +1020,27 @@ def kept_words(src: dict[str, Any]) -> str:
 
 
 def admission_setup(admission: tuple[int, float] | None) -> dict[str, float] | None:
-    """The `--admission` what-if as the JSON's setup records it (None: without)."""
+    """`--admission` (spec.engine.admission) as the JSON's setup records it (None: without)."""
     if admission is None:
         return None
-    return {"max_num_seqs": admission[0], "first_token_deadline_s": admission[1]}
+    return {"max_running": admission[0], "max_wait_s": admission[1]}
 
 
 def admission_words(admission: dict[str, float] | None) -> list[str]:
-    """The summary's line for the `--admission` what-if (none without it)."""
+    """The summary's line for `--admission` (none without it)."""
     if not admission:
         return []
     return [
-        f"What-if, not a product feature: SLO-protecting admission in the serving path for "
-        f"every policy (`--admission`): at most {admission['max_num_seqs']:.0f} requests "
-        f"running per replica, and a request without its first token after "
-        f"{admission['first_token_deadline_s']:g}s shed (failed)."
+        f"Every policy's replicas run the engine pod's admission gate (`--admission`: "
+        f"`spec.engine.admission` maxRunning {admission['max_running']:.0f}, maxWaitSeconds "
+        f"{admission['max_wait_s']:g}): at most that many requests in vLLM per replica, one "
+        f"not started after that wait answered 503 (failed; the router's retry elsewhere is "
+        f"not modelled)."
     ]
 
 
 def _admission(text: str) -> tuple[int, float]:
-    """`--admission N,D`: N running requests per replica at most, D seconds to a first token."""
+    """`--admission N,D`: spec.engine.admission maxRunning N, maxWaitSeconds D."""
     try:
         n, d = text.split(",")
         out = (int(n), float(d))
@@ -1148,9 +1151,9 @@ def main(argv: list[str] | None = None) -> int:
         type=_admission,
         default=None,
         metavar="N,D",
-        help="a what-if for every policy, not a product feature: each replica runs at most N "
-        "requests (vLLM's --max-num-seqs) and the serving path sheds a request without a first "
-        "token after D seconds (e.g. 128,2)",
+        help="every policy's replicas run the engine pod's admission gate with "
+        "spec.engine.admission maxRunning N, maxWaitSeconds D: at most N requests in vLLM, a "
+        "request not started after D seconds answered 503 (e.g. 128,2)",
     )
     a = ap.parse_args(argv)
     cold = [None if c.strip() == "preset" else float(c) for c in a.cold_start.split(",") if c]

@@ -12,10 +12,14 @@ Every policy sees the same world:
   gives its GPUs back; pods still starting are deleted first, as a ReplicaSet does;
 - a client gives up on a request that has no first token after `client_timeout_s` (counted as
   failed; the engine aborts it);
-- optionally (`first_token_deadline_s`, `bench.autoscale --admission`: a what-if, not something
-  the operator configures), the serving path sheds a request that has no first token by that
-  deadline (failed, aborted): one that late has missed its TTFT SLO anyway, and shedding it
-  keeps the replicas' time for requests that can still meet it.
+- optionally (`gate_wait_s`, `bench.autoscale --admission`), each pod runs the engine pod's
+  admission gate (`spec.engine.admission`, serving/deepseek_serving/admission.py): at most
+  maxRunning requests in vLLM (the fleet caps the preset's max_num_seqs at it, so the rest wait
+  in vLLM's queue in arrival order, as they would at the gate), and a request at a pod with no
+  first token `gate_wait_s` after its arrival is answered 503 and aborted (failed; every
+  request is taken as streamed, so the gate sees its first token; the router's retry on
+  another replica is not modelled). One the router holds (no Ready pod) waits for the
+  client's timeout as before.
 
 `signals()` computes the operator's Signals from this state as the operator's PromQL would
 (signals.py): sums/averages of the vLLM gauges over the serving pods, histogram_quantile over
@@ -164,7 +168,7 @@ class Fleet:
     cold_start_s: float
     seed: int = 0
     client_timeout_s: float = 120.0
-    first_token_deadline_s: float | None = None  # shed without a first token by then (what-if)
+    gate_wait_s: float | None = None  # the admission gate sheds one without a first token by then
     drain_timeout_s: float = 900.0
     # Which histogram backs Signal.TPOT_P99: "itl" = vllm:inter_token_latency_seconds (what
     # signals.py queried before), "request" = vllm:request_time_per_output_token_seconds.
@@ -277,16 +281,19 @@ class Fleet:
             self._running_window.popleft()
 
     def _expire(self, now: float) -> None:
-        wait = self.client_timeout_s
-        if self.first_token_deadline_s is not None:
-            wait = min(wait, self.first_token_deadline_s)
-        cutoff = now - wait
+        client_cutoff = now - self.client_timeout_s
+        cutoff = client_cutoff
+        if self.gate_wait_s is not None:
+            cutoff = max(cutoff, now - self.gate_wait_s)
         late: list[str] = []
         # requests enter in arrival order (a dict keeps it), so the late ones come first
-        for rid, (arr, _) in self._awaiting_first.items():
+        for rid, (arr, pod) in self._awaiting_first.items():
             if arr >= cutoff:
                 break
-            late.append(rid)
+            if arr < client_cutoff:
+                late.append(rid)  # the client gives up
+            elif pod is not None:
+                late.append(rid)  # the pod's admission gate sheds it (no place, or no token)
         queued: set[str] = set()
         for rid in late:
             arr, pod = self._awaiting_first.pop(rid)

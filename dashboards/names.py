@@ -80,6 +80,17 @@ def operator_metrics() -> frozenset[str]:
     return frozenset(names)
 
 
+@cache
+def admission_metrics() -> frozenset[str]:
+    """Sample names the engine pod's admission gate adds to vLLM's /metrics (text format)."""
+    from deepseek_serving.admission import GateStats, metrics_text
+
+    text = metrics_text(GateStats(1, 0, 0, 0, 0, 0, False), openmetrics=False)
+    return frozenset(
+        line.split(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")
+    )
+
+
 def metric_names(expr: str) -> set[str]:
     """Metric names an expression selects (our prefixes and colon names only)."""
     stripped = _STRING.sub('""', expr)
@@ -95,7 +106,15 @@ def metric_names(expr: str) -> set[str]:
 
 
 def unknown_metrics(expr: str, recorded: frozenset[str] = frozenset()) -> set[str]:
-    """Names in `expr` that no vLLM server, vllm-router, operator, DCGM exporter or recording
-    rule has."""
-    known = vllm_metrics() | router_metrics() | operator_metrics() | DCGM | PROMETHEUS | recorded
+    """Names in `expr` that no vLLM server, vllm-router, admission gate, operator, DCGM
+    exporter or recording rule has."""
+    known = (
+        vllm_metrics()
+        | router_metrics()
+        | admission_metrics()
+        | operator_metrics()
+        | DCGM
+        | PROMETHEUS
+        | recorded
+    )
     return {n for n in metric_names(expr) if n not in known}

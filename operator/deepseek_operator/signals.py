@@ -22,8 +22,11 @@ COMPLETION_HANDLERS = 'handler=~"/v1/completions|/v1/chat/completions"'
 class Signal(StrEnum):
     """A named, per-(namespace, dsd, colour) measurement."""
 
-    REQUEST_RATE = "requestRate"  # finished requests per second
-    QUEUE_DEPTH = "queueDepth"  # requests waiting, summed over pods
+    # The engine pods' admission gate (spec.engine.admission) answers some requests itself:
+    # those count as arrivals and failures, and its waiting requests as queued, so that the
+    # signals see the demand and the failures the gate keeps from vLLM.
+    REQUEST_RATE = "requestRate"  # finished requests per second (+ the gate's refusals)
+    QUEUE_DEPTH = "queueDepth"  # requests waiting, summed over pods (+ waiting at the gate)
     RUNNING = "running"  # requests in the batch, summed over pods
     RUNNING_MEAN = "runningMean"  # the same, averaged over the rate window (as the rates are)
     KV_CACHE_USAGE = "kvCacheUsage"  # mean KV-cache usage over pods, 0..1
@@ -32,11 +35,11 @@ class Signal(StrEnum):
     TTFT_P99 = "ttftP99"  # seconds
     TPOT_P99 = "tpotP99"  # p99 over requests of each request's time per output token
     TPOT_MEAN = "tpotMean"  # mean over requests of the same (exact: the histogram's sum/count)
-    ERROR_RATE = "errorRate"  # failed / all completion requests, 0..1
+    ERROR_RATE = "errorRate"  # failed / all completion requests, 0..1 (+ the gate's 503s)
     GPU_UTILIZATION = "gpuUtilization"  # mean DCGM_FI_DEV_GPU_UTIL / 100 over the pods' GPUs
     GPU_MEMORY_USED = "gpuMemoryUsed"  # mean FB used / (used + free), 0..1
-    REQUESTS_TOTAL = "requestsTotal"  # completion requests served since the pods started
-    ERRORS_TOTAL = "errorsTotal"  # of which failed with a 5xx
+    REQUESTS_TOTAL = "requestsTotal"  # completion requests since the pods started (+ refused)
+    ERRORS_TOTAL = "errorsTotal"  # of which failed with a 5xx (+ the gate's 503s)
     PODS_REPORTING = "podsReporting"  # engine pods with fresh metrics
     SAMPLE_AGE = "sampleAge"  # seconds since the newest engine sample
     # Histograms, by bucket (Signals.buckets, not .values): the share of requests over an SLO
@@ -73,6 +76,19 @@ def _pod_info(filt: str) -> str:
     )
 
 
+def _or_zero(expr: str, like: str) -> str:
+    """`expr`, or 0 for the groups of `like` where it has no series (pods without the gate)."""
+    return f"({expr} or 0 * {like})"
+
+
+# The admission gate's counters (serving/deepseek_serving/admission.py): refused = answered 503
+# without reaching vLLM; aborted = a stream vLLM had, aborted without its first token (vLLM
+# counts it as an aborted request, its HTTP status as 200).
+GATE_REFUSED = "deepseek_admission_refused_total"
+GATE_ABORTED = "deepseek_admission_aborted_total"
+GATE_WAITING = "deepseek_admission_waiting"
+
+
 def promql(signal: Signal, filt: str = "") -> str:
     """PromQL for one signal over every DeepSeekDeployment (filt: extra label matchers,
     e.g. `namespace="prod",dsd="r1"` for a dashboard)."""
@@ -81,9 +97,13 @@ def promql(signal: Signal, filt: str = "") -> str:
     g = GROUP_BY
     match signal:
         case Signal.REQUEST_RATE:
-            return f"sum by ({g}) (rate(vllm:request_success_total{s}[{w}]))"
+            done = f"sum by ({g}) (rate(vllm:request_success_total{s}[{w}]))"
+            refused = f"sum by ({g}) (rate({GATE_REFUSED}{s}[{w}]))"
+            return f"{done} + {_or_zero(refused, done)}"
         case Signal.QUEUE_DEPTH:
-            return f"sum by ({g}) (vllm:num_requests_waiting{s})"
+            waiting = f"sum by ({g}) (vllm:num_requests_waiting{s})"
+            gate = f"sum by ({g}) ({GATE_WAITING}{s})"
+            return f"{waiting} + {_or_zero(gate, waiting)}"
         case Signal.RUNNING:
             return f"sum by ({g}) (vllm:num_requests_running{s})"
         case Signal.RUNNING_MEAN:
@@ -110,11 +130,11 @@ def promql(signal: Signal, filt: str = "") -> str:
         case Signal.ERROR_RATE:
             err = _sel(_join(COMPLETION_HANDLERS, 'status="5xx"', filt))
             allr = _sel(_join(COMPLETION_HANDLERS, filt))
-            return (
-                f"(sum by ({g}) (rate(http_requests_total{err}[{w}])) or "
-                f"0 * sum by ({g}) (rate(http_requests_total{allr}[{w}]))) "
-                f"/ sum by ({g}) (rate(http_requests_total{allr}[{w}]))"
-            )
+            every = f"sum by ({g}) (rate(http_requests_total{allr}[{w}]))"
+            failed = _or_zero(f"sum by ({g}) (rate(http_requests_total{err}[{w}]))", every)
+            refused = f"sum by ({g}) (rate({GATE_REFUSED}{s}[{w}]))"
+            shed = f"{refused} + sum by ({g}) (rate({GATE_ABORTED}{s}[{w}]))"
+            return f"({failed} + {_or_zero(shed, every)})\n/ ({every} + {_or_zero(refused, every)})"
         case Signal.GPU_UTILIZATION:
             return (
                 f"avg by ({g}) (DCGM_FI_DEV_GPU_UTIL * on ({PROM_NAMESPACE}, pod) "
@@ -127,13 +147,16 @@ def promql(signal: Signal, filt: str = "") -> str:
                 f"{_pod_info(filt)})"
             )
         case Signal.REQUESTS_TOTAL:
-            return f"sum by ({g}) (http_requests_total{_sel(_join(COMPLETION_HANDLERS, filt))})"
+            every = f"sum by ({g}) (http_requests_total{_sel(_join(COMPLETION_HANDLERS, filt))})"
+            return f"{every} + {_or_zero(f'sum by ({g}) ({GATE_REFUSED}{s})', every)}"
         case Signal.ERRORS_TOTAL:
             err = _sel(_join(COMPLETION_HANDLERS, 'status="5xx"', filt))
             allr = _sel(_join(COMPLETION_HANDLERS, filt))
+            every = f"sum by ({g}) (http_requests_total{allr})"
+            shed = f"sum by ({g}) ({GATE_REFUSED}{s}) + sum by ({g}) ({GATE_ABORTED}{s})"
             return (
-                f"sum by ({g}) (http_requests_total{err}) or "
-                f"0 * sum by ({g}) (http_requests_total{allr})"
+                f"{_or_zero(f'sum by ({g}) (http_requests_total{err})', every)} + "
+                f"{_or_zero(shed, every)}"
             )
         case Signal.PODS_REPORTING:
             return f"count by ({g}) (vllm:num_requests_running{s})"

@@ -10,9 +10,13 @@ the line one step earlier:
   forwarded until their response has been relayed in full);
 - the others wait here, first come first served;
 - one that waited `max_wait` seconds without getting a place is answered at once with 503,
-  `Retry-After` and an OpenAI-style error body. By then it has missed a TTFT SLO of that size
-  anyway; answered now, the router can retry it on another replica and the client can back
-  off, and this replica's steps stay with the requests that can still meet their SLOs.
+  `Retry-After` and an OpenAI-style error body; so is a streamed one that got a place but has
+  no first token `max_wait` seconds after it arrived: the gate holds a stream's response head
+  until its first event, so its client has seen nothing yet, and closes the connection to
+  vLLM, which aborts the request. By then it has missed a TTFT SLO of that size anyway;
+  answered now, the router can retry it on another replica and the client can back off, and
+  this replica's steps stay with the requests that can still meet their SLOs. (A request
+  that is not streamed shows no first token: once it has a place it runs to its end.)
 - While the pod drains, waiting and new generation requests are answered 503 at once; the
   ones in vLLM finish.
 
@@ -20,7 +24,9 @@ Generation requests are POSTs under `/v1/` (completions, chat completions, embed
 responses, ...). Everything else (`/health`, `/metrics`, `GET /v1/models`, `/tokenize`) passes
 straight through. `/metrics` gets the gate's own series appended (text or OpenMetrics, as vLLM
 answered): `deepseek_admission_limit`, `_running` and `_waiting` (gauges) and
-`deepseek_admission_admitted_total` and `_shed_total` (counters).
+`deepseek_admission_admitted_total`, `_refused_total` (503 without reaching vLLM: no place in
+time, or draining) and `_aborted_total` (503 for a stream without its first token in time: vLLM
+counts it as an aborted request) (counters).
 
 Standard library only, like the entrypoint: a threading HTTP/1.1 server (keep-alive); each
 request goes to vLLM on a connection of its own and its response is streamed back as it comes,
@@ -70,8 +76,14 @@ class GateStats:
     running: int
     waiting: int
     admitted_total: int
-    shed_total: int
+    refused_total: int  # answered 503 without reaching vLLM
+    aborted_total: int  # answered 503 after reaching vLLM (no first token in time)
     draining: bool
+
+    @property
+    def shed_total(self) -> int:
+        """Every request the gate answered 503."""
+        return self.refused_total + self.aborted_total
 
 
 class _Waiter:
@@ -104,7 +116,8 @@ class Gate:
         self._running = 0
         self._waiters: deque[_Waiter] = deque()
         self._admitted = 0
-        self._shed = 0
+        self._refused = 0
+        self._aborted = 0
         self._draining = False
 
     def acquire(self) -> bool:
@@ -129,10 +142,19 @@ class Gate:
             return self._refuse()
 
     def _refuse(self) -> bool:
-        self._shed += 1
+        self._refused += 1
         if self._on_shed is not None:
             self._on_shed(self._stats())
         return False
+
+    def abort(self) -> GateStats:
+        """Count a request shed after it got a place (no first token in time)."""
+        with self._lock:
+            self._aborted += 1
+            stats = self._stats()
+        if self._on_shed is not None:
+            self._on_shed(stats)
+        return stats
 
     def release(self) -> None:
         """Give a place back: to the longest waiting request, else free."""
@@ -159,7 +181,8 @@ class Gate:
             self._running,
             sum(1 for w in self._waiters if not w.gone),
             self._admitted,
-            self._shed,
+            self._refused,
+            self._aborted,
             self._draining,
         )
 
@@ -181,8 +204,12 @@ def metrics_text(stats: GateStats, openmetrics: bool) -> str:
          "Generation requests waiting at the admission gate for a place."),
         ("deepseek_admission_admitted_total", "counter", stats.admitted_total,
          "Generation requests the admission gate let into the engine."),
-        ("deepseek_admission_shed_total", "counter", stats.shed_total,
-         "Generation requests the admission gate answered 503 (waited too long, or draining)."),
+        ("deepseek_admission_refused_total", "counter", stats.refused_total,
+         "Generation requests the admission gate answered 503 without passing them to the "
+         "engine (no place in time, or draining)."),
+        ("deepseek_admission_aborted_total", "counter", stats.aborted_total,
+         "Streamed requests the admission gate aborted and answered 503: no first token in "
+         "time (the engine counts them as aborted)."),
     ):  # fmt: skip
         family = name.removesuffix("_total") if openmetrics and kind == "counter" else name
         lines += [f"# HELP {family} {help_}", f"# TYPE {family} {kind}", f"{name} {value}"]
@@ -200,8 +227,8 @@ def with_gate_metrics(body: bytes, content_type: str, stats: GateStats) -> bytes
     return text + ours
 
 
-def overloaded_body(stats: GateStats, waited: float) -> bytes:
-    why = "draining" if stats.draining else f"no place in the engine within {waited:.1f}s"
+def overloaded_body(stats: GateStats, why: str) -> bytes:
+    why = "draining" if stats.draining else why
     return json.dumps(
         {
             "error": {
@@ -271,17 +298,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         t0 = time.monotonic()
         if not self.gate.acquire():
-            stats = self.gate.stats()
-            self._reply(
-                503,
-                overloaded_body(stats, time.monotonic() - t0),
-                {"Retry-After": str(RETRY_AFTER_S)},
-            )
+            why = f"no place in the engine within {time.monotonic() - t0:.1f}s"
+            self._shed(self.gate.stats(), why)
             return
+        wait = self.gate.max_wait
         try:
-            self._relay(body)
+            self._relay(body, first_token_by=None if wait is None else t0 + wait)
         finally:
             self.gate.release()
+
+    def _shed(self, stats: GateStats, why: str) -> None:
+        self._reply(503, overloaded_body(stats, why), {"Retry-After": str(RETRY_AFTER_S)})
 
     # -- response --
     def _reply(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -297,7 +324,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
 
-    def _relay(self, body: bytes, metrics: bool = False) -> None:
+    def _relay(
+        self, body: bytes, metrics: bool = False, first_token_by: float | None = None
+    ) -> None:
+        """Forward the request to vLLM and its response back. With `first_token_by` (a
+        monotonic time), a stream that has sent no event by then is aborted (its connection to
+        vLLM closed) and answered 503: the client has seen nothing of it yet."""
         host, port = self.upstream
         conn = http.client.HTTPConnection(host, port, timeout=None)
         try:
@@ -307,7 +339,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if lk in HOP_BY_HOP or (metrics and lk == "accept-encoding"):
                     continue
                 conn.putheader(k, v)
-            conn.putheader("Connection", "close")
             if body or self.command in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body or None)
@@ -318,13 +349,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(502, msg.encode())
             return
         try:
+            first: bytes | None = None
+            if first_token_by is not None and _is_stream(resp):
+                first = _first_chunk(conn, resp, first_token_by)
+                if first is None:
+                    conn.close()  # vLLM aborts a request whose connection closes
+                    wait = self.gate.max_wait or 0.0
+                    self._shed(self.gate.abort(), f"no first token within {wait:.1f}s")
+                    return
             if metrics and resp.status == 200:
                 ctype = resp.getheader("Content-Type", "text/plain")
                 data = with_gate_metrics(resp.read(), ctype, self.gate.stats())
                 self._send_head(resp, len(data))
                 self.wfile.write(data)
                 return
-            self._stream(resp)
+            self._stream(resp, first)
         except OSError:
             # the client went away (or vLLM did): closing vLLM's connection aborts the request
             self.close_connection = True
@@ -342,7 +381,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
 
-    def _stream(self, resp: http.client.HTTPResponse) -> None:
+    def _stream(self, resp: http.client.HTTPResponse, first: bytes | None = None) -> None:
         no_body = self.command == "HEAD" or resp.status in (204, 304) or resp.status < 200
         length = resp.getheader("Content-Length")
         if no_body:
@@ -360,13 +399,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self._send_head(resp, None)
         while True:
-            data = resp.read1(CHUNK)
+            data, first = (first, None) if first else (resp.read1(CHUNK), None)
             if not data:
                 break
             self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+def _is_stream(resp: http.client.HTTPResponse) -> bool:
+    """A 200 of server-sent events (a streamed completion)."""
+    ctype = resp.getheader("Content-Type") or ""
+    return resp.status == 200 and ctype.startswith("text/event-stream")
+
+
+def _first_chunk(
+    conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, by: float
+) -> bytes | None:
+    """The stream's first bytes (vLLM sends its first event with the first token), or None
+    when none came by `by` (or the stream ended empty)."""
+    left = by - time.monotonic()
+    if left <= 0 or conn.sock is None:
+        return None
+    conn.sock.settimeout(left)
+    try:
+        return resp.read1(CHUNK) or None
+    except TimeoutError:
+        return None
+    finally:
+        if conn.sock is not None:
+            conn.sock.settimeout(None)
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -48,7 +48,8 @@ MODE = "bf16"
 NODE = "cpu-node-0"
 DRAIN_TIMEOUT_S = 60
 ADMISSION_LIMIT = 2  # generation requests the gate lets into vLLM at once
-ADMISSION_WAIT_S = 0.25
+ADMISSION_WAIT_S = 2.0
+MAX_MODEL_LEN = 8192  # room for the admission test's long streams
 STARTUP_TIMEOUT_S = float(os.environ.get("DEEPSEEK_CONTRACT_STARTUP_TIMEOUT", "900"))
 
 
@@ -205,7 +206,7 @@ def contract_spec(model: Path, port: int) -> Any:
 
     return DeepSeekDeploymentSpec.model_validate(
         {
-            "model": {"checkpoint": str(model), "servedName": DSD, "maxModelLen": 2048},
+            "model": {"checkpoint": str(model), "servedName": DSD, "maxModelLen": MAX_MODEL_LEN},
             "resources": {"gpusPerReplica": 1},
             "quantization": {"mode": MODE},
             "engine": {

@@ -126,7 +126,13 @@ def test_gate_refuses_nonsense(limit: int, wait: float) -> None:
 
 
 STATS = adm.GateStats(
-    limit=8, running=3, waiting=2, admitted_total=40, shed_total=5, draining=False
+    limit=8,
+    running=3,
+    waiting=2,
+    admitted_total=40,
+    refused_total=5,
+    aborted_total=1,
+    draining=False,
 )
 
 
@@ -134,7 +140,9 @@ def test_metrics_in_the_text_format() -> None:
     body = b'# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{x="1"} 3.0\n'
     out = adm.with_gate_metrics(body, "text/plain; version=0.0.4", STATS).decode()
     assert out.startswith(body.decode())
-    assert "# TYPE deepseek_admission_shed_total counter\ndeepseek_admission_shed_total 5\n" in out
+    assert "# TYPE deepseek_admission_refused_total counter\n" in out
+    assert "deepseek_admission_refused_total 5\n" in out
+    assert "deepseek_admission_aborted_total 1\n" in out
     assert "deepseek_admission_waiting 2\n" in out and "deepseek_admission_limit 8\n" in out
 
 
@@ -142,7 +150,7 @@ def test_metrics_in_openmetrics_go_before_eof() -> None:
     body = b"# TYPE vllm:x counter\nvllm:x_total 1.0\n# EOF\n"
     ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8"
     out = adm.with_gate_metrics(body, ctype, STATS).decode()
-    assert out.endswith("deepseek_admission_shed_total 5\n# EOF\n")
+    assert out.endswith("deepseek_admission_aborted_total 1\n# EOF\n")
     assert out.count("# EOF") == 1
     assert "# TYPE deepseek_admission_admitted counter\n" in out  # family without _total
 
@@ -239,9 +247,9 @@ def test_relay_streams_sheds_and_counts(
 ) -> None:
     server, up = relay
     # 1. a stream holds the one place; its first chunk comes through before the engine ends it
+    up.step.release()
     c1, r1 = post(server, {"stream": True, "chunks": 2})
     assert r1.status == 200 and r1.getheader("Content-Type") == "text/event-stream"
-    up.step.release()
     assert r1.read1(100).startswith(b"data: 0")
     # 2. the engine is full: the next request waits 0.3 s, then 503 with Retry-After
     t0 = time.monotonic()
@@ -258,7 +266,7 @@ def test_relay_streams_sheds_and_counts(
     c3.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})  # same connection
     m = c3.getresponse().read().decode()
     assert "vllm:num_requests_running 1.0" in m
-    assert "deepseek_admission_shed_total 1\n" in m and "deepseek_admission_running 1\n" in m
+    assert "deepseek_admission_refused_total 1\n" in m and "deepseek_admission_running 1\n" in m
     assert up.seen[-1] == {"path": "/metrics", "encoding": None}
     # 4. the stream ends; its place frees and the next request is relayed whole
     up.step.release()
@@ -276,11 +284,33 @@ def test_a_client_that_leaves_mid_stream_frees_its_place(
     relay: tuple[adm.AdmissionServer, type[Upstream]],
 ) -> None:
     server, up = relay
-    c1, r1 = post(server, {"stream": True, "chunks": 50})
     up.step.release(50)
+    c1, r1 = post(server, {"stream": True, "chunks": 50})
     assert r1.read1(100).startswith(b"data: 0")
     c1.close()  # the relay's next write fails; it closes the engine's connection
     assert settled(server.gate).running == 0
+
+
+def test_a_stream_without_a_first_token_in_time_is_aborted_and_answered_503(
+    relay: tuple[adm.AdmissionServer, type[Upstream]],
+) -> None:
+    """The wait runs until the first token: a stream whose first event has not come 0.3 s
+    after it reached the gate gets 503 (its client has seen nothing yet) and its connection to
+    the engine is closed (vLLM aborts the request)."""
+    server, up = relay
+    t0 = time.monotonic()
+    c1, r1 = post(server, {"stream": True, "chunks": 1})  # no chunk released
+    assert r1.status == 503 and r1.getheader("Retry-After") == "1"
+    assert "no first token within 0.3s" in json.loads(r1.read())["error"]["message"]
+    assert 0.3 <= time.monotonic() - t0 < 5
+    s = settled(server.gate)
+    assert (s.running, s.admitted_total, s.refused_total, s.aborted_total) == (0, 1, 0, 1)
+    up.step.release(2)  # one for the aborted stream's handler, still waiting for its chunk
+    # a stream that starts in time is relayed
+    c2, r2 = post(server, {"stream": True, "chunks": 1})
+    assert r2.status == 200 and r2.read() == b"data: 0\n\n"
+    for c in (c1, c2):
+        c.close()
 
 
 def test_engine_not_listening_is_a_502() -> None:

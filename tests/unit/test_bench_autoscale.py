@@ -237,12 +237,12 @@ def test_a_merged_report_describes_the_kept_traces_too() -> None:
     assert out["attribution"] == ["the step's source"]
 
 
-# --- the --admission what-if ---------------------------------------------------------------
+# --- --admission: the engine pod's admission gate ------------------------------------------
 def _one_replica(deadline: float | None, max_num_seqs: int) -> list[bool]:
-    """Outcomes (ok) of three requests at once on one warm 7B replica running at most
-    `max_num_seqs` of them: the first holds the batch for its 2000 tokens."""
+    """Outcomes (ok) of three requests at once on one warm 7B replica whose gate lets
+    `max_num_seqs` of them in: the first holds its place for its 2000 tokens."""
     cfg = Config(preset_name="distill-7b-bf16-1xh100", admission=(max_num_seqs, deadline or 1.0))
-    fleet = Fleet(cfg.serving_preset, 45.0, first_token_deadline_s=deadline)
+    fleet = Fleet(cfg.serving_preset, 45.0, gate_wait_s=deadline)
     fleet.add_pod(0.0, warm=True)
     for i, out in enumerate((2000, 20, 20)):
         fleet.arrive(SimRequest(f"r{i}", 100, out, 0.0))
@@ -255,9 +255,25 @@ def test_without_a_deadline_the_queued_requests_wait_their_turn() -> None:
     assert _one_replica(None, 1) == [True, True, True]
 
 
-def test_a_deadline_sheds_the_requests_that_would_miss_their_first_token() -> None:
-    # the two behind the long one get no first token within 2 s: shed, failed
+def test_the_gate_sheds_the_requests_that_found_no_place_in_time() -> None:
+    # the two behind the long one get no place within 2 s: answered 503, failed
     assert _one_replica(2.0, 1) == [True, False, False]
+
+
+def test_the_gate_sheds_a_started_stream_without_its_first_token() -> None:
+    """A request the engine has scheduled whose first token is later than the wait (a
+    5000-token prompt on a 7B replica whose gate waits 0.01 s) is shed: the gate holds a
+    stream's head until its first token; a wait that leaves room serves it."""
+    outcomes = []
+    for wait in (0.01, 2.0):
+        cfg = Config(preset_name="distill-7b-bf16-1xh100", admission=(8, wait))
+        fleet = Fleet(cfg.serving_preset, 45.0, gate_wait_s=wait)
+        fleet.add_pod(0.0, warm=True)
+        fleet.arrive(SimRequest("long-prompt", 5000, 10, 0.0))
+        for t in range(1, 60):
+            fleet.advance(t / 10)
+        outcomes.append([o.ok for o in fleet.outcomes])
+    assert outcomes == [[False], [True]]
 
 
 def test_a_batch_with_room_needs_no_shedding() -> None:
@@ -278,11 +294,11 @@ def test_a_bad_admission_is_refused(text: str) -> None:
         _admission(text)
 
 
-def test_the_admission_what_if_is_recorded_and_said() -> None:
+def test_the_admission_gate_is_recorded_and_said() -> None:
     assert admission_setup(None) is None and admission_words(None) == []
     setup = admission_setup((128, 2.0))
-    assert setup == {"max_num_seqs": 128, "first_token_deadline_s": 2.0}
+    assert setup == {"max_running": 128, "max_wait_s": 2.0}
     (line,) = admission_words(setup)
-    assert "not a product feature" in line and "128" in line and "2s" in line
+    assert "spec.engine.admission" in line and "maxRunning 128" in line and "2)" in line
     assert Config(admission=(128, 2.0)).serving_preset.max_num_seqs == 128
     assert Config().serving_preset == Config().preset

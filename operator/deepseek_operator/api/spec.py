@@ -352,13 +352,18 @@ class AdmissionSpec(ApiModel):
     (serving/deepseek_serving/admission.py) takes the API port, vLLM moves behind it to a
     loopback port. At most maxRunning generation requests (POSTs under /v1/) are in vLLM at
     once; the others wait at the gate in arrival order, and one that waited maxWaitSeconds is
-    answered 503 with Retry-After: 1 at once (vLLM's own queue has no deadline). A request that
-    late has missed its TTFT SLO anyway; answered now, the router retries it on another replica
-    and the client backs off, while this replica's steps stay with the requests that can still
-    meet their SLOs. While a pod drains, waiting and new generation requests get 503; the ones
-    in vLLM finish. The pods' /metrics gain deepseek_admission_limit, _running, _waiting,
-    _admitted_total and _shed_total. Needs the project's engine image (or one with its
-    entrypoint): other images ignore the DEEPSEEK_ADMISSION_* variables it is passed as."""
+    answered 503 with Retry-After: 1 at once (vLLM's own queue has no deadline), as is a
+    streamed one with no first token maxWaitSeconds after it arrived (aborted in vLLM; its
+    client has seen nothing yet; a request not streamed, once it has a place, runs to its
+    end). A request that late has missed its TTFT SLO anyway; answered now, the router
+    retries it on another replica and the client backs off, while this replica's steps stay
+    with the requests that can still meet their SLOs. While a pod drains, waiting and new
+    generation requests get 503; the ones in vLLM finish. The pods' /metrics gain
+    deepseek_admission_limit, _running, _waiting, _admitted_total, _refused_total and
+    _aborted_total; the operator's signals count the refused as arrivals and failures, the
+    aborted as failures, the waiting as queued. Needs the project's engine image (or one
+    with its entrypoint): other images ignore the DEEPSEEK_ADMISSION_* variables it is
+    passed as."""
 
     max_running: int = Field(
         ge=1,
@@ -372,9 +377,9 @@ class AdmissionSpec(ApiModel):
         None,
         ge=0,
         le=600,
-        description="Seconds a generation request may wait at the gate before it is answered "
-        "503 (0: at once when the pod is full). Unset: the TTFT SLO "
-        "(scaling.slo.ttftP99Seconds).",
+        description="Seconds a generation request may wait for a place at the gate, and a "
+        "streamed one for its first token, before it is answered 503 (0: at once when the pod "
+        "is full). Unset: the TTFT SLO (scaling.slo.ttftP99Seconds).",
     )
 
 
