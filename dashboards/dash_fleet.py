@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from deepseek_operator.signals import (
     COMPLETION_HANDLERS,
+    GATE_ABORTED,
+    GATE_REFUSED,
+    GATE_WAITING,
     GROUP_BY,
     RATE_WINDOW,
     Signal,
@@ -44,8 +47,18 @@ def _slo(slo: str) -> Target:
     return Target(slo_target(slo, FILT), f"SLO {BY_DSD}")
 
 
+def _rate_expr(metric: str) -> str:
+    return f"sum by ({GROUP_BY}) (rate({metric}{sel(FILT)}[{RATE_WINDOW}]))"
+
+
 def _rate(metric: str, legend: str = BY_COLOUR) -> Target:
-    return Target(f"sum by ({GROUP_BY}) (rate({metric}{sel(FILT)}[{RATE_WINDOW}]))", legend)
+    return Target(_rate_expr(metric), legend)
+
+
+def _or_zero(expr: str) -> str:
+    """`expr`, or 0 for each colour whose pods report running requests but not `expr`'s
+    series (engine pods without the admission gate)."""
+    return f"{expr}\nor\n0 * sum by ({GROUP_BY}) (vllm:num_requests_running{sel(FILT)})"
 
 
 def _state(metric: str, label: str) -> Target:
@@ -190,6 +203,26 @@ FLEET = Dashboard(
                 _sig(Signal.RUNNING, f"running {BY_COLOUR}"),
             ),
             width=8,
+        ),
+        Panel(
+            "Admission gate: refused, aborted, waiting",
+            "The engine pods' admission gate (spec.engine.admission), per colour: requests "
+            "answered 503 without reaching vLLM per second (no place within maxWaitSeconds, "
+            "or draining; deepseek_admission_refused_total), streams aborted and answered 503 "
+            "without a first token in time (deepseek_admission_aborted_total), and requests "
+            "waiting at the gate for a place (deepseek_admission_waiting, dashed). 0 for pods "
+            "without the gate. The operator's request rate, queue and error rate include them.",
+            (
+                Target(_or_zero(_rate_expr(GATE_REFUSED)), f"refused/s {BY_COLOUR}"),
+                Target(_or_zero(_rate_expr(GATE_ABORTED)), f"aborted/s {BY_COLOUR}"),
+                Target(
+                    _or_zero(f"sum by ({GROUP_BY}) ({GATE_WAITING}{sel(FILT)})"),
+                    f"waiting {BY_COLOUR}",
+                ),
+            ),
+            width=8,
+            min=0,
+            dashed="^waiting .*",
         ),
         Panel(
             "KV-cache usage",

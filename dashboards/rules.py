@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from deepseek_operator.labels import PROM_COLOUR, PROM_DSD, PROM_NAMESPACE
-from deepseek_operator.signals import COMPLETION_HANDLERS, Signal, promql
+from deepseek_operator.signals import (
+    COMPLETION_HANDLERS,
+    GATE_ABORTED,
+    GATE_REFUSED,
+    Signal,
+    promql,
+)
 
 from .queries import (
     EJECTED_WINDOW,
@@ -204,15 +210,21 @@ SLO_RECORDING = Group(
             )
             for w in SLI_WINDOWS
         ),
+        # The engine pods' admission gate answers 503 itself: a refused request never reached
+        # vLLM (one more request, failed), an aborted stream did (vLLM counted it, as 200)
         Recording(
             REQUESTS_RATE,
-            f"sum by ({NS_DSD}) (rate(http_requests_total{sel(COMPLETION_HANDLERS)}[5m]))",
+            f"sum by ({NS_DSD}) (rate(http_requests_total{sel(COMPLETION_HANDLERS)}[5m]))\n"
+            f"+ (\n  sum by ({NS_DSD}) (rate({GATE_REFUSED}[5m]))\n  or 0 * sum by ({NS_DSD}) "
+            f"(rate(http_requests_total{sel(COMPLETION_HANDLERS)}[5m]))\n)",
         ),
         Recording(
             ERRORS_RATE,
-            f"sum by ({NS_DSD}) "
-            f"(rate(http_requests_total{sel(COMPLETION_HANDLERS, STATUS_5XX)}[5m]))"
-            f" or 0 * {REQUESTS_RATE}",
+            f"(\n  sum by ({NS_DSD}) "
+            f"(rate(http_requests_total{sel(COMPLETION_HANDLERS, STATUS_5XX)}[5m]))\n"
+            f"  or 0 * {REQUESTS_RATE}\n)\n"
+            f"+ (\n  sum by ({NS_DSD}) (rate({GATE_REFUSED}[5m]))\n"
+            f"  + sum by ({NS_DSD}) (rate({GATE_ABORTED}[5m]))\n  or 0 * {REQUESTS_RATE}\n)",
         ),
         *(
             Recording(error_ratio(w), _window_ratio(ERRORS_RATE, REQUESTS_RATE, w))
