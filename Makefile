@@ -87,8 +87,8 @@ demo-down: venv ## stop what `make demo` started (its namespace deleted; cluster
 clean: venv ## stop every local cluster (demo's and tests') and delete their state and the demo's logs (keeps the tool cache)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo clean
 
-.PHONY: bench bench-autoscale bench-quantization bench-scale bench-capacity bench-failover bench-gateway bench-shapes
-bench: bench-autoscale bench-quantization bench-scale bench-capacity bench-gateway ## every benchmark -> bench/results/
+.PHONY: bench bench-autoscale bench-quantization bench-scale bench-capacity bench-failover bench-gateway bench-gate bench-shapes
+bench: bench-autoscale bench-quantization bench-scale bench-capacity bench-gateway bench-gate ## every benchmark -> bench/results/
 
 bench-autoscale: venv ## autoscaling benchmark: ours vs HPA, KEDA, KPA, static, oracle
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale $(BENCH_ARGS)
@@ -109,6 +109,9 @@ bench-scale: venv tools ## the operator at 10, 100, 1000 DeepSeekDeployments on 
 
 bench-gateway: venv ## gateway in real time on simulated engines: Service round robin vs vllm-router (operator defaults) vs router with priorities, overload and a sick replica (~11 min)
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.gateway $(BENCH_GATEWAY_ARGS)
+
+bench-gate: venv ## the engine pod's admission gate: events/s and latency it adds to streams, 64-512 at once, vs straight to the engine (~1 min)
+	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.gate $(BENCH_GATE_ARGS)
 
 bench-failover: venv tools ## region failover under load on the e2e cluster pair (real external-dns + PowerDNS): detect, DNS shift, RTO, failed requests (~8 min; not in `make bench`; run it alone)
 	DEEPSEEK_BENCH=1 DEEPSEEK_REPO_ROOT=$(CURDIR) $(PYTEST) -v -s -m e2e tests/e2e/test_failover.py -k test_failover_benchmark
