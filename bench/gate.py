@@ -273,15 +273,19 @@ def plot(doc: dict[str, Any], path: Path) -> None:
                 alpha=alpha,
                 label=f"{setup} {q.split('_')[1]}",
             )
-        axes[1].plot(
-            ns, [doc["cases"][str(n)][setup]["delivered_share"] for n in ns], style, label=setup
-        )
+    axes[1].plot(
+        [doc["cases"][str(n)]["offered_events_per_s"] for n in ns],
+        [doc["cases"][str(n)]["gate"]["gate_cpu_s_per_s"] for n in ns],
+        "s-",
+        label="gate process",
+    )
     axes[0].set_yscale("log")
     axes[0].set_xlabel("concurrent streams")
     axes[0].set_ylabel("event latency (ms)")
     axes[0].legend()
-    axes[1].set_xlabel("concurrent streams")
-    axes[1].set_ylabel("events delivered / offered")
+    axes[1].set_xlabel("events relayed per second")
+    axes[1].set_ylabel("CPU seconds per second")
+    axes[1].set_ylim(bottom=0)
     axes[1].legend()
     fig.suptitle(f"Admission gate relay, {doc['setup']['rate']:g} events/s per stream")
     fig.tight_layout()

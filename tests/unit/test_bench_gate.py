@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -29,15 +30,15 @@ def test_an_event_is_a_stamped_server_sent_event_of_a_chunks_size() -> None:
     assert G.events_per_stream(40, 1.0) == 40 and G.events_per_stream(40, 0.001) == 1
 
 
-def test_a_short_run_delivers_every_event_directly_and_through_the_gate() -> None:
+def test_a_short_run_delivers_every_event_directly_and_through_the_gate(tmp_path: Path) -> None:
     cases = G.run([4], rate=40.0, seconds=0.5)
     for setup in ("direct", "gate"):
         r = cases["4"][setup]
         assert r["streams_served"] == 4 and r["delivered_share"] == 1.0, r
         assert 0 <= r["latency_p50_ms"] <= r["latency_p99_ms"] <= r["latency_max_ms"]
     assert cases["4"]["gate"]["gate_cpu_s_per_s"] >= 0
-    md = G.report_md(
-        {"generated": "now", "runtime_s": 1, "command": "c", "cases": cases,
-         "setup": {"rate": 40.0, "seconds": 0.5, "event_bytes": G.EVENT_BYTES, "cpus": 2}}
-    )  # fmt: skip
-    assert "| 4 | 160 | gate | 1.000 |" in md
+    setup = {"rate": 40.0, "seconds": 0.5, "event_bytes": G.EVENT_BYTES, "cpus": 2}
+    doc = {"generated": "now", "runtime_s": 1, "command": "c", "cases": cases, "setup": setup}
+    assert "| 4 | 160 | gate | 1.000 |" in G.report_md(doc)
+    G.plot(doc, tmp_path / "gate.png")
+    assert (tmp_path / "gate.png").stat().st_size > 1000
