@@ -40,6 +40,7 @@ import contextlib
 import http.client
 import http.server
 import json
+import socket
 import sys
 import threading
 import time
@@ -342,6 +343,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             if body or self.command in ("POST", "PUT", "PATCH"):
                 conn.putheader("Content-Length", str(len(body)))
             conn.endheaders(body or None)
+            # kept: http.client lets go of it when the response says Connection: close
+            sock = conn.sock
             resp = conn.getresponse()
         except OSError as e:
             conn.close()
@@ -351,7 +354,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         try:
             first: bytes | None = None
             if first_token_by is not None and _is_stream(resp):
-                first = _first_chunk(conn, resp, first_token_by)
+                first = _first_chunk(sock, resp, first_token_by)
                 if first is None:
                     conn.close()  # vLLM aborts a request whose connection closes
                     wait = self.gate.max_wait or 0.0
@@ -415,21 +418,21 @@ def _is_stream(resp: http.client.HTTPResponse) -> bool:
 
 
 def _first_chunk(
-    conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, by: float
+    sock: socket.socket | None, resp: http.client.HTTPResponse, by: float
 ) -> bytes | None:
     """The stream's first bytes (vLLM sends its first event with the first token), or None
-    when none came by `by` (or the stream ended empty)."""
+    when none came by `by` (or the stream ended empty). `sock`: the connection's socket."""
     left = by - time.monotonic()
-    if left <= 0 or conn.sock is None:
+    if left <= 0 or sock is None:
         return None
-    conn.sock.settimeout(left)
+    sock.settimeout(left)
     try:
         return resp.read1(CHUNK) or None
     except TimeoutError:
         return None
     finally:
-        if conn.sock is not None:
-            conn.sock.settimeout(None)
+        with contextlib.suppress(OSError):
+            sock.settimeout(None)
 
 
 class _Server(http.server.ThreadingHTTPServer):

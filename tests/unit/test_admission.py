@@ -197,6 +197,8 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Transfer-Encoding", "chunked")
+        if req.get("close"):
+            self.send_header("Connection", "close")
         self.end_headers()
         for i in range(req.get("chunks", 2)):
             self.step.acquire(timeout=10)
@@ -311,6 +313,20 @@ def test_a_stream_without_a_first_token_in_time_is_aborted_and_answered_503(
     assert r2.status == 200 and r2.read() == b"data: 0\n\n"
     for c in (c1, c2):
         c.close()
+
+
+def test_a_stream_whose_engine_closes_the_connection_after_it_is_relayed(
+    relay: tuple[adm.AdmissionServer, type[Upstream]],
+) -> None:
+    """An engine that answers `Connection: close` (http.client then lets go of the socket):
+    the first-token wait still reads the stream, which is relayed whole."""
+    server, up = relay
+    up.step.release(2)
+    c1, r1 = post(server, {"stream": True, "chunks": 2, "close": True})
+    assert r1.status == 200 and r1.read() == b"data: 0\n\ndata: 1\n\n"
+    s = settled(server.gate)
+    assert (s.admitted_total, s.refused_total, s.aborted_total) == (1, 0, 0)
+    c1.close()
 
 
 def test_engine_not_listening_is_a_502() -> None:
