@@ -337,7 +337,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
             for k, v in self.headers.items():
                 lk = k.lower()
-                if lk in HOP_BY_HOP or (metrics and lk == "accept-encoding"):
+                # Expect: 100-continue was answered here (the body is read already)
+                if lk in HOP_BY_HOP or lk == "expect" or (metrics and lk == "accept-encoding"):
                     continue
                 conn.putheader(k, v)
             if body or self.command in ("POST", "PUT", "PATCH"):

@@ -185,7 +185,7 @@ class Upstream(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append({"path": self.path, "body": req})
+        self.seen.append({"path": self.path, "body": req, "expect": self.headers.get("Expect")})
         if not req.get("stream"):
             body = json.dumps({"choices": [{"text": "ok"}]}).encode()
             self.send_response(200)
@@ -275,7 +275,7 @@ def test_relay_streams_sheds_and_counts(
     assert r1.read() == b"data: 1\n\n"
     c4, r4 = post(server, {"prompt": "y"})
     assert r4.status == 200 and json.loads(r4.read()) == {"choices": [{"text": "ok"}]}
-    assert up.seen[-1]["body"] == {"prompt": "y"}
+    assert up.seen[-1]["body"] == {"prompt": "y"} and up.seen[-1]["expect"] is None
     s = settled(server.gate)
     assert (s.running, s.waiting, s.admitted_total, s.shed_total) == (0, 0, 2, 1)
     for c in (c1, c2, c3, c4):
@@ -327,6 +327,26 @@ def test_a_stream_whose_engine_closes_the_connection_after_it_is_relayed(
     s = settled(server.gate)
     assert (s.admitted_total, s.refused_total, s.aborted_total) == (1, 0, 0)
     c1.close()
+
+
+def test_expect_100_continue_is_answered_by_the_gate(
+    relay: tuple[adm.AdmissionServer, type[Upstream]],
+) -> None:
+    """curl sends `Expect: 100-continue` with larger bodies: the gate answers it and forwards
+    the request without it."""
+    server, up = relay
+    conn = http.client.HTTPConnection(*server.address, timeout=10)
+    body = json.dumps({"prompt": "x" * 2000})
+    conn.request(
+        "POST",
+        "/v1/completions",
+        body,
+        {"Content-Type": "application/json", "Expect": "100-continue"},
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read()) == {"choices": [{"text": "ok"}]}
+    assert up.seen[-1]["expect"] is None and up.seen[-1]["body"] == json.loads(body)
+    conn.close()
 
 
 def test_engine_not_listening_is_a_502() -> None:
