@@ -47,9 +47,6 @@ POD = "tiny-blue-0"
 MODE = "bf16"
 NODE = "cpu-node-0"
 DRAIN_TIMEOUT_S = 60
-ADMISSION_LIMIT = 2  # generation requests the gate lets into vLLM at once
-ADMISSION_WAIT_S = 2.0
-MAX_MODEL_LEN = 8192  # room for the admission test's long streams
 STARTUP_TIMEOUT_S = float(os.environ.get("DEEPSEEK_CONTRACT_STARTUP_TIMEOUT", "900"))
 
 
@@ -196,46 +193,31 @@ class Engine:
         return out
 
 
-def contract_spec(model: Path, port: int) -> Any:
-    """The contract deployment's spec: engine.schedulingPolicy priority, so that the contract
-    covers request priorities, and engine.admission, so that every request goes through the
-    entrypoint's admission gate (a limit of ADMISSION_LIMIT, below --max-num-seqs; a wait of
-    ADMISSION_WAIT_S), with the two changes this machine needs, made through the spec's own
-    extraArgs: listen on loopback only, and vLLM's CPU build."""
+def operator_args(model: Path, port: int) -> list[str]:
+    """The container args the operator renders for this deployment (desired.vllm_args; with
+    engine.schedulingPolicy priority, so that the contract covers request priorities), with
+    the two changes this machine needs, made through the spec's own extraArgs: listen on
+    loopback only, and vLLM's CPU build."""
     from deepseek_operator.api.spec import DeepSeekDeploymentSpec
+    from deepseek_operator.desired import vllm_args
 
-    return DeepSeekDeploymentSpec.model_validate(
+    spec = DeepSeekDeploymentSpec.model_validate(
         {
-            "model": {"checkpoint": str(model), "servedName": DSD, "maxModelLen": MAX_MODEL_LEN},
+            "model": {"checkpoint": str(model), "servedName": DSD, "maxModelLen": 2048},
             "resources": {"gpusPerReplica": 1},
             "quantization": {"mode": MODE},
             "engine": {
                 "port": port,
                 "drain": {"timeoutSeconds": DRAIN_TIMEOUT_S},
                 "schedulingPolicy": "priority",
-                "admission": {"maxRunning": ADMISSION_LIMIT, "maxWaitSeconds": ADMISSION_WAIT_S},
                 "extraArgs": ["--host", "127.0.0.1", "--max-num-seqs", "8"],
             },
         }
     )
+    return vllm_args(DSD, spec)
 
 
-def operator_args(spec: Any) -> list[str]:
-    """The container args the operator renders for this deployment (desired.vllm_args)."""
-    from deepseek_operator.desired import vllm_args
-
-    return vllm_args(DSD, spec)  # type: ignore[no-any-return]
-
-
-def operator_env(spec: Any) -> dict[str, str]:
-    """The entrypoint's variables the operator renders for it (desired.admission_env)."""
-    from deepseek_operator.desired import admission_env
-
-    env = admission_env(spec.engine.admission, spec.scaling.slo.ttft_p99_seconds)
-    return {e["name"]: e["value"] for e in env}
-
-
-def engine_env(status_port: int, operator: dict[str, str]) -> dict[str, str]:
+def engine_env(status_port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DEEPSEEK_", "VLLM_"))}
     env.update(
         {
@@ -249,7 +231,6 @@ def engine_env(status_port: int, operator: dict[str, str]) -> dict[str, str]:
             "HF_HUB_OFFLINE": "1",
             "VLLM_CPU_KVCACHE_SPACE": "1",
             "DEEPSEEK_STATUS_PORT": str(status_port),
-            **operator,
         }
     )
     return env
@@ -257,17 +238,12 @@ def engine_env(status_port: int, operator: dict[str, str]) -> dict[str, str]:
 
 def start_engine(vllm_python: Path, model: Path, log: Path) -> Engine:
     port, status_port = free_port(), free_port()
-    spec = contract_spec(model, port)
-    args = operator_args(spec)
+    args = operator_args(model, port)
     cmd = [str(vllm_python), "-m", "deepseek_serving.entrypoint", *args]
     say(f"starting vLLM through the entrypoint: {' '.join(cmd)}")
     out = open(log, "wb")  # noqa: SIM115 (the child keeps writing after this returns)
     proc = subprocess.Popen(
-        cmd,
-        env=engine_env(status_port, operator_env(spec)),
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
+        cmd, env=engine_env(status_port), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
     )
     out.close()
     engine = Engine(

@@ -42,7 +42,7 @@ def make(out: Path) -> None:
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )
-    fast.model_max_length = 8192
+    fast.model_max_length = 2048
     fast.save_pretrained(out)
 
     torch.manual_seed(0)
@@ -54,7 +54,7 @@ def make(out: Path) -> None:
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=64,
-        max_position_embeddings=8192,
+        max_position_embeddings=2048,
         eos_token_id=fast.eos_token_id,
         bos_token_id=fast.eos_token_id,
         pad_token_id=fast.eos_token_id,
