@@ -16,7 +16,9 @@ the line one step earlier:
   vLLM, which aborts the request. By then it has missed a TTFT SLO of that size anyway;
   answered now, the router can retry it on another replica and the client can back off, and
   this replica's steps stay with the requests that can still meet their SLOs. (A request
-  that is not streamed shows no first token: once it has a place it runs to its end.)
+  that is not streamed shows no first token: once it has a place it runs to its end. With a
+  `max_wait` of 0 a request is refused at once when the engine is full, and a stream has no
+  first-token deadline.)
 - While the pod drains, waiting and new generation requests are answered 503 at once; the
   ones in vLLM finish.
 
@@ -88,23 +90,30 @@ class GateStats:
 
 
 class _Waiter:
-    __slots__ = ("event", "gone", "granted")
+    __slots__ = ("deadline", "event", "gone", "granted")
 
-    def __init__(self) -> None:
+    def __init__(self, deadline: float | None) -> None:
         self.event = threading.Event()
+        self.deadline = deadline  # on the gate's clock; no place is handed over after it
         self.granted = False
         self.gone = False
 
 
 class Gate:
     """At most `limit` holders at once; the others wait in arrival order for at most
-    `max_wait` seconds (None: until a place frees). Thread-safe."""
+    `max_wait` seconds (None: until a place frees). Thread-safe.
+
+    A place freed after a waiter's deadline is not handed to it, even where its thread has not
+    yet woken to give up (a starved pod: the engine's CPU work can keep the gate's threads off
+    the cores for a while): the wait the gate promises is max_wait, not max_wait plus how late
+    its thread runs. `clock` is time.monotonic (a test's own clock)."""
 
     def __init__(
         self,
         limit: int,
         max_wait: float | None,
         on_shed: Callable[[GateStats], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
@@ -113,6 +122,7 @@ class Gate:
         self.limit = limit
         self.max_wait = max_wait
         self._on_shed = on_shed
+        self._clock = clock
         self._lock = threading.Lock()
         self._running = 0
         self._waiters: deque[_Waiter] = deque()
@@ -130,7 +140,7 @@ class Gate:
                 self._running += 1
                 self._admitted += 1
                 return True
-            w = _Waiter()
+            w = _Waiter(None if self.max_wait is None else self._clock() + self.max_wait)
             self._waiters.append(w)
         w.event.wait(self.max_wait)
         with self._lock:
@@ -158,15 +168,24 @@ class Gate:
         return stats
 
     def release(self) -> None:
-        """Give a place back: to the longest waiting request, else free."""
+        """Give a place back: to the longest waiting request still within its wait, else
+        free. Waiters past their deadline are woken to give up."""
         with self._lock:
+            now = self._clock()
             while self._waiters:
                 w = self._waiters.popleft()
-                if not w.gone:
-                    w.granted = True
+                if w.gone:
+                    continue
+                if w.deadline is not None and now > w.deadline:
+                    w.gone = True  # it gives up (and counts itself refused) when it wakes
                     w.event.set()
-                    return
-            self._running = max(0, self._running - 1)
+                    continue
+                w.granted = True
+                w.event.set()
+                return
+            if self._running <= 0:
+                raise RuntimeError("admission gate: a place was given back that was not taken")
+            self._running -= 1
 
     def drain(self) -> None:
         """Refuse new requests and wake the waiting ones (they are shed)."""
@@ -304,7 +323,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         wait = self.gate.max_wait
         try:
-            self._relay(body, first_token_by=None if wait is None else t0 + wait)
+            # a wait of 0 means "refuse at once when full", not "a first token in no time"
+            self._relay(body, first_token_by=t0 + wait if wait else None)
         finally:
             self.gate.release()
 

@@ -236,14 +236,22 @@ def engine_env(status_port: int) -> dict[str, str]:
     return env
 
 
-def start_engine(vllm_python: Path, model: Path, log: Path) -> Engine:
+def start_engine(
+    vllm_python: Path, model: Path, log: Path, extra_env: dict[str, str] | None = None
+) -> Engine:
+    """vLLM through the entrypoint; `extra_env`: more of the pod's variables (the admission
+    gate's, as the operator renders them)."""
     port, status_port = free_port(), free_port()
     args = operator_args(model, port)
     cmd = [str(vllm_python), "-m", "deepseek_serving.entrypoint", *args]
     say(f"starting vLLM through the entrypoint: {' '.join(cmd)}")
     out = open(log, "wb")  # noqa: SIM115 (the child keeps writing after this returns)
     proc = subprocess.Popen(
-        cmd, env=engine_env(status_port), stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        cmd,
+        env=engine_env(status_port) | (extra_env or {}),
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     out.close()
     engine = Engine(

@@ -92,6 +92,54 @@ def test_a_request_that_gave_up_does_not_take_a_place() -> None:
     assert (s.running, s.waiting, s.shed_total) == (0, 0, 1)
 
 
+def test_a_place_freed_after_a_waiters_deadline_is_not_handed_to_it() -> None:
+    # A starved pod: the waiter's thread has not woken by its deadline when the place frees
+    # (its real wait is long here; the gate's clock says the deadline has passed).
+    now = [100.0]
+    gate = adm.Gate(1, max_wait=30.0, clock=lambda: now[0])
+    assert gate.acquire()
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(gate.acquire()))
+    t.start()
+    while gate.stats().waiting < 1:
+        time.sleep(0.001)
+    now[0] += 30.5  # past the waiter's deadline (100 + 30)
+    t0 = time.monotonic()
+    gate.release()
+    t.join(5)
+    assert result == [False]  # shed, woken at once rather than after its real 30 s
+    assert time.monotonic() - t0 < 5
+    s = gate.stats()
+    assert (s.running, s.waiting, s.admitted_total, s.refused_total) == (0, 0, 1, 1)
+    assert gate.acquire()  # the place is free for the next one
+
+
+def test_a_place_freed_within_a_waiters_deadline_is_handed_to_it() -> None:
+    now = [100.0]
+    gate = adm.Gate(1, max_wait=30.0, clock=lambda: now[0])
+    assert gate.acquire()
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(gate.acquire()))
+    t.start()
+    while gate.stats().waiting < 1:
+        time.sleep(0.001)
+    now[0] += 29.5
+    gate.release()
+    t.join(5)
+    assert result == [True]
+    s = gate.stats()
+    assert (s.running, s.waiting, s.admitted_total, s.refused_total) == (1, 0, 2, 0)
+
+
+def test_giving_back_a_place_that_was_not_taken_is_an_error() -> None:
+    gate = adm.Gate(2, max_wait=None)
+    assert gate.acquire()
+    gate.release()
+    with pytest.raises(RuntimeError, match="not taken"):
+        gate.release()
+    assert gate.stats().running == 0
+
+
 def test_a_wait_of_zero_sheds_at_once_when_full() -> None:
     gate = adm.Gate(1, max_wait=0.0)
     assert gate.acquire()
@@ -280,6 +328,36 @@ def test_relay_streams_sheds_and_counts(
     assert (s.running, s.waiting, s.admitted_total, s.shed_total) == (0, 0, 2, 1)
     for c in (c1, c2, c3, c4):
         c.close()
+
+
+def test_a_wait_of_zero_refuses_at_once_but_does_not_abort_streams() -> None:
+    up_cls = type("U", (Upstream,), {"step": threading.Semaphore(0), "seen": []})
+    up = http.server.ThreadingHTTPServer(("127.0.0.1", 0), up_cls)
+    up.daemon_threads = True
+    threading.Thread(target=up.serve_forever, daemon=True).start()
+    server = adm.AdmissionServer(
+        ("127.0.0.1", 0), ("127.0.0.1", up.server_address[1]), adm.Gate(1, max_wait=0.0)
+    )
+    server.start()
+    try:
+        # the first event comes 0.2 s after the request: a stream is not held to 0 s
+        threading.Timer(0.2, up_cls.step.release).start()
+        c1, r1 = post(server, {"stream": True, "chunks": 2})
+        assert r1.status == 200 and r1.read1(100).startswith(b"data: 0")
+        t0 = time.monotonic()
+        c2, r2 = post(server, {"prompt": "x"})
+        assert r2.status == 503 and time.monotonic() - t0 < 1  # full: refused at once
+        up_cls.step.release()
+        assert r1.read() == b"data: 1\n\n"
+        s = settled(server.gate)
+        assert (s.running, s.admitted_total, s.refused_total, s.aborted_total) == (0, 1, 1, 0)
+        c1.close()
+        c2.close()
+    finally:
+        up_cls.step.release(100)
+        server.close()
+        up.shutdown()
+        up.server_close()
 
 
 def test_a_client_that_leaves_mid_stream_frees_its_place(

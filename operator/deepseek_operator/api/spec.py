@@ -379,7 +379,8 @@ class AdmissionSpec(ApiModel):
         le=600,
         description="Seconds a generation request may wait for a place at the gate, and a "
         "streamed one for its first token, before it is answered 503 (0: at once when the pod "
-        "is full). Unset: the TTFT SLO (scaling.slo.ttftP99Seconds).",
+        "is full, and streams get no first-token deadline). Unset: the TTFT SLO "
+        "(scaling.slo.ttftP99Seconds).",
     )
 
 
