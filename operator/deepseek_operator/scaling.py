@@ -127,6 +127,7 @@ BAND_MIN_WEIGHT = 2.0  # a band used for the curve has about two samples or more
 BAND_MIN_KEPT = 0.05  # a band whose weight decayed below this is dropped
 TAIL_MIN_WEIGHT = 2.0  # samples inside a bucket before their p99 / mean ratio is used
 BOUND_SHARE = 0.05  # a p99 in the top 5% of its bucket: the bucket holds the whole tail
+ADMISSION_LIMIT_CHANGE = 0.1  # a learned admission limit is rewritten once it moves by 10%
 # Step 3: headroom
 HEADROOM_QUANTILE = 0.9
 BUDGET_MIN_MISSES = 10.0  # attainment is judged once the budget allowed this many misses
@@ -787,6 +788,48 @@ def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) 
         f"{model.curve_samples} samples",
         kv_binds=True,
     )
+
+
+def admission_limit(model: CapacityModel | None, aim: float) -> tuple[int, str] | None:
+    """The learned limit of the engine pod's admission gate (spec.engine.admission without
+    maxRunning): the running requests at which the step-time curve's mean TPOT reaches the
+    aim (the TPOT SLO times targets.tpotSloFraction), past the loads seen along its heaviest
+    points. Past it every admitted request's steps are slower than its SLO allows, so one more
+    request in vLLM costs all of them their TPOT; below it the gate only holds the overflow.
+    The mean, not the p99: the p99 / mean ratio is the spread of TPOT over changing loads, and
+    with the gate the load on a pod stops at the limit. A limit too low is corrected upward:
+    the curve then sees the mean TPOT below the aim at the limit and reads the aim further on.
+    None while the curve has fewer than two rising points or CAPACITY_MIN_SAMPLES samples, or
+    where it puts the aim at or below one running request."""
+    if model is None or model.curve_samples < CAPACITY_MIN_SAMPLES:
+        return None
+    pts = _segments(model)
+    if len(pts) < 2:
+        return None
+    n = running_at(pts, aim)
+    if n < 1:
+        return None
+    seen = "within" if n <= pts[-1][0] else "beyond"
+    return int(n), (
+        f"mean TPOT reaches {aim * 1000:.0f}ms at {int(n)} running per pod on the learned "
+        f"step-time curve ({seen} the {pts[-1][0]:.0f} seen; {model.curve_samples} samples)"
+    )
+
+
+def next_admission_limit(
+    written: int | None, learned: tuple[int, str] | None
+) -> tuple[int | None, str | None]:
+    """The limit to publish and why (None for the why: keep what is written). A first learned
+    limit is published; later ones once they differ from the written one by
+    ADMISSION_LIMIT_CHANGE or more (every change reaches each pod through a volume refresh,
+    and the curve's noise is not news). While nothing is learned (a new colour or mode starts
+    a new curve) the written limit stays: it is the best that is known."""
+    if learned is None:
+        return written, None
+    n, why = learned
+    if written is not None and abs(n - written) < ADMISSION_LIMIT_CHANGE * written:
+        return written, None
+    return n, why
 
 
 def prior_capacity(

@@ -12,8 +12,10 @@ from collections.abc import Callable
 import pytest
 from deepseek_operator.api.status import CapacityModel
 from deepseek_operator.scaling import (
+    admission_limit,
     at_bucket_top,
     learn_capacity,
+    next_admission_limit,
     replica_capacity,
     running_capacity,
     step_capacity,
@@ -319,3 +321,74 @@ def test_the_tail_ratio_takes_the_p99_read_off_the_buckets_tail(
         model = learn_capacity(model, "blue", None, 4.0, p99, 0.1, 40.0, mean, AIM, exact)
     assert model is not None and model.tail_weight > 2.0
     assert model.tail_ratio == pytest.approx(ratio, rel=1e-4)
+
+
+# ------------------------------------------------------------------ the admission limit --
+def n_at(step: Callable[[float], float], aim: float) -> float:
+    """The running requests at which step(n) reaches aim (bisection)."""
+    lo, hi = 0.0, 1e5
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if step(mid) < aim else (lo, mid)
+    return lo
+
+
+@pytest.mark.parametrize(
+    ("name", "step", "loads", "aim", "rel"),
+    [
+        # a dense model's step grows with the batch: the aim read between points seen
+        ("dense, within", linear(0.02, 0.0005), [20.0, 60.0, 100.0, 180.0], 0.1, 0.02),
+        # only light loads seen: along the heaviest points, past them
+        ("dense, beyond", linear(0.02, 0.0005), [10.0, 20.0, 40.0], 0.1, 0.02),
+        # a mixture of experts' knee: past it the line through the heaviest points
+        ("moe, beyond the knee", concave, [40.0, 80.0, 120.0, 160.0], 0.1, 0.05),
+        # a stricter aim (tpotSloFraction 0.6) comes earlier on the same curve
+        ("dense, fraction", linear(0.02, 0.0005), [20.0, 60.0, 100.0, 180.0], 0.06, 0.02),
+    ],
+)
+def test_admission_limit_is_where_the_mean_step_time_reaches_the_aim(
+    name: str, step: Callable[[float], float], loads: list[float], aim: float, rel: float
+) -> None:
+    model = learn(step, loads)
+    got = admission_limit(model, aim)
+    assert got is not None, name
+    n, why = got
+    assert n == pytest.approx(n_at(step, aim), rel=rel, abs=1.0), name
+    assert f"{aim * 1000:.0f}ms at {n} running per pod" in why
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [
+        ("nothing learned", None),
+        ("one load only: no curve", learn(linear(0.02, 0.0005), [60.0])),
+        ("no running requests reported", learn(linear(0.02, 0.0005), SPREAD, with_mean=False)),
+        # the aim under the lightest point's step: at most one request would meet it
+        ("aim below the lightest step", learn(linear(0.02, 0.0005), [2.0, 4.0, 8.0])),
+    ],
+)
+def test_no_admission_limit_without_a_curve_that_reaches_the_aim(
+    name: str, model: CapacityModel | None
+) -> None:
+    aim = 0.0202 if name.startswith("aim below") else 0.1
+    assert admission_limit(model, aim) is None, name
+
+
+@pytest.mark.parametrize(
+    ("written", "learned", "want"),
+    [
+        (None, None, (None, False)),  # nothing to publish
+        (None, 120, (120, True)),  # the first one learned
+        (120, None, (120, False)),  # a new curve is learning: the written one stays
+        (120, 128, (120, False)),  # within 10%: the curve's noise
+        (120, 131, (120, False)),
+        (120, 132, (132, True)),  # 10% up
+        (120, 108, (108, True)),  # 10% down
+        (120, 109, (120, False)),
+    ],
+)
+def test_a_learned_admission_limit_is_republished_once_it_moves_by_ten_percent(
+    written: int | None, learned: int | None, want: tuple[int | None, bool]
+) -> None:
+    n, why = next_admission_limit(written, None if learned is None else (learned, "why"))
+    assert (n, why is not None) == want
