@@ -312,17 +312,44 @@ def engine_tolerations(placement: PlacementSpec) -> list[Obj]:
     ]
 
 
+ADMISSION_VOLUME = "admission"
+ADMISSION_DIR = "/etc/deepseek/admission"
+ADMISSION_KEY = "maxRunning"
+
+
+def admission_config_map_name(dsd_name: str) -> str:
+    """The ConfigMap the operator publishes a learned admission limit in."""
+    return f"{dsd_name}-admission"
+
+
 def admission_env(admission: AdmissionSpec, ttft_slo_seconds: float) -> list[Obj]:
-    """The engine entrypoint's variables for spec.engine.admission (its gate in the pod); the
-    wait defaults to the TTFT SLO."""
+    """The engine entrypoint's variables for spec.engine.admission (its gate in the pod): a
+    fixed limit, or the file of the mounted ConfigMap that holds the learned one; the wait
+    defaults to the TTFT SLO."""
     wait = admission.max_wait_seconds
+    limit = (
+        {"name": "DEEPSEEK_ADMISSION_MAX_RUNNING", "value": str(admission.max_running)}
+        if admission.max_running is not None
+        else {"name": "DEEPSEEK_ADMISSION_LIMIT_FILE", "value": f"{ADMISSION_DIR}/{ADMISSION_KEY}"}
+    )
     return [
-        {"name": "DEEPSEEK_ADMISSION_MAX_RUNNING", "value": str(admission.max_running)},
+        limit,
         {
             "name": "DEEPSEEK_ADMISSION_MAX_WAIT",
             "value": f"{ttft_slo_seconds if wait is None else wait:g}",
         },
     ]
+
+
+def admission_config_map(dsd: DeepSeekDeployment, limit: int | None) -> Obj:
+    """The learned admission limit for the engine pods' gate (empty: none learned yet). Owned
+    by the DeepSeekDeployment: the garbage collector removes it with it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(dsd, admission_config_map_name(dsd.name)),
+        "data": {ADMISSION_KEY: "" if limit is None else str(limit)},
+    }
 
 
 def _pod_template(
@@ -344,6 +371,15 @@ def _pod_template(
         {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": res.shared_memory}}
     ]
     mounts: list[Obj] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+    if eng.admission is not None and eng.admission.max_running is None:
+        # optional: the pods start before the operator has published it (no limit until then)
+        volumes.append(
+            {
+                "name": ADMISSION_VOLUME,
+                "configMap": {"name": admission_config_map_name(dsd_name), "optional": True},
+            }
+        )
+        mounts.append({"name": ADMISSION_VOLUME, "mountPath": ADMISSION_DIR, "readOnly": True})
     cache = spec.model.cache
     if cache is not None:
         env.append({"name": "HF_HOME", "value": cache.mount_path})

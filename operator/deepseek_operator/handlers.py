@@ -53,6 +53,8 @@ from .api.status import (
 )
 from .desired import (
     MonitoringSettings,
+    admission_config_map,
+    admission_config_map_name,
     batch_router_pool,
     deployment_name,
     main_router_pool,
@@ -67,6 +69,7 @@ from .scaling import (
     ScalingDecision,
     ScalingInputs,
     decide,
+    learned_admission,
     replica_capacity,
     replicas_to_write,
     scale_event,
@@ -188,9 +191,22 @@ def reconcile_once(namespace: str, name: str) -> float | None:
 
     ref = _ref(obj)
     current = dsd.spec.desired_replicas()
+    decided: list[Event] = []  # decisions kept in the status: said after it is written
+    admission = dsd.spec.engine.admission
+    learned_gate = admission is not None and admission.max_running is None
     decision = None
     if _autoscale_due(dsd, now):
         decision = _autoscale(dsd, observed, snap, url, now)
+        if learned_gate:
+            gate_state, learned = learned_admission(dsd.spec.scaling, decision.state)
+            if learned is not None:
+                decision = replace(decision, state=gate_state)
+                cm = admission_config_map_name(name)
+                decided.append(
+                    Event(
+                        "Normal", "AdmissionLimitLearned", f"{learned}; published in ConfigMap {cm}"
+                    )
+                )
         if replicas_to_write(dsd.spec.replicas, decision) is not None:
             rt.kube.set_dsd_replicas(
                 namespace, name, decision.replicas, unset=dsd.spec.replicas is None
@@ -211,7 +227,6 @@ def reconcile_once(namespace: str, name: str) -> float | None:
             decision.message,
         )
 
-    decided: list[Event] = []  # decisions kept in the status: said after it is written
     quant = _quantize(dsd, observed, snap, decision, now)
     if quant is not None and quant.switched and quant.reason == Q.SWITCH_ROLLED_BACK:
         decided.append(Event("Warning", "QuantizationSwitchRolledBack", quant.message))
@@ -276,6 +291,23 @@ def reconcile_once(namespace: str, name: str) -> float | None:
         own, own_check = _publish_own_record(rt, dsd, observed, snap, url, outcome.status, now)
         outcome = replace(outcome, status=own)
 
+    if learned_gate:
+        # the engine pods' gate reads it from a mounted volume (empty: no limit learned yet)
+        gate_limit = (outcome.status.scaling or ScalingState()).admission_limit
+        try:
+            rt.kube.apply_config_map(admission_config_map(dsd, gate_limit))
+        except ApiException as e:  # e.g. a chart from before the rule for ConfigMaps
+            cm = admission_config_map_name(name)
+            log.warning(
+                "admission_limit_not_published namespace=%s name=%s: %s", namespace, name, e
+            )
+            rt.events.record(
+                ref,
+                "Warning",
+                "AdmissionLimitNotPublished",
+                f"could not write ConfigMap {cm} ({e.status} {e.reason}): the engine pods' gate "
+                "keeps the limit it has; the operator's RBAC needs create and patch on configmaps",
+            )
     if outcome.plan is not None:
         changes = rt.kube.apply(render(dsd, outcome.plan, rt.monitoring), owned)
         for t in outcome.targets:
@@ -929,7 +961,10 @@ def _start_warmup(rt: Runtime, dsd: DeepSeekDeployment, colour: Colour, per_pod:
 
 
 def forget(namespace: str, name: str) -> None:
-    """Drop the per-resource metric series of a deleted DeepSeekDeployment."""
+    """Drop the per-resource metric series of a deleted DeepSeekDeployment, and what the
+    process remembers writing for it."""
+    if RUNTIME is not None:
+        RUNTIME.kube.forget_config_map(namespace, admission_config_map_name(name))
     for g in (
         metrics.DESIRED_REPLICAS,
         metrics.READY_REPLICAS,

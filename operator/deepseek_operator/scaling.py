@@ -832,6 +832,19 @@ def next_admission_limit(
     return n, why
 
 
+def learned_admission(spec: ScalingSpec, state: ScalingState) -> tuple[ScalingState, str | None]:
+    """The autoscaler's memory with the admission limit to publish (spec.engine.admission
+    without maxRunning), and the Event's words where it changed (None: unchanged)."""
+    aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
+    limit, why = next_admission_limit(state.admission_limit, admission_limit(state.capacity, aim))
+    if why is None:
+        return state, None
+    before = state.admission_limit
+    state = state.model_copy(update={"admission_limit": limit, "admission_limit_source": why[:512]})
+    was = "none" if before is None else str(before)
+    return state, f"admission limit {was} -> {limit} requests per pod: {why}"
+
+
 def prior_capacity(
     served: float | None,
     ready: int,
@@ -1375,6 +1388,9 @@ def decide(
             load=memory,
             slo_budget=slo_budget,
             schedule_opens=due.opens if due is not None else None,
+            # published by the reconcile (learned_admission), kept across decisions
+            admission_limit=state.admission_limit,
+            admission_limit_source=state.admission_limit_source,
         )
 
     def hold(reason: str, message: str, metrics_ok: bool = True) -> ScalingDecision:

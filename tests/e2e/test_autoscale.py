@@ -427,6 +427,15 @@ def wait_decisions(custom: client.CustomObjectsApi, ns: str, name: str, count: i
         )
 
 
+def _config_map(core: client.CoreV1Api, ns: str, name: str) -> Any:
+    try:
+        return core.read_namespaced_config_map(name, ns)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
 def events_with(core: client.CoreV1Api, ns: str, name: str, reason: str) -> list[Any]:
     return [e for e in events_of(core, ns, name) if e.reason == reason]
 
@@ -500,11 +509,28 @@ def test_burst_scales_up_then_back_down_to_min_replicas(
     # attainment 0.9: judged once the SLO allowed 10 misses, 100 requests (~35 s of the burst)
     slo = {"ttftP99Seconds": 1, "tpotP99Seconds": 0.05, "attainment": 0.9}
     body["spec"]["scaling"] = scaling(min_replicas=lo, max_replicas=hi, slo=slo)
+    # the engine pods' admission gate with the learned limit (the fleet's engines run no gate:
+    # this checks the operator's side, the ConfigMap it publishes the limit in)
+    body["spec"].setdefault("engine", {})["admission"] = {}
     create_dsd(custom, ns, body)
     seen = watches(ns, name)
 
     # minReplicas, Ready through the fleet (the engine loaded and answers /health).
     wait_for(lambda: len(ready_engine_pods(core, ns, name)) == lo, timeout=180, what="1 Ready")
+    # the learned admission limit's ConfigMap, empty until the step-time curve is learned,
+    # owned by the resource, mounted into the engine pods
+    cm = wait_for(
+        lambda: _config_map(core, ns, f"{name}-admission"),
+        timeout=60,
+        what="the ConfigMap of the learned admission limit",
+    )
+    assert [o.kind for o in cm.metadata.owner_references or []] == ["DeepSeekDeployment"]
+    assert set((cm.data or {}).keys()) <= {"maxRunning"}, cm.data
+    pod = ready_engine_pods(core, ns, name)[0]
+    assert any(
+        v.config_map is not None and v.config_map.name == f"{name}-admission"
+        for v in pod.spec.volumes
+    )
     # spec.replicas was left unset (it defaults to minReplicas): the autoscaler writes it, and
     # the scale subresource (kubectl scale, HPA-style tools) reads it.
     wait_for(
@@ -575,6 +601,24 @@ def test_burst_scales_up_then_back_down_to_min_replicas(
             what="an SLOAttainmentBelowTarget Event",
         )
         assert all(e.type == "Warning" for e in warn)
+
+    # -- the admission limit: once learned, in status, the ConfigMap and an Event ------------
+    def consistent() -> tuple[int | None] | None:
+        """status.scaling.admissionLimit and the ConfigMap's value, once they agree (the
+        operator writes the ConfigMap, then the status)."""
+        got = _config_map(core, ns, f"{name}-admission")
+        value = ((got.data or {}) if got is not None else {}).get("maxRunning", "")
+        learned = ((get_dsd(custom, ns, name).get("status") or {}).get("scaling") or {}).get(
+            "admissionLimit"
+        )
+        return (learned,) if value == ("" if learned is None else str(learned)) else None
+
+    (limit,) = wait_for(consistent, timeout=60, what="the admission limit in status and ConfigMap")
+    said = events_with(core, ns, name, "AdmissionLimitLearned")
+    if limit is not None:  # the burst's loads gave the step-time curve two rising points
+        assert said and f"-> {limit} requests per pod" in said[-1].message, said
+    else:  # still learning: nothing said
+        assert not said, said
 
     # -- load stops: back to minReplicas after the down-window ----------------------------
     load.stop()

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from deepseek_operator.api.status import CapacityModel
+from deepseek_operator.api.spec import ScalingSpec
+from deepseek_operator.api.status import CapacityModel, ScalingState
 from deepseek_operator.scaling import (
     admission_limit,
     at_bucket_top,
     learn_capacity,
+    learned_admission,
     next_admission_limit,
     replica_capacity,
     running_capacity,
@@ -392,3 +394,21 @@ def test_a_learned_admission_limit_is_republished_once_it_moves_by_ten_percent(
 ) -> None:
     n, why = next_admission_limit(written, None if learned is None else (learned, "why"))
     assert (n, why is not None) == want
+
+
+def test_learned_admission_keeps_the_limit_in_the_memory_and_says_when_it_moves() -> None:
+    spec = ScalingSpec.model_validate({"slo": {"tpotP99Seconds": 0.1}})
+    model = learn(linear(0.02, 0.0005), [20.0, 60.0, 100.0, 180.0])
+    state, said = learned_admission(spec, ScalingState(capacity=model))
+    assert state.admission_limit == 160 and said is not None
+    assert said.startswith("admission limit none -> 160 requests per pod: mean TPOT reaches 100ms")
+    assert state.admission_limit_source and "160 running per pod" in state.admission_limit_source
+    # the same curve again: nothing new to say or publish
+    again, said = learned_admission(spec, state)
+    assert again == state and said is None
+    # a stricter SLO fraction moves it by more than 10%: republished
+    strict = spec.model_copy(
+        update={"targets": spec.targets.model_copy(update={"tpot_slo_fraction": 0.6})}
+    )
+    moved, said = learned_admission(strict, state)
+    assert moved.admission_limit == 79 and said and said.startswith("admission limit 160 -> 79")

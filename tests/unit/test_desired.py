@@ -14,6 +14,7 @@ from deepseek_operator.desired import (
     ColourPlan,
     MonitoringSettings,
     Plan,
+    admission_config_map,
     pod_template,
     quantization_args,
     render,
@@ -300,6 +301,13 @@ def test_host_path_cache() -> None:
             {"engine": {"admission": {"maxRunning": 8, "maxWaitSeconds": 0}}},
             {"DEEPSEEK_ADMISSION_MAX_RUNNING": "8", "DEEPSEEK_ADMISSION_MAX_WAIT": "0"},
         ),
+        (  # no maxRunning: the learned one, from the mounted ConfigMap
+            {"engine": {"admission": {}}},
+            {
+                "DEEPSEEK_ADMISSION_LIMIT_FILE": "/etc/deepseek/admission/maxRunning",
+                "DEEPSEEK_ADMISSION_MAX_WAIT": "2",
+            },
+        ),
     ],
 )
 def test_admission_gate_settings_reach_the_engine_entrypoint(
@@ -319,11 +327,32 @@ def test_admission_gate_settings_reach_the_engine_entrypoint(
     assert (template_hash("r1", d.spec) == template_hash("r1", dsd().spec)) is (not spec)
 
 
-def test_admission_needs_a_limit() -> None:
-    with pytest.raises(ValueError, match="maxRunning"):
-        dsd(engine={"admission": {"maxWaitSeconds": 1}})
+def test_admission_limit_is_at_least_one() -> None:
     with pytest.raises(ValueError, match="maxRunning"):
         dsd(engine={"admission": {"maxRunning": 0}})
+
+
+def test_a_learned_admission_limit_is_mounted_from_its_config_map() -> None:
+    d = dsd(engine={"admission": {}})
+    pod = render(d, plan_for(d)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]
+    vol = next(v for v in pod["volumes"] if v["name"] == "admission")
+    assert vol["configMap"] == {"name": "r1-admission", "optional": True}  # pods start first
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "admission")
+    assert mount == {"name": "admission", "mountPath": "/etc/deepseek/admission", "readOnly": True}
+    # a fixed limit mounts nothing
+    fixed = dsd(engine={"admission": {"maxRunning": 8}})
+    pod = render(fixed, plan_for(fixed)).get("Deployment", "r1-blue")["spec"]["template"]["spec"]
+    assert all(v["name"] != "admission" for v in pod["volumes"])
+
+
+@pytest.mark.parametrize(("limit", "value"), [(None, ""), (131, "131")])
+def test_the_admission_config_map_holds_the_learned_limit(limit: int | None, value: str) -> None:
+    d = dsd(engine={"admission": {}})
+    cm = admission_config_map(d, limit)
+    assert (cm["kind"], cm["metadata"]["name"]) == ("ConfigMap", "r1-admission")
+    assert cm["data"] == {"maxRunning": value}
+    owner = cm["metadata"]["ownerReferences"][0]  # removed with its DeepSeekDeployment
+    assert (owner["kind"], owner["uid"], owner["controller"]) == ("DeepSeekDeployment", "u-1", True)
 
 
 def test_services_select_active_and_other_colour() -> None:

@@ -232,6 +232,9 @@ class Kube:
         # The API server's gitVersion, learned once by learn_server_version() at start.
         self.server_version = ""
         self.sleep_action = False
+        # ConfigMaps this process applied, by (namespace, name): the applied body's hash. The
+        # operator may write ConfigMaps but not read them (its RBAC has no get/list/watch).
+        self._config_maps: dict[tuple[str, str], str] = {}
 
     def _count(self, verb: str, resource: str) -> None:
         self.calls += 1
@@ -367,6 +370,31 @@ class Kube:
             field_manager=FIELD_MANAGER,
             force_conflicts=True,
         )
+
+    def apply_config_map(self, body: dict[str, Any]) -> bool:
+        """Server-side apply a ConfigMap the operator owns (the learned admission limit) unless
+        this process applied the same body already; True when it was written. After a restart
+        the first reconcile writes it once (an apply of the same body changes nothing)."""
+        meta = body["metadata"]
+        key, h = (meta["namespace"], meta["name"]), applied_hash(body)
+        if self._config_maps.get(key) == h:
+            return False
+        self._count("apply", "configmaps")
+        res = self.dyn.resources.get(api_version="v1", kind="ConfigMap")
+        res.server_side_apply(
+            body=body,
+            name=meta["name"],
+            namespace=meta["namespace"],
+            field_manager=FIELD_MANAGER,
+            force_conflicts=True,
+        )
+        self._config_maps[key] = h
+        return True
+
+    def forget_config_map(self, namespace: str, name: str) -> None:
+        """Forget a ConfigMap applied for a deleted DeepSeekDeployment (it goes with it): one
+        of the same name made later is applied again."""
+        self._config_maps.pop((namespace, name), None)
 
     def delete_dns_endpoint(self, namespace: str, name: str, uid: str) -> None:
         """Delete it only while it is the one read (a precondition on its uid)."""

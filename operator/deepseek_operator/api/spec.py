@@ -365,13 +365,21 @@ class AdmissionSpec(ApiModel):
     with its entrypoint): other images ignore the DEEPSEEK_ADMISSION_* variables it is
     passed as."""
 
-    max_running: int = Field(
+    max_running: int | None = Field(
+        None,
         ge=1,
         le=1_000_000,
-        description="Generation requests one pod lets into vLLM at once. Pick it below "
-        "vLLM's --max-num-seqs (256; 1024 on H100/H200-class GPUs), where the step time still "
-        "keeps TPOT within the SLO under prefill bursts: a limit at or above --max-num-seqs "
-        "only adds the wait deadline.",
+        description="Generation requests one pod lets into vLLM at once. Unset: learned. The "
+        "autoscaler's step-time curve (mean TPOT against running requests per pod) gives the "
+        "running requests at which the mean TPOT reaches the TPOT SLO (scaling.slo."
+        "tpotP99Seconds x targets.tpotSloFraction); the operator publishes that number in the "
+        "ConfigMap <name>-admission (key maxRunning, mounted into the engine pods; their gate "
+        "re-reads it, kubelet refreshes it within about a minute), republishes it once it moves "
+        "by 10%, and says so in status.scaling.admissionLimit and an AdmissionLimitLearned "
+        "Event. Until the curve is learned (needs scaling.enabled and metrics) the gate has no "
+        "limit and only the wait deadline applies. Set: fixed; pick it below vLLM's "
+        "--max-num-seqs (256; 1024 on H100/H200-class GPUs), where the step time still keeps "
+        "TPOT within the SLO under prefill bursts.",
     )
     max_wait_seconds: float | None = Field(
         None,

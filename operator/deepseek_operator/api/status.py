@@ -313,6 +313,16 @@ class ScalingState(ApiModel):
         description="Unix time the scaling.schedules window whose replicas were ordered opens: "
         "until then they stay ordered, even where a shorter start time was learned meanwhile.",
     )
+    admission_limit: int | None = Field(
+        None,
+        ge=1,
+        description="The learned limit of the engine pods' admission gate "
+        "(spec.engine.admission without maxRunning) last published in the ConfigMap "
+        "<name>-admission: generation requests per pod in vLLM at once.",
+    )
+    admission_limit_source: str | None = Field(
+        None, max_length=512, description="Where admissionLimit comes from, in words."
+    )
 
 
 class AnalysisResult(ApiModel):
