@@ -7,7 +7,8 @@ queued request waits for as long as its client lets it, long past its TTFT SLO. 
 the line one step earlier:
 
 - at most `max_running` generation requests are in vLLM at once (from the moment they are
-  forwarded until their response has been relayed in full);
+  forwarded until their response has been relayed in full); the limit can change while the
+  gate runs (the operator's learned limit, re-read from a file by the entrypoint), or be none;
 - the others wait here, first come first served;
 - one that waited `max_wait` seconds without getting a place is answered at once with 503,
   `Retry-After` and an OpenAI-style error body; so is a streamed one that got a place but has
@@ -25,7 +26,7 @@ the line one step earlier:
 Generation requests are POSTs under `/v1/` (completions, chat completions, embeddings,
 responses, ...). Everything else (`/health`, `/metrics`, `GET /v1/models`, `/tokenize`) passes
 straight through. `/metrics` gets the gate's own series appended (text or OpenMetrics, as vLLM
-answered): `deepseek_admission_limit`, `_running` and `_waiting` (gauges) and
+answered): `deepseek_admission_limit` (+Inf: no limit), `_running` and `_waiting` (gauges) and
 `deepseek_admission_admitted_total`, `_refused_total` (503 without reaching vLLM: no place in
 time, or draining) and `_aborted_total` (503 for a stream without its first token in time: vLLM
 counts it as an aborted request) (counters).
@@ -75,7 +76,7 @@ def gated(method: str, path: str) -> bool:
 
 @dataclass(frozen=True)
 class GateStats:
-    limit: int
+    limit: int | None  # None: no limit
     running: int
     waiting: int
     admitted_total: int
@@ -99,9 +100,18 @@ class _Waiter:
         self.gone = False
 
 
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 1:
+        raise ValueError("limit must be at least 1 (or None: no limit)")
+
+
 class Gate:
-    """At most `limit` holders at once; the others wait in arrival order for at most
-    `max_wait` seconds (None: until a place frees). Thread-safe.
+    """At most `limit` holders at once (None: no limit); the others wait in arrival order for
+    at most `max_wait` seconds (None: until a place frees). Thread-safe.
+
+    The limit can change at run time (`set_limit`): a higher one hands the places it frees to
+    the waiters at once; a lower one interrupts nothing that runs, new requests wait until
+    fewer than the limit run.
 
     A place freed after a waiter's deadline is not handed to it, even where its thread has not
     yet woken to give up (a starved pod: the engine's CPU work can keep the gate's threads off
@@ -110,16 +120,15 @@ class Gate:
 
     def __init__(
         self,
-        limit: int,
+        limit: int | None,
         max_wait: float | None,
         on_shed: Callable[[GateStats], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
+        _check_limit(limit)
         if max_wait is not None and max_wait < 0:
             raise ValueError("max_wait must not be negative")
-        self.limit = limit
+        self._limit = limit
         self.max_wait = max_wait
         self._on_shed = on_shed
         self._clock = clock
@@ -131,12 +140,28 @@ class Gate:
         self._aborted = 0
         self._draining = False
 
+    @property
+    def limit(self) -> int | None:
+        return self._limit
+
+    def set_limit(self, limit: int | None) -> None:
+        """A new limit, from now on. Places it frees go to the waiters at once (those still
+        within their wait); a lower limit takes no place back: the running requests finish,
+        and the next get a place once fewer than the limit run."""
+        _check_limit(limit)
+        with self._lock:
+            self._limit = limit
+            self._hand_over()
+
+    def _has_room(self) -> bool:
+        return self._limit is None or self._running < self._limit
+
     def acquire(self) -> bool:
         """Take a place (True), or give up after max_wait or on a drain (False: shed)."""
         with self._lock:
             if self._draining:
                 return self._refuse()
-            if self._running < self.limit and not self._waiters:
+            if self._has_room() and not self._waiters:
                 self._running += 1
                 self._admitted += 1
                 return True
@@ -144,7 +169,7 @@ class Gate:
             self._waiters.append(w)
         w.event.wait(self.max_wait)
         with self._lock:
-            if w.granted:  # release() handed its place over (running already counts it)
+            if w.granted:  # _hand_over() gave it a place (running already counts it)
                 self._admitted += 1
                 return True
             w.gone = True
@@ -169,23 +194,29 @@ class Gate:
 
     def release(self) -> None:
         """Give a place back: to the longest waiting request still within its wait, else
-        free. Waiters past their deadline are woken to give up."""
+        free. Waiters past their deadline are woken to give up. While more run than a lowered
+        limit allows, the place is not handed on."""
         with self._lock:
-            now = self._clock()
-            while self._waiters:
-                w = self._waiters.popleft()
-                if w.gone:
-                    continue
-                if w.deadline is not None and now > w.deadline:
-                    w.gone = True  # it gives up (and counts itself refused) when it wakes
-                    w.event.set()
-                    continue
-                w.granted = True
-                w.event.set()
-                return
             if self._running <= 0:
                 raise RuntimeError("admission gate: a place was given back that was not taken")
             self._running -= 1
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Free places to the waiters, in arrival order, while the limit leaves room (the
+        lock is held). Not while draining: drain() has woken them to be shed."""
+        now = self._clock()
+        while self._waiters and not self._draining and self._has_room():
+            w = self._waiters.popleft()
+            if w.gone:
+                continue
+            if w.deadline is not None and now > w.deadline:
+                w.gone = True  # it gives up (and counts itself refused) when it wakes
+                w.event.set()
+                continue
+            w.granted = True
+            self._running += 1
+            w.event.set()
 
     def drain(self) -> None:
         """Refuse new requests and wake the waiting ones (they are shed)."""
@@ -197,7 +228,7 @@ class Gate:
 
     def _stats(self) -> GateStats:
         return GateStats(
-            self.limit,
+            self._limit,
             self._running,
             sum(1 for w in self._waiters if not w.gone),
             self._admitted,
@@ -216,8 +247,9 @@ def metrics_text(stats: GateStats, openmetrics: bool) -> str:
     counter's family without `_total`; the text format with it)."""
     lines: list[str] = []
     for name, kind, value, help_ in (
-        ("deepseek_admission_limit", "gauge", stats.limit,
-         "Generation requests the admission gate lets into the engine at once."),
+        ("deepseek_admission_limit", "gauge", "+Inf" if stats.limit is None else stats.limit,
+         "Generation requests the admission gate lets into the engine at once (+Inf: no "
+         "limit)."),
         ("deepseek_admission_running", "gauge", stats.running,
          "Generation requests in the engine through the admission gate."),
         ("deepseek_admission_waiting", "gauge", stats.waiting,
@@ -249,11 +281,15 @@ def with_gate_metrics(body: bytes, content_type: str, stats: GateStats) -> bytes
 
 def overloaded_body(stats: GateStats, why: str) -> bytes:
     why = "draining" if stats.draining else why
+    if stats.limit is None:  # draining, or a wait that ended as the limit was lifted
+        places = f"{stats.running} running, no limit"
+    else:
+        places = f"{stats.running} of {stats.limit} places taken"
     return json.dumps(
         {
             "error": {
-                "message": f"Server overloaded: {why} ({stats.running} of {stats.limit} "
-                f"places taken, {stats.waiting} waiting); retry later or elsewhere.",
+                "message": f"Server overloaded: {why} ({places}, {stats.waiting} waiting); "
+                "retry later or elsewhere.",
                 "type": "ServiceUnavailableError",
                 "param": None,
                 "code": 503,

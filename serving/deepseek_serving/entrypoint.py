@@ -24,7 +24,8 @@ What it does, in order:
 7. with DEEPSEEK_ADMISSION_MAX_RUNNING set, runs the admission gate (admission.py) on the API
    address, vLLM behind it on a loopback port: at most that many generation requests in vLLM,
    the rest wait, and one that waited DEEPSEEK_ADMISSION_MAX_WAIT seconds gets 503 with
-   Retry-After.
+   Retry-After. With DEEPSEEK_ADMISSION_LIMIT_FILE instead, the limit is the operator's learned
+   one, read from that file (a mounted ConfigMap key) and re-read every LIMIT_POLL_S seconds.
 
 Exit codes: see `ExitCode`. The DEEPSEEK_* variables: `SETTINGS` (also `--help`).
 """
@@ -56,6 +57,8 @@ from deepseek_serving import admission
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
 SHED_LOG_INTERVAL_S = 10.0
+LIMIT_POLL_S = 5.0  # how often the admission limit file is re-read
+LIMIT_FILE_ENV = "DEEPSEEK_ADMISSION_LIMIT_FILE"
 
 
 class ExitCode(enum.IntEnum):
@@ -186,6 +189,11 @@ SETTINGS: tuple[Setting, ...] = (
             "requests (POSTs under /v1/) in vLLM at once; the gate listens on the API "
             "address and vLLM moves to 127.0.0.1:DEEPSEEK_ADMISSION_ENGINE_PORT. Unset "
             "(default): no gate, vLLM on the API address itself."),
+    Setting("admission_limit_file", LIMIT_FILE_ENV, "str",
+            "Turns on the admission gate with its limit read from this file (the operator's "
+            "learned spec.engine.admission, a mounted ConfigMap key): a whole number >= 1, or "
+            "empty/absent for no limit yet; re-read every 5 s. DEEPSEEK_ADMISSION_MAX_RUNNING, "
+            "when also set, wins."),
     Setting("admission_max_wait", "DEEPSEEK_ADMISSION_MAX_WAIT", "float",
             "Seconds a generation request may wait at the gate for a place before it is "
             "answered 503 with Retry-After (0: at once when the engine is full). Unset: it "
@@ -226,13 +234,14 @@ class Settings:
     poll_interval: float = 0.5
     python: str = field(default_factory=lambda: sys.executable)
     admission_max_running: int | None = None
+    admission_limit_file: str | None = None
     admission_max_wait: float | None = None
     admission_engine_port: int = 8100
 
     @property
     def gated(self) -> bool:
         """Whether the admission gate stands between the API address and vLLM."""
-        return self.admission_max_running is not None
+        return self.admission_max_running is not None or self.admission_limit_file is not None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -323,6 +332,12 @@ def load_settings(
     for s in SETTINGS:
         if s.env in env:
             values[s.key] = _convert(s, env[s.env], "env")
+    # An empty path would read as unset and quietly leave the gate off: a mistake, say so.
+    raw_file = env.get(LIMIT_FILE_ENV, (config or {}).get("admission_limit_file"))
+    if raw_file is not None and not str(raw_file).strip():
+        in_env = LIMIT_FILE_ENV in env
+        where = LIMIT_FILE_ENV if in_env else f"{config_source}: admission_limit_file"
+        raise ConfigError(f"{where}={raw_file!r}: empty; name the limit file or leave it unset")
     values = {k: v for k, v in values.items() if v is not None}
     if env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE:
         values["allow_download"] = False
@@ -495,7 +510,8 @@ def build_vllm_args(settings: Settings) -> list[str]:
 def api_address(settings: Settings) -> tuple[str, str]:
     """(host, port) clients reach: vLLM's effective --host/--port without the gate, the gate's
     with it."""
-    args = build_vllm_args(dataclasses.replace(settings, admission_max_running=None))
+    ungated = dataclasses.replace(settings, admission_max_running=None, admission_limit_file=None)
+    args = build_vllm_args(ungated)
     return _arg_value(args, "--host") or "0.0.0.0", _arg_value(args, "--port") or "8000"
 
 
@@ -721,6 +737,30 @@ def inflight_from_metrics(text: str) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------
+# The admission limit file
+
+
+def read_limit(path: str) -> tuple[int | None, str | None]:
+    """The admission limit the file holds: (limit, None), or (None, None) for no limit (no file
+    or only whitespace: the operator has learned none yet), or (None, why) when it cannot be
+    read or holds no whole number >= 1 (the caller keeps the limit it has: a bad write must not
+    lift the gate). Mount the ConfigMap as a directory: a subPath mount is never updated."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+        return None, f"cannot read it: {e}"
+    if not text:
+        return None, None
+    if re.fullmatch(r"[+-]?[0-9]{1,18}", text) is None or int(text) < 1:
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        return None, f"{shown!r} is not a whole number >= 1"
+    return int(text), None
+
+
+# ---------------------------------------------------------------------------------------------
 # The supervisor
 
 
@@ -776,6 +816,10 @@ class Supervisor:
         self.proc: subprocess.Popen[bytes] | None = None
         self._server: http.server.ThreadingHTTPServer | None = None
         self.gate: admission.AdmissionServer | None = None
+        self.limit_file: str | None = None  # the gate's limit comes from this file
+        self._limit_invalid: str | None = None  # why the file was last found invalid (logged)
+        self._limit_poll_stop = threading.Event()
+        self._limit_poll: threading.Thread | None = None
         self._shed_logged = (0.0, 0)  # (monotonic time, shed total) of the last shed line
         self.base = engine_url(settings)
 
@@ -792,12 +836,19 @@ class Supervisor:
         return out
 
     def start_gate(self) -> None:
-        """The admission gate on the API address, in front of vLLM's loopback port."""
+        """The admission gate on the API address, in front of vLLM's loopback port; with a
+        limit file (and no fixed limit), its limit is the file's and follows it."""
         s = self.settings
-        if not s.gated or s.admission_max_running is None:
+        if not s.gated:
             return
         host, port = api_address(s)
-        gate = admission.Gate(s.admission_max_running, s.admission_max_wait, self._on_shed)
+        limit = s.admission_max_running
+        if limit is None:
+            self.limit_file = s.admission_limit_file
+            assert self.limit_file is not None  # gated
+            limit, error = read_limit(self.limit_file)
+            self._note_invalid(error, None)
+        gate = admission.Gate(limit, s.admission_max_wait, self._on_shed)
         self.gate = admission.AdmissionServer(
             (host, int(port)), ("127.0.0.1", s.admission_engine_port), gate
         )
@@ -807,8 +858,49 @@ class Supervisor:
             host=host,
             port=port,
             engine_port=s.admission_engine_port,
-            max_running=s.admission_max_running,
+            max_running=limit,
             max_wait_s=s.admission_max_wait,
+            limit_file=self.limit_file,
+        )
+        if self.limit_file is not None:
+            self._limit_poll = threading.Thread(
+                target=self._poll_limit_file, name="admission-limit", daemon=True
+            )
+            self._limit_poll.start()
+
+    def _poll_limit_file(self) -> None:
+        while not self._limit_poll_stop.wait(LIMIT_POLL_S):
+            self.reload_limit()
+
+    def reload_limit(self) -> None:
+        """Read the limit file once and give the gate its limit if it changed (the polling
+        thread's step). An invalid file keeps the current limit."""
+        if self.gate is None or self.limit_file is None:
+            return
+        gate = self.gate.gate
+        limit, error = read_limit(self.limit_file)
+        if error is not None:
+            self._note_invalid(error, gate.limit)
+            return
+        self._limit_invalid = None  # the same bad content again later is worth a line again
+        old = gate.limit
+        if limit != old:
+            gate.set_limit(limit)
+            change: dict[str, Any] = {"from": old, "to": limit, "file": self.limit_file}
+            log("admission_limit_changed", **change)
+
+    def _note_invalid(self, error: str | None, kept: int | None) -> None:
+        """Log an invalid limit file, once per distinct content (it is re-read every few
+        seconds, and stays invalid until the operator writes it again)."""
+        if error is None or error == self._limit_invalid:
+            return
+        self._limit_invalid = error
+        log(
+            "admission_limit_invalid",
+            level="warning",
+            file=self.limit_file,
+            error=error,
+            kept_limit=kept,
         )
 
     def _on_shed(self, stats: admission.GateStats) -> None:
@@ -942,6 +1034,7 @@ class Supervisor:
         s = self.settings
         assert self.proc is not None
         self._set(Phase.DRAINING)
+        self._limit_poll_stop.set()  # a new limit no longer matters: the gate sheds all
         if self.gate is not None:
             self.gate.gate.drain()  # waiting and new generation requests: 503 from now on
         t0 = time.monotonic()
@@ -1017,6 +1110,9 @@ class Supervisor:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        self._limit_poll_stop.set()
+        if self._limit_poll is not None:
+            self._limit_poll.join(timeout=1)
         if self.gate is not None:
             self.gate.close()
 
@@ -1105,6 +1201,7 @@ def main(
         pp=effective(settings, "--pipeline-parallel-size") or 1,
         drain_timeout_s=settings.drain_timeout,
         admission_max_running=settings.admission_max_running,
+        admission_limit_file=settings.admission_limit_file,
         admission_max_wait_s=settings.admission_max_wait,
     )
     if cli.check_only:

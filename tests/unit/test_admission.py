@@ -4,12 +4,14 @@ a small real HTTP server standing in for vLLM (tests/contract runs it in front o
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import http.client
 import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -173,6 +175,118 @@ def test_gate_refuses_nonsense(limit: int, wait: float) -> None:
         adm.Gate(limit, wait)
 
 
+def test_set_limit_refuses_nonsense() -> None:
+    gate = adm.Gate(2, max_wait=None)
+    with pytest.raises(ValueError, match="at least 1"):
+        gate.set_limit(0)
+    assert gate.limit == 2
+
+
+# --- a limit that changes at run time (the operator's learned limit) --------------------------
+
+
+def test_no_limit_gives_every_request_a_place_at_once() -> None:
+    gate = adm.Gate(None, max_wait=0.0)  # a wait of 0 would refuse any request that waited
+    assert all(gate.acquire() for _ in range(100))
+    s = gate.stats()
+    assert (s.limit, s.running, s.waiting, s.admitted_total, s.shed_total) == (None, 100, 0, 100, 0)
+    for _ in range(100):
+        gate.release()
+    assert gate.stats().running == 0
+
+
+class Waiters:
+    """Requests that queue at a gate one after another (in this order), each in a thread."""
+
+    def __init__(self, gate: adm.Gate, n: int) -> None:
+        self.results: list[bool | None] = [None] * n
+        self.threads: list[threading.Thread] = []
+        for i in range(n):
+            t = threading.Thread(target=self._acquire, args=(gate, i))
+            t.start()
+            self.threads.append(t)
+            wait_for(functools.partial(queued, gate, i + 1))
+
+    def _acquire(self, gate: adm.Gate, i: int) -> None:
+        self.results[i] = gate.acquire()
+
+    def done(self, *which: int) -> None:
+        for i in which:
+            self.threads[i].join(5)
+
+
+def queued(gate: adm.Gate, n: int) -> bool:
+    return gate.stats().waiting == n
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def test_raising_the_limit_hands_places_to_the_waiters_in_order() -> None:
+    gate = adm.Gate(1, max_wait=None)
+    assert gate.acquire()
+    w = Waiters(gate, 4)
+    gate.set_limit(3)  # two places more: the two that came first
+    w.done(0, 1)
+    assert w.results == [True, True, None, None]
+    s = gate.stats()
+    assert (s.limit, s.running, s.waiting, s.admitted_total) == (3, 3, 2, 3)
+    gate.set_limit(3)  # the same limit: nothing changes
+    assert gate.stats().waiting == 2
+    gate.set_limit(None)  # no limit: everyone
+    w.done(2, 3)
+    assert w.results == [True] * 4
+    s = gate.stats()
+    assert (s.limit, s.running, s.waiting, s.admitted_total, s.shed_total) == (None, 5, 0, 5, 0)
+
+
+def test_raising_the_limit_hands_no_place_to_a_waiter_past_its_deadline() -> None:
+    now = [100.0]
+    gate = adm.Gate(1, max_wait=30.0, clock=lambda: now[0])
+    assert gate.acquire()
+    w = Waiters(gate, 1)
+    now[0] += 30.5  # a starved pod: the waiter's thread has not woken by its deadline
+    gate.set_limit(2)
+    w.done(0)
+    assert w.results == [False]
+    s = gate.stats()
+    assert (s.running, s.waiting, s.admitted_total, s.refused_total) == (1, 0, 1, 1)
+
+
+def test_lowering_the_limit_lets_the_running_finish_and_holds_the_new() -> None:
+    gate = adm.Gate(3, max_wait=None)
+    assert gate.acquire() and gate.acquire() and gate.acquire()
+    gate.set_limit(1)
+    assert gate.stats().running == 3  # nothing running is interrupted
+    w = Waiters(gate, 1)  # a new request waits: 3 run, 1 may
+    gate.release()  # 2 run: a place handed over now would make 3
+    gate.release()  # 1 runs: one handed over would make 2
+    s = gate.stats()
+    assert (s.limit, s.running, s.waiting) == (1, 1, 1) and w.results == [None]
+    gate.release()  # none runs: the waiter's turn
+    w.done(0)
+    assert w.results == [True]
+    s = gate.stats()
+    assert (s.running, s.waiting, s.admitted_total, s.shed_total) == (1, 0, 4, 0)
+    gate.release()
+    with pytest.raises(RuntimeError, match="not taken"):
+        gate.release()
+
+
+def test_a_lowered_limit_refuses_at_once_with_a_wait_of_zero() -> None:
+    gate = adm.Gate(None, max_wait=0.0)
+    assert gate.acquire() and gate.acquire()
+    gate.set_limit(2)
+    assert not gate.acquire()
+    gate.set_limit(3)
+    assert gate.acquire()
+    assert gate.stats().running == 3
+
+
 STATS = adm.GateStats(
     limit=8,
     running=3,
@@ -192,6 +306,21 @@ def test_metrics_in_the_text_format() -> None:
     assert "deepseek_admission_refused_total 5\n" in out
     assert "deepseek_admission_aborted_total 1\n" in out
     assert "deepseek_admission_waiting 2\n" in out and "deepseek_admission_limit 8\n" in out
+
+
+def test_metrics_without_a_limit() -> None:
+    out = adm.metrics_text(dataclasses.replace(STATS, limit=None), openmetrics=False)
+    assert "deepseek_admission_limit +Inf\n" in out
+    assert "+Inf: no limit" in out.split("# HELP deepseek_admission_limit ", 1)[1].split("\n")[0]
+
+
+def test_overloaded_body_without_a_limit() -> None:
+    stats = dataclasses.replace(STATS, limit=None, draining=True)
+    msg = json.loads(adm.overloaded_body(stats, "n/a"))["error"]["message"]
+    assert msg.startswith("Server overloaded: draining (3 running, no limit, 2 waiting)")
+    assert "None" not in msg
+    msg = json.loads(adm.overloaded_body(STATS, "no place"))["error"]["message"]
+    assert "no place (3 of 8 places taken, 2 waiting)" in msg
 
 
 def test_metrics_in_openmetrics_go_before_eof() -> None:
@@ -456,6 +585,14 @@ def test_gate_moves_vllm_behind_it_on_loopback() -> None:
     assert ep.api_address(s) == ("0.0.0.0", "8000")  # the gate's and the status port's host
 
 
+def test_a_limit_file_turns_the_gate_on() -> None:
+    args = ["--model", "m", "--host", "0.0.0.0", "--port", "8000", "--shutdown-timeout", "30"]
+    s = ep.load_settings({**BASE_ENV, "DEEPSEEK_ADMISSION_LIMIT_FILE": "/etc/limit/n"}, args)
+    assert s.gated and (s.admission_max_running, s.admission_limit_file) == (None, "/etc/limit/n")
+    assert ep.build_vllm_args(s)[-4:] == ["--host", "127.0.0.1", "--port", "8100"]
+    assert ep.api_address(s) == ("0.0.0.0", "8000")
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
@@ -473,6 +610,12 @@ def test_gate_moves_vllm_behind_it_on_loopback() -> None:
             "is the API or the status port",
         ),
         ({"DEEPSEEK_ADMISSION_MAX_RUNNING": "x"}, "DEEPSEEK_ADMISSION_MAX_RUNNING='x'"),
+        ({"DEEPSEEK_ADMISSION_LIMIT_FILE": ""}, "DEEPSEEK_ADMISSION_LIMIT_FILE='': empty"),
+        ({"DEEPSEEK_ADMISSION_LIMIT_FILE": "  "}, "DEEPSEEK_ADMISSION_LIMIT_FILE='  ': empty"),
+        (
+            {"DEEPSEEK_ADMISSION_LIMIT_FILE": "/l", "DEEPSEEK_ADMISSION_ENGINE_PORT": "8000"},
+            "is the API or the status port",
+        ),
     ],
 )
 def test_invalid_gate_settings_name_the_variable(env: dict[str, str], message: str) -> None:

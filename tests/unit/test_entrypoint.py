@@ -464,3 +464,149 @@ def test_sigterm_stop_paths(
     assert "event=drain_started" in out and "inflight=1" in out
     assert ("event=drain_timeout" in out) is (code is ExitCode.DRAIN_TIMEOUT)
     assert sup.proc is not None and sup.proc.poll() is not None  # nothing left running
+
+
+# --- the admission limit file (the operator's learned limit) -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "limit", "error"),
+    [
+        (None, None, None),  # no file: no limit learned yet
+        ("", None, None),
+        (" \n", None, None),
+        ("  12\n", 12, None),
+        ("1", 1, None),
+        ("0", None, "'0' is not a whole number >= 1"),
+        ("-3", None, "'-3' is not a whole number >= 1"),
+        ("abc", None, "'abc' is not a whole number >= 1"),
+        ("1.5", None, "'1.5' is not a whole number >= 1"),
+        ("9" * 5000, None, "is not a whole number >= 1"),
+    ],
+)
+def test_read_limit(tmp_path: Path, content: str | None, limit: int | None, error: str) -> None:
+    f = tmp_path / "limit"
+    if content is not None:
+        f.write_text(content)
+    got, why = ep.read_limit(str(f))
+    assert got == limit
+    if error is None:
+        assert why is None
+    else:
+        assert why is not None and error in why
+
+
+def test_read_limit_of_an_unreadable_file(tmp_path: Path) -> None:
+    limit, why = ep.read_limit(str(tmp_path))  # a directory
+    assert limit is None and why is not None and why.startswith("cannot read it")
+
+
+def gated_supervisor(**env: str) -> ep.Supervisor:
+    env = {
+        **BASE_ENV,
+        "DEEPSEEK_HOST": "127.0.0.1",
+        "DEEPSEEK_PORT": str(free_port()),
+        "DEEPSEEK_STATUS_PORT": "0",
+        "DEEPSEEK_ADMISSION_ENGINE_PORT": str(free_port()),
+        **env,
+    }
+    return ep.Supervisor(ep.load_settings(env), env)
+
+
+def test_the_gate_follows_its_limit_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(ep, "LIMIT_POLL_S", 3600.0)  # the test calls the poll step itself
+    f = tmp_path / "limit"
+    f.write_text("3\n")
+    sup = gated_supervisor(DEEPSEEK_ADMISSION_LIMIT_FILE=str(f))
+    sup.start_gate()
+    try:
+        assert sup.gate is not None
+        gate = sup.gate.gate
+        assert gate.limit == 3
+        out = capsys.readouterr().out
+        assert "event=admission_gate_listening" in out and f"limit_file={f}" in out
+        assert sup.status()["admission"]["limit"] == 3
+        # a new limit: to the gate, one line
+        f.write_text("5")
+        sup.reload_limit()
+        sup.reload_limit()
+        assert gate.limit == 5
+        lines = [x for x in capsys.readouterr().out.splitlines() if "admission_limit" in x]
+        assert len(lines) == 1 and "event=admission_limit_changed from=3 to=5" in lines[0]
+        assert f"file={f}" in lines[0]
+        # an invalid content keeps the limit, and is logged once while it stays
+        f.write_text("abc")
+        sup.reload_limit()
+        sup.reload_limit()
+        assert gate.limit == 5
+        lines = [x for x in capsys.readouterr().out.splitlines() if "admission_limit" in x]
+        assert len(lines) == 1 and "level=warning" in lines[0]
+        assert "event=admission_limit_invalid" in lines[0] and "kept_limit=5" in lines[0]
+        f.write_text("-3")  # another invalid content: another line
+        sup.reload_limit()
+        assert "event=admission_limit_invalid" in capsys.readouterr().out
+        assert gate.limit == 5
+        # emptied, then gone: no limit
+        f.write_text("")
+        sup.reload_limit()
+        assert gate.limit is None
+        assert "event=admission_limit_changed from=5 to=None" in capsys.readouterr().out
+        f.write_text("2")
+        sup.reload_limit()
+        f.unlink()
+        sup.reload_limit()
+        assert gate.limit is None and sup.status()["admission"]["limit"] is None
+    finally:
+        sup.close()
+
+
+def test_the_limit_file_is_polled_until_the_supervisor_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ep, "LIMIT_POLL_S", 0.01)
+    f = tmp_path / "limit"  # absent at the start: no limit yet
+    sup = gated_supervisor(DEEPSEEK_ADMISSION_LIMIT_FILE=str(f))
+    sup.start_gate()
+    try:
+        assert sup.gate is not None and sup.gate.gate.limit is None
+        f.write_text("7")
+        deadline = time.monotonic() + 5
+        while sup.gate.gate.limit != 7:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        sup.close()
+    assert sup._limit_poll is not None and not sup._limit_poll.is_alive()
+
+
+def test_a_fixed_limit_wins_over_the_limit_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "limit"
+    f.write_text("3")
+    sup = gated_supervisor(DEEPSEEK_ADMISSION_LIMIT_FILE=str(f), DEEPSEEK_ADMISSION_MAX_RUNNING="9")
+    sup.start_gate()
+    try:
+        assert sup.gate is not None and sup.gate.gate.limit == 9
+        sup.reload_limit()
+        assert sup.gate.gate.limit == 9 and sup._limit_poll is None
+        assert "limit_file=None" in capsys.readouterr().out
+    finally:
+        sup.close()
+
+
+def test_an_invalid_limit_file_at_the_start_means_no_limit_yet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f = tmp_path / "limit"
+    f.write_text("zero")
+    sup = gated_supervisor(DEEPSEEK_ADMISSION_LIMIT_FILE=str(f))
+    sup.start_gate()
+    try:
+        assert sup.gate is not None and sup.gate.gate.limit is None
+        out = capsys.readouterr().out
+        assert "event=admission_limit_invalid" in out and "'zero'" in out
+    finally:
+        sup.close()
