@@ -31,7 +31,7 @@ from testbed.sim import traces as T
 from testbed.sim.engine import EngineModel, SimRequest
 from testbed.sim.presets import EnginePreset, preset
 
-from .fleet import Fleet, Outcome
+from .fleet import LIMIT_LAG_S, Fleet, Outcome
 from .policies import (
     Hpa,
     Keda,
@@ -85,6 +85,17 @@ class Config:
     # requests at once (the rest wait, in arrival order), and one not started after D seconds
     # is answered 503 (failed). Calibration (static peak's and the oracle's size) is without it.
     admission: tuple[int, float] | None = None
+    # `ours` as the operator runs it with `spec.engine.admission: {}` ("learned", unless
+    # `admission` gives every policy the fixed gate): its pods' gate runs the limit the
+    # operator learns (`Ours.learn_limit`), reaching them LIMIT_LAG_S after each publication,
+    # and sheds at the TTFT SLO (maxWaitSeconds' default); "off": plain vLLM pods, as the
+    # other policies'.
+    ours_admission: str = "learned"
+
+    @property
+    def learns_limit(self) -> bool:
+        """`ours` runs the learned admission limit (not with the fixed gate of `admission`)."""
+        return self.ours_admission == "learned" and self.admission is None
 
     @property
     def preset(self) -> EnginePreset:
@@ -325,7 +336,8 @@ def make_policy(
     if name == "ours":
         if period_s:  # the load's period, as its owner would set it (a day, compressed)
             spec = spec.model_copy(update={"seasonal_period_seconds": round(period_s)})
-        return Ours(spec, moe=checkpoint_is_moe(cfg.preset.model.hf_ids[0]))
+        moe = checkpoint_is_moe(cfg.preset.model.hf_ids[0])
+        return Ours(spec, moe=moe, learn_limit=cfg.learns_limit)
     if name == "hpa":
         return Hpa(lo, hi, cfg.hpa_gpu_target)
     if name == "keda":
@@ -385,12 +397,13 @@ def simulate(
     if isinstance(policy, Hpa | Keda):
         # the HPA has been running at the initial size (as ours starts from it, see _history)
         policy.core.recommendations.append((0.0, initial))
-    fleet = Fleet(
-        cfg.serving_preset,
-        cfg.cold_start,
-        seed=cfg.seed,
-        gate_wait_s=None if cfg.admission is None else cfg.admission[1],
-    )
+    learned = isinstance(policy, Ours) and policy.learn_limit
+    gate_wait: float | None = None  # plain vLLM pods
+    if cfg.admission is not None:
+        gate_wait = cfg.admission[1]
+    elif learned:  # maxWaitSeconds unset: the TTFT SLO
+        gate_wait = spec.slo.ttft_p99_seconds
+    fleet = Fleet(cfg.serving_preset, cfg.cold_start, seed=cfg.seed, gate_wait_s=gate_wait)
     for _ in range(initial):
         fleet.add_pod(0.0, warm=True)
     desired = initial
@@ -400,6 +413,7 @@ def simulate(
     i = 0
     next_decision = policy.interval_s
     next_plot = warmup
+    published = 0  # of the learned admission limits (`Ours.limits`)
     t = 0
     hard_end = end + 1800.0
     while True:
@@ -424,6 +438,10 @@ def simulate(
                 concurrency=fleet.concurrency(float(t)),
             )
             want = policy.decide(view)
+            if learned and isinstance(policy, Ours):  # what this decision published
+                for at, limit in policy.limits[published:]:
+                    fleet.publish_limit(at, limit)
+                published = len(policy.limits)
             if want != desired:
                 if t >= warmup:
                     scale_events += 1
@@ -524,6 +542,14 @@ def summarize(
     }
     if isinstance(policy, Ours):
         res["scale_reasons"] = dict(sorted(policy.reasons.items()))
+        if policy.learn_limit:
+            # the learned admission limit: in force at the pods when the measured part starts,
+            # published within it ([seconds after the warm-up, limit]), the last one published
+            res["admission_limit_at_start"] = fleet.limit_at(start)
+            res["admission_limits"] = [
+                [round(at - start, 1), n] for at, n in policy.limits if start <= at <= end
+            ]
+            res["admission_limit_last"] = policy.written
     return res
 
 
@@ -592,10 +618,11 @@ def run(
     merge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run, write autoscale.json, summary.md and the plots into `out`. With `merge` (an
-    earlier autoscale.json), its results (trace and cold start) not run here are kept in the
-    JSON and the tables (their plots are whatever `out` holds)."""
+    earlier autoscale.json), its results (cold start, trace and policy) not run here are kept
+    in the JSON and the tables (the plots of traces not run are whatever `out` holds; a trace
+    run here is plotted with this run's policies only)."""
     t_start = time.perf_counter()
-    names = [n for n in (*SYNTHETIC, *files) if not only or n in only]
+    names = trace_names(files, only)
     fs: Files = tuple(sorted(files.items()))
     cfgs = [replace(cfg, cold_start_s=c) for c in (cold_starts or [None])]
     log(
@@ -616,20 +643,9 @@ def run(
         cal = dict(pool.map(_calibrate_job, cal_args) if pool else map(_calibrate_job, cal_args))
         for name, c in cal.items():
             log(f"    capacity of one replica on {name}: {c:.2f} req/s at the SLOs")
-        # the longest traces first: they bound the wall time
-        order = sorted(names, key=lambda n: -_expected_cost(cfg, n))
-        # the day-long trace at the preset's cold start only: at every cold start it alone
-        # would take longer than the rest of the sweep (--sweep-day to run it at each); a
-        # merge that does not run the preset's keeps the earlier run's
-        first = next(
-            (c for c in cfgs if c.cold_start_s is None), None if merge is not None else cfgs[0]
-        )
         args = [
             (c, tn, fs, pn, cal[tn])
-            for tn in order
-            for c in cfgs
-            if sweep_day or tn not in PRESET_ONLY or c is first
-            for pn in policies
+            for c, tn, pn in planned(cfgs, names, policies, sweep_day, merge is not None)
         ]
         it = pool.map(_job, args) if pool else map(_job, args)
         for cs, tn, pn, res, series, wall in it:
@@ -672,19 +688,67 @@ def run(
     return doc
 
 
+def trace_names(files: dict[str, FileTrace], only: list[str] | None) -> list[str]:
+    """The traces a run runs: the synthetic ones and the files, those in `only` if given."""
+    return [n for n in (*SYNTHETIC, *files) if not only or n in only]
+
+
+def planned(
+    cfgs: list[Config],
+    names: list[str],
+    policies: tuple[str, ...],
+    sweep_day: bool,
+    merging: bool,
+) -> list[tuple[Config, str, str]]:
+    """The runs of a sweep, (config at its cold start, trace, policy), the longest traces
+    first: they bound the wall time. The day-long trace at the preset's cold start only: at
+    every cold start it alone would take longer than the rest of the sweep (`sweep_day` to
+    run it at each); a merge that does not run the preset's keeps the earlier run's."""
+    order = sorted(names, key=lambda n: -_expected_cost(cfgs[0], n))
+    first = next((c for c in cfgs if c.cold_start_s is None), None if merging else cfgs[0])
+    return [
+        (c, tn, pn)
+        for tn in order
+        for c in cfgs
+        if sweep_day or tn not in PRESET_ONLY or c is first
+        for pn in policies
+    ]
+
+
+def kept_ours(
+    runs: list[tuple[Config, str, str]], earlier: dict[str, Any]
+) -> list[tuple[str, str]]:
+    """(cold start key, trace) of the earlier run's `ours` results that a merge with these
+    runs would keep."""
+    ran: dict[str, dict[str, dict[str, Any]]] = {}
+    for c, tn, pn in runs:
+        ran.setdefault(cold_start_key(c.cold_start), {}).setdefault(tn, {})[pn] = None
+    kept = merged_cold_starts(ran, earlier)
+    return [(k, tn) for k, traces in kept.items() for tn, per in traces.items() if "ours" in per]
+
+
 def merged_cold_starts(
     results: dict[str, dict[str, dict[str, Any]]], earlier: dict[str, Any]
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """The traces of an earlier autoscale.json that this run did not run, by cold start: {key:
-    {trace: {policy: result}}} (a cold start this run did not run at all is kept whole; their
-    `gap_closed` is judged again with the rest)."""
+    """The results of an earlier autoscale.json that this run did not make, by cold start:
+    {key: {trace: {policy: result}}}. A cold start or trace this run did not run is kept
+    whole, and of a trace it ran, the policies it did not run: `--policies ours` re-runs ours
+    alone, against the kept static_peak, oracle and HPA (their `gap_closed` and the
+    acceptance are judged again with the rest)."""
     old = {cold_start_key(earlier["setup"]["cold_start_s"]): earlier["traces"]}
     old.update({k: j["traces"] for k, j in earlier.get("cold_starts", {}).items()})
     kept = {
-        k: {tn: per for tn, per in traces.items() if tn not in results.get(k, {})}
+        k: {
+            tn: {pn: r for pn, r in per.items() if pn not in results.get(k, {}).get(tn, {})}
+            for tn, per in traces.items()
+        }
         for k, traces in old.items()
     }
-    return {k: traces for k, traces in kept.items() if traces}
+    return {
+        k: {tn: per for tn, per in traces.items() if per}
+        for k, traces in kept.items()
+        if any(traces.values())
+    }
 
 
 def trace_rank(name: str) -> tuple[int, int, str]:
@@ -698,15 +762,27 @@ def by_trace(*parts: dict[str, Any]) -> dict[str, Any]:
     return {tn: both[tn] for tn in sorted(both, key=trace_rank)}
 
 
+def policy_rank(name: str) -> tuple[int, str]:
+    """The tables' order of policies: as POLICIES and REFERENCES list them, then the rest
+    (`marginM`) by name."""
+    known = (*POLICIES, *REFERENCES)
+    return (known.index(name), "") if name in known else (len(known), name)
+
+
 def kept_with(
     results: dict[str, dict[str, dict[str, Any]]], kept: dict[str, dict[str, dict[str, Any]]]
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """This run's results and the kept ones, by cold start (shortest first), the traces in
-    `trace_rank` order."""
-    return {
-        k: by_trace(kept.get(k, {}), results.get(k, {}))
-        for k in sorted({*results, *kept}, key=float)
-    }
+    `trace_rank` order, each trace's policies (this run's and the kept) in `policy_rank`
+    order."""
+    out = {}
+    for k in sorted({*results, *kept}, key=float):
+        old, new = kept.get(k, {}), results.get(k, {})
+        both = {tn: {**old.get(tn, {}), **new.get(tn, {})} for tn in {*old, *new}}
+        out[k] = by_trace(
+            {tn: {pn: per[pn] for pn in sorted(per, key=policy_rank)} for tn, per in both.items()}
+        )
+    return out
 
 
 def kept_sources(
@@ -785,7 +861,12 @@ def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 verdicts[tn]["gpu_hours_le_static_peak"] = (
                     per["ours"]["gpu_hours"] <= per["static_peak"]["gpu_hours"] + 1e-9
                 )
-    pols = list(next(iter(results.values())).keys()) if results else []
+    # the medians of the policies run on every trace (a merge may keep some on a few only)
+    pols = [
+        pn
+        for pn in (next(iter(results.values())) if results else {})
+        if all(pn in per for per in results.values())
+    ]
     medians = {
         pn: {
             "slo_attainment": statistics.median(
@@ -862,6 +943,7 @@ def report(
             "kpa_target_concurrency": cfg.kpa_target,
             "replica_capacity_rps": {k: round(v, 3) for k, v in cal.items()},
             "admission": admission_setup(cfg.admission),
+            "ours_admission": ours_admission_setup(cfg),
             "traces": {
                 tn: {
                     "requests": len(measured(tr)),
@@ -961,6 +1043,8 @@ def _section(doc: dict[str, Any], judged: dict[str, Any], key: str, primary: boo
                 f"{r['scale_events']} | {_f(r['ttft_p99_s'])} | {_f(r['tpot_p99_s'])} | "
                 f"{r['failed']} |"
             )
+        if "admission_limits" in per.get("ours", {}):
+            lines += ["", limit_words(per["ours"])]
         v = judged["acceptance"]["per_trace"].get(tn, {})
         if v:
             lines += [
@@ -1026,17 +1110,56 @@ def admission_setup(admission: tuple[int, float] | None) -> dict[str, float] | N
     return {"max_running": admission[0], "max_wait_s": admission[1]}
 
 
-def admission_words(admission: dict[str, float] | None) -> list[str]:
-    """The summary's line for `--admission` (none without it)."""
-    if not admission:
-        return []
-    return [
-        f"Every policy's replicas run the engine pod's admission gate (`--admission`: "
-        f"`spec.engine.admission` maxRunning {admission['max_running']:.0f}, maxWaitSeconds "
-        f"{admission['max_wait_s']:g}): at most that many requests in vLLM per replica, one "
-        f"not started after that wait answered 503 (failed; the router's retry elsewhere is "
-        f"not modelled)."
-    ]
+def ours_admission_setup(cfg: Config) -> str:
+    """`--ours-admission` as the JSON's setup records it: "learned" where ours ran the learned
+    limit, "off" where it did not (`--ours-admission off`, or `--admission`'s fixed gate for
+    every policy, which the setup's `admission` records). An earlier JSON without the key
+    was "off" (`--merge`)."""
+    return "learned" if cfg.learns_limit else "off"
+
+
+def admission_words(
+    admission: dict[str, float] | None, ours_admission: str | None = None
+) -> list[str]:
+    """The summary's lines for `--admission` and ours' learned admission limit (none
+    without either)."""
+    lines = []
+    if admission:
+        lines.append(
+            f"Every policy's replicas run the engine pod's admission gate (`--admission`: "
+            f"`spec.engine.admission` maxRunning {admission['max_running']:.0f}, "
+            f"maxWaitSeconds {admission['max_wait_s']:g}): at most that many requests in vLLM "
+            f"per replica, one not started after that wait answered 503 (failed; the router's "
+            f"retry elsewhere is not modelled)."
+        )
+    if ours_admission == "learned":
+        lines.append(
+            "`ours` runs as the operator does with `spec.engine.admission: {}` "
+            "(`--ours-admission learned`): after each of its decisions it publishes the learned "
+            "admission limit, the running requests per pod at which its learned step-time "
+            "curve's mean TPOT reaches the aim (tpotSloFraction x the TPOT SLO; "
+            "`scaling.admission_limit`, written again once it moves by 10%: "
+            "`next_admission_limit`); its pods' gates apply it "
+            f"{LIMIT_LAG_S:.0f}s after it is published (kubelet's refresh of the mounted "
+            "ConfigMap and the gate's 5 s poll; no limit until the first arrives), and answer "
+            "a request with no first token after the TTFT SLO (maxWaitSeconds' default) 503 "
+            "(failed). The other policies run plain vLLM pods, without the gate."
+        )
+    return lines
+
+
+def limit_words(r: dict[str, Any]) -> str:
+    """summary.md's line for ours' learned admission limit on one trace (its result's
+    `admission_limit_at_start`, `admission_limits`, `admission_limit_last`)."""
+    start = r.get("admission_limit_at_start")
+    pubs = r.get("admission_limits") or []
+    shown_pubs = ", ".join(f"{n} at {t / 60:.1f} min" for t, n in pubs[:8])
+    more = f" and {len(pubs) - 8} more" if len(pubs) > 8 else ""
+    return (
+        f"ours' learned admission limit: {start if start is not None else 'none'} per pod in "
+        f"force at the start; published in the measured part: {shown_pubs or 'none'}{more}; "
+        f"the last {_f(r.get('admission_limit_last'))}."
+    )
 
 
 def _admission(text: str) -> tuple[int, float]:
@@ -1072,7 +1195,7 @@ def summary_md(doc: dict[str, Any]) -> str:
         "policy) / (static_peak - oracle) GPU-hours.",
         "Simulated: the engine model and the fleet run under a virtual clock (no Kubernetes, "
         "no Prometheus); `ours` is the operator's `scaling.decide`, unchanged.",
-        *admission_words(s.get("admission")),
+        *admission_words(s.get("admission"), s.get("ours_admission")),
         "",
     ]
     lines += _section(doc, doc, primary, True)
@@ -1137,9 +1260,10 @@ def main(argv: list[str] | None = None) -> int:
         "--merge",
         default="",
         metavar="PATH",
-        help="an earlier autoscale.json: keep its results not run here, by cold start and "
-        "trace (e.g. --cold-start 90 --merge bench/results/autoscale.json re-runs the 90 s "
-        "column alone; --only day_long --merge ... the day-long trace alone)",
+        help="an earlier autoscale.json: keep its results not run here, by cold start, trace "
+        "and policy (e.g. --cold-start 90 --merge bench/results/autoscale.json re-runs the 90 s "
+        "column alone; --only day_long --merge ... the day-long trace alone; --policies ours "
+        "--merge ... ours alone, judged against the kept static_peak, oracle and HPA)",
     )
     ap.add_argument(
         "--sweep-day",
@@ -1155,6 +1279,15 @@ def main(argv: list[str] | None = None) -> int:
         "spec.engine.admission maxRunning N, maxWaitSeconds D: at most N requests in vLLM, a "
         "request not started after D seconds answered 503 (e.g. 128,2)",
     )
+    ap.add_argument(
+        "--ours-admission",
+        choices=("learned", "off"),
+        default=Config.ours_admission,
+        help="learned (default): ours' pods run the admission gate with the limit the "
+        "operator learns (spec.engine.admission: {}), applied "
+        f"{LIMIT_LAG_S:.0f}s after each publication, shedding at the TTFT SLO; off: plain vLLM "
+        "pods, as the other policies'. --admission replaces it with the fixed gate",
+    )
     a = ap.parse_args(argv)
     cold = [None if c.strip() == "preset" else float(c) for c in a.cold_start.split(",") if c]
     cfg = Config(
@@ -1165,6 +1298,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_s=a.warmup,
         day_s=a.day,
         admission=a.admission,
+        ours_admission=a.ours_admission,
     )
     files = file_traces(cfg, a.azure, dict(a.trace))
     only = [x for x in a.only.split(",") if x]
@@ -1178,6 +1312,19 @@ def main(argv: list[str] | None = None) -> int:
     earlier = json.loads(Path(a.merge).read_text()) if a.merge else None
     if earlier is not None and earlier["setup"].get("admission") != admission_setup(a.admission):
         ap.error("--merge: the earlier run's --admission differs from this one's")
+    ours_before = None if earlier is None else earlier["setup"].get("ours_admission", "off")
+    if earlier is not None and ours_before != ours_admission_setup(cfg):
+        # the other policies run plain vLLM pods either way: only ours' results would mix
+        cfgs = [replace(cfg, cold_start_s=c) for c in (cold or [None])]
+        runs = planned(cfgs, trace_names(files, only), policies, a.sweep_day, True)
+        if stale := kept_ours(runs, earlier):
+            where = ", ".join(f"{tn} ({k} s)" for k, tn in stale[:4])
+            more = f" and {len(stale) - 4} more" if len(stale) > 4 else ""
+            ap.error(
+                f"--merge: the earlier run's ours ran with --ours-admission {ours_before}, this "
+                f"one's with {ours_admission_setup(cfg)}; it would keep ours on {where}{more}: "
+                "run ours there too"
+            )
     command = "python -m bench.autoscale " + " ".join(argv if argv is not None else sys.argv[1:])
     run(
         cfg,

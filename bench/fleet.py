@@ -19,7 +19,13 @@ Every policy sees the same world:
   first token `gate_wait_s` after its arrival is answered 503 and aborted (failed; every
   request is taken as streamed, so the gate sees its first token; the router's retry on
   another replica is not modelled). One the router holds (no Ready pod) waits for the
-  client's timeout as before.
+  client's timeout as before;
+- the gate's limit may instead be the operator's learned one (`publish_limit`: `ours` with
+  `spec.engine.admission: {}`, bench/autoscale.py): the operator writes it into a ConfigMap
+  mounted into the engine pods after a decision, and every pod, those created later too,
+  runs at most that many requests in vLLM from LIMIT_LAG_S after it was written (the same
+  cap on max_num_seqs as above); until a limit is in force a pod has none (the preset's
+  max_num_seqs).
 
 `signals()` computes the operator's Signals from this state as the operator's PromQL would
 (signals.py): sums/averages of the vLLM gauges over the serving pods, histogram_quantile over
@@ -52,6 +58,10 @@ ITL_BUCKETS = (
     20.0, 40.0, 80.0,
 )  # fmt: skip
 WINDOW_S = 60  # the operator's PromQL rate window (signals.RATE_WINDOW = 1m)
+# From the operator writing a learned admission limit into the ConfigMap to the engine pods'
+# gates applying it: kubelet refreshes a mounted ConfigMap volume within about a minute (its
+# sync period plus the cache's TTL) and the gate re-reads the file every 5 s.
+LIMIT_LAG_S = 60.0
 
 
 def histogram_quantile(q: float, bounds: tuple[float, ...], counts: list[float]) -> float:
@@ -181,6 +191,7 @@ class Fleet:
     _owner: dict[str, Pod] = field(default_factory=dict)
     _finished_window: deque[tuple[float, bool]] = field(default_factory=deque)
     _running_window: deque[tuple[int, float]] = field(default_factory=deque)
+    _limits: list[tuple[float, int]] = field(default_factory=list)  # (published, limit)
 
     def __post_init__(self) -> None:
         self.ttft_hist = WindowHistogram(TTFT_BUCKETS)
@@ -209,7 +220,27 @@ class Fleet:
         pod = Pod(self._next_index, eng, now, ready_at)
         self._next_index += 1
         self.pods.append(pod)
+        self._limit_pod(pod, self.limit_at(now))
         return pod
+
+    # -- the learned admission limit --------------------------------------------------------
+    def publish_limit(self, now: float, limit: int) -> None:
+        """The operator writes `limit` (the gate's maxRunning) into the pods' ConfigMap at
+        `now`; the pods apply it LIMIT_LAG_S later (`limit_at`)."""
+        self._limits.append((now, limit))
+
+    def limit_at(self, now: float) -> int | None:
+        """The limit the pods' gates run at `now`: the last one published LIMIT_LAG_S or more
+        before it; None while none has reached them."""
+        i = bisect.bisect_right(self._limits, now - LIMIT_LAG_S, key=lambda p: p[0])
+        return self._limits[i - 1][1] if i else None
+
+    def _limit_pod(self, pod: Pod, limit: int | None) -> None:
+        # The gate lets `limit` requests into vLLM, which runs at most its max_num_seqs: the
+        # engine's batch cap is the lower of the two, the rest wait in arrival order (the
+        # engine model has no setter; the fleet owns its engines).
+        batch = self.preset.max_num_seqs
+        pod.engine._max_seqs = batch if limit is None else min(limit, batch)
 
     def scale_to(self, n: int, now: float) -> None:
         live = self.live()
@@ -244,6 +275,11 @@ class Fleet:
 
     def advance(self, now: float) -> None:
         """Run every pod to `now` and account for what clients saw."""
+        if self._limits:
+            limit = self.limit_at(now)
+            for pod in self.pods:
+                if pod.gone is None:
+                    self._limit_pod(pod, limit)
         while self._router_queue:
             if not self._dispatch(self._router_queue[0], now):
                 break

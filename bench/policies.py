@@ -37,7 +37,12 @@ from dataclasses import dataclass, field
 
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.api.status import ScalingState
-from deepseek_operator.scaling import ScalingInputs, decide
+from deepseek_operator.scaling import (
+    ScalingInputs,
+    admission_limit,
+    decide,
+    next_admission_limit,
+)
 from deepseek_operator.signals import Signals
 
 
@@ -64,7 +69,12 @@ class Policy:
 
 # ------------------------------------------------------------------------------ ours --
 class Ours(Policy):
-    """The operator's policy: `deepseek_operator.scaling.decide`, called as handlers.py does."""
+    """The operator's policy: `deepseek_operator.scaling.decide`, called as handlers.py does.
+    With `learn_limit` (spec.engine.admission without maxRunning) it also learns the engine
+    pods' admission limit as the operator does after each decision: `scaling.admission_limit`
+    on the capacity model just decided with, published through `next_admission_limit` against
+    the one written (`written`); `limits` lists the publications (time, limit) for the fleet,
+    which applies each one when it reaches the pods."""
 
     name = "ours"
 
@@ -74,6 +84,7 @@ class Ours(Policy):
         start_seconds: float | None = None,
         name: str = "ours",
         moe: bool = False,
+        learn_limit: bool = False,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -85,6 +96,11 @@ class Ours(Policy):
         self.reasons: dict[str, int] = {}
         # (time, replicas, decided, reason, message) of every decision, for reading a run
         self.log: list[tuple[float, int, int, str, str]] = []
+        self.learn_limit = learn_limit
+        self.aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
+        self.written: int | None = None  # the limit in the ConfigMap
+        self.limits: list[tuple[float, int]] = []  # every publication: (time, limit)
+        self.limit_why = ""  # why the last one was published
 
     def decide(self, v: View) -> int:
         inputs = ScalingInputs(
@@ -100,6 +116,13 @@ class Ours(Policy):
         self.log.append((v.now, v.replicas, d.replicas, d.reason, d.message))
         if d.replicas != v.replicas:
             self.reasons[d.reason] = self.reasons.get(d.reason, 0) + 1
+        if self.learn_limit:
+            n, why = next_admission_limit(
+                self.written, admission_limit(self.state.capacity, self.aim)
+            )
+            if why is not None and n is not None:
+                self.written, self.limit_why = n, why
+                self.limits.append((v.now, n))
         return d.replicas
 
 

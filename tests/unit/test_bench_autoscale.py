@@ -1,14 +1,18 @@
-"""The autoscaling benchmark's per-minute misses (the plot's bottom panel), its warm-ups and
-the results kept from an earlier run (`--merge`)."""
+"""The autoscaling benchmark's per-minute misses (the plot's bottom panel), its warm-ups, the
+results kept from an earlier run (`--merge`), the admission gate (`--admission`) and ours'
+learned admission limit (`--ours-admission`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import bench.autoscale as A
 from bench.autoscale import (
     DEFAULT_AZURE,
     WARMUP_LEAD_S,
@@ -20,14 +24,18 @@ from bench.autoscale import (
     judge,
     kept_sources,
     kept_with,
+    limit_words,
+    main,
     margin_of,
     merged_cold_starts,
     missed_by_minute,
+    ours_admission_setup,
     shown,
+    simulate,
     trace_warmup,
     with_kept,
 )
-from bench.fleet import Fleet
+from bench.fleet import LIMIT_LAG_S, Fleet
 from testbed.sim import traces as T
 from testbed.sim.engine import SimRequest
 
@@ -302,3 +310,165 @@ def test_the_admission_gate_is_recorded_and_said() -> None:
     assert "spec.engine.admission" in line and "maxRunning 128" in line and "2)" in line
     assert Config(admission=(128, 2.0)).serving_preset.max_num_seqs == 128
     assert Config().serving_preset == Config().preset
+
+
+def test_merge_keeps_the_policies_not_run_again_on_a_trace_it_ran() -> None:
+    """`--policies ours --merge ...` re-runs ours alone: the earlier static_peak, oracle and
+    HPA of the same trace are kept, and ours is judged against them."""
+    earlier = {"setup": {"cold_start_s": 344.0}, **judge(_per(17.0))}
+    now = {"344": {"step": {"ours": _cell(0.95, 16.0)}}}
+    kept = merged_cold_starts(now, earlier)
+    assert {k: {tn: sorted(per) for tn, per in v.items()} for k, v in kept.items()} == {
+        "344": {"step": ["hpa", "oracle", "static_peak"]}
+    }
+    both = kept_with(now, kept)
+    assert list(both["344"]["step"]) == ["ours", "hpa", "static_peak", "oracle"]
+    assert both["344"]["step"]["ours"]["gpu_hours"] == 16.0  # this run's
+    judged = judge(both["344"])
+    assert judged["traces"]["step"]["ours"]["gap_closed"] == pytest.approx(0.8)  # (24-16)/10
+    # the acceptance judged against the kept rows: neither dominates at 16 GPU-hours
+    assert judged["acceptance"]["per_trace"]["step"] == {
+        "dominated_by_static_peak": False,
+        "dominated_by_hpa": False,
+        "gpu_hours_le_static_peak": True,
+    }
+    # a policy run on no trace here and kept nowhere is not invented
+    assert merged_cold_starts({"344": {"step": _per(15.0)["step"]}}, earlier) == {}
+
+
+# --- ours' learned admission limit ------------------------------------------------------------
+def _gated(limit_at: float | None, arrive_at: float) -> tuple[list[bool], int]:
+    """Three requests at `arrive_at` on one warm 7B replica that sheds at 2 s, whose learned
+    limit of 1 was published at `limit_at` (None: never): the outcomes (ok first) and the
+    batch cap of a pod created after them."""
+    fleet = Fleet(Config(preset_name="distill-7b-bf16-1xh100").preset, 45.0, gate_wait_s=2.0)
+    fleet.add_pod(0.0, warm=True)
+    if limit_at is not None:
+        fleet.publish_limit(limit_at, 1)
+    for i, out in enumerate((2000, 20, 20)):
+        fleet.arrive(SimRequest(f"r{i}", 100, out, arrive_at))
+    for t in range(int(arrive_at) + 1, int(arrive_at) + 200):
+        fleet.advance(float(t))
+    later = fleet.add_pod(arrive_at + 200.0)
+    return [o.ok for o in sorted(fleet.outcomes, key=lambda o: o.ok, reverse=True)], (
+        later.engine._max_seqs
+    )
+
+
+def test_a_published_limit_holds_the_pods_once_it_reaches_them() -> None:
+    batch = Config(preset_name="distill-7b-bf16-1xh100").preset.max_num_seqs
+    # no limit: the preset's batch takes all three
+    assert _gated(None, 10.0) == ([True, True, True], batch)
+    # published 10 s before: not at the pods yet (LIMIT_LAG_S), all three run
+    assert _gated(0.0, 10.0)[0] == [True, True, True]
+    # once it is there, one runs and the two behind it are shed after 2 s; a pod created
+    # later runs it too
+    assert _gated(0.0, LIMIT_LAG_S) == ([True, False, False], 1)
+
+
+def test_the_limit_in_force_is_the_last_one_that_reached_the_pods() -> None:
+    p = Config(preset_name="distill-7b-bf16-1xh100").preset
+    fleet = Fleet(p, 45.0)
+    pod = fleet.add_pod(0.0, warm=True)
+    fleet.publish_limit(0.0, 8)
+    fleet.publish_limit(30.0, 4000)  # above vLLM's max_num_seqs: vLLM's cap holds
+    assert fleet.limit_at(LIMIT_LAG_S - 1) is None
+    fleet.advance(LIMIT_LAG_S - 1)
+    assert pod.engine._max_seqs == p.max_num_seqs  # None: the preset's batch
+    fleet.advance(LIMIT_LAG_S)
+    assert fleet.limit_at(LIMIT_LAG_S) == 8 and pod.engine._max_seqs == 8
+    fleet.advance(30.0 + LIMIT_LAG_S)
+    assert fleet.limit_at(30.0 + LIMIT_LAG_S) == 4000 and pod.engine._max_seqs == p.max_num_seqs
+
+
+def _short_ours(monkeypatch: pytest.MonkeyPatch, **cfg: Any) -> tuple[dict[str, Any], Fleet]:
+    """Ours on 5 minutes of the bursty trace after a 10-minute warm-up (capacity given, not
+    calibrated), and the fleet it ran."""
+    fleets: list[Fleet] = []
+
+    def fleet(*args: Any, **kwargs: Any) -> Fleet:
+        fleets.append(Fleet(*args, **kwargs))
+        return fleets[-1]
+
+    monkeypatch.setattr(A, "Fleet", fleet)
+    c = Config(duration_s=300.0, warmup_s=600.0, **cfg)
+    res, _ = simulate(c, build_trace(c, "bursty", {}), "ours", 4.7)
+    return res, fleets[0]
+
+
+def test_ours_publishes_the_learned_limit_and_its_pods_run_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    res, fleet = _short_ours(monkeypatch)
+    spec = Config().scaling_spec()
+    assert fleet.gate_wait_s == spec.slo.ttft_p99_seconds  # maxWaitSeconds' default
+    last = res["admission_limit_last"]
+    assert isinstance(last, int) and 1 <= last < Config().preset.max_num_seqs
+    # learned within the warm-up here: in force when the measured part starts
+    assert res["admission_limit_at_start"] == last
+    assert all(0.0 <= t <= 300.0 for t, _ in res["admission_limits"])
+    assert {p.engine._max_seqs for p in fleet.pods if p.gone is None} == {last}
+    assert f"{last} per pod in force at the start" in limit_words(res)
+
+
+def test_ours_without_the_learned_limit_runs_plain_vllm_pods(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for cfg in ({"ours_admission": "off"}, {"admission": (64, 3.0)}):
+        res, fleet = _short_ours(monkeypatch, **cfg)
+        assert "admission_limits" not in res and "admission_limit_last" not in res, cfg
+        assert not fleet._limits, cfg
+        if "admission" in cfg:  # the fixed gate instead, as every policy's
+            assert fleet.gate_wait_s == 3.0
+            assert {p.engine._max_seqs for p in fleet.pods} == {64}
+        else:
+            assert fleet.gate_wait_s is None
+            assert {p.engine._max_seqs for p in fleet.pods} == {Config().preset.max_num_seqs}
+
+
+def test_ours_admission_is_recorded_and_said() -> None:
+    assert ours_admission_setup(Config()) == "learned"
+    assert ours_admission_setup(Config(ours_admission="off")) == "off"
+    assert ours_admission_setup(Config(admission=(128, 2.0))) == "off"  # the fixed gate
+    assert admission_words(None, "off") == []
+    (line,) = admission_words(None, "learned")
+    assert "learned" in line and f"{LIMIT_LAG_S:.0f}s" in line and "plain vLLM" in line
+
+
+def _merge_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: dict[str, Any], argv: list[str]
+) -> list[dict[str, Any]]:
+    """main(argv) merging an earlier run with ours and the HPA on the step trace at the
+    preset's cold start (344 s) and `setup`: the earlier runs `run` was called to merge."""
+    merged: list[dict[str, Any]] = []
+    monkeypatch.setattr(A, "run", lambda *a, **kw: merged.append(kw["merge"]))
+    path = tmp_path / "autoscale.json"
+    earlier = {"setup": {"cold_start_s": 344.0, "admission": None, **setup}, **judge(_per(17.0))}
+    path.write_text(json.dumps(earlier))
+    main(["--merge", str(path), "--out", str(tmp_path), "--cold-start", "preset", *argv])
+    return merged
+
+
+@pytest.mark.parametrize(
+    "setup,argv",
+    [
+        ({}, []),  # an earlier JSON without the key ran without it
+        ({}, ["--only", "bursty"]),  # ours on step would be kept
+        ({"ours_admission": "learned"}, ["--ours-admission", "off", "--only", "bursty"]),
+    ],
+)
+def test_merge_refuses_to_keep_ours_run_with_another_ours_admission(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setup: dict[str, Any], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as e:
+        _merge_main(tmp_path, monkeypatch, setup, ["--only", "step", "--policies", "hpa", *argv])
+    assert e.value.code == 2
+
+
+def test_merge_keeps_the_other_policies_when_ours_is_run_again_with_the_learned_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other policies run plain vLLM pods with or without ours' gate: re-running ours
+    where the earlier run had it keeps them."""
+    argv = ["--only", "step", "--policies", "ours"]
+    assert len(_merge_main(tmp_path, monkeypatch, {}, argv)) == 1
