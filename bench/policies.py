@@ -37,12 +37,7 @@ from dataclasses import dataclass, field
 
 from deepseek_operator.api.spec import ScalingSpec
 from deepseek_operator.api.status import ScalingState
-from deepseek_operator.scaling import (
-    ScalingInputs,
-    admission_limit,
-    decide,
-    next_admission_limit,
-)
+from deepseek_operator.scaling import ScalingInputs, decide, learned_admission
 from deepseek_operator.signals import Signals
 
 
@@ -73,8 +68,9 @@ class Ours(Policy):
     With `learn_limit` (spec.engine.admission without maxRunning) it also learns the engine
     pods' admission limit as the operator does after each decision: `scaling.admission_limit`
     on the capacity model just decided with, published through `next_admission_limit` against
-    the one written (`written`); `limits` lists the publications (time, limit) for the fleet,
-    which applies each one when it reaches the pods."""
+    the one written (`written`), both through `scaling.learned_admission` as the reconcile
+    calls it; `limits` lists the publications (time, limit) for the fleet, which applies each
+    one when it reaches the pods."""
 
     name = "ours"
 
@@ -116,12 +112,11 @@ class Ours(Policy):
         self.log.append((v.now, v.replicas, d.replicas, d.reason, d.message))
         if d.replicas != v.replicas:
             self.reasons[d.reason] = self.reasons.get(d.reason, 0) + 1
-        if self.learn_limit:
-            n, why = next_admission_limit(
-                self.written, admission_limit(self.state.capacity, self.aim)
-            )
-            if why is not None and n is not None:
-                self.written, self.limit_why = n, why
+        if self.learn_limit:  # as the reconcile does after a decision (handlers.py)
+            self.state, said = learned_admission(self.spec, self.state)
+            n = self.state.admission_limit
+            if said is not None and n is not None:
+                self.written, self.limit_why = n, self.state.admission_limit_source or ""
                 self.limits.append((v.now, n))
         return d.replicas
 

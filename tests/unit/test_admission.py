@@ -94,9 +94,18 @@ def test_a_request_that_gave_up_does_not_take_a_place() -> None:
     assert (s.running, s.waiting, s.shed_total) == (0, 0, 1)
 
 
-def test_a_place_freed_after_a_waiters_deadline_is_not_handed_to_it() -> None:
-    # A starved pod: the waiter's thread has not woken by its deadline when the place frees
-    # (its real wait is long here; the gate's clock says the deadline has passed).
+@pytest.mark.parametrize(
+    ("later", "served", "counts"),
+    [
+        # a starved pod: the waiter's thread has not woken by its deadline (100 + 30 on the
+        # gate's clock; its real wait is long here) when the place frees: shed, at once
+        (30.5, False, (0, 0, 1, 1)),
+        (29.5, True, (1, 0, 2, 0)),  # within its wait: the place is handed to it
+    ],
+)
+def test_a_freed_place_goes_to_a_waiter_only_within_its_deadline(
+    later: float, served: bool, counts: tuple[int, int, int, int]
+) -> None:
     now = [100.0]
     gate = adm.Gate(1, max_wait=30.0, clock=lambda: now[0])
     assert gate.acquire()
@@ -105,32 +114,15 @@ def test_a_place_freed_after_a_waiters_deadline_is_not_handed_to_it() -> None:
     t.start()
     while gate.stats().waiting < 1:
         time.sleep(0.001)
-    now[0] += 30.5  # past the waiter's deadline (100 + 30)
+    now[0] += later
     t0 = time.monotonic()
     gate.release()
     t.join(5)
-    assert result == [False]  # shed, woken at once rather than after its real 30 s
-    assert time.monotonic() - t0 < 5
+    assert result == [served] and time.monotonic() - t0 < 5  # woken at once, not after 30 s
     s = gate.stats()
-    assert (s.running, s.waiting, s.admitted_total, s.refused_total) == (0, 0, 1, 1)
-    assert gate.acquire()  # the place is free for the next one
-
-
-def test_a_place_freed_within_a_waiters_deadline_is_handed_to_it() -> None:
-    now = [100.0]
-    gate = adm.Gate(1, max_wait=30.0, clock=lambda: now[0])
-    assert gate.acquire()
-    result: list[bool] = []
-    t = threading.Thread(target=lambda: result.append(gate.acquire()))
-    t.start()
-    while gate.stats().waiting < 1:
-        time.sleep(0.001)
-    now[0] += 29.5
-    gate.release()
-    t.join(5)
-    assert result == [True]
-    s = gate.stats()
-    assert (s.running, s.waiting, s.admitted_total, s.refused_total) == (1, 0, 2, 0)
+    assert (s.running, s.waiting, s.admitted_total, s.refused_total) == counts
+    if not served:
+        assert gate.acquire()  # the place is free for the next one
 
 
 def test_giving_back_a_place_that_was_not_taken_is_an_error() -> None:

@@ -472,3 +472,18 @@ def test_merge_keeps_the_other_policies_when_ours_is_run_again_with_the_learned_
     where the earlier run had it keeps them."""
     argv = ["--only", "step", "--policies", "ours"]
     assert len(_merge_main(tmp_path, monkeypatch, {}, argv)) == 1
+
+
+@pytest.mark.parametrize(
+    ("slo", "gpu_h", "holds"),
+    [
+        (0.995, 17.0, True),  # 0.7 of the gap at 0.995
+        (0.989, 17.0, False),  # the gap, but attainment under 0.99
+        (0.995, 20.0, False),  # 0.4 of the gap
+    ],
+)
+def test_the_median_trace_is_judged_against_the_bar(slo: float, gpu_h: float, holds: bool) -> None:
+    per = _per(gpu_h)
+    per["step"]["ours"]["slo_attainment"] = slo
+    mt = judge(per)["acceptance"]["median_trace"]
+    assert mt["holds"] is holds
