@@ -675,6 +675,7 @@ def run(
         cold_start_key(cfg.cold_start) if cold_start_key(cfg.cold_start) in results else keys[0]
     )
     doc = report(cfg, traces, cal, results, primary, runtime, command)
+    doc["setup"]["policies_run"] = list(policies)  # the plots show these (a merge keeps rows)
     if kept and merge is not None:
         doc = with_kept(doc, merge, kept)
     out.mkdir(parents=True, exist_ok=True)
@@ -1205,6 +1206,7 @@ def summary_md(doc: dict[str, Any]) -> str:
         "Simulated: the engine model and the fleet run under a virtual clock (no Kubernetes, "
         "no Prometheus); `ours` is the operator's `scaling.decide`, unchanged.",
         *admission_words(s.get("admission"), s.get("ours_admission")),
+        *plotted_words(s),
         "",
     ]
     lines += _section(doc, doc, primary, True)
@@ -1213,6 +1215,19 @@ def summary_md(doc: dict[str, Any]) -> str:
     lines += ["## Attribution", ""]
     lines += [f"- {a}" for a in doc["attribution"]]
     return "\n".join(lines) + "\n"
+
+
+def plotted_words(setup: dict[str, Any]) -> list[str]:
+    """Which policies the plots show, where a merge kept other policies' rows (their time
+    series are not kept: a plot shows the policies its run ran)."""
+    ran = setup.get("policies_run")
+    if not ran or not setup.get("kept"):
+        return []
+    return [
+        f"The plots show the policies this run ran ({', '.join(ran)}) over the load; the other "
+        "rows of the tables are kept from the earlier runs named above, and so are their "
+        "numbers, not their time series."
+    ]
 
 
 def _named_path(text: str) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from bench.autoscale import (
     merged_cold_starts,
     missed_by_minute,
     ours_admission_setup,
+    plotted_words,
     shown,
     simulate,
     trace_warmup,
@@ -487,3 +488,9 @@ def test_the_median_trace_is_judged_against_the_bar(slo: float, gpu_h: float, ho
     per["step"]["ours"]["slo_attainment"] = slo
     mt = judge(per)["acceptance"]["median_trace"]
     assert mt["holds"] is holds
+
+
+def test_the_summary_says_which_policies_a_merged_run_plots() -> None:
+    assert plotted_words({"policies_run": ["ours"]}) == []  # a whole run: every policy plotted
+    words = plotted_words({"policies_run": ["ours"], "kept": {"sources": []}})
+    assert len(words) == 1 and "(ours)" in words[0] and "not their time series" in words[0]
