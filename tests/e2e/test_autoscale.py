@@ -428,6 +428,7 @@ def wait_decisions(custom: client.CustomObjectsApi, ns: str, name: str, count: i
 
 
 def _config_map(core: client.CoreV1Api, ns: str, name: str) -> Any:
+    """The ConfigMap, None while it does not exist."""
     try:
         return core.read_namespaced_config_map(name, ns)
     except client.ApiException as e:

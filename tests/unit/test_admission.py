@@ -4,6 +4,7 @@ a small real HTTP server standing in for vLLM (tests/contract runs it in front o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import http.client
@@ -377,15 +378,14 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
 
 
-@pytest.fixture
-def relay() -> Iterator[tuple[adm.AdmissionServer, type[Upstream]]]:
+@contextlib.contextmanager
+def relay_with(gate: adm.Gate) -> Iterator[tuple[adm.AdmissionServer, type[Upstream]]]:
+    """The gate's relay in front of an Upstream of its own, both on loopback ports."""
     up_cls = type("U", (Upstream,), {"step": threading.Semaphore(0), "seen": []})
     up = http.server.ThreadingHTTPServer(("127.0.0.1", 0), up_cls)
     up.daemon_threads = True
     threading.Thread(target=up.serve_forever, daemon=True).start()
-    server = adm.AdmissionServer(
-        ("127.0.0.1", 0), ("127.0.0.1", up.server_address[1]), adm.Gate(1, max_wait=0.3)
-    )
+    server = adm.AdmissionServer(("127.0.0.1", 0), ("127.0.0.1", up.server_address[1]), gate)
     server.start()
     try:
         yield server, up_cls
@@ -394,6 +394,12 @@ def relay() -> Iterator[tuple[adm.AdmissionServer, type[Upstream]]]:
         server.close()
         up.shutdown()
         up.server_close()
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[adm.AdmissionServer, type[Upstream]]]:
+    with relay_with(adm.Gate(1, max_wait=0.3)) as pair:
+        yield pair
 
 
 def settled(gate: adm.Gate) -> adm.GateStats:
@@ -452,15 +458,7 @@ def test_relay_streams_sheds_and_counts(
 
 
 def test_a_wait_of_zero_refuses_at_once_but_does_not_abort_streams() -> None:
-    up_cls = type("U", (Upstream,), {"step": threading.Semaphore(0), "seen": []})
-    up = http.server.ThreadingHTTPServer(("127.0.0.1", 0), up_cls)
-    up.daemon_threads = True
-    threading.Thread(target=up.serve_forever, daemon=True).start()
-    server = adm.AdmissionServer(
-        ("127.0.0.1", 0), ("127.0.0.1", up.server_address[1]), adm.Gate(1, max_wait=0.0)
-    )
-    server.start()
-    try:
+    with relay_with(adm.Gate(1, max_wait=0.0)) as (server, up_cls):
         # the first event comes 0.2 s after the request: a stream is not held to 0 s
         threading.Timer(0.2, up_cls.step.release).start()
         c1, r1 = post(server, {"stream": True, "chunks": 2})
@@ -474,11 +472,6 @@ def test_a_wait_of_zero_refuses_at_once_but_does_not_abort_streams() -> None:
         assert (s.running, s.admitted_total, s.refused_total, s.aborted_total) == (0, 1, 1, 0)
         c1.close()
         c2.close()
-    finally:
-        up_cls.step.release(100)
-        server.close()
-        up.shutdown()
-        up.server_close()
 
 
 def test_a_client_that_leaves_mid_stream_frees_its_place(
