@@ -93,7 +93,6 @@ class Ours(Policy):
         # (time, replicas, decided, reason, message) of every decision, for reading a run
         self.log: list[tuple[float, int, int, str, str]] = []
         self.learn_limit = learn_limit
-        self.aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
         self.written: int | None = None  # the limit in the ConfigMap
         self.limits: list[tuple[float, int]] = []  # every publication: (time, limit)
         self.limit_why = ""  # why the last one was published

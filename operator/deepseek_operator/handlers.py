@@ -73,6 +73,7 @@ from .scaling import (
     replica_capacity,
     replicas_to_write,
     scale_event,
+    tpot_aim,
 )
 from .signals import Signal
 from .warmup import warm_up_pods
@@ -469,7 +470,7 @@ def _quantize(
     signals = snap.signals(dsd.namespace, dsd.name, active.value) if snap is not None else None
     vals = signals.values if signals is not None else {}
     state = dsd.status.quantization
-    aim = spec.scaling.targets.tpot_slo_fraction * spec.scaling.slo.tpot_p99_seconds
+    aim = tpot_aim(spec.scaling)
     model = dsd.status.scaling.capacity if dsd.status.scaling else None
     kv_target = spec.scaling.targets.kv_cache_usage
     learned = replica_capacity(

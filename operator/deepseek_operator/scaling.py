@@ -790,6 +790,11 @@ def running_capacity(model: CapacityModel, aim: float, kv_target: float | None) 
     )
 
 
+def tpot_aim(spec: ScalingSpec) -> float:
+    """The TPOT the plan sizes for: the SLO's p99 times targets.tpotSloFraction."""
+    return spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
+
+
 def admission_limit(model: CapacityModel | None, aim: float) -> tuple[int, str] | None:
     """The learned limit of the engine pod's admission gate (spec.engine.admission without
     maxRunning): the running requests at which the step-time curve's mean TPOT reaches the
@@ -835,7 +840,7 @@ def next_admission_limit(
 def learned_admission(spec: ScalingSpec, state: ScalingState) -> tuple[ScalingState, str | None]:
     """The autoscaler's memory with the admission limit to publish (spec.engine.admission
     without maxRunning), and the Event's words where it changed (None: unchanged)."""
-    aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
+    aim = tpot_aim(spec)
     limit, why = next_admission_limit(state.admission_limit, admission_limit(state.capacity, aim))
     if why is None:
         return state, None
@@ -1463,7 +1468,7 @@ def decide(
         memory = memory.model_copy(update={"season": season})
 
     # 2. capacity: a steady tick adds a sample
-    aim = spec.targets.tpot_slo_fraction * spec.slo.tpot_p99_seconds
+    aim = tpot_aim(spec)
     # The rates per Ready replica describe the Ready replicas once their count has held for a
     # rate window (`settled`), whether or not more pods are starting: a starting vLLM server
     # serves no metrics before its model is loaded, so it is in none of the signals (with a
