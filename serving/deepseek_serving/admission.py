@@ -9,7 +9,11 @@ the line one step earlier:
 - at most `max_running` generation requests are in vLLM at once (from the moment they are
   forwarded until their response has been relayed in full); the limit can change while the
   gate runs (the operator's learned limit, re-read from a file by the entrypoint), or be none;
-- the others wait here, first come first served;
+- the others wait here, first come first served while the queue drains; once the oldest has
+  waited more than half of `max_wait` (NEWEST_FIRST_AFTER) the place that frees goes to the
+  newest waiter instead (adaptive LIFO): under overload the oldest waiters have spent most of
+  their wait and would reach vLLM too late for their TTFT SLO, the newest can still make it,
+  and the old ones are answered 503 at their deadline (below) instead of late;
 - one that waited `max_wait` seconds without getting a place is answered at once with 503,
   `Retry-After` and an OpenAI-style error body; so is a streamed one that got a place but has
   no first token `max_wait` seconds after it arrived: the gate holds a stream's response head
@@ -53,6 +57,9 @@ from dataclasses import dataclass
 from typing import Any
 
 RETRY_AFTER_S = 1
+# Waiters are served oldest first until the oldest has waited this share of max_wait, then
+# newest first (adaptive LIFO: a queue that old is not draining in time for the oldest).
+NEWEST_FIRST_AFTER = 0.5
 CHUNK = 64 * 1024
 MAX_BODY = 256 * 1024 * 1024  # a request body larger than this is refused (413)
 # Response headers that describe one connection, not the response (RFC 9110 7.6.1), and the
@@ -91,10 +98,11 @@ class GateStats:
 
 
 class _Waiter:
-    __slots__ = ("deadline", "event", "gone", "granted")
+    __slots__ = ("deadline", "event", "gone", "granted", "since")
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, since: float, deadline: float | None) -> None:
         self.event = threading.Event()
+        self.since = since  # when it began to wait, on the gate's clock
         self.deadline = deadline  # on the gate's clock; no place is handed over after it
         self.granted = False
         self.gone = False
@@ -106,8 +114,12 @@ def _check_limit(limit: int | None) -> None:
 
 
 class Gate:
-    """At most `limit` holders at once (None: no limit); the others wait in arrival order for
-    at most `max_wait` seconds (None: until a place frees). Thread-safe.
+    """At most `limit` holders at once (None: no limit); the others wait for at most
+    `max_wait` seconds (None: until a place frees). Thread-safe.
+
+    A freed place goes to the oldest waiter, or, once that one has waited more than
+    NEWEST_FIRST_AFTER of max_wait, to the newest (adaptive LIFO; see the module docstring).
+    Without a max_wait nobody gives up, so the order stays oldest first.
 
     The limit can change at run time (`set_limit`): a higher one hands the places it frees to
     the waiters at once; a lower one interrupts nothing that runs, new requests wait until
@@ -165,7 +177,8 @@ class Gate:
                 self._running += 1
                 self._admitted += 1
                 return True
-            w = _Waiter(None if self.max_wait is None else self._clock() + self.max_wait)
+            now = self._clock()
+            w = _Waiter(now, None if self.max_wait is None else now + self.max_wait)
             self._waiters.append(w)
         w.event.wait(self.max_wait)
         with self._lock:
@@ -193,8 +206,8 @@ class Gate:
         return stats
 
     def release(self) -> None:
-        """Give a place back: to the longest waiting request still within its wait, else
-        free. Waiters past their deadline are woken to give up. While more run than a lowered
+        """Give a place back: to a waiter still within its wait (`_next_waiter`), else free.
+        Waiters past their deadline are woken to give up. While more run than a lowered
         limit allows, the place is not handed on."""
         with self._lock:
             if self._running <= 0:
@@ -203,20 +216,43 @@ class Gate:
             self._hand_over()
 
     def _hand_over(self) -> None:
-        """Free places to the waiters, in arrival order, while the limit leaves room (the
-        lock is held). Not while draining: drain() has woken them to be shed."""
+        """Free places to the waiters (`_next_waiter`) while the limit leaves room (the lock
+        is held). Not while draining: drain() has woken them to be shed."""
         now = self._clock()
-        while self._waiters and not self._draining and self._has_room():
-            w = self._waiters.popleft()
-            if w.gone:
-                continue
-            if w.deadline is not None and now > w.deadline:
-                w.gone = True  # it gives up (and counts itself refused) when it wakes
-                w.event.set()
-                continue
+        while not self._draining and self._has_room():
+            w = self._next_waiter(now)
+            if w is None:
+                return
             w.granted = True
             self._running += 1
             w.event.set()
+
+    def _next_waiter(self, now: float) -> _Waiter | None:
+        """The waiter a free place goes to, taken off the queue: the oldest, or the newest once
+        the oldest has waited more than NEWEST_FIRST_AFTER of max_wait. Those gone, and those
+        past their deadline (woken to give up: they count themselves refused), are dropped on
+        the way. Every waiter waits max_wait: deadlines follow arrival, so when the oldest is
+        within its wait, so are all."""
+        q = self._waiters
+        while q:
+            w = q[0]
+            if w.gone:
+                q.popleft()
+            elif w.deadline is not None and now > w.deadline:
+                w.gone = True
+                w.event.set()
+                q.popleft()
+            else:
+                break
+        if not q:
+            return None
+        oldest = q[0]
+        if self.max_wait is None or now - oldest.since <= NEWEST_FIRST_AFTER * self.max_wait:
+            return q.popleft()
+        while True:  # the oldest is live, so one is found
+            w = q.pop()
+            if not w.gone:
+                return w
 
     def drain(self) -> None:
         """Refuse new requests and wake the waiting ones (they are shed)."""

@@ -219,6 +219,52 @@ def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.001)
 
 
+@pytest.mark.parametrize(
+    ("at", "served", "refused"),
+    [
+        (105.0, [0, 1, 2], 0),  # the oldest waited 5 s of 30: the queue drains, oldest first
+        (115.0, [0, 1, 2], 0),  # exactly half: still oldest first
+        (116.0, [2, 1, 0], 0),  # the oldest waited 16 s: newest first (adaptive LIFO)
+        (130.5, [2, 1], 1),  # the oldest is past its deadline: shed; of the rest, newest first
+    ],
+)
+def test_a_freed_place_goes_to_the_newest_waiter_once_the_oldest_waited_half(
+    at: float, served: list[int], refused: int
+) -> None:
+    now = [100.0]
+    gate = adm.Gate(1, max_wait=30.0, clock=lambda: now[0])
+    assert gate.acquire()
+    results: list[bool | None] = [None] * 3
+    threads = []
+    order: list[int] = []
+
+    def wait(i: int) -> None:
+        results[i] = gate.acquire()
+        if results[i]:
+            order.append(i)
+
+    for i in range(3):  # they queue at 100, 101 and 102 on the gate's clock
+        now[0] = 100.0 + i
+        t = threading.Thread(target=wait, args=(i,))
+        t.start()
+        threads.append(t)
+        wait_for(functools.partial(queued, gate, i + 1))
+    now[0] = at
+    for k in range(len(served)):
+        gate.release()  # the place passes on: to whom shows in `order`
+        wait_for(lambda k=k: len(order) == k + 1)
+    for t in threads:
+        t.join(5)
+    assert order == served
+    s = gate.stats()
+    assert (s.running, s.waiting, s.admitted_total, s.refused_total) == (
+        1,
+        0,
+        1 + len(served),
+        refused,
+    )
+
+
 def test_raising_the_limit_hands_places_to_the_waiters_in_order() -> None:
     gate = adm.Gate(1, max_wait=None)
     assert gate.acquire()

@@ -351,7 +351,9 @@ class AdmissionSpec(ApiModel):
     """Admission in front of vLLM inside each engine pod: the engine image's entrypoint
     (serving/deepseek_serving/admission.py) takes the API port, vLLM moves behind it to a
     loopback port. At most maxRunning generation requests (POSTs under /v1/) are in vLLM at
-    once; the others wait at the gate in arrival order, and one that waited maxWaitSeconds is
+    once; the others wait at the gate (oldest first, newest first once the oldest has waited
+    half of maxWaitSeconds: under overload the newest can still meet the TTFT SLO), and one
+    that waited maxWaitSeconds is
     answered 503 with Retry-After: 1 at once (vLLM's own queue has no deadline), as is a
     streamed one with no first token maxWaitSeconds after it arrived (aborted in vLLM; its
     client has seen nothing yet; a request not streamed, once it has a place, runs to its
