@@ -87,7 +87,7 @@ demo-down: venv ## stop what `make demo` started (its namespace deleted; cluster
 clean: venv ## stop every local cluster (demo's and tests') and delete their state and the demo's logs (keeps the tool cache)
 	DEEPSEEK_REPO_ROOT=$(CURDIR) $(PY) -m testbed demo clean
 
-.PHONY: bench bench-autoscale bench-quantization bench-scale bench-capacity bench-failover bench-gateway bench-gate bench-shapes
+.PHONY: bench bench-autoscale bench-quantization bench-scale bench-capacity bench-failover bench-gateway bench-gate bench-shapes bench-frontier
 bench: bench-autoscale bench-quantization bench-scale bench-capacity bench-gateway bench-gate ## every benchmark -> bench/results/
 
 bench-autoscale: venv ## autoscaling benchmark: ours vs HPA, KEDA, KPA, static, oracle
@@ -97,6 +97,10 @@ SHAPES := ramp_hold,spiky,sawtooth,slow_drift,conv_rev
 bench-shapes: venv ## the autoscaling benchmark on five load shapes the planner was not tuned on (bench/shapes.py; ~25 min) -> bench/results/shapes/
 	args=$$(PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.shapes --out $(CURDIR)/.local/shapes) && \
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale --azure '' $$args --only $(SHAPES) --out bench/results/shapes $(BENCH_ARGS)
+
+FRONTIER_ARGS ?= --only bursty --cold-start 90
+bench-frontier: venv ## what holding K replicas and reacting buys, beside ours, static peak and the oracle (floor1..floor6; default: bursty at 90 s, ~5 min) -> bench/results/frontier/
+	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.autoscale --azure '' $(FRONTIER_ARGS) --policies ours,static_peak,oracle,reactive,ratchet,floor1,floor2,floor3,floor4,floor5,floor6 --out bench/results/frontier $(BENCH_ARGS)
 
 bench-quantization: venv ## quantization ladder under a GPU cap: ours with/without the ladder, HPA, static
 	PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/serving:$(CURDIR) $(PY) -m bench.quantization $(BENCH_QUANT_ARGS)

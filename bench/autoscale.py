@@ -33,6 +33,7 @@ from testbed.sim.presets import EnginePreset, preset
 
 from .fleet import LIMIT_LAG_S, Fleet, Outcome
 from .policies import (
+    Floor,
     Hpa,
     Keda,
     Kpa,
@@ -82,7 +83,8 @@ class Config:
     day_mean_rate: float = 8.0
     # The engine pod's admission gate for every policy (`--admission N,D`: the deployment's
     # spec.engine.admission {maxRunning: N, maxWaitSeconds: D}): each replica runs at most N
-    # requests at once (the rest wait, in arrival order), and one not started after D seconds
+    # requests at once (the rest wait: oldest first, newest first once the oldest has waited
+    # D / 2, as the gate serves them), and one not started after D seconds
     # is answered 503 (failed). Calibration (static peak's and the oracle's size) is without it.
     admission: tuple[int, float] | None = None
     # `ours` as the operator runs it with `spec.engine.admission: {}` ("learned", unless
@@ -104,8 +106,8 @@ class Config:
     @property
     def serving_preset(self) -> EnginePreset:
         """The preset the fleet's replicas run: with `admission`, its batch capped at the
-        gate's maxRunning (vLLM's queue then holds the rest in arrival order, as the gate
-        would)."""
+        gate's maxRunning (vLLM's queue then holds the rest, in the gate's order:
+        bench/fleet.py)."""
         p = self.preset
         return p if self.admission is None else replace(p, max_num_seqs=self.admission[0])
 
@@ -323,6 +325,17 @@ def margin_of(name: str) -> float | None:
     return m if m >= 1.0 else None
 
 
+def floor_of(name: str) -> int | None:
+    """The floor of a `floorK` reference (reaction, never fewer than K replicas), else None."""
+    if not name.startswith("floor"):
+        return None
+    try:
+        k = int(name.removeprefix("floor"))
+    except ValueError:
+        return None
+    return k if k >= 1 else None
+
+
 def make_policy(
     name: str,
     cfg: Config,
@@ -354,6 +367,8 @@ def make_policy(
         return Reactive(need, PLOT_STEP_S, 60.0)
     if name == "ratchet":
         return Ratchet(need, PLOT_STEP_S, 60.0)
+    if (k := floor_of(name)) is not None:
+        return Floor(need, PLOT_STEP_S, min(k, cfg.max_replicas))
     raise ValueError(name)
 
 
@@ -403,7 +418,13 @@ def simulate(
         gate_wait = cfg.admission[1]
     elif learned:  # maxWaitSeconds unset: the TTFT SLO
         gate_wait = spec.slo.ttft_p99_seconds
-    fleet = Fleet(cfg.serving_preset, cfg.cold_start, seed=cfg.seed, gate_wait_s=gate_wait)
+    fleet = Fleet(
+        cfg.serving_preset,
+        cfg.cold_start,
+        seed=cfg.seed,
+        gate_wait_s=gate_wait,
+        fixed_gate=cfg.admission is not None,
+    )
     for _ in range(initial):
         fleet.add_pod(0.0, warm=True)
     desired = initial
@@ -684,6 +705,13 @@ def run(
         for tn, per in per_trace.items():
             suffix = "" if k == primary else f"_cs{k}"
             plot(tn, per, cfg, float(k), out / f"autoscale_{tn}{suffix}.png")
+    for k, rows_by_trace in results.items():
+        for tn, rows in rows_by_trace.items():
+            if any(floor_of(pn) is not None for pn in rows) and {"static_peak", "oracle"} <= set(
+                rows
+            ):
+                suffix = "" if k == primary else f"_cs{k}"
+                plot_frontier(tn, rows, float(k), out / f"frontier_{tn}{suffix}.png")
     (out / "summary.md").write_text(summary_md(doc))
     log(f"==> wrote {out}/autoscale.json, summary.md and plots in {runtime:.0f}s")
     return doc
@@ -1020,6 +1048,50 @@ def plot(trace_name: str, per: dict[str, Series], cfg: Config, cold: float, path
     plt.close(fig)
 
 
+def plot_frontier(trace_name: str, per: dict[str, dict[str, Any]], cold: float, path: Path) -> None:
+    """SLO attainment against GPU-hours for every policy run on one trace and cold start, the
+    `floorK` references joined by a line (what holding K replicas and reacting buys), and the
+    median trace's bar shaded: attainment >= MEDIAN_ATTAINMENT_BAR at MEDIAN_GAP_BAR of the
+    static-to-oracle gap or more."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    static, oracle = per["static_peak"]["gpu_hours"], per["oracle"]["gpu_hours"]
+    bar = static - MEDIAN_GAP_BAR * (static - oracle)
+    fig, ax = plt.subplots(figsize=(9, 6))
+    floors = sorted((k, pn) for pn in per if (k := floor_of(pn)) is not None)
+    ax.plot(
+        [per[pn]["gpu_hours"] for _, pn in floors],
+        [per[pn]["slo_attainment"] for _, pn in floors],
+        color="tab:pink", lw=1.0, zorder=1, label="floorK: hold K replicas, react",
+    )  # fmt: skip
+    names: dict[tuple[float, float], list[str]] = {}  # one label for the policies at a point
+    for pn, r in per.items():
+        x, y = r["gpu_hours"], r["slo_attainment"]
+        c = "tab:pink" if floor_of(pn) is not None else _COLOURS.get(pn, "black")
+        ax.scatter([x], [y], color=c, zorder=3, s=40 if pn == "ours" else 20)
+        names.setdefault((round(x, 1), round(y, 3)), []).append(pn)
+    for (x, y), pns in names.items():
+        ax.annotate(", ".join(pns), (x, y), textcoords="offset points", xytext=(5, -10), fontsize=8)
+    lo = min(r["slo_attainment"] for r in per.values())
+    ax.fill_between(
+        [min(oracle, bar) - 1.0, bar], MEDIAN_ATTAINMENT_BAR, 1.005, color="tab:green",
+        alpha=0.12, label=f"the bar: >= {MEDIAN_ATTAINMENT_BAR} at >= {MEDIAN_GAP_BAR:.0%} of "
+        "the static-to-oracle gap",
+    )  # fmt: skip
+    ax.axvline(static, color="tab:gray", ls="--", lw=0.8)
+    ax.set_ylim(max(0.0, lo - 0.02), 1.005)
+    ax.set_xlabel("GPU-hours (measured part)")
+    ax.set_ylabel("SLO attainment")
+    ax.set_title(f"{trace_name}, cold start {cold:.0f}s: attainment against GPU-hours")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _f(x: Any, nd: int = 3) -> str:
     if x is None:
         return "-"
@@ -1327,11 +1399,16 @@ def main(argv: list[str] | None = None) -> int:
     files = file_traces(cfg, a.azure, dict(a.trace))
     only = [x for x in a.only.split(",") if x]
     policies = tuple(x for x in a.policies.split(",") if x)
-    unknown = {p for p in policies if margin_of(p) is None} - set(POLICIES) - set(REFERENCES)
+    unknown = (
+        {p for p in policies if margin_of(p) is None and floor_of(p) is None}
+        - set(POLICIES)
+        - set(REFERENCES)
+    )
     if unknown:
         ap.error(
             f"unknown policies {sorted(unknown)}; known: {', '.join(POLICIES + REFERENCES)}, "
-            "marginM (M >= 1: reaction sized for M x the last minute's rate)"
+            "marginM (M >= 1: reaction sized for M x the last minute's rate), floorK (K >= 1: "
+            "reaction, never fewer than K replicas)"
         )
     earlier = json.loads(Path(a.merge).read_text()) if a.merge else None
     if earlier is not None and earlier["setup"].get("admission") != admission_setup(a.admission):

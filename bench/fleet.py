@@ -15,7 +15,11 @@ Every policy sees the same world:
 - optionally (`gate_wait_s`, `bench.autoscale --admission`), each pod runs the engine pod's
   admission gate (`spec.engine.admission`, serving/deepseek_serving/admission.py): at most
   maxRunning requests in vLLM (the fleet caps the preset's max_num_seqs at it, so the rest wait
-  in vLLM's queue in arrival order, as they would at the gate), and a request at a pod with no
+  in vLLM's queue, as they would at the gate: in arrival order, and newest first while the
+  oldest has waited more than NEWEST_FIRST_AFTER of the wait, the gate's adaptive LIFO: a
+  request arriving then is queued ahead of the others, behind vLLM's preempted ones; when the
+  queue drains again, the requests queued that way keep their places, where the gate would
+  serve its oldest first again), and a request at a pod with no
   first token `gate_wait_s` after its arrival is answered 503 and aborted (failed; every
   request is taken as streamed, so the gate sees its first token; the router's retry on
   another replica is not modelled). One the router holds (no Ready pod) waits for the
@@ -43,6 +47,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from deepseek_operator.signals import Signal, Signals
+from deepseek_serving.admission import NEWEST_FIRST_AFTER
 
 from testbed.sim.engine import EngineModel, RequestRecord, SimRequest
 from testbed.sim.presets import EnginePreset
@@ -179,6 +184,7 @@ class Fleet:
     seed: int = 0
     client_timeout_s: float = 120.0
     gate_wait_s: float | None = None  # the admission gate sheds one without a first token by then
+    fixed_gate: bool = False  # every pod's gate has a limit (--admission), not a learned one
     drain_timeout_s: float = 900.0
     # Which histogram backs Signal.TPOT_P99: "itl" = vllm:inter_token_latency_seconds (what
     # signals.py queried before), "request" = vllm:request_time_per_output_token_seconds.
@@ -270,8 +276,15 @@ class Fleet:
         pod.outstanding += 1
         self._owner[req.id] = pod
         self._awaiting_first[req.id] = (req.arrival, pod)
-        pod.engine.submit(req, now)
+        pod.engine.submit(req, now, ahead=self._newest_first(pod, now))
         return True
+
+    def _newest_first(self, pod: Pod, now: float) -> bool:
+        """Whether the pod's admission gate serves its newest waiter now: it has a limit in
+        force and its oldest waiter has waited more than NEWEST_FIRST_AFTER of the wait."""
+        if self.gate_wait_s is None or not (self.fixed_gate or self.limit_at(now) is not None):
+            return False
+        return pod.engine.oldest_wait(now) > NEWEST_FIRST_AFTER * self.gate_wait_s
 
     def advance(self, now: float) -> None:
         """Run every pod to `now` and account for what clients saw."""

@@ -382,6 +382,27 @@ class Ratchet(Reactive):
         super().__init__(list(itertools.accumulate(need, max)), step_s, window_s)
 
 
+class Floor(Policy):
+    """Never fewer than `floor` replicas; above it, the replicas the minute centred on t needs,
+    with the capacity calibrated for the trace: no forecast, no margin, no stabilization.
+    Reaction as fast as any could be, faster (it sees the half minute ahead), beside a fleet
+    held for what it cannot catch. Not one of the benchmark's policies: a reference
+    (`--policies floorK`). Where a load's rises come unannounced (bursts that start as a
+    Poisson process: every moment between them is as likely to be the last), a policy without
+    foresight can only hold some fleet between them and react; the floors, one run each, trace
+    the most attainment each bill buys that way (`frontier_*.png`)."""
+
+    def __init__(self, need: list[int], step_s: float, floor: int) -> None:
+        self.name = f"floor{floor}"
+        self.need = need
+        self.step_s = step_s
+        self.floor = floor
+
+    def decide(self, v: View) -> int:
+        i = min(int(v.now // self.step_s), len(self.need) - 1)
+        return max(self.floor, self.need[i])
+
+
 def need_series(
     arrivals: list[float],
     duration: float,

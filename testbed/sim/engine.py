@@ -383,8 +383,15 @@ class EngineModel:
         r = self.ready_at()
         return r is not None and now >= r
 
-    def submit(self, req: SimRequest, now: float) -> None:
-        """A request reaches the engine at `now` (queued; it joins the next step boundary)."""
+    def submit(self, req: SimRequest, now: float, *, ahead: bool = False) -> None:
+        """A request reaches the engine at `now` (queued; it joins the next step boundary).
+
+        `ahead`: it is queued before the waiting requests never scheduled yet, behind the
+        preempted ones (vLLM resumes those first): a queue served newest first, as the engine
+        pod's admission gate serves its waiters under overload (bench/fleet.py). Not with the
+        priority policy, which orders the queue itself."""
+        if ahead and self._by_priority:
+            raise ValueError("ahead: the priority policy orders the queue itself")
         self._run(now)
         self._submitted += 1
         message = ""
@@ -415,6 +422,13 @@ class EngineModel:
         self._by_id[r.id] = r
         if self._by_priority:
             bisect.insort(self._waiting, r, key=_priority_order)
+        elif ahead:
+            resumed = 0  # preempted requests lead the queue (`_commit_step` puts them there)
+            for w in self._waiting:
+                if w.scheduled is None:
+                    break
+                resumed += 1
+            self._waiting.insert(resumed, r)
         else:
             self._waiting.append(r)
         if not self._running and len(self._waiting) == 1:
@@ -464,6 +478,13 @@ class EngineModel:
             loaded=self.is_ready(self._clock),
             crashed=self.crashed,
         )
+
+    def oldest_wait(self, now: float) -> float:
+        """Seconds the longest waiting request never scheduled has waited at `now` (0: none
+        waits). Preempted requests do not count: they were scheduled once."""
+        self._run(now)
+        first = min((w.submitted for w in self._waiting if w.scheduled is None), default=now)
+        return max(0.0, now - first)
 
     def outstanding(self) -> int:
         """Requests submitted and not finished (running + waiting)."""

@@ -21,6 +21,7 @@ from bench.autoscale import (
     admission_setup,
     admission_words,
     build_trace,
+    floor_of,
     judge,
     kept_sources,
     kept_with,
@@ -30,6 +31,7 @@ from bench.autoscale import (
     merged_cold_starts,
     missed_by_minute,
     ours_admission_setup,
+    plot_frontier,
     plotted_words,
     shown,
     simulate,
@@ -124,6 +126,27 @@ def test_a_trace_beside_the_repository_is_recorded_relative_to_it() -> None:
 )  # fmt: skip
 def test_a_margin_reference_is_named_by_its_margin(name: str, margin: float | None) -> None:
     assert margin_of(name) == margin
+
+
+@pytest.mark.parametrize(
+    "name,floor",
+    [("floor5", 5), ("floor1", 1), ("floor0", None), ("floorx", None), ("floor1.5", None),
+     ("margin2", None), ("ours", None)],
+)  # fmt: skip
+def test_a_floor_reference_is_named_by_its_floor(name: str, floor: int | None) -> None:
+    assert floor_of(name) == floor
+
+
+def test_the_frontier_plot_draws_the_floors_beside_the_policies(tmp_path: Path) -> None:
+    per = {
+        "ours": _cell(0.90, 16.2),
+        "static_peak": _cell(1.0, 24.0),
+        "oracle": _cell(1.0, 16.3),
+        "floor2": _cell(0.91, 16.0),
+        "floor5": _cell(0.99, 21.5),
+    }
+    plot_frontier("bursty", per, 90.0, tmp_path / "f.png")
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _cell(slo: float, gpu_h: float) -> dict[str, float]:
@@ -283,6 +306,34 @@ def test_the_gate_sheds_a_started_stream_without_its_first_token() -> None:
             fleet.advance(t / 10)
         outcomes.append([o.ok for o in fleet.outcomes])
     assert outcomes == [[False], [True]]
+
+
+@pytest.mark.parametrize(
+    ("fixed_gate", "late", "first"),
+    [
+        (True, 0.9, "r1"),  # r1 waited 0.8 s of 2 when r2 came: arrival order
+        (True, 1.5, "r2"),  # r1 waited 1.4 s, past half its wait: the newest first
+        (False, 1.5, "r1"),  # no limit at the gate: vLLM's own queue, arrival order
+    ],
+)
+def test_the_gate_serves_the_newest_once_the_oldest_waited_half(
+    fixed_gate: bool, late: float, first: str
+) -> None:
+    """One warm 7B replica whose gate lets one request in and waits 2 s: r0 holds the place
+    until 1.77 s, r1 waits from 0.1 s, r2 from `late`."""
+    cfg = Config(preset_name="distill-7b-bf16-1xh100", admission=(1, 2.0))
+    fleet = Fleet(cfg.serving_preset, 45.0, gate_wait_s=2.0, fixed_gate=fixed_gate)
+    pod = fleet.add_pod(0.0, warm=True)
+    arrivals = {"r0": 0.0, "r1": 0.1, "r2": late}
+    for rid, at in arrivals.items():
+        fleet.arrive(SimRequest(rid, 100, 270 if rid == "r0" else 20, at))
+    assert pod.engine.oldest_wait(late) == pytest.approx(late - 0.1)
+    for t in range(1, 30):
+        fleet.advance(t / 5)
+    firsts = {o.arrival: o.arrival + (o.ttft or math.inf) for o in fleet.outcomes}
+    assert all(o.ok for o in fleet.outcomes) and len(firsts) == 3
+    served = sorted(["r1", "r2"], key=lambda rid: firsts[arrivals[rid]])
+    assert served[0] == first
 
 
 def test_a_batch_with_room_needs_no_shedding() -> None:

@@ -9,10 +9,10 @@ import itertools
 import math
 
 import pytest
-from deepseek_operator.signals import Signal, share_over
+from deepseek_operator.signals import Signal, Signals, share_over
 
 from bench.fleet import TTFT_BUCKETS, Fleet, WindowHistogram, histogram_quantile
-from bench.policies import HpaCore, KpaCore, Oracle, Ratchet, Reactive, need_series
+from bench.policies import Floor, HpaCore, KpaCore, Oracle, Ratchet, Reactive, View, need_series
 from testbed.sim.engine import SimRequest
 from testbed.sim.presets import DISTILL_7B_1XH100
 
@@ -178,6 +178,25 @@ def test_reactive_asks_for_what_the_last_minute_needed(t: float, replicas: int) 
 def test_ratchet_holds_the_most_any_minute_so_far_needed(t: float, replicas: int) -> None:
     need = [2] * 10 + [1] * 30 + [5] * 20 + [1] * 40
     assert Ratchet(need, 15.0, 60.0).at(t) == replicas
+
+
+@pytest.mark.parametrize(
+    ("t", "replicas"),
+    [
+        (0.0, 3),  # the need is 1: the floor holds 3
+        (599.0, 3),
+        (600.0, 5),  # the minute centred on 600 s: the peak, seen as it comes
+        (899.0, 5),
+        (900.0, 3),  # back to the floor at once
+        (10_000.0, 3),
+    ],
+)
+def test_floor_reacts_at_once_and_never_goes_below_its_floor(t: float, replicas: int) -> None:
+    need = [1] * 40 + [5] * 20 + [1] * 40
+    p = Floor(need, 15.0, 3)
+    assert p.name == "floor3"
+    v = View(t, 3, 3, Signals(values={}), None, 0.0, 0.0)
+    assert p.decide(v) == replicas
 
 
 def test_need_series_is_rate_over_capacity() -> None:

@@ -310,3 +310,27 @@ def test_kv_shortage_preempts_the_lowest_priority_request(
 def test_unknown_scheduling_policy_is_refused() -> None:
     with pytest.raises(ValueError, match="scheduling policy"):
         EngineModel(SMALL_KV, start_time=0.0, scheduling_policy="lifo")  # type: ignore[arg-type]
+
+
+def test_a_request_queued_ahead_goes_behind_the_preempted_and_before_the_others() -> None:
+    """The admission gate's newest-first order (bench/fleet.py): `ahead` puts a request before
+    the waiting ones never scheduled, behind those vLLM preempted (it resumes them first)."""
+    e = EngineModel(SMALL_KV, start_time=0.0, loaded=True, emit_tokens=False)
+    for i in range(61):  # they fit with their prompts, not with their outputs
+        e.submit(SimRequest(f"r{i:02d}", 1000, 2000, 0.0), 0.0)
+    t = 0.0
+    while e.stats().num_preemptions_total == 0:
+        t += 0.1
+        e.advance(t)
+    preempted = [w.id for w in e._waiting]
+    assert preempted and e.oldest_wait(t) == 0.0  # preempted ones were scheduled once
+    e.submit(SimRequest("old", 100, 10, t), t)
+    e.submit(SimRequest("new", 100, 10, t), t, ahead=True)
+    assert [w.id for w in e._waiting] == [*preempted, "new", "old"]
+    assert e.oldest_wait(t + 1.0) == pytest.approx(1.0)  # "old"'s wait
+
+
+def test_ahead_is_refused_with_the_priority_policy() -> None:
+    e = EngineModel(SMALL_KV, start_time=0.0, loaded=True, scheduling_policy="priority")
+    with pytest.raises(ValueError, match="priority"):
+        e.submit(SimRequest("r", 100, 10, 0.0), 0.0, ahead=True)
