@@ -15,6 +15,7 @@ import json
 import math
 import os
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -707,9 +708,7 @@ def run(
             plot(tn, per, cfg, float(k), out / f"autoscale_{tn}{suffix}.png")
     for k, rows_by_trace in results.items():
         for tn, rows in rows_by_trace.items():
-            if any(floor_of(pn) is not None for pn in rows) and {"static_peak", "oracle"} <= set(
-                rows
-            ):
+            if has_frontier(rows):
                 suffix = "" if k == primary else f"_cs{k}"
                 plot_frontier(tn, rows, float(k), out / f"frontier_{tn}{suffix}.png")
     (out / "summary.md").write_text(summary_md(doc))
@@ -906,16 +905,16 @@ def judge(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 results[tn][pn]["slo_attainment"] for tn in results
             ),
             "gpu_hours": statistics.median(results[tn][pn]["gpu_hours"] for tn in results),
-            "gap_closed": _median_or_none(results[tn][pn]["gap_closed"] for tn in results),
+            "gap_closed": _median_or_none(results[tn][pn].get("gap_closed") for tn in results),
         }
         for pn in pols
     }
     acceptance: dict[str, Any] = {"per_trace": verdicts}
     if "ours" in pols:
         gaps = sorted(
-            (r["ours"]["gap_closed"], tn)
+            (g, tn)
             for tn, r in results.items()
-            if r["ours"]["gap_closed"] is not None
+            if (g := r["ours"].get("gap_closed")) is not None
         )
         if gaps:
             g, tn = gaps[(len(gaps) - 1) // 2]
@@ -1048,6 +1047,12 @@ def plot(trace_name: str, per: dict[str, Series], cfg: Config, cold: float, path
     plt.close(fig)
 
 
+def has_frontier(rows: dict[str, dict[str, Any]]) -> bool:
+    """Whether a trace's rows get a frontier plot: a `floorK` reference ran beside static peak
+    and the oracle (the bar's bounds)."""
+    return any(floor_of(pn) is not None for pn in rows) and {"static_peak", "oracle"} <= set(rows)
+
+
 def plot_frontier(trace_name: str, per: dict[str, dict[str, Any]], cold: float, path: Path) -> None:
     """SLO attainment against GPU-hours for every policy run on one trace and cold start, the
     `floorK` references joined by a line (what holding K replicas and reacting buys), and the
@@ -1118,7 +1123,7 @@ def _section(doc: dict[str, Any], judged: dict[str, Any], key: str, primary: boo
         for pn, r in per.items():
             lines.append(
                 f"| {pn} | {_f(r['slo_attainment'])} | {_f(r['gpu_hours'], 1)} | "
-                f"{_f(r['gap_closed'], 2)} | {_f(r['ttft_slo_attainment'])} | "
+                f"{_f(r.get('gap_closed'), 2)} | {_f(r['ttft_slo_attainment'])} | "
                 f"{_f(r['tpot_slo_attainment'])} | {_f(r['mean_replicas'], 2)} | "
                 f"{r['scale_events']} | {_f(r['ttft_p99_s'])} | {_f(r['tpot_p99_s'])} | "
                 f"{r['failed']} |"
@@ -1136,6 +1141,13 @@ def _section(doc: dict[str, Any], judged: dict[str, Any], key: str, primary: boo
                 + ".",
             ]
         lines += [f"![{tn}](autoscale_{tn}{suffix}.png)", ""]
+        if has_frontier(per):
+            lines += [
+                "Attainment against GPU-hours (the floorK references joined, #16's bar shaded):",
+                "",
+                f"![{tn}: frontier](frontier_{tn}{suffix}.png)",
+                "",
+            ]
     lines += [
         f"### Medians over traces (cold start {key}s)",
         "",
@@ -1426,7 +1438,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"one's with {ours_admission_setup(cfg)}; it would keep ours on {where}{more}: "
                 "run ours there too"
             )
-    command = "python -m bench.autoscale " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench.autoscale " + shlex.join(argv if argv is not None else sys.argv[1:])
     run(
         cfg,
         files,

@@ -18,10 +18,12 @@ from bench.autoscale import (
     WARMUP_LEAD_S,
     Config,
     _admission,
+    _section,
     admission_setup,
     admission_words,
     build_trace,
     floor_of,
+    has_frontier,
     judge,
     kept_sources,
     kept_with,
@@ -147,6 +149,38 @@ def test_the_frontier_plot_draws_the_floors_beside_the_policies(tmp_path: Path) 
     }
     plot_frontier("bursty", per, 90.0, tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _row(slo: float, gpu_h: float) -> dict[str, float]:
+    """A result row with every column summary.md prints."""
+    return {
+        **_cell(slo, gpu_h), "ttft_slo_attainment": slo, "tpot_slo_attainment": slo,
+        "mean_replicas": gpu_h / 4, "scale_events": 0, "ttft_p99_s": 1.0, "tpot_p99_s": 0.05,
+        "failed": 0,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policies", "drawn"),
+    [
+        (("ours", "static_peak", "oracle", "floor4"), True),
+        (("ours", "static_peak", "oracle"), False),  # no floor ran
+        (("ours", "oracle", "floor4"), False),  # no static peak: the bar has no bound
+    ],
+)
+def test_a_trace_with_floors_gets_its_frontier_in_the_summary(
+    policies: tuple[str, ...], drawn: bool
+) -> None:
+    per = {pn: _row(0.99, 18.0) for pn in policies}
+    assert has_frontier(per) is drawn
+    doc = {
+        "setup": {
+            "traces": {"bursty": {"requests": 1, "duration_s": 1800.0, "mean_rate_rps": 1.0}},
+            "replica_capacity_rps": {"bursty": 4.8},
+        }
+    }
+    text = "\n".join(_section(doc, judge({"bursty": per}), "90", primary=False))
+    assert ("![bursty: frontier](frontier_bursty_cs90.png)" in text) is drawn
 
 
 def _cell(slo: float, gpu_h: float) -> dict[str, float]:
