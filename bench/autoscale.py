@@ -1357,6 +1357,13 @@ def main(argv: list[str] | None = None) -> int:
         f"with a period runs on one whole period at least, and {WARMUP_LEAD_S:.0f}s before it",
     )
     ap.add_argument("--day", type=float, default=Config.day_s, help="seconds of the day-long trace")
+    ap.add_argument(
+        "--min-replicas",
+        type=int,
+        default=Config.min_replicas,
+        help="ours' spec.scaling.minReplicas, and every policy's floor (the sizes the oracle and "
+        "the references ask for too)",
+    )
     ap.add_argument("--max-replicas", type=int, default=Config.max_replicas)
     ap.add_argument(
         "--cold-start",
@@ -1402,6 +1409,7 @@ def main(argv: list[str] | None = None) -> int:
         preset_name=a.preset,
         seed=a.seed,
         duration_s=a.duration,
+        min_replicas=a.min_replicas,
         max_replicas=a.max_replicas,
         warmup_s=a.warmup,
         day_s=a.day,

@@ -579,3 +579,14 @@ def test_the_summary_says_which_policies_a_merged_run_plots() -> None:
     assert plotted_words({"policies_run": ["ours"]}) == []  # a whole run: every policy plotted
     words = plotted_words({"policies_run": ["ours"], "kept": {"sources": []}})
     assert len(words) == 1 and "(ours)" in words[0] and "not their time series" in words[0]
+
+
+@pytest.mark.parametrize(("argv", "floor"), [([], 1), (["--min-replicas", "4"], 4)])
+def test_min_replicas_is_ours_floor_and_the_spec_it_runs(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], floor: int
+) -> None:
+    cfgs: list[Config] = []
+    monkeypatch.setattr(A, "run", lambda cfg, *a, **kw: cfgs.append(cfg))
+    main(["--azure", "", "--only", "bursty", "--policies", "ours", *argv])
+    assert cfgs[0].min_replicas == floor
+    assert cfgs[0].scaling_spec().min_replicas == floor
