@@ -314,27 +314,28 @@ class Series:
     missed: list[float] = field(default_factory=list)
 
 
+def _numbered(name: str, prefix: str, kind: Callable[[str], float]) -> float | None:
+    """The number after `prefix` in a reference's name (`margin1.5`, `floor4`) as `kind`
+    reads it, at least 1; else None."""
+    if not name.startswith(prefix):
+        return None
+    try:
+        x = kind(name.removeprefix(prefix))
+    except ValueError:
+        return None
+    return x if x >= 1 else None
+
+
 def margin_of(name: str) -> float | None:
     """The margin of a `marginM` reference (reaction sized for M x the last minute's rate),
     else None."""
-    if not name.startswith("margin"):
-        return None
-    try:
-        m = float(name.removeprefix("margin"))
-    except ValueError:
-        return None
-    return m if m >= 1.0 else None
+    return _numbered(name, "margin", float)
 
 
 def floor_of(name: str) -> int | None:
     """The floor of a `floorK` reference (reaction, never fewer than K replicas), else None."""
-    if not name.startswith("floor"):
-        return None
-    try:
-        k = int(name.removeprefix("floor"))
-    except ValueError:
-        return None
-    return k if k >= 1 else None
+    k = _numbered(name, "floor", int)
+    return None if k is None else int(k)
 
 
 def make_policy(
